@@ -1,0 +1,131 @@
+"""The ``xanes-agent`` command line.
+
+Subcommands are grouped by room: data (``build-library``, ``library info``), models (``train``,
+``evaluate``, ``report``, ``info``), simulator (``simulate``), agent (``serve``, ``replay``) and the
+main job (``demo``: a simulated adaptive scan driven by the agent on bundled data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+log = logging.getLogger("xanes_agent")
+
+
+class CLIError(Exception):
+    """A bad argument or input: printed as one clear line, exit status 2."""
+
+
+def _existing_file(value: str) -> Path:
+    p = Path(value)
+    if not p.is_file():
+        raise argparse.ArgumentTypeError(f"file not found: {value}")
+    return p
+
+
+def _positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {n}")
+    return n
+
+
+def _element(value: str) -> str:
+    from .data.edges import ELEMENTS
+
+    v = value.capitalize()
+    if v not in ELEMENTS:
+        raise argparse.ArgumentTypeError(f"unknown absorber {value!r}; choose from {', '.join(ELEMENTS)}")
+    return v
+
+
+# -- data ---------------------------------------------------------------------------------------------
+
+def cmd_build_library(a: argparse.Namespace) -> int:
+    from .data.feff import PARAMETER_SETS
+    from .data.library import build_library, table1
+
+    if a.parameters not in PARAMETER_SETS:
+        raise CLIError(f"unknown FEFF parameter set {a.parameters!r}; choose from {', '.join(PARAMETER_SETS)}")
+    lib = build_library(a.out, per_element=a.per_element, elements=a.elements, workers=a.workers,
+                        cache_dir=a.cache, params=PARAMETER_SETS[a.parameters],
+                        include_omnixas=not a.no_omnixas, time_budget=a.time_budget)
+    print(table1(lib))
+    print(f"wrote {a.out} ({Path(a.out).stat().st_size / 1e6:.1f} MB, {len(lib)} spectra, "
+          f"{len(lib.meta['failures'])} calculations left out)")
+    return 0
+
+
+def cmd_library_info(a: argparse.Namespace) -> int:
+    from .data.library import bundled_library_path, table1
+    from .data.readers import read_library
+
+    path = a.library or bundled_library_path()
+    lib = read_library(path)
+    print(f"library {path}  format v{lib.meta.get('format_version')}  created {lib.meta.get('created', '?')}")
+    print(f"FEFF parameters: {lib.meta.get('feff_parameters', {}).get('name', '?')}; "
+          f"left out: {len(lib.meta.get('failures', []))} calculations")
+    print(table1(lib))
+    return 0
+
+
+# -- entry point ---------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    from .data.edges import ELEMENTS
+
+    p = argparse.ArgumentParser(prog="xanes-agent", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("build-library", help="compute the FEFF10 reference library (resumable)")
+    b.add_argument("--out", default="xanes_agent/data/reference/library.npz")
+    b.add_argument("--per-element", type=_positive_int, default=300)
+    b.add_argument("--elements", nargs="+", type=_element, default=list(ELEMENTS))
+    b.add_argument("--workers", type=_positive_int, default=2)
+    b.add_argument("--cache", default=".cache", help="resumable FEFF and label cache folder")
+    b.add_argument("--parameters", default="reduced-v1", help="FEFF parameter set name")
+    b.add_argument("--no-omnixas", action="store_true", help="leave the OmniXAS Cu set out")
+    b.add_argument("--time-budget", type=float, default=None, help="stop submitting after this many seconds")
+    b.set_defaults(func=cmd_build_library)
+
+    lib = sub.add_parser("library", help="inspect a reference library")
+    lsub = lib.add_subparsers(dest="library_command", required=True, metavar="SUBCOMMAND")
+    li = lsub.add_parser("info", help="counts per element and coordination class (Table 1 style)")
+    li.add_argument("--library", type=_existing_file, default=None)
+    li.set_defaults(func=cmd_library_info)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return p
+
+
+#: Other rooms register their subcommands here (keeps this module free of heavy imports).
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from . import commands  # noqa: F401 - registers the models/simulator/agent subcommands
+
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(a.func(a) or 0)
+    except CLIError as exc:
+        print(f"xanes-agent {a.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"xanes-agent {a.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

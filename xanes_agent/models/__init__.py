@@ -1,0 +1,1 @@
+"""The science core: normalization, featurization, seed-ensemble random forests, metrics, bundles, reports."""

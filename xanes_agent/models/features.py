@@ -1,0 +1,205 @@
+"""The model grid and the two featurizations of the study, as scikit-learn transformers.
+
+Grid: 100 points, uniform, from E0 - 5 eV to E0 + 45 eV (spacing 0.505 eV), E0 found from each
+spectrum. The 50 eV window matches the study's polynomial chunks (12.5 eV down to 2.5 eV) and
+keeps the pre-edge and white line of 3d-metal K edges inside it.
+
+Coverage: a grid point is covered when it lies between two measured points at most ``max_gap`` eV
+apart (default 1.6 eV, ~3 grid steps) or within ``max_gap / 2`` of a measured point; uncovered grid
+points are NaN. So a growing live spectrum featurizes with NaN exactly where it is not yet measured.
+
+``PointwiseFeaturizer``: the 100 grid values.
+``PolynomialFeaturizer``: for 4, 5, 10 and 20 equal chunks of the grid (25, 20, 10, 5 points), the
+cubic least-squares coefficients a0..a3 with x (eV) centred in each chunk (156 values), plus the
+white-line energy (eV relative to E0, the grid maximum) = 157 features. The fit is one
+precomputed linear map (100 x 156) applied to a whole batch; a chunk's coefficients are NaN unless
+all of its grid points are covered (a cubic needs 4, the smallest chunk has 5), and the white line
+is NaN unless E0 .. E0 + 25 eV is covered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from .normalization import normalize
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Energies relative to E0 (eV)."""
+
+    start: float = -5.0
+    stop: float = 45.0
+    n: int = 100
+
+    @property
+    def energies(self) -> np.ndarray:
+        return np.linspace(self.start, self.stop, self.n)
+
+    @property
+    def step(self) -> float:
+        return (self.stop - self.start) / (self.n - 1)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"start": self.start, "stop": self.stop, "n": self.n}
+
+
+DEFAULT_GRID = Grid()
+DEFAULT_MAX_GAP = 1.6
+WHITE_LINE_RANGE = (0.0, 25.0)
+
+
+def coverage_mask(energy_rel: np.ndarray, grid: Grid = DEFAULT_GRID, max_gap: float = DEFAULT_MAX_GAP) -> np.ndarray:
+    """Boolean mask of grid points covered by measured energies (relative to E0, sorted, eV)."""
+    g = grid.energies
+    e = np.asarray(energy_rel, float)
+    if len(e) == 0:
+        return np.zeros(grid.n, bool)
+    j = np.searchsorted(e, g)  # e[j-1] < g <= e[j]
+    lo = e[np.clip(j - 1, 0, len(e) - 1)]
+    hi = e[np.clip(j, 0, len(e) - 1)]
+    inside = (j > 0) & (j < len(e)) & (hi - lo <= max_gap)
+    near = np.minimum(np.abs(g - lo), np.abs(hi - g)) <= max_gap / 2
+    return inside | near
+
+
+def to_grid(energy: np.ndarray, mu: np.ndarray, e0: float, grid: Grid = DEFAULT_GRID,
+            max_gap: float = DEFAULT_MAX_GAP) -> np.ndarray:
+    """Interpolate a normalized spectrum onto the grid; NaN where not covered (see module doc)."""
+    rel = np.asarray(energy, float) - e0
+    vals = np.interp(grid.energies, rel, mu)
+    vals[~coverage_mask(rel, grid, max_gap)] = np.nan
+    return vals
+
+
+def spectra_to_grid(energies, mus, grid: Grid = DEFAULT_GRID, normalization: str = "post_edge",
+                    max_gap: float = DEFAULT_MAX_GAP) -> tuple[np.ndarray, np.ndarray]:
+    """Normalize each spectrum and put it on the grid; returns (X (n, grid.n), e0 (n,) in eV)."""
+    X = np.full((len(energies), grid.n), np.nan)
+    e0s = np.full(len(energies), np.nan)
+    for i, (e, m) in enumerate(zip(energies, mus)):
+        nrm = normalize(e, m, normalization)
+        e0s[i] = nrm.e0
+        if np.isfinite(nrm.e0):
+            X[i] = to_grid(e, nrm.mu, nrm.e0, grid, max_gap)
+    return X, e0s
+
+
+class PointwiseFeaturizer(TransformerMixin, BaseEstimator):
+    """Identity on the grid: feature i is the normalized mu at grid energy i (eV rel. E0)."""
+
+    def __init__(self, grid_start: float = -5.0, grid_stop: float = 45.0, grid_n: int = 100):
+        self.grid_start = grid_start
+        self.grid_stop = grid_stop
+        self.grid_n = grid_n
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.grid_start, self.grid_stop, self.grid_n)
+
+    def fit(self, X=None, y=None):
+        g = self.grid.energies
+        h = self.grid.step / 2
+        self.feature_names_ = np.array([f"mu[{x:+.2f} eV]" for x in g])
+        self.energy_ranges_ = np.stack([g - h, g + h], axis=1)
+        self.n_features_in_ = self.grid_n
+        return self
+
+    def transform(self, X):
+        X = np.asarray(X, float)
+        if X.ndim != 2 or X.shape[1] != self.grid_n:
+            raise ValueError(f"expected spectra on the {self.grid_n}-point grid, got shape {X.shape}")
+        return X.copy()
+
+    def get_feature_names_out(self, input_features=None):
+        return self.feature_names_
+
+
+class PolynomialFeaturizer(TransformerMixin, BaseEstimator):
+    """Multiscale cubic coefficients + white-line energy (157 features on the default grid)."""
+
+    def __init__(self, chunks: tuple[int, ...] = (4, 5, 10, 20), degree: int = 3, white_line: bool = True,
+                 grid_start: float = -5.0, grid_stop: float = 45.0, grid_n: int = 100):
+        self.chunks = chunks
+        self.degree = degree
+        self.white_line = white_line
+        self.grid_start = grid_start
+        self.grid_stop = grid_stop
+        self.grid_n = grid_n
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.grid_start, self.grid_stop, self.grid_n)
+
+    def fit(self, X=None, y=None):
+        g = self.grid.energies
+        n, d = self.grid_n, self.degree + 1
+        blocks, members, names, ranges = [], [], [], []
+        for nc in self.chunks:
+            if n % nc:
+                raise ValueError(f"{n} grid points do not split into {nc} equal chunks")
+            size = n // nc
+            if size < d:
+                raise ValueError(f"chunks of {size} points cannot fit a degree-{self.degree} polynomial")
+            for c in range(nc):
+                idx = np.arange(c * size, (c + 1) * size)
+                x = g[idx] - g[idx].mean()  # centred: a0 is the chunk's mean level, a1 its slope
+                V = np.vander(x, d, increasing=True)  # columns x^0 .. x^3
+                P = np.linalg.pinv(V)  # (d, size): least-squares projection
+                block = np.zeros((n, d))
+                block[idx] = P.T
+                blocks.append(block)
+                m = np.zeros((n, d))
+                m[idx] = 1.0
+                members.append(m)
+                lo, hi = g[idx[0]], g[idx[-1]]
+                for k in range(d):
+                    names.append(f"chunks{nc}_c{c}_a{k}[{lo:+.1f},{hi:+.1f} eV]")
+                    ranges.append((lo, hi))
+        self.projection_ = np.hstack(blocks)  # (n, 4 * sum(chunks))
+        self.membership_ = np.hstack(members)
+        if self.white_line:
+            names.append("white_line_energy")
+            ranges.append(WHITE_LINE_RANGE)
+        self.feature_names_ = np.array(names)
+        self.energy_ranges_ = np.array(ranges, float)
+        self.coefficient_order_ = np.array([int(nm.split("_a")[1][0]) if "_a" in nm else -1 for nm in names])
+        self.n_features_in_ = n
+        return self
+
+    def transform(self, X):
+        X = np.asarray(X, float)
+        if X.ndim != 2 or X.shape[1] != self.grid_n:
+            raise ValueError(f"expected spectra on the {self.grid_n}-point grid, got shape {X.shape}")
+        missing = np.isnan(X)
+        coef = np.where(missing, 0.0, X) @ self.projection_
+        coef[(missing.astype(float) @ self.membership_) > 0] = np.nan
+        if not self.white_line:
+            return coef
+        return np.hstack([coef, self._white_line(X)[:, None]])
+
+    def _white_line(self, X: np.ndarray) -> np.ndarray:
+        g = self.grid.energies
+        need = (g >= WHITE_LINE_RANGE[0]) & (g <= WHITE_LINE_RANGE[1])
+        ok = ~np.isnan(X[:, need]).any(axis=1)
+        wl = g[np.argmax(np.where(np.isnan(X), -np.inf, X), axis=1)]
+        return np.where(ok, wl, np.nan)
+
+    def get_feature_names_out(self, input_features=None):
+        return self.feature_names_
+
+
+FEATURIZATIONS = ("pointwise", "polynomial")
+
+
+def make_featurizer(name: str, grid: Grid = DEFAULT_GRID):
+    """A fitted featurizer by name (``pointwise`` or ``polynomial``)."""
+    kw = dict(grid_start=grid.start, grid_stop=grid.stop, grid_n=grid.n)
+    if name == "pointwise":
+        return PointwiseFeaturizer(**kw).fit()
+    if name == "polynomial":
+        return PolynomialFeaturizer(**kw).fit()
+    raise ValueError(f"unknown featurization {name!r}; choose one of {', '.join(FEATURIZATIONS)}")
