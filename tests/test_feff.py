@@ -1,0 +1,60 @@
+"""A real FEFF10 run inside the test suite (one small cluster, seconds)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+pytest.importorskip("feff10")
+
+from xanes_agent.data import read_xmu  # noqa: E402
+from xanes_agent.data.feff import FAST_PARAMETERS, check_spectrum, feff_input, run_feff  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tio2_run(tmp_path_factory):
+    from pymatgen.core import Lattice, Structure
+
+    s = Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.905), ["Sr", "Ti", "O"],
+                                  [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0]])
+    params = dataclasses.replace(FAST_PARAMETERS, name="test-tiny", cluster_radius=4.5, fms_radius=3.0,
+                                 xanes_kmax=3.2)
+    inp = feff_input(s, 1, params, title="SrTiO3 test")
+    cache = tmp_path_factory.mktemp("feffcache")
+    return inp, cache, run_feff(inp, cache)
+
+
+def test_feff10_runs_and_is_cached(tio2_run):
+    inp, cache, r = tio2_run
+    assert r.ok, r.reason
+    assert r.energy is not None and len(r.energy) > 40
+    assert 4960 < r.energy[0] < 5000  # Ti K edge ~4966 eV
+    assert np.all(np.isfinite(r.mu)) and r.mu.max() > 0.5
+    again = run_feff(inp, cache)  # from the cache, no second FEFF run
+    np.testing.assert_allclose(again.mu, r.mu, rtol=1e-4)
+    assert again.seconds == r.seconds
+
+
+def test_feff_output_reads_back(tio2_run):
+    _, cache, r = tio2_run
+    s = read_xmu(cache / r.key / "xmu.dat")
+    assert s.element == "Ti"
+    np.testing.assert_allclose(s.mu, r.mu, rtol=1e-4)
+
+
+def test_unphysical_spectra_are_rejected():
+    e = np.linspace(0, 60, 100)
+    good = 1 / (1 + np.exp(-(e - 20)))
+    assert check_spectrum(e, good) == ""
+    assert "non-finite" in check_spectrum(e, np.where(e > 30, np.nan, good))
+    assert "negative" in check_spectrum(e, good - 0.3)
+    assert "no absorption edge" in check_spectrum(e, np.ones_like(e))
+    spiky = good.copy()
+    spiky[5] = 3.0
+    assert "pre-edge" in check_spectrum(e, spiky)
+
+
+def test_bad_input_is_recorded_not_raised(tmp_path):
+    r = run_feff("TITLE broken\nPOTENTIALS\n 0 29 Cu\nATOMS\n 0 0 zero 0 Cu\nEND\n", tmp_path)
+    assert not r.ok and r.reason
+    assert (tmp_path / r.key / "result.json").exists()

@@ -1,0 +1,129 @@
+import json
+
+import numpy as np
+import pytest
+
+from xanes_agent.data import (DataFormatError, SpectrumCollection, read_library, read_mp_json, read_poscar,
+                              read_spectrum, read_two_column, read_xmu, write_library)
+
+
+def test_xmu_real_file(cu_xmu):
+    s = read_xmu(cu_xmu)
+    assert s.element == "Cu"  # from the "Abs Z=29" header line
+    assert len(s.energy) == 173 and np.all(np.diff(s.energy) > 0)
+    assert 8970 < s.energy[0] < 9000
+    assert "FEFF 9.9.1" in s.provenance["code"]
+
+
+@pytest.mark.parametrize("mangle, message", [
+    (lambda t: t.replace("8986.143", "8986.1x3"), "expected numbers"),
+    (lambda t: "\n".join(ln[:30] if not ln.startswith("#") else ln for ln in t.splitlines()), "at least 6 columns"),
+    (lambda t: "\n".join(ln for ln in t.splitlines() if ln.startswith("#")), "no data rows"),
+    (lambda t: t.replace("8986.143", "8980.000"), "increase strictly"),
+    (lambda t: t.replace("4.82360E-02", "nan"), "non-finite"),
+])
+def test_xmu_malformed(cu_xmu, tmp_path, mangle, message):
+    bad = tmp_path / "xmu.dat"
+    bad.write_text(mangle(cu_xmu.read_text()))
+    with pytest.raises(DataFormatError, match=message) as exc:
+        read_xmu(bad)
+    assert str(bad) in str(exc.value)
+
+
+def test_xmu_error_names_line(cu_xmu, tmp_path):
+    text = cu_xmu.read_text().replace("8986.143", "8986.1x3")
+    bad = tmp_path / "xmu.dat"
+    bad.write_text(text)
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if "8986.1x3" in ln)
+    with pytest.raises(DataFormatError, match=f"xmu.dat:{line}:"):
+        read_xmu(bad)
+
+
+def _mp_doc(s, structure=None):
+    doc = {"spectrum": {"x": s.energy.tolist(), "y": s.mu.tolist()}, "absorbing_element": "Cu", "edge": "K",
+           "material_id": "mp-1036393", "absorbing_index": 15}
+    if structure is not None:
+        doc["structure"] = structure.as_dict()
+    return doc
+
+
+def test_mp_json_hand_written(cu_xmu, omnixas_root, tmp_path):
+    s = read_xmu(cu_xmu)
+    st = read_poscar(omnixas_root / "mp-1036393" / "POSCAR")
+    p = tmp_path / "mp.json"
+    p.write_text(json.dumps(_mp_doc(s, st)))
+    m = read_mp_json(p)
+    assert m.element == "Cu" and m.edge == "K"
+    np.testing.assert_allclose(m.energy, s.energy)
+    assert m.structure.composition.reduced_formula == st.composition.reduced_formula
+    # top-level x/y variant
+    flat = {"x": s.energy.tolist(), "y": s.mu.tolist(), "absorbing_element": "Cu", "edge": "K"}
+    p.write_text(json.dumps(flat))
+    assert len(read_mp_json(p).mu) == len(s.mu)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.pop("absorbing_element"), "absorbing_element"),
+    (lambda d: d["spectrum"].pop("y"), "missing 'y'"),
+    (lambda d: d["spectrum"].update(y=[1, 2]), "equal-length"),
+    (lambda d: d["spectrum"].update(x=["a"] * len(d["spectrum"]["x"])), "lists of numbers"),
+    (lambda d: d.update(structure={"lattice": 3}), "not a valid pymatgen structure"),
+])
+def test_mp_json_malformed(cu_xmu, tmp_path, mutate, message):
+    doc = _mp_doc(read_xmu(cu_xmu))
+    mutate(doc)
+    p = tmp_path / "bad.json"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(DataFormatError, match=message):
+        read_mp_json(p)
+
+
+def test_mp_json_invalid_json_names_line(tmp_path):
+    p = tmp_path / "broken.json"
+    p.write_text('{\n "x": [1, 2,\n ]\n}')
+    with pytest.raises(DataFormatError, match=r"broken.json:3: invalid JSON"):
+        read_mp_json(p)
+
+
+def test_two_column_and_csv(cu_xmu, tmp_path):
+    s = read_xmu(cu_xmu)
+    p = tmp_path / "cu.csv"
+    p.write_text("energy,mu\n" + "\n".join(f"{e},{m}" for e, m in zip(s.energy, s.mu)))
+    t = read_spectrum(p, element="Cu")
+    np.testing.assert_allclose(t.mu, s.mu)
+    p2 = tmp_path / "cu.txt"
+    p2.write_text("# comment\n" + "\n".join(f"{e} {m}" for e, m in zip(s.energy, s.mu)))
+    assert len(read_two_column(p2, "Cu").energy) == len(s.energy)
+    p2.write_text("1 2\n3 four\n")
+    with pytest.raises(DataFormatError, match=r"cu.txt:2: expected numbers"):
+        read_two_column(p2, "Cu")
+    with pytest.raises(DataFormatError, match="carry no element"):
+        read_spectrum(p)
+
+
+def test_poscar(omnixas_root, tmp_path):
+    st = read_poscar(omnixas_root / "mp-1036393" / "POSCAR")
+    assert st[15].specie.symbol == "Cu"
+    bad = tmp_path / "POSCAR"
+    bad.write_text("not a poscar\n1.0\n")
+    with pytest.raises(DataFormatError, match="not a valid POSCAR"):
+        read_poscar(bad)
+
+
+def test_library_round_trip_and_errors(cu_xmu, tmp_path):
+    s = read_xmu(cu_xmu)
+    s.labels = {"coordination_number": 6.0, "mean_nn_distance": 2.14}
+    s.provenance["material_id"] = "mp-1036393"
+    coll = SpectrumCollection.from_spectra([s, s], source=["a", "b"], split=["train", "test"])
+    p = tmp_path / "lib.npz"
+    write_library(coll, p)
+    back = read_library(p)
+    assert len(back) == 2 and list(back.source) == ["a", "b"]
+    np.testing.assert_allclose(back.energy[0], s.energy, atol=1e-3)
+    np.testing.assert_allclose(back.mu[1], s.mu, rtol=1e-6)
+    assert back.labels["coordination_number"][0] == 6.0
+    assert np.isnan(back.labels["bader_charge"]).all()  # never filled with something else
+    assert len(back.where(source="b", split="test")) == 1
+    p.write_bytes(b"garbage")
+    with pytest.raises(DataFormatError, match="not a readable .npz"):
+        read_library(p)

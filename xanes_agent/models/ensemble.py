@@ -1,0 +1,132 @@
+"""Seed-ensemble random forests with the scikit-learn estimator API.
+
+The study trains every model with 10 random seeds; the spread across seeds is the uncertainty the
+live agent reports. ``SeedEnsembleClassifier`` (coordination number, with random over-sampling of
+minority classes on the training data only) and ``SeedEnsembleRegressor`` (distance, charge) each
+hold ``n_seeds`` fitted forests in ``estimators_`` and expose per-seed predictions.
+
+Defaults: 100 trees per forest; classifier ``max_features="sqrt"``, regressor ``max_features=1/3``
+(Breiman's regression default), otherwise scikit-learn defaults. Torrisi et al. used scikit-learn
+random forests with modest tuning; their exact settings are not restated here, so these are the
+documented defaults and every one is a constructor parameter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.utils.validation import check_is_fitted
+
+
+def random_oversample(X: np.ndarray, y: np.ndarray, random_state: int | np.random.Generator | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Duplicate randomly drawn rows of every minority class until all classes match the largest.
+
+    Equivalent to imbalanced-learn's ``RandomOverSampler(sampling_strategy="not majority")``. Only
+    ever applied to training data.
+    """
+    rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
+    classes, counts = np.unique(y, return_counts=True)
+    target = counts.max()
+    idx = [np.arange(len(y))]
+    for c, n in zip(classes, counts):
+        if n < target:
+            idx.append(rng.choice(np.flatnonzero(y == c), target - n, replace=True))
+    idx = np.concatenate(idx)
+    return X[idx], y[idx]
+
+
+def _fit_one(forest, X, y, oversample_seed):
+    if oversample_seed is not None:
+        X, y = random_oversample(X, y, oversample_seed)
+    return forest.fit(X, y)
+
+
+class _SeedEnsemble(BaseEstimator):
+    _forest_cls: type
+
+    def __init__(self, n_seeds: int = 10, n_estimators: int = 100, max_features="sqrt",
+                 min_samples_leaf: int = 1, max_depth: int | None = None, random_state: int = 0,
+                 n_jobs: int | None = None):
+        self.n_seeds = n_seeds
+        self.n_estimators = n_estimators
+        self.max_features = max_features
+        self.min_samples_leaf = min_samples_leaf
+        self.max_depth = max_depth
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _forests(self):
+        return [
+            self._forest_cls(n_estimators=self.n_estimators, max_features=self.max_features,
+                             min_samples_leaf=self.min_samples_leaf, max_depth=self.max_depth,
+                             random_state=self.random_state + s, n_jobs=1)
+            for s in range(self.n_seeds)
+        ]
+
+    def _fit(self, X, y, oversample: bool):
+        X = np.asarray(X, float)
+        y = np.asarray(y)
+        if X.ndim != 2 or len(X) != len(y):
+            raise ValueError(f"X must be 2-D with one row per label, got X {X.shape} and y {y.shape}")
+        seeds = [self.random_state + 1000 + s if oversample else None for s in range(self.n_seeds)]
+        # each seed is one job: deterministic for a given random_state whatever n_jobs is
+        self.estimators_ = Parallel(n_jobs=self.n_jobs)(
+            delayed(_fit_one)(f, X, y, sd) for f, sd in zip(self._forests(), seeds))
+        self.n_features_in_ = X.shape[1]
+        imp = np.array([e.feature_importances_ for e in self.estimators_])
+        self.feature_importances_ = imp.mean(axis=0)
+        self.feature_importances_std_ = imp.std(axis=0)
+        return self
+
+
+class SeedEnsembleClassifier(ClassifierMixin, _SeedEnsemble):
+    """``n_seeds`` random-forest classifiers, each trained on a random over-sampling of the data."""
+
+    _forest_cls = RandomForestClassifier
+
+    def __init__(self, n_seeds: int = 10, n_estimators: int = 100, max_features="sqrt",
+                 min_samples_leaf: int = 1, max_depth: int | None = None, random_state: int = 0,
+                 n_jobs: int | None = None, oversample: bool = True):
+        super().__init__(n_seeds, n_estimators, max_features, min_samples_leaf, max_depth, random_state, n_jobs)
+        self.oversample = oversample
+
+    def fit(self, X, y):
+        self._fit(X, y, self.oversample)
+        self.classes_ = self.estimators_[0].classes_
+        return self
+
+    def predict_proba_per_seed(self, X) -> np.ndarray:
+        """Class probabilities of each seed, shape (n_seeds, n_samples, n_classes)."""
+        check_is_fitted(self)
+        return np.stack([e.predict_proba(np.asarray(X, float)) for e in self.estimators_])
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self.predict_proba_per_seed(X).mean(axis=0)
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+
+class SeedEnsembleRegressor(RegressorMixin, _SeedEnsemble):
+    """``n_seeds`` random-forest regressors; the mean is the prediction, the std the uncertainty."""
+
+    _forest_cls = RandomForestRegressor
+
+    def __init__(self, n_seeds: int = 10, n_estimators: int = 100, max_features=1 / 3,
+                 min_samples_leaf: int = 1, max_depth: int | None = None, random_state: int = 0,
+                 n_jobs: int | None = None):
+        super().__init__(n_seeds, n_estimators, max_features, min_samples_leaf, max_depth, random_state, n_jobs)
+
+    def fit(self, X, y):
+        return self._fit(X, np.asarray(y, float), oversample=False)
+
+    def predict_per_seed(self, X) -> np.ndarray:
+        """Predictions of each seed, shape (n_seeds, n_samples)."""
+        check_is_fitted(self)
+        return np.stack([e.predict(np.asarray(X, float)) for e in self.estimators_])
+
+    def predict(self, X) -> np.ndarray:
+        return self.predict_per_seed(X).mean(axis=0)

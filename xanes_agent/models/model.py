@@ -1,0 +1,214 @@
+"""The trained model of one absorbing element and its pickle-free bundle file.
+
+A bundle (``.npz``) holds every property, every seed (as packed forests), the grid, normalization,
+featurization, feature names and energy ranges, importances, training metrics, a hash of the
+training data and the library versions, plus a manifest with the sha256 of every array. Loading
+refuses, with a message that says why: a file that is not a bundle, an unknown format version, an
+array whose hash does not match the manifest (tampered or corrupt), or a bundle made for a
+different grid or featurization than the caller expects. Nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .features import Grid, make_featurizer
+from .packed import PackedForests
+
+BUNDLE_FORMAT = "xanes-agent-model"
+BUNDLE_VERSION = 1
+
+
+class BundleError(ValueError):
+    """A model bundle that cannot be trusted or used; the message names the file and the reason."""
+
+
+@dataclass
+class PropertyModel:
+    name: str  # "coordination_number", "mean_nn_distance" or "charge"
+    label: str  # the data label it predicts (e.g. "oxidation_state" for "charge")
+    kind: str  # "classifier" or "regressor"
+    packed: PackedForests
+    importances: np.ndarray
+    importances_std: np.ndarray
+    metrics: dict[str, Any] = field(default_factory=dict)
+    n_train: int = 0
+    n_test: int = 0
+
+    @property
+    def unit(self) -> str:
+        return {"coordination_number": "", "mean_nn_distance": "Angstrom"}.get(self.name, "e")
+
+
+@dataclass
+class ElementModel:
+    element: str
+    edge: str
+    grid: Grid
+    normalization: str
+    featurization: str
+    feature_names: np.ndarray
+    energy_ranges: np.ndarray  # (n_features, 2), eV relative to E0
+    properties: dict[str, PropertyModel]
+    config: dict[str, Any] = field(default_factory=dict)
+    training_data_hash: str = ""
+    n_spectra: int = 0
+    sources: list[str] = field(default_factory=list)
+    coverage_curve: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._featurizer = make_featurizer(self.featurization, self.grid)
+
+    def featurize(self, X_grid: np.ndarray) -> np.ndarray:
+        """Features of spectra already normalized and on the grid (NaN where not covered)."""
+        return self._featurizer.transform(np.atleast_2d(X_grid))
+
+    def predict_grid(self, X_grid: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
+        """Per-property predictions with seed spread for grid spectra (see :func:`summarize`)."""
+        F = self.featurize(X_grid)
+        return {name: summarize(pm, pm.packed.per_forest(F)) for name, pm in self.properties.items()}
+
+    def importance_map(self, energies: np.ndarray, prop: str | None = None) -> np.ndarray:
+        """Feature importance spread uniformly over each feature's energy range (eV rel. E0).
+
+        Summed over properties (each normalized to 1) unless ``prop`` names one. Returns the
+        importance density at ``energies`` (per eV).
+        """
+        energies = np.asarray(energies, float)
+        props = [self.properties[prop]] if prop else list(self.properties.values())
+        out = np.zeros_like(energies)
+        for pm in props:
+            imp = pm.importances / max(pm.importances.sum(), 1e-12)
+            lo, hi = self.energy_ranges[:, 0], self.energy_ranges[:, 1]
+            width = np.maximum(hi - lo, 1e-9)
+            inside = (energies[None, :] >= lo[:, None]) & (energies[None, :] <= hi[:, None])
+            out += (imp[:, None] / width[:, None] * inside).sum(axis=0)
+        return out / len(props)
+
+    # -- bundle I/O -----------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        arrays: dict[str, np.ndarray] = {
+            "feature_names": self.feature_names.astype(str), "energy_ranges": np.asarray(self.energy_ranges, float)}
+        props_meta = {}
+        for name, pm in self.properties.items():
+            arrays.update(pm.packed.to_arrays(f"{name}__"))
+            arrays[f"{name}__importances"] = pm.importances
+            arrays[f"{name}__importances_std"] = pm.importances_std
+            props_meta[name] = {"label": pm.label, "kind": pm.kind, "metrics": pm.metrics,
+                                "n_train": pm.n_train, "n_test": pm.n_test}
+        manifest = {
+            "format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, "element": self.element, "edge": self.edge,
+            "grid": self.grid.as_dict(), "normalization": self.normalization, "featurization": self.featurization,
+            "properties": props_meta, "config": self.config, "training_data_hash": self.training_data_hash,
+            "n_spectra": self.n_spectra, "sources": self.sources, "coverage_curve": self.coverage_curve,
+            "versions": _versions(), "sha256": {k: _digest(v) for k, v in arrays.items()},
+        }
+        arrays["manifest"] = np.array(json.dumps(manifest, sort_keys=True, default=_json_default))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, expect_grid: Grid | None = None, expect_featurization: str | None = None,
+             expect_element: str | None = None) -> "ElementModel":
+        path = Path(path)
+        if not path.is_file():
+            raise BundleError(f"{path}: model bundle not found")
+        try:
+            z = np.load(path, allow_pickle=False)
+            arrays = {k: z[k] for k in z.files}
+        except Exception as exc:  # noqa: BLE001 - zip/npz errors of every kind: say which file
+            raise BundleError(f"{path}: not a readable model bundle ({type(exc).__name__}: {exc})") from None
+        if "manifest" not in arrays:
+            raise BundleError(f"{path}: no manifest: not an xanes-agent model bundle")
+        try:
+            manifest = json.loads(str(arrays.pop("manifest")))
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{path}: manifest is not valid JSON ({exc.msg})") from None
+        if manifest.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"{path}: format {manifest.get('format')!r} is not {BUNDLE_FORMAT!r}")
+        if manifest.get("format_version") != BUNDLE_VERSION:
+            raise BundleError(f"{path}: bundle format version {manifest.get('format_version')} is not supported "
+                              f"(this xanes-agent reads version {BUNDLE_VERSION}); retrain or upgrade")
+        expected = manifest.get("sha256", {})
+        if set(expected) != set(arrays):
+            raise BundleError(f"{path}: arrays {sorted(set(arrays) ^ set(expected))} do not match the manifest")
+        for k, v in arrays.items():
+            if _digest(v) != expected[k]:
+                raise BundleError(f"{path}: array {k!r} does not match its sha256 in the manifest "
+                                  "(file corrupted or modified); refusing to load")
+        grid = Grid(**manifest["grid"])
+        if expect_grid is not None and grid != expect_grid:
+            raise BundleError(f"{path}: bundle was made for grid {grid} but {expect_grid} is expected")
+        if expect_featurization is not None and manifest["featurization"] != expect_featurization:
+            raise BundleError(f"{path}: bundle uses {manifest['featurization']!r} features, "
+                              f"{expect_featurization!r} expected")
+        if expect_element is not None and manifest["element"] != expect_element:
+            raise BundleError(f"{path}: bundle is for {manifest['element']}, not {expect_element}")
+        props = {}
+        for name, meta in manifest["properties"].items():
+            props[name] = PropertyModel(
+                name=name, label=meta["label"], kind=meta["kind"], packed=PackedForests.from_arrays(arrays, f"{name}__"),
+                importances=arrays[f"{name}__importances"], importances_std=arrays[f"{name}__importances_std"],
+                metrics=meta["metrics"], n_train=meta["n_train"], n_test=meta["n_test"])
+        return cls(element=manifest["element"], edge=manifest["edge"], grid=grid,
+                   normalization=manifest["normalization"], featurization=manifest["featurization"],
+                   feature_names=arrays["feature_names"], energy_ranges=arrays["energy_ranges"], properties=props,
+                   config=manifest["config"], training_data_hash=manifest["training_data_hash"],
+                   n_spectra=manifest["n_spectra"], sources=manifest["sources"],
+                   coverage_curve=manifest.get("coverage_curve", {}), versions=manifest["versions"])
+
+
+def summarize(pm: PropertyModel, per_seed: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean prediction and seed spread from (seeds, rows, outputs) forest outputs.
+
+    Classifier: ``proba`` (rows, classes) seed-mean probabilities, ``prediction`` the argmax class,
+    ``probability`` its mean probability, ``spread`` the std over seeds of that probability.
+    Regressor: ``prediction`` the seed mean, ``std`` the std over seeds.
+    """
+    if pm.kind == "classifier":
+        proba = per_seed.mean(axis=0)
+        k = np.argmax(proba, axis=1)
+        rows = np.arange(len(k))
+        return {"proba": proba, "prediction": pm.packed.classes[k], "probability": proba[rows, k],
+                "spread": per_seed[:, rows, k].std(axis=0), "classes": pm.packed.classes}
+    vals = per_seed[:, :, 0]
+    return {"prediction": vals.mean(axis=0), "std": vals.std(axis=0)}
+
+
+def _digest(a: np.ndarray) -> str:
+    a = np.ascontiguousarray(a)
+    h = hashlib.sha256(str(a.dtype).encode() + str(a.shape).encode())
+    h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("xanes-agent", "numpy", "scikit-learn", "scipy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
