@@ -126,6 +126,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"xanes-agent {a.command}: error: {exc}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,3 +1,272 @@
 """Subcommands of the models, simulator and agent rooms, registered on the ``xanes-agent`` parser."""
 
 from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .cli import _EXTRA_COMMANDS, CLIError, _element, _existing_file, _positive_int
+
+
+def _load_collection(a: argparse.Namespace):
+    """The training/evaluation data: ``--data`` files (MP JSON, xmu.dat) or a library (bundled default)."""
+    from .data import SpectrumCollection, read_spectrum
+    from .data.library import load_bundled_library
+    from .data.readers import read_library
+
+    if getattr(a, "data", None):
+        spectra = [read_spectrum(p) for p in a.data]
+        return SpectrumCollection.from_spectra(spectra, source="user")
+    if getattr(a, "library", None):
+        return read_library(a.library)
+    return load_bundled_library()
+
+
+def model_path(out: Path, element: str, featurization: str, normalization: str) -> Path:
+    return Path(out) / f"{element}-{featurization}-{normalization}.npz"
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .models.training import TrainConfig, train_element
+
+    coll = _load_collection(a)
+    if a.source:
+        coll = coll.where(source=a.source)
+    elements = a.elements or sorted(set(coll.element.tolist()))
+    for el in elements:
+        if el not in set(coll.element.tolist()):
+            raise CLIError(f"no spectra of {el} in the data (have: {', '.join(sorted(set(coll.element.tolist())))})")
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    for el in elements:
+        for feat in a.featurization:
+            cfg = TrainConfig(featurization=feat, normalization=a.normalization, n_seeds=a.seeds,
+                              n_estimators=a.trees, split_seed=a.seed, n_jobs=a.jobs)
+            m = train_element(coll, el, cfg, progress=not a.quiet)
+            path = m.save(model_path(a.out, el, feat, a.normalization))
+            print(f"{el} {feat}: wrote {path}")
+            for name, pm in m.properties.items():
+                print(f"  {name:20s} ({pm.label}): " + ", ".join(
+                    f"{k}={v:.3f}" for k, v in pm.metrics.items() if isinstance(v, float)))
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .models.features import spectra_to_grid
+    from .models.model import ElementModel
+    from .models.training import CN_CLASSES, evaluate_property
+
+    m = ElementModel.load(a.model)
+    coll = _load_collection(a).where(element=m.element)
+    if a.split != "all":
+        coll = coll.where(split=a.split)
+    if a.source:
+        coll = coll.where(source=a.source)
+    if not len(coll):
+        raise CLIError(f"no {m.element} spectra in the chosen data/split")
+    X, e0 = spectra_to_grid(coll.energy, coll.mu, m.grid, m.normalization)
+    F = m.featurize(X)
+    results = {}
+    for name, pm in m.properties.items():
+        y = coll.labels[pm.label]
+        ok = np.isfinite(y) & np.isfinite(e0)
+        if pm.kind == "classifier":
+            ok &= np.isin(y, CN_CLASSES)
+        if ok.sum() < 2:
+            continue
+        results[name] = evaluate_property(pm, F[ok], y[ok])
+        print(f"{name:20s} ({pm.label}, n={ok.sum()}): " + ", ".join(
+            f"{k}={v:.3f}" for k, v in results[name].items() if isinstance(v, float)))
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from .models import report
+    from .models.features import spectra_to_grid
+    from .models.model import ElementModel
+
+    paths = sorted(Path(a.models).glob("*.npz"))
+    if not paths:
+        raise CLIError(f"no model bundles (*.npz) in {a.models}")
+    models = [ElementModel.load(p) for p in paths]
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    coll = _load_collection(a)
+    written = [report.performance_figure(models, out / "performance.png"),
+               report.coverage_figure(models, out / "coverage.png")]
+    for el in sorted({m.element for m in models}):
+        poly = next((m for m in models if m.element == el and m.featurization == "polynomial"), None)
+        point = next((m for m in models if m.element == el and m.featurization == "pointwise"), None)
+        ref = poly or point
+        test = coll.where(element=el, split="test")
+        if not len(test):
+            continue
+        X, _ = spectra_to_grid(test.energy, test.mu, ref.grid, ref.normalization)
+        preds = ref.predict_grid(X)
+        truth = {n: test.labels[pm.label] for n, pm in ref.properties.items()}
+        ok = np.all([np.isfinite(truth[n]) for n in truth if n != "coordination_number"], axis=0)
+        written.append(report.parity_figure(
+            ref, {k: v[ok] for k, v in truth.items()},
+            {k: {kk: vv[ok] for kk, vv in v.items() if kk != "classes"} for k, v in preds.items()},
+            out / f"parity_{el}.png"))
+        wl = ref.featurize(X)[:, -1] if ref.featurization == "polynomial" else None
+        written.append(report.importance_figure(poly, point, wl, out / f"importance_{el}.png"))
+    (out / "summary.md").write_text("# xanes-agent model report\n\n" + report.metrics_table(models) + "\n")
+    written.append(out / "summary.md")
+    print(report.metrics_table(models))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    from .models.model import ElementModel
+
+    m = ElementModel.load(a.model)
+    print(f"{a.model}: {m.element} {m.edge}-edge, {m.featurization} features ({len(m.feature_names)}), "
+          f"{m.normalization} normalization, grid {m.grid.start:+g}..{m.grid.stop:+g} eV x {m.grid.n}")
+    print(f"trained on {m.n_spectra} spectra from {', '.join(m.sources)}; data sha256 {m.training_data_hash[:16]}...")
+    print(f"versions: {m.versions}")
+    for name, pm in m.properties.items():
+        print(f"  {name} ({pm.label}, {pm.kind}, {pm.packed.n_forests} seeds, {len(pm.packed.roots)} trees, "
+              f"n_train={pm.n_train}, n_test={pm.n_test})")
+        print("    " + json.dumps(pm.metrics))
+    return 0
+
+
+def register_models(sub: argparse._SubParsersAction) -> None:
+    from .models.features import FEATURIZATIONS
+    from .models.normalization import NORMALIZATIONS
+
+    def data_args(p):
+        p.add_argument("--library", type=_existing_file, default=None, help="library .npz (default: bundled)")
+        p.add_argument("--data", nargs="+", type=_existing_file, default=None,
+                       help="user spectra instead of a library (Materials Project JSON with labels, xmu.dat)")
+        p.add_argument("--source", default=None, help="only this source (e.g. feff10-project, omnixas-feff9)")
+
+    t = sub.add_parser("train", help="train seed-ensemble forests per element")
+    data_args(t)
+    t.add_argument("--elements", nargs="+", type=_element, default=None)
+    t.add_argument("--featurization", nargs="+", choices=FEATURIZATIONS, default=["polynomial"])
+    t.add_argument("--normalization", choices=NORMALIZATIONS, default="post_edge")
+    t.add_argument("--seeds", type=_positive_int, default=10)
+    t.add_argument("--trees", type=_positive_int, default=100)
+    t.add_argument("--seed", type=int, default=0, help="split and forest seed (recorded in the bundle)")
+    t.add_argument("--jobs", type=int, default=None, help="joblib workers (-1: all cores)")
+    t.add_argument("--out", default="models")
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="metrics of a model bundle on a split of the data")
+    e.add_argument("model", type=_existing_file)
+    data_args(e)
+    e.add_argument("--split", choices=["test", "train", "all"], default="test")
+    e.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("report", help="PNG figures and a markdown summary of trained models")
+    r.add_argument("--models", default="models")
+    data_args(r)
+    r.add_argument("--out", default="report")
+    r.set_defaults(func=cmd_report)
+
+    i = sub.add_parser("info", help="describe a model bundle")
+    i.add_argument("model", type=_existing_file)
+    i.set_defaults(func=cmd_info)
+
+
+_EXTRA_COMMANDS.append(register_models)
+
+
+# -- simulator ------------------------------------------------------------------------------------------
+
+def choose_sample(a: argparse.Namespace):
+    """The sample for simulator commands: a file, a library id, or random by element and label."""
+    from .simulator import sample_from_file, sample_from_library
+
+    if getattr(a, "file", None):
+        return sample_from_file(a.file, element=a.element)
+    lib = _load_collection(a)
+    labels = {"coordination_number": float(a.cn)} if getattr(a, "cn", None) else {}
+    try:
+        return sample_from_library(lib, sample_id=a.sample_id, element=a.element, split=a.split, rng=a.seed, **labels)
+    except KeyError as exc:
+        raise CLIError(str(exc.args[0])) from None
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
+def cmd_simulate(a: argparse.Namespace) -> int:
+    import bluesky.plans as bp
+    from bluesky import RunEngine
+
+    from .documents import JSONLWriter
+    from .models.normalization import find_e0
+    from .simulator import make_beamline
+
+    sample = choose_sample(a)
+    bl = make_beamline(sample, seed=a.seed, flux=a.flux, dwell_time=a.dwell, include_truth=a.truth)
+    e0 = find_e0(sample.energy, sample.mu)
+    RE = RunEngine({})
+    writer = JSONLWriter(a.out)
+    events: list[tuple[float, float]] = []
+
+    def collect(name, doc):
+        if name == "event":
+            events.append((doc["data"][bl.energy_field], doc["data"][bl.mu_field]))
+
+    try:
+        RE(bp.scan([bl.det], bl.mono, e0 + a.start, e0 + a.stop, a.points), [writer, collect], **bl.md)
+    finally:
+        writer.close()
+    print(f"sample {sample.id} ({sample.element} {sample.edge}, labels {sample.labels}); "
+          f"{len(events)} points written to {a.out}")
+    if a.png:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        e, mu = np.array(events).T
+        fig, ax = plt.subplots(figsize=(7, 4))
+        ax.plot(e, mu, "o", ms=3, label="measured ln(i0/it)")
+        ax.plot(e, bl.det.background + bl.det.edge_step * sample.mu_at(e), "k-", lw=1, label="ground truth")
+        ax.set_xlabel("energy (eV)")
+        ax.set_ylabel("mu (ln(i0/it))")
+        ax.set_title(f"simulated scan: {sample.id}")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(a.png, dpi=110)
+        print(f"wrote {a.png}")
+    return 0
+
+
+def sample_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--element", type=_element, default="Cu")
+    p.add_argument("--sample-id", default=None, help="library id of the sample")
+    p.add_argument("--cn", type=int, choices=[4, 5, 6], default=None, help="random sample with this CN")
+    p.add_argument("--split", default="test", help="library split to draw from (default: held-out test)")
+    p.add_argument("--file", type=_existing_file, default=None, help="xmu.dat / MP JSON / two-column file")
+    p.add_argument("--library", type=_existing_file, default=None)
+    p.add_argument("--source", default=None)
+    p.add_argument("--seed", type=int, default=0, help="sample choice and counting-noise seed")
+    p.add_argument("--flux", type=float, default=1e6, help="incident photons per second")
+    p.add_argument("--dwell", type=float, default=1.0, help="seconds per point")
+    p.add_argument("--truth", action="store_true", help="put the sample's true labels in the start document")
+
+
+def register_simulator(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("simulate", help="scan a simulated sample; write documents (JSONL) and a PNG")
+    sample_args(s)
+    s.add_argument("--start", type=float, default=-20.0, help="eV relative to the sample's E0")
+    s.add_argument("--stop", type=float, default=50.0, help="eV relative to the sample's E0")
+    s.add_argument("--points", type=_positive_int, default=141)
+    s.add_argument("--out", default="run.jsonl")
+    s.add_argument("--png", default=None)
+    s.set_defaults(func=cmd_simulate)
+
+
+_EXTRA_COMMANDS.append(register_simulator)
