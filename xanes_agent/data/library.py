@@ -26,7 +26,7 @@ from .readers import read_library, write_library
 
 PROJECT_SOURCE = "feff10-project"
 TEST_FRACTION = 0.10
-BV_MAX_SITES = 60
+BV_MAX_SITES = 30
 
 
 def bundled_library_path() -> Path:

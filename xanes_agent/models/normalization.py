@@ -7,8 +7,8 @@ Three normalizations:
 ``athena``     the Athena/Larch convention for experimental data: a pre-edge line fitted over
                [E0+pre1, E0+pre2], a post-edge polynomial over [E0+norm1, E0+norm2], the edge step as
                their difference at E0, and norm = (mu - pre_edge) / edge_step. It follows
-               xraylarch's ``pre_edge`` defaults (pre2=-50, norm1=100, nnorm by range) and agrees with
-               it to the tolerance stated in ``tests/test_normalization.py``.
+               xraylarch's ``pre_edge`` defaults and agrees with it to the tolerance stated in
+               ``tests/test_normalization.py`` (fixture made by ``scripts/make_larch_fixture.py``).
 
 Partial spectra (the edge, or E0 + 50 eV, not measured yet) are normalized with an explicit
 ``confident=False`` and a reason, never a silently wrong value.
@@ -137,50 +137,75 @@ def athena_normalize(
     mu: np.ndarray,
     e0: float | None = None,
     pre1: float | None = None,
-    pre2: float = -50.0,
-    norm1: float = 100.0,
+    pre2: float | None = None,
+    norm1: float | None = None,
     norm2: float | None = None,
     nnorm: int | None = None,
     nvict: int = 0,
 ) -> AthenaResult:
     """Athena-convention pre-edge subtraction and edge-step normalization (energies in eV).
 
-    Ranges are relative to E0; defaults as xraylarch's ``pre_edge``. ``nnorm`` (post-edge polynomial
-    degree) defaults to 0 below 100 eV of post-edge range, 1 up to 400 eV, else 2. For XANES-only
-    data pass shorter ranges (e.g. ``pre2=-15, norm1=30``).
+    Ranges are relative to E0 and default as in xraylarch's ``pre_edge`` (2026): ``pre1`` at the
+    second point (rounded to 5 eV), ``pre2 = pre1 / 2``; ``norm2`` at the last point (rounded to
+    5 eV), ``norm1 = min(25, norm2 / 15)``; ``nnorm`` 2 for >= 300 eV of post-edge, 1 for >= 30 eV,
+    else 0. The pre-edge is a line in ``mu * E**nvict``; with fewer than 3 pre-edge points it is the
+    mean (a constant).
     """
     energy = np.asarray(energy, float)
     mu = np.asarray(mu, float)
+    if len(energy) < 4:
+        raise ValueError(f"need at least 4 points for pre-edge/post-edge normalization, got {len(energy)}")
     if e0 is None or not (energy[1] <= e0 <= energy[-2]):
         e0 = find_e0(energy, mu)
+    e0 = float(e0)
     ie0 = _index_nearest(energy, e0)
-    e0 = float(energy[ie0])
-    pre1 = energy.min() - e0 if pre1 is None else max(pre1, energy.min() - e0)
-    norm2 = energy.max() - e0 if norm2 is None else min(norm2, energy.max() - e0)
+    confident, reason = True, ""
+    if pre1 is None:
+        r = 5.0 if ie0 > 20 else 2.0
+        pre1 = r * round((energy[1] - e0) / r)
+    pre1 = max(pre1, energy.min() - e0)
+    if pre2 is None:
+        pre2 = 0.5 * pre1
     if pre1 > pre2:
         pre1, pre2 = pre2, pre1
-    confident, reason = True, ""
+    npre = 1
+    if _index_of(energy - e0, pre2) - _index_of(energy - e0, pre1) < 3:
+        npre, nvict = 0, 0
+        confident, reason = False, "fewer than 3 pre-edge points: constant pre-edge"
+    if norm2 is None:
+        norm2 = 5.0 * round((energy.max() - e0) / 5.0)
+    if norm2 < 0:
+        norm2 = energy.max() - e0 - norm2
+    norm2 = min(norm2, energy.max() - e0)
+    if norm1 is None:
+        norm1 = min(25.0, 5.0 * round(norm2 / 15.0))
     if norm1 > norm2:
         norm1, norm2 = norm2, norm1
-        confident, reason = False, "post-edge range not measured: normalization extrapolated"
-    p1, p2 = _index_of(energy, pre1 + e0), _index_nearest(energy, pre2 + e0)
-    if p2 - p1 < 2:
-        p2 = min(len(energy), p1 + 2)
-        confident, reason = False, "fewer than 2 pre-edge points: pre-edge line poorly determined"
-    w = energy**nvict
-    pre_coef = np.polyfit(energy[p1:p2], (mu * w)[p1:p2], 1)
-    pre_edge = np.polyval(pre_coef, energy) / w
-    p1, p2 = _index_of(energy, norm1 + e0), _index_nearest(energy, norm2 + e0)
-    if p2 - p1 < 2:
-        p2 = min(len(energy), p1 + 2)
+    norm1 = min(norm1, norm2 - 2)
+    if norm2 < 30.0:
+        confident, reason = False, f"only {norm2:.0f} eV above E0 measured: post-edge line poorly determined"
     if nnorm is None:
-        nnorm = 2 if norm2 - norm1 > 400 else 1 if norm2 - norm1 > 100 else 0
+        nnorm = 2 if norm2 - norm1 >= 300 else 1 if norm2 - norm1 >= 30 else 0
     nnorm = int(max(min(nnorm, 5), 0))
-    post_coef = np.polyfit(energy[p1:p2], (mu - pre_edge)[p1:p2], nnorm)
-    post_edge = pre_edge + np.polyval(post_coef, energy)
-    step = float(post_edge[ie0] - pre_edge[ie0])
-    if not np.isfinite(step) or step <= 0:
-        confident, reason = False, f"non-positive edge step {step:.3g}"
+    p1, p2 = _index_of(energy, pre1 + e0), _index_nearest(energy, pre2 + e0)
+    if npre == 0:
+        p2 = p2 + 1 if p2 == p1 else p2
+        pre_edge = np.full(len(energy), mu[p1:p2].mean())
+    else:
+        if p2 - p1 < 2:
+            p2 = min(len(energy), p1 + 2)
+        c = np.polynomial.polynomial.polyfit(energy[p1:p2], (mu * energy**nvict)[p1:p2], 1)
+        pre_edge = (c[0] + energy * c[1]) * energy ** (-nvict)
+    p1, p2 = _index_of(energy, norm1 + e0), _index_nearest(energy, norm2 + e0)
+    p1 = min(p1, len(energy) - 3)
+    if p2 - p1 < 2:
+        p1, nnorm = p1 - 2, 0
+        confident, reason = False, "post-edge range not measured: normalization extrapolated"
+    elif p2 - p1 < 5:
+        nnorm = min(1, nnorm)
+    c = np.polynomial.polynomial.polyfit(energy[p1:p2], (mu - pre_edge)[p1:p2], nnorm)
+    post_edge = pre_edge + np.polynomial.polynomial.polyval(energy, c)
+    step = max(1e-12, abs(float(post_edge[ie0] - pre_edge[ie0])))
     norm = (mu - pre_edge) / step
     return AthenaResult(e0, step, norm, pre_edge, post_edge, float(pre1), float(pre2), float(norm1),
                         float(norm2), nnorm, confident, reason)
@@ -193,6 +218,6 @@ def normalize(energy: np.ndarray, mu: np.ndarray, method: str = "post_edge", e0:
     if method == "max":
         return max_normalize(energy, mu, e0)
     if method == "athena":
-        r = athena_normalize(energy, mu, e0, pre2=-15.0, norm1=30.0)
+        r = athena_normalize(energy, mu, e0)
         return Normalized(np.asarray(energy, float), r.norm, r.e0, r.edge_step, "athena", r.confident, r.reason)
     raise ValueError(f"unknown normalization {method!r}; choose one of {', '.join(NORMALIZATIONS)}")
