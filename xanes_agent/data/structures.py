@@ -16,6 +16,7 @@ Every structure records its family, lattice parameters, strain, displacement siz
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Iterator
 
 import numpy as np
@@ -151,6 +152,22 @@ class GeneratedStructure:
         return f"{self.family}-{self.element}-{self.seed}"
 
 
+@lru_cache(maxsize=None)
+def _prototype(family_name: str, element: str) -> tuple[Any, float]:
+    """The ideal (undistorted, scaled) structure; cached because space-group expansion is slow."""
+    from pymatgen.core import Lattice, Structure
+
+    family = FAMILY_BY_NAME[family_name]
+    r_m = shannon_radius(element, family.oxidation_state, family.cn)
+    proto_el, proto_ox, proto_cn = family.prototype
+    r_p = shannon_radius(proto_el, proto_ox, proto_cn)
+    scale = (r_m + O_RADIUS) / (r_p + O_RADIUS)
+    a, b, c, al, be, ga = family.lattice
+    lattice = Lattice.from_parameters(a * scale, b * scale, c * scale, al, be, ga)
+    species = [element if sp == "M" else sp for sp in family.species]
+    return Structure.from_spacegroup(family.spacegroup, lattice, species, [list(x) for x in family.coords]), scale
+
+
 def build(family: Family, element: str, seed: int, strain_sigma: float = 0.015,
           displacement_sigma: float = 0.04) -> GeneratedStructure:
     """Build one distorted structure of ``family`` with ``element`` on the M site.
@@ -159,26 +176,21 @@ def build(family: Family, element: str, seed: int, strain_sigma: float = 0.015,
     sigma); ``displacement_sigma`` (Angstrom) that of each Cartesian site displacement (clipped at
     2.5 sigma, and seed 0 of each pair is undistorted).
     """
-    from pymatgen.core import Lattice, Structure
-
     r_m = shannon_radius(element, family.oxidation_state, family.cn)
     if r_m is None:
         raise ValueError(f"{element}{family.oxidation_state:+d} is not tabulated for family {family.name}")
-    proto_el, proto_ox, proto_cn = family.prototype
-    r_p = shannon_radius(proto_el, proto_ox, proto_cn)
-    scale = (r_m + O_RADIUS) / (r_p + O_RADIUS)
-    a, b, c, al, be, ga = family.lattice
-    lattice = Lattice.from_parameters(a * scale, b * scale, c * scale, al, be, ga)
-    species = [element if s == "M" else s for s in family.species]
-    s = Structure.from_spacegroup(family.spacegroup, lattice, species, [list(x) for x in family.coords])
+    from pymatgen.core import Lattice
+
+    base, scale = _prototype(family.name, element)
+    s = base.copy()
     rng = np.random.default_rng(seed)
     strain = np.zeros((3, 3))
     disp = displacement_sigma
     if seed % 50 != 0:  # every 50th seed keeps the ideal prototype geometry
         e = np.clip(rng.normal(0.0, strain_sigma, 6), -3 * strain_sigma, 3 * strain_sigma)
         strain = np.array([[e[0], e[5] / 2, e[4] / 2], [e[5] / 2, e[1], e[3] / 2], [e[4] / 2, e[3] / 2, e[2]]])
-        s.apply_strain(strain)  # pymatgen: new lattice = (1 + strain) . old lattice, fractional coords kept
-        # (apply_strain takes a Voigt-like 3x3 here; it is symmetric so the convention does not matter)
+        # homogeneous deformation: lattice rows (vectors) map by (1 + strain), fractional coords kept
+        s.lattice = Lattice(s.lattice.matrix @ (np.eye(3) + strain).T)
         shifts = np.clip(rng.normal(0.0, disp, (len(s), 3)), -2.5 * disp, 2.5 * disp)
         for i, v in enumerate(shifts):
             s.translate_sites([i], v, frac_coords=False, to_unit_cell=True)
