@@ -56,7 +56,8 @@ def cmd_build_library(a: argparse.Namespace) -> int:
         raise CLIError(f"unknown FEFF parameter set {a.parameters!r}; choose from {', '.join(PARAMETER_SETS)}")
     lib = build_library(a.out, per_element=a.per_element, elements=a.elements, workers=a.workers,
                         cache_dir=a.cache, params=PARAMETER_SETS[a.parameters],
-                        include_omnixas=not a.no_omnixas, time_budget=a.time_budget)
+                        include_omnixas=not a.no_omnixas, time_budget=a.time_budget,
+                        cached_only=a.cached_only)
     print(table1(lib))
     print(f"wrote {a.out} ({Path(a.out).stat().st_size / 1e6:.1f} MB, {len(lib)} spectra, "
           f"{len(lib.meta['failures'])} calculations left out)")
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--parameters", default="reduced-v1", help="FEFF parameter set name")
     b.add_argument("--no-omnixas", action="store_true", help="leave the OmniXAS Cu set out")
     b.add_argument("--time-budget", type=float, default=None, help="stop submitting after this many seconds")
+    b.add_argument("--cached-only", action="store_true",
+                   help="run no FEFF: write the library from what the cache holds (e.g. while a build runs)")
     b.set_defaults(func=cmd_build_library)
 
     lib = sub.add_parser("library", help="inspect a reference library")

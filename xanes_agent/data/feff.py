@@ -197,6 +197,13 @@ def run_feff(
                       charge_transfer=charge, meta=meta or {})
 
 
+def cached_result(inp: str, cache_dir: str | Path) -> FeffResult | None:
+    """The cached result for ``inp``, or None if it has not been computed yet."""
+    key = input_key(inp)
+    entry = Path(cache_dir) / key
+    return _load_cached(entry, key) if (entry / "result.json").exists() else None
+
+
 @contextlib.contextmanager
 def _quiet_stdout(log: Path) -> Iterator[None]:
     """Send FEFF's chatter (printed by native code on file descriptor 1) to a log file."""

@@ -51,11 +51,14 @@ def split_for(material_id: str, fraction: float = TEST_FRACTION) -> str:
 
 # -- workers (module level so that the process pool can pickle them) ------------------------------
 
-def _project_job(gen: Any, params: FeffParameters, cache_dir: str) -> dict[str, Any]:
+def _project_job(gen: Any, params: FeffParameters, cache_dir: str, cached_only: bool = False) -> dict[str, Any]:
+    from .feff import cached_result
     from .labels import site_environment
 
     inp = feff_input(gen.structure, gen.absorber_index, params, title=gen.id)
-    res = run_feff(inp, cache_dir, meta={"id": gen.id})
+    res = cached_result(inp, cache_dir) if cached_only else run_feff(inp, cache_dir, meta={"id": gen.id})
+    if res is None:
+        return {"id": gen.id, "ok": False, "reason": "not computed yet", "seconds": 0.0, "pending": True}
     out: dict[str, Any] = {"id": gen.id, "ok": res.ok, "reason": res.reason, "seconds": res.seconds}
     if res.ok:
         env = site_environment(gen.structure, gen.absorber_index)
@@ -84,11 +87,13 @@ def _pool(workers: int) -> ProcessPoolExecutor:
 def compute_project_spectra(
     elements: Iterable[str], per_element: int, cache_dir: str | Path, workers: int = 2,
     params: FeffParameters = REDUCED_PARAMETERS, progress: bool = True, time_budget: float | None = None,
+    cached_only: bool = False,
 ) -> tuple[list[Spectrum], list[dict[str, Any]]]:
     """FEFF10 spectra of generated structures; returns (good spectra, failure records).
 
     ``time_budget`` (s) stops submitting new calculations after that long; what finished is kept
-    (the cache holds it) so a later call continues.
+    (the cache holds it) so a later call continues. ``cached_only`` runs no FEFF at all: it
+    assembles what the cache already holds (to write the library while a build is still going).
     """
     from tqdm import tqdm
 
@@ -101,10 +106,17 @@ def compute_project_spectra(
     spectra: list[Spectrum] = []
     failures: list[dict[str, Any]] = []
     t0 = time.monotonic()
-    with _pool(workers) as pool:
+    from concurrent.futures import Future
+
+    def run_inline(g):
+        f: Future = Future()
+        f.set_result(_project_job(g, params, str(cache_dir), cached_only=True))
+        return f
+
+    with _pool(1 if cached_only else workers) as pool:
         futs = {}
         for gid, g in gens.items():
-            futs[pool.submit(_project_job, g, params, str(cache_dir))] = gid
+            futs[run_inline(g) if cached_only else pool.submit(_project_job, g, params, str(cache_dir))] = gid
         bar = tqdm(total=len(futs), desc="FEFF10 spectra", disable=not progress, unit="site")
         for fut in as_completed(futs):
             bar.update()
@@ -115,6 +127,8 @@ def compute_project_spectra(
                 continue
             r = fut.result()
             g = gens[r["id"]]
+            if r.get("pending"):
+                continue
             if not r["ok"]:
                 failures.append({"id": r["id"], "reason": r["reason"]})
                 continue
@@ -171,13 +185,13 @@ def build_library(
     out: str | Path, per_element: int = 300, elements: Iterable[str] = ELEMENTS, workers: int = 2,
     cache_dir: str | Path = ".cache", params: FeffParameters = REDUCED_PARAMETERS,
     include_omnixas: bool = True, omnixas_root: str | Path | None = None, progress: bool = True,
-    time_budget: float | None = None,
+    time_budget: float | None = None, cached_only: bool = False,
 ) -> SpectrumCollection:
     """Compute (or take from the cache) every spectrum and write the library to ``out``."""
     cache_dir = Path(cache_dir)
     omnixas = omnixas_collection(omnixas_root, cache_dir, workers, progress) if include_omnixas else None
     spectra, failures = compute_project_spectra(elements, per_element, cache_dir / "feff", workers, params,
-                                                progress, time_budget)
+                                                progress, time_budget, cached_only)
     spectra.sort(key=lambda s: (s.element, s.provenance["family"], s.provenance["seed"]))
     project = SpectrumCollection.from_spectra(spectra, source=PROJECT_SOURCE)
     project.split = np.array([split_for(m) for m in project.material_id], dtype=str)

@@ -1,0 +1,159 @@
+"""Training on the bundled reference library, bundles, packed forests."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from xanes_agent.data.library import load_bundled_library
+from xanes_agent.models.ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor, random_oversample
+from xanes_agent.models.features import Grid
+from xanes_agent.models.model import BundleError, ElementModel
+from xanes_agent.models.packed import PackedForests
+from xanes_agent.models.training import TrainConfig, augment, train_element
+
+
+@pytest.fixture(scope="module")
+def cu_subset():
+    lib = load_bundled_library().where(element="Cu", source="omnixas-feff9")
+    rng = np.random.default_rng(0)
+    keep = np.sort(rng.choice(len(lib), 900, replace=False))
+    return lib[keep]
+
+
+@pytest.fixture(scope="module")
+def cu_model(cu_subset):
+    return train_element(cu_subset, "Cu", TrainConfig(n_seeds=3, n_estimators=30), progress=False)
+
+
+def test_training_beats_baselines(cu_model):
+    cn = cu_model.properties["coordination_number"].metrics
+    assert cn["accuracy_mean"] > cn["modal_baseline_accuracy"] + 0.1
+    assert cu_model.properties["mean_nn_distance"].metrics["r2_mean"] > 0.3
+    assert cu_model.properties["charge"].label == "oxidation_state"  # named as what the data carry
+    assert cu_model.properties["charge"].metrics["r2_mean"] > 0.0
+    cc = cu_model.coverage_curve
+    assert len(cc["coordination_number"]) == len(cc["fractions"])
+
+
+def test_training_is_deterministic(cu_subset):
+    cfg = TrainConfig(n_seeds=2, n_estimators=5, properties=("coordination_number",))
+    a = train_element(cu_subset, "Cu", cfg, progress=False)
+    b = train_element(cu_subset, "Cu", cfg, progress=False)
+    pa, pb = a.properties["coordination_number"].packed, b.properties["coordination_number"].packed
+    np.testing.assert_array_equal(pa.threshold, pb.threshold)
+
+
+def test_bundle_round_trip(cu_model, cu_subset, tmp_path):
+    path = cu_model.save(tmp_path / "cu.npz")
+    back = ElementModel.load(path, expect_grid=Grid(), expect_featurization="polynomial", expect_element="Cu")
+    from xanes_agent.models.features import spectra_to_grid
+
+    X, _ = spectra_to_grid(cu_subset.energy[:20], cu_subset.mu[:20])
+    p1, p2 = cu_model.predict_grid(X), back.predict_grid(X)
+    np.testing.assert_allclose(p1["coordination_number"]["proba"], p2["coordination_number"]["proba"])
+    np.testing.assert_allclose(p1["mean_nn_distance"]["prediction"], p2["mean_nn_distance"]["prediction"])
+    assert back.training_data_hash == cu_model.training_data_hash
+    assert "scikit-learn" in back.versions
+
+
+def _rewrite(path, out, mutate):
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    mutate(arrays)
+    np.savez_compressed(out, **arrays)
+    return out
+
+
+def test_tampered_bundle_refused(cu_model, tmp_path):
+    path = cu_model.save(tmp_path / "cu.npz")
+
+    def tamper(a):
+        a["coordination_number__threshold"] = a["coordination_number__threshold"] + 1e-3
+
+    bad = _rewrite(path, tmp_path / "tampered.npz", tamper)
+    with pytest.raises(BundleError, match="does not match its sha256"):
+        ElementModel.load(bad)
+
+
+def test_wrong_grid_featurization_version_refused(cu_model, tmp_path):
+    path = cu_model.save(tmp_path / "cu.npz")
+    with pytest.raises(BundleError, match="grid"):
+        ElementModel.load(path, expect_grid=Grid(-10, 40, 100))
+    with pytest.raises(BundleError, match="pointwise"):
+        ElementModel.load(path, expect_featurization="pointwise")
+
+    def bump(a):
+        m = json.loads(str(a["manifest"]))
+        m["format_version"] = 99
+        a["manifest"] = np.array(json.dumps(m))
+
+    with pytest.raises(BundleError, match="format version 99"):
+        ElementModel.load(_rewrite(path, tmp_path / "v99.npz", bump))
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(BundleError, match="not a readable model bundle"):
+        ElementModel.load(garbage)
+    assert not zipfile.is_zipfile(garbage)
+
+
+def test_packed_forests_equal_sklearn_with_nan():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 30))
+    y = np.where(X[:, 0] > 0.5, 6, np.where(X[:, 1] > 0, 5, 4))
+    X[rng.random(X.shape) < 0.15] = np.nan
+    clf = SeedEnsembleClassifier(n_seeds=3, n_estimators=15).fit(X, y)
+    reg = SeedEnsembleRegressor(n_seeds=3, n_estimators=15).fit(X, np.nan_to_num(X[:, 2]))
+    Xt = rng.normal(size=(60, 30))
+    Xt[rng.random(Xt.shape) < 0.3] = np.nan
+    pc = PackedForests.from_sklearn(clf.estimators_)
+    np.testing.assert_allclose(pc.per_forest(Xt), clf.predict_proba_per_seed(Xt), atol=1e-12)
+    pr = PackedForests.from_sklearn(reg.estimators_)
+    np.testing.assert_allclose(pr.per_forest(Xt)[:, :, 0], reg.predict_per_seed(Xt), atol=1e-12)
+
+
+def test_oversampling_balances_training_classes_only():
+    X = np.arange(20)[:, None].astype(float)
+    y = np.array([4] * 14 + [5] * 4 + [6] * 2)
+    Xo, yo = random_oversample(X, y, 0)
+    assert dict(zip(*np.unique(yo, return_counts=True))) == {4: 14, 5: 14, 6: 14}
+    assert set(Xo[yo == 6, 0]) <= {18.0, 19.0}
+
+
+def test_estimators_clone():
+    c = clone(SeedEnsembleClassifier(n_seeds=2, max_features=0.5))
+    assert c.get_params()["max_features"] == 0.5 and not hasattr(c, "estimators_")
+
+
+def test_augment_masks():
+    X = np.ones((10, 100))
+    A, src = augment(X, 2, np.random.default_rng(0))
+    assert A.shape == (30, 100) and np.array_equal(src[:10], np.arange(10))
+    low = A[10:20]
+    for row in low:  # low-energy windows: a prefix is kept, the rest is NaN
+        k = np.argmax(np.isnan(row)) if np.isnan(row).any() else 100
+        assert not np.isnan(row[:k]).any() and np.isnan(row[k:]).all()
+    assert np.isnan(A[20:]).any(axis=1).all()
+
+
+def test_cli_train_info_evaluate_report(tmp_path, cu_subset):
+    from xanes_agent.cli import main
+    from xanes_agent.data import write_library
+
+    lib = tmp_path / "lib.npz"
+    write_library(cu_subset, lib)
+    models = tmp_path / "models"
+    assert main(["train", "--library", str(lib), "--elements", "Cu", "--seeds", "2", "--trees", "10",
+                 "--featurization", "polynomial", "pointwise", "--out", str(models), "--quiet"]) == 0
+    bundle = models / "Cu-polynomial-post_edge.npz"
+    assert bundle.exists() and (models / "Cu-pointwise-post_edge.npz").exists()
+    assert main(["info", str(bundle)]) == 0
+    assert main(["evaluate", str(bundle), "--library", str(lib), "--json", str(tmp_path / "m.json")]) == 0
+    assert "coordination_number" in json.loads((tmp_path / "m.json").read_text())
+    assert main(["report", "--models", str(models), "--library", str(lib), "--out", str(tmp_path / "rep")]) == 0
+    for name in ("performance.png", "coverage.png", "parity_Cu.png", "importance_Cu.png"):
+        assert (tmp_path / "rep" / name).stat().st_size > 5000
+    assert "| Cu | polynomial |" in (tmp_path / "rep" / "summary.md").read_text()
+    assert main(["train", "--library", str(lib), "--elements", "Ti", "--out", str(models)]) == 2
