@@ -28,3 +28,29 @@ def cu_xmu(omnixas_root) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def _headless():
     os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def bundled_library():
+    from xanes_agent.data.library import load_bundled_library
+
+    return load_bundled_library()
+
+
+@pytest.fixture(scope="session")
+def cu_agent_model(bundled_library, tmp_path_factory):
+    """A small but real Cu model (10 seeds x 12 trees) trained once per test session on the
+    library's training split, saved and re-loaded as a bundle the way the agent gets it."""
+    import numpy as np
+
+    from xanes_agent.models.model import ElementModel
+    from xanes_agent.models.training import TrainConfig, train_element
+
+    lib = bundled_library.where(element="Cu")
+    train = np.flatnonzero(lib.split == "train")
+    rng = np.random.default_rng(1)
+    keep = np.concatenate([rng.choice(train, 700, replace=False), np.flatnonzero(lib.split == "test")])
+    model = train_element(lib[np.sort(keep)], "Cu", TrainConfig(n_seeds=10, n_estimators=12), progress=False)
+    folder = tmp_path_factory.mktemp("models")
+    path = model.save(folder / "Cu-polynomial-post_edge.npz")
+    return ElementModel.load(path)

@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     a = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(a.func(a) or 0)
     except CLIError as exc:

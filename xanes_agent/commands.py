@@ -270,3 +270,161 @@ def register_simulator(sub: argparse._SubParsersAction) -> None:
 
 
 _EXTRA_COMMANDS.append(register_simulator)
+
+
+# -- agent ----------------------------------------------------------------------------------------------
+
+def _store(a: argparse.Namespace):
+    from .agent import ModelStore
+
+    folder = Path(a.models)
+    if not folder.is_dir():
+        raise CLIError(f"model folder not found: {folder} (train one with 'xanes-agent train')")
+    return ModelStore(folder)
+
+
+def _print_report(rep: dict) -> None:
+    preds = rep.get("predictions") or {}
+    line = [f"run {str(rep.get('raw_run_uid', '?'))[:8]} {rep.get('element', '?')}: {rep.get('n_points', 0)} points"]
+    if "coordination_number" in preds:
+        p = preds["coordination_number"]
+        line.append(f"CN {int(p['prediction'])} (p={p['probability']:.2f})")
+    for name, unit in (("mean_nn_distance", "A"), ("charge", "e")):
+        if name in preds:
+            line.append(f"{name} {preds[name]['prediction']:.3f}±{preds[name]['std']:.3f} {unit}")
+    if rep.get("n_dropped"):
+        line.append(f"{rep['n_dropped']} non-finite readings dropped")
+    print(", ".join(line))
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from .agent.server import serve
+
+    def ready():
+        print(f"xanes-agent serve: listening on {a.subscribe}" + (f", publishing to {a.publish}" if a.publish else ""),
+              flush=True)
+
+    reports = serve(a.subscribe, _store(a), publish=a.publish, max_runs=a.max_runs, jsonl=a.jsonl,
+                    png_dir=a.png_dir, ready=ready, strategy=a.strategy)
+    for rep in reports:
+        _print_report(rep)
+    return 0
+
+
+def cmd_replay(a: argparse.Namespace) -> int:
+    from .agent.server import replay
+
+    agents = replay(a.file, _store(a), jsonl=a.jsonl, png_dir=a.png_dir, strategy=a.strategy)
+    if not agents:
+        raise CLIError(f"{a.file}: no run with a start document the agent could use")
+    for ag in agents:
+        for rep in ag.finished:
+            _print_report(rep)
+        for w in ag.warnings:
+            print(f"warning: {w}")
+    return 0
+
+
+def ensure_demo_model(models: Path, element: str, trees: int = 25, quiet: bool = False) -> Path:
+    """The bundle the demo uses: trained once on the bundled library's training split, then reused."""
+    from .data.library import load_bundled_library
+    from .models.training import TrainConfig, train_element
+
+    path = model_path(models, element, "polynomial", "post_edge")
+    if path.exists():
+        return path
+    lib = load_bundled_library()
+    if not quiet:
+        print(f"training a {element} model once ({trees} trees x 10 seeds x 3 properties; "
+              f"full-size models: 'xanes-agent train') ...", flush=True)
+    model = train_element(lib, element, TrainConfig(n_estimators=trees, n_jobs=-1), progress=not quiet)
+    return model.save(path)
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    """The main job: a simulated adaptive XANES scan driven by the agent, on bundled data."""
+    import bluesky.plans as bp
+    from bluesky import RunEngine
+
+    from .agent import ModelStore, XANESAgent
+    from .agent.view import save_png
+    from .documents import JSONLWriter
+    from .models.model import ElementModel
+    from .models.normalization import find_e0
+    from .plans import adaptive_xanes_scan
+    from .simulator import make_beamline
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    bundle = ensure_demo_model(Path(a.models), a.element, quiet=a.quiet)
+    model = ElementModel.load(bundle)
+    sample = choose_sample(a)
+    print(f"sample {sample.id} ({sample.source}, held-out split): true labels {sample.labels}")
+    bl = make_beamline(sample, seed=a.seed, flux=a.flux, dwell_time=a.dwell, include_truth=True)
+    agent_docs = JSONLWriter(out / "agent.jsonl")
+    agent = XANESAgent(ModelStore(models={a.element: model}), strategy=a.strategy, emit=agent_docs)
+    RE = RunEngine({})
+    raw = JSONLWriter(out / "scan.jsonl")
+    RE.subscribe(raw)
+    stop_doc = {}
+    RE.subscribe(lambda name, doc: stop_doc.update(doc) if name == "stop" else None)
+    last_state = {}
+
+    def keep(name, doc):
+        if name == "event" and agent.run is not None:
+            last_state["run"] = agent.run
+
+    agent.subscribe(keep)
+    from .data.edges import edge_energy
+
+    RE(adaptive_xanes_scan([bl.det], bl.mono, agent, edge_energy=edge_energy(a.element), md=bl.md,
+                                       max_points=a.max_points))
+    raw.close()
+    agent_docs.close()
+    reason = stop_doc.get("reason", "?")
+    rep = agent.finished[-1]
+    n_adaptive = rep["n_points"]
+    e0 = find_e0(sample.energy, sample.mu)
+    n_full = len(np.arange(e0 - 30, e0 + 70 + 1e-9, 0.5))
+    print(f"adaptive scan stopped after {n_adaptive} points ({n_adaptive / n_full:.0%} of a {n_full}-point "
+          f"0.5 eV scan): {reason}")
+    _print_report(rep)
+    if "run" in last_state:
+        png = save_png(last_state["run"], out / "adaptive_scan.png")
+        print(f"wrote {png}, {out / 'scan.jsonl'} (raw documents), {out / 'agent.jsonl'} (agent documents)")
+    del bp
+    return 0
+
+
+def register_agent(sub: argparse._SubParsersAction) -> None:
+    from .agent.strategies import STRATEGIES
+
+    def common(p):
+        p.add_argument("--models", default="models", help="folder of model bundles")
+        p.add_argument("--strategy", choices=list(STRATEGIES), default="importance_uncertainty")
+        p.add_argument("--jsonl", default=None, help="also write the agent's documents here")
+        p.add_argument("--png-dir", default=None, help="save a PNG of the agent's view at the end of each run")
+
+    s = sub.add_parser("serve", help="run the agent on a 0MQ document stream (separate process)")
+    s.add_argument("--subscribe", default="127.0.0.1:5578", help="0MQ proxy output (HOST:PORT), loopback by default")
+    s.add_argument("--publish", default=None, help="0MQ proxy input to publish the agent's documents to")
+    s.add_argument("--max-runs", type=_positive_int, default=None, help="exit after this many runs")
+    common(s)
+    s.set_defaults(func=cmd_serve)
+
+    r = sub.add_parser("replay", help="feed a recorded run (JSON lines) to the agent")
+    r.add_argument("file", type=_existing_file)
+    common(r)
+    r.set_defaults(func=cmd_replay)
+
+    d = sub.add_parser("demo", help="main job: a simulated adaptive XANES scan with the agent on bundled data")
+    sample_args(d)
+    d.add_argument("--models", default=".cache/models", help="folder for the demo's model bundle")
+    d.add_argument("--strategy", choices=list(STRATEGIES), default="importance_uncertainty")
+    d.add_argument("--max-points", type=_positive_int, default=200)
+    d.add_argument("--out", default="out/demo")
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo, split="test")
+
+
+_EXTRA_COMMANDS.append(register_agent)

@@ -155,7 +155,8 @@ class PolynomialFeaturizer(TransformerMixin, BaseEstimator):
                 m = np.zeros((n, d))
                 m[idx] = 1.0
                 members.append(m)
-                lo, hi = g[idx[0]], g[idx[-1]]
+                h = (g[1] - g[0]) / 2  # chunks tile the window: each owns half a step beyond its end points
+                lo, hi = g[idx[0]] - h, g[idx[-1]] + h
                 for k in range(d):
                     names.append(f"chunks{nc}_c{c}_a{k}[{lo:+.1f},{hi:+.1f} eV]")
                     ranges.append((lo, hi))

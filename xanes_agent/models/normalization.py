@@ -2,8 +2,10 @@
 
 Three normalizations:
 
-``post_edge``  the study's convention: mu divided by its value at E0 + 50 eV (FEFF's own rule)
-``max``        mu divided by its maximum in the model window
+``post_edge``  the study's convention: mu divided by its value at E0 + 50 eV (FEFF's own rule),
+               after subtracting the pre-edge level (~0 for computed spectra, the background for
+               measured ones, so both land on the same scale)
+``max``        the same with the maximum instead of the E0 + 50 eV value
 ``athena``     the Athena/Larch convention for experimental data: a pre-edge line fitted over
                [E0+pre1, E0+pre2], a post-edge polynomial over [E0+norm1, E0+norm2], the edge step as
                their difference at E0, and norm = (mu - pre_edge) / edge_step. It follows
@@ -64,43 +66,56 @@ def find_e0(energy: np.ndarray, mu: np.ndarray) -> float:
     return float(energy[cand[np.argmax(dmu[cand])]])
 
 
+def pre_edge_level(energy: np.ndarray, mu: np.ndarray, e0: float, below: float = 10.0) -> float:
+    """Pre-edge level: mean mu more than ``below`` eV under E0, else the first point.
+
+    ~0 for computed spectra (FEFF starts near the Fermi level), the sample/detector background for
+    measured ones; subtracting it makes the two comparable.
+    """
+    pre = mu[energy < e0 - below]
+    return float(pre.mean()) if len(pre) else float(mu[0])
+
+
 def post_edge_normalize(
     energy: np.ndarray, mu: np.ndarray, e0: float | None = None, offset: float = 50.0
 ) -> Normalized:
-    """Divide mu by its (interpolated) value at E0 + ``offset`` eV, the study's normalization.
+    """(mu - pre-edge level) / (its value at E0 + ``offset`` eV): the study's normalization.
 
-    If E0 + offset lies beyond the measured range, the spectrum is scaled by its value at the
-    highest measured energy instead and marked ``confident=False``.
+    The pre-edge level (:func:`pre_edge_level`) is subtracted first. If E0 + offset lies beyond the
+    measured range, the value at the highest measured energy is used instead and the result is
+    marked ``confident=False``.
     """
     energy = np.asarray(energy, float)
     mu = np.asarray(mu, float)
     e0 = find_e0(energy, mu) if e0 is None else float(e0)
     if not np.isfinite(e0):
         return Normalized(energy, mu * np.nan, e0, float("nan"), "post_edge", False, "too few points to find the edge")
+    pre = pre_edge_level(energy, mu, e0)
     target = e0 + offset
     if target <= energy[-1]:
-        scale = float(np.interp(target, energy, mu))
+        scale = float(np.interp(target, energy, mu)) - pre
         confident, reason = True, ""
     else:
-        scale = float(mu[-1])
+        scale = float(mu[-1]) - pre
         confident = False
         reason = f"E0+{offset:g} eV ({target:.1f} eV) not measured yet; scaled by mu at {energy[-1]:.1f} eV"
     if not np.isfinite(scale) or scale <= 0:
         return Normalized(energy, mu * np.nan, e0, scale, "post_edge", False, f"non-positive post-edge value {scale:.3g}")
-    return Normalized(energy, mu / scale, e0, scale, "post_edge", confident, reason)
+    return Normalized(energy, (mu - pre) / scale, e0, scale, "post_edge", confident, reason)
 
 
 def max_normalize(energy: np.ndarray, mu: np.ndarray, e0: float | None = None) -> Normalized:
-    """Divide mu by its maximum (the alternative of the study)."""
+    """(mu - pre-edge level) / its maximum (the alternative of the study)."""
     energy = np.asarray(energy, float)
     mu = np.asarray(mu, float)
     e0 = find_e0(energy, mu) if e0 is None else float(e0)
-    scale = float(np.nanmax(mu)) if len(mu) else float("nan")
+    pre = pre_edge_level(energy, mu, e0) if np.isfinite(e0) and len(mu) else 0.0
+    scale = float(np.nanmax(mu)) - pre if len(mu) else float("nan")
     if not np.isfinite(scale) or scale <= 0:
         return Normalized(energy, mu * np.nan, e0, scale, "max", False, f"non-positive maximum {scale:.3g}")
     confident = bool(np.isfinite(e0) and energy[-1] >= e0 + 20.0)
     reason = "" if confident else "white line possibly not measured yet (less than E0+20 eV covered)"
-    return Normalized(energy, mu / scale, e0, scale, "max", confident, reason)
+    return Normalized(energy, (mu - pre) / scale, e0, scale, "max", confident, reason)
 
 
 @dataclass(frozen=True)

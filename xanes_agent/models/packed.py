@@ -71,7 +71,8 @@ class PackedForests:
 
     def leaves(self, X: np.ndarray) -> np.ndarray:
         """Leaf index reached in every tree, shape (n_rows, n_trees)."""
-        X = np.atleast_2d(np.asarray(X, float))
+        # scikit-learn compares float32 features with float64 thresholds: do the same, for exactness
+        X = np.atleast_2d(np.asarray(X, np.float32)).astype(np.float64)
         rows = np.arange(len(X))[:, None]
         nodes = np.broadcast_to(self.roots, (len(X), len(self.roots))).copy()
         for _ in range(self.depth):

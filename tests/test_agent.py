@@ -1,0 +1,254 @@
+"""The streaming agent against the simulator and a real RunEngine."""
+
+import json
+
+import bluesky.plans as bp
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from event_model import DocumentNames, RunRouter, pack_event_page, schema_validators
+
+from xanes_agent.agent import ModelStore, PartialSpectrum, XANESAgent, agent_factory, make_strategy
+from xanes_agent.agent.predictor import LivePredictor
+from xanes_agent.models.fast import HAVE_NUMBA, FusedForests
+from xanes_agent.models.normalization import find_e0
+from xanes_agent.simulator import make_beamline, sample_from_library
+
+
+def validate(docs):
+    for name, doc in docs:
+        schema_validators[DocumentNames[name]].validate(doc)
+
+
+@pytest.fixture(scope="module")
+def confident_sample(bundled_library, cu_agent_model):
+    """A held-out Cu sample whose clean (noise-free) spectrum gets a clear CN prediction."""
+    pred = LivePredictor(cu_agent_model)
+    test = bundled_library.where(element="Cu", split="test", source="omnixas-feff9")
+    for i in range(len(test)):
+        s = sample_from_library(test, sample_id=str(test.ids[i]))
+        if not np.isin(s.labels.get("coordination_number"), (4, 5, 6)):
+            continue
+        st = pred.update(s.energy, s.mu)
+        if st.edge_located and st.predictions["coordination_number"]["probability"] > 0.7:
+            return s
+    pytest.fail("no confidently predicted held-out sample")
+
+
+def run_scan(sample, model, flux=1e10, seed=0, **agent_kw):
+    bl = make_beamline(sample, seed=seed, flux=flux)
+    out = []
+    agent = XANESAgent(ModelStore(models={"Cu": model}), emit=lambda n, d: out.append((n, d)), **agent_kw)
+    raw = []
+    RE = RunEngine({})
+    RE.subscribe(agent)
+    RE.subscribe(lambda n, d: raw.append((n, d)))
+    e0 = find_e0(sample.energy, sample.mu)
+    energies = np.arange(e0 - 30, e0 + 60 + 1e-9, 0.5)
+    RE(bp.list_scan([bl.det], bl.mono, list(energies)), **bl.md)
+    return agent, out, raw, bl, energies
+
+
+def test_end_to_end_in_process(confident_sample, cu_agent_model):
+    agent, out, raw, bl, energies = run_scan(confident_sample, cu_agent_model)
+    assert agent.errors == 0
+    final = agent.finished[-1]
+    # the clean spectrum: the same energies, noise-free counts
+    i0, it = bl.det.expected_counts(energies)
+    clean = LivePredictor(cu_agent_model).update(energies, np.log(i0 / it))
+    assert final["predictions"]["coordination_number"]["prediction"] == \
+        clean.predictions["coordination_number"]["prediction"]
+    assert final["coverage"] == 1.0
+    names = [n for n, _ in out]
+    assert names[:2] == ["start", "descriptor"] and names[-1] == "stop"
+    assert out[0][1]["raw_run_uid"] == raw[0][1]["uid"]
+    assert names.count("event") == len(energies) + 1  # one per raw event, one more at stop
+    validate(out)
+    validate(raw)
+    last = [d for n, d in out if n == "event"][-1]["data"]
+    assert set(last) >= {"cn", "cn_probability", "cn_spread", "distance", "distance_std", "charge", "charge_std",
+                         "coverage", "proposals"}
+    assert last["update_seconds"] < 1.0
+
+
+def test_uncertainty_shrinks_and_proposals_are_absolute(confident_sample, cu_agent_model):
+    agent, out, raw, bl, energies = run_scan(confident_sample, cu_agent_model)
+    events = [d["data"] for n, d in out if n == "event"]
+    located = [d for d in events if d["edge_located"]]
+    assert located, "edge never located"
+    mid = located[len(located) // 3]
+    props = json.loads(mid["proposals"])
+    assert props and all(energies[0] - 50 < p["start"] < p["stop"] < energies[-1] + 50 for p in props)
+    assert located[-1]["coverage"] >= located[0]["coverage"]
+
+
+def test_event_pages_handled_natively(confident_sample, cu_agent_model):
+    bl = make_beamline(confident_sample, seed=0, flux=1e10)
+    RE = RunEngine({})
+    raw = []
+    RE(bp.scan([bl.det], bl.mono, 8950, 9060, 60), lambda n, d: raw.append((n, d)), **bl.md)
+    agent = XANESAgent(ModelStore(models={"Cu": cu_agent_model}))
+    calls = {"page": 0}
+    orig = agent.event_page
+
+    def counting(doc):
+        calls["page"] += 1
+        return orig(doc)
+
+    agent.event_page = counting
+    events = [d for n, d in raw if n == "event"]
+    agent("start", raw[0][1])
+    agent("descriptor", raw[1][1])
+    for k in range(0, len(events), 20):  # three pages of 20 events
+        agent("event_page", pack_event_page(*events[k:k + 20]))
+    agent("stop", raw[-1][1])
+    assert calls["page"] == 3
+    assert agent.finished[-1]["n_points"] == 60 and agent.finished[-1]["n_updates"] == 4
+
+
+def test_interleaved_runs_kept_apart(confident_sample, cu_agent_model):
+    docs = []
+    for seed, (lo, hi) in enumerate([(8950, 9060), (8990, 9030)]):
+        bl = make_beamline(confident_sample, seed=seed, flux=1e10)
+        run = []
+        RunEngine({})(bp.scan([bl.det], bl.mono, lo, hi, 40 + 10 * seed), lambda n, d: run.append((n, d)), **bl.md)
+        docs.append(run)
+    a, b = docs
+    merged = [a[0], b[0], a[1], b[1]] + [x for pair in zip(a[2:-1], b[2:-1]) for x in pair] + \
+        b[2 + len(a) - 3:-1] + [a[-1], b[-1]]
+    factory = agent_factory(ModelStore(models={"Cu": cu_agent_model}))
+    router = RunRouter([factory])
+    for name, doc in merged:
+        router(name, doc)
+    agents = factory.agents
+    assert len(agents) == 2
+    assert [ag.finished[-1]["n_points"] for ag in agents] == [40, 50]
+    assert {ag.finished[-1]["raw_run_uid"] for ag in agents} == {a[0][1]["uid"], b[0][1]["uid"]}
+
+
+def test_bad_readings_units_duplicates():
+    ps = PartialSpectrum(edge_energy=8979.0)
+    ps.add([8.990, 8.991, 8.991], [0.1, 0.2, 0.4])  # keV by mistake, one energy twice
+    e, mu = ps.arrays()
+    assert "keV" in ps.unit_note
+    np.testing.assert_allclose(e, [8990.0, 8991.0])
+    np.testing.assert_allclose(mu, [0.1, 0.3])
+    ps.add([8.992, np.nan, 8.994], [np.inf, 0.5, 0.6])
+    assert ps.n_dropped == 2 and len(ps) == 3
+    with pytest.raises(ValueError, match="differ in length"):
+        ps.add([1, 2], [1])
+
+
+def test_nan_readings_never_crash_the_scan(confident_sample, cu_agent_model):
+    bl = make_beamline(confident_sample, seed=0, flux=1e10)
+    orig = bl.det.trigger
+    n = {"i": 0}
+
+    def flaky():
+        st = orig()
+        n["i"] += 1
+        if n["i"] % 7 == 0:
+            bl.det.mu.put(float("nan"))
+        return st
+
+    bl.det.trigger = flaky
+    agent = XANESAgent(ModelStore(models={"Cu": cu_agent_model}))
+    RE = RunEngine({})
+    RE.subscribe(agent)
+    RE(bp.scan([bl.det], bl.mono, 8960, 9060, 70), **bl.md)
+    rep = agent.finished[-1]
+    assert rep["n_dropped"] == 10 and rep["n_points"] == 60 and agent.errors == 0
+
+
+def test_mid_run_join_waits_for_next_run(confident_sample, cu_agent_model):
+    bl = make_beamline(confident_sample, seed=0, flux=1e10)
+    runs = []
+    for _ in range(2):
+        docs = []
+        RunEngine({})(bp.scan([bl.det], bl.mono, 8960, 9060, 30), lambda n, d: docs.append((n, d)), **bl.md)
+        runs.append(docs)
+    agent = XANESAgent(ModelStore(models={"Cu": cu_agent_model}))
+    for name, doc in runs[0][1:]:  # missed the start document
+        agent(name, doc)
+    assert agent.errors == 0 and not agent.finished
+    for name, doc in runs[1]:
+        agent(name, doc)
+    assert agent.finished[-1]["n_points"] == 30
+
+
+def test_corrupt_model_and_internal_failure_never_abort_scan(confident_sample, cu_agent_model, tmp_path):
+    (tmp_path / "Cu-polynomial-post_edge.npz").write_bytes(b"corrupt")
+    agent = XANESAgent(ModelStore(tmp_path))
+    bl = make_beamline(confident_sample, seed=0)
+    RE = RunEngine({})
+    RE.subscribe(agent)
+    uids = RE(bp.scan([bl.det], bl.mono, 8960, 9060, 10), **bl.md)
+    assert len(uids) == 1 and any("no usable model" in w for w in agent.warnings)
+    assert "not a readable model bundle" in agent.models.errors["Cu"]
+
+    broken = XANESAgent(ModelStore(models={"Cu": cu_agent_model}))
+    RE2 = RunEngine({})
+    RE2.subscribe(broken)
+
+    def boom(*a, **k):
+        raise RuntimeError("model exploded")
+
+    broken.models.predictor("Cu").update = boom
+    assert len(RE2(bp.scan([bl.det], bl.mono, 8960, 9060, 10), **bl.md)) == 1
+    assert broken.errors >= 10
+    broken("event_page", {"garbage": True})  # malformed document: logged, not raised
+
+
+def test_fused_fast_path_equals_sklearn():
+    from xanes_agent.models.ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor
+    from xanes_agent.models.packed import PackedForests
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 25))
+    X[rng.random(X.shape) < 0.1] = np.nan
+    y = np.where(np.nan_to_num(X[:, 0]) > 0.3, 6, np.where(np.nan_to_num(X[:, 1]) > 0, 5, 4))
+    clf = SeedEnsembleClassifier(n_seeds=4, n_estimators=10).fit(X, y)
+    reg = SeedEnsembleRegressor(n_seeds=4, n_estimators=10).fit(X, np.nan_to_num(X[:, 2]))
+    fused = FusedForests.from_packed({"cn": PackedForests.from_sklearn(clf.estimators_),
+                                      "d": PackedForests.from_sklearn(reg.estimators_)})
+    Xt = rng.normal(size=(40, 25))
+    Xt[rng.random(Xt.shape) < 0.25] = np.nan
+    for engine in ["numpy"] + (["numba"] if HAVE_NUMBA else []):
+        out = fused.per_property(Xt, engine)
+        np.testing.assert_allclose(out["cn"], clf.predict_proba_per_seed(Xt), atol=1e-12)
+        np.testing.assert_allclose(out["d"][:, :, 0], reg.predict_per_seed(Xt), atol=1e-12)
+        np.testing.assert_allclose(out["cn"].mean(0), clf.predict_proba(Xt), atol=1e-12)
+
+
+def test_strategies_rank_as_documented(cu_agent_model):
+    g = cu_agent_model.grid.energies
+    covered = g < 10  # the first 15 eV measured
+    preds = {"coordination_number": {"probability": 0.5}, "mean_nn_distance": {"std": 0.05}, "charge": {"std": 0.01}}
+    eo = make_strategy("energy_order").propose(9000.0, g, covered, cu_agent_model, preds, n=2)
+    assert eo[0].start == pytest.approx(9000.0 + 10.0, abs=0.3) and eo[1].start > eo[0].start
+    io = make_strategy("importance_only").propose(9000.0, g, covered, cu_agent_model, preds, n=20)
+    assert all(p.start >= 9000.0 + 9.5 for p in io)
+    assert [p.score for p in io] == sorted([p.score for p in io], reverse=True)
+    iu = make_strategy("importance_uncertainty").propose(9000.0, g, covered, cu_agent_model, preds, n=3)
+    assert len({p.uid for p in iu}) == 3 and iu[0].step == pytest.approx(g[1] - g[0])
+    assert make_strategy("energy_order").propose(9000.0, g, np.ones_like(g, bool), cu_agent_model, preds) == []
+    with pytest.raises(ValueError, match="unknown strategy"):
+        make_strategy("greedy")
+
+
+def test_adaptive_api_matches_suggestions_by_uid(confident_sample, cu_agent_model):
+    agent = XANESAgent(ModelStore(models={"Cu": cu_agent_model}))
+    agent.begin("Cu")
+    e = np.arange(8950, 9060, 0.5)
+    bl = make_beamline(confident_sample, seed=0, flux=1e10)
+    i0, it = bl.det.expected_counts(e)
+    mu = np.log(i0 / it)
+    window = (e < 8990) | (e > 9045)
+    agent.tell(e[window], mu[window])
+    agent.tell(e[(e >= 8990) & (e <= 9003)], mu[(e >= 8990) & (e <= 9003)])
+    (s,) = agent.ask(1)
+    assert s["uid"] in agent.run.pending
+    sel = (e >= s["start"]) & (e <= s["stop"])
+    agent.ingest(e[sel], mu[sel], uid=s["uid"])
+    assert s["uid"] in agent.run.done and s["uid"] not in agent.run.pending
+    assert agent.report()["edge_located"]

@@ -1,0 +1,371 @@
+"""The streaming XANES agent: a Bluesky document consumer that predicts, proposes and reports.
+
+``XANESAgent`` is an ``event_model.DocumentRouter``: give it to ``RE.subscribe`` (in-process), to a
+``RunRouter`` (several interleaved runs, one agent per run via :func:`agent_factory`), or to a 0MQ
+``RemoteDispatcher`` (``xanes-agent serve``). For each run it
+
+1. reads ``element``, ``edge`` and ``xas.energy_field``/``xas.mu_field`` from the start document
+   (explicit constructor arguments override them; without ``xas`` the descriptor's eV-unit key and
+   hinted field are used),
+2. rebuilds the partial spectrum from ``event_page`` documents natively (single events are packed
+   into pages by ``DocumentRouter``), dropping NaN readings and averaging repeated energies,
+3. after each page updates the seed-ensemble predictions (fast path) and the proposals,
+4. emits its own run (start linked by ``raw_run_uid``, a ``predictions`` descriptor, one event per
+   update, stop) to its subscribers.
+
+It also offers the bluesky-adaptive 0.3 agent API for plans: ``ingest``/``tell``, ``suggest``/``ask``
+and ``report``. A failure inside the agent is logged and counted, never raised into the RunEngine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+from event_model import DocumentRouter, compose_run
+
+from ..data.edges import edge_energy
+from ..models.model import BundleError, ElementModel
+from .predictor import LivePredictor, LiveState
+from .spectrum import PartialSpectrum
+from .strategies import Proposal, Strategy, make_strategy
+
+log = logging.getLogger(__name__)
+
+
+class ModelStore:
+    """Element models loaded lazily from a folder of bundles (``<El>-<featurization>-<norm>.npz``).
+
+    A bundle that fails to load (corrupt, tampered, wrong version) is reported once and that
+    element gets no predictions; the agent keeps running.
+    """
+
+    def __init__(self, folder: str | Path | None = None, models: dict[str, ElementModel] | None = None,
+                 featurization: str = "polynomial", engine: str = "auto") -> None:
+        self.folder = Path(folder) if folder else None
+        self.featurization = featurization
+        self.engine = engine
+        self._models: dict[str, ElementModel] = dict(models or {})
+        self._predictors: dict[str, LivePredictor] = {}
+        self.errors: dict[str, str] = {}
+
+    def predictor(self, element: str) -> LivePredictor | None:
+        if element in self._predictors:
+            return self._predictors[element]
+        if element in self.errors:
+            return None
+        model = self._models.get(element)
+        if model is None and self.folder is not None:
+            cands = sorted(self.folder.glob(f"{element}-{self.featurization}-*.npz")) or sorted(
+                self.folder.glob(f"{element}-*.npz"))
+            if cands:
+                try:
+                    model = ElementModel.load(cands[0], expect_element=element)
+                except BundleError as exc:
+                    self.errors[element] = str(exc)
+                    log.error("model for %s not usable: %s", element, exc)
+                    return None
+        if model is None:
+            self.errors[element] = f"no model for {element}"
+            log.error("no model for %s (folder %s)", element, self.folder)
+            return None
+        self._predictors[element] = LivePredictor(model, self.engine)
+        return self._predictors[element]
+
+
+@dataclass
+class RunState:
+    uid: str
+    element: str
+    edge: str
+    energy_field: str | None
+    mu_field: str | None
+    spectrum: PartialSpectrum
+    predictor: LivePredictor
+    streams: dict[str, str] = field(default_factory=dict)  # descriptor uid -> stream name
+    last: LiveState | None = None
+    proposals: list[Proposal] = field(default_factory=list)
+    pending: dict[str, Proposal] = field(default_factory=dict)  # suggested, not yet measured (by uid)
+    done: dict[str, Proposal] = field(default_factory=dict)
+    n_updates: int = 0
+    last_update: float = 0.0
+    compose: Any = None
+    desc: Any = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class XANESAgent(DocumentRouter):
+    """See the module docstring. ``emit`` receives the agent's own ``(name, doc)`` documents."""
+
+    def __init__(self, models: ModelStore, strategy: str | Strategy = "importance_uncertainty",
+                 element: str | None = None, edge: str | None = None, energy_field: str | None = None,
+                 mu_field: str | None = None, emit: Callable[[str, dict], Any] | Iterable | None = None,
+                 min_interval: float = 0.0, n_proposals: int = 3, png_dir: str | Path | None = None) -> None:
+        super().__init__()
+        self.models = models
+        self.strategy = make_strategy(strategy) if isinstance(strategy, str) else strategy
+        self.overrides = {"element": element, "edge": edge, "energy_field": energy_field, "mu_field": mu_field}
+        self.subscribers: list[Callable[[str, dict], Any]] = (
+            [] if emit is None else [emit] if callable(emit) else list(emit))
+        self.min_interval = min_interval
+        self.n_proposals = n_proposals
+        self.png_dir = Path(png_dir) if png_dir else None
+        self.run: RunState | None = None
+        self.errors = 0
+        self.warnings: list[str] = []
+        self.finished: list[dict[str, Any]] = []  # summaries of stopped runs
+        self._unknown_descriptors: set[str] = set()
+
+    # -- robustness: nothing raised into the RunEngine ---------------------------------------------
+    def __call__(self, name: str, doc: dict, validate: bool = False):
+        try:
+            return super().__call__(name, doc, validate)
+        except Exception as exc:  # noqa: BLE001 - the scan must never die of the agent
+            self.errors += 1
+            log.exception("agent failed on a %r document (%s); continuing", name, exc)
+            return None
+
+    def subscribe(self, callback: Callable[[str, dict], Any]) -> None:
+        self.subscribers.append(callback)
+
+    def _emit(self, name: str, doc: dict) -> None:
+        for cb in self.subscribers:
+            try:
+                cb(name, doc)
+            except Exception:  # noqa: BLE001 - a broken subscriber must not stop the agent
+                self.errors += 1
+                log.exception("agent subscriber failed on %s", name)
+
+    def _warn(self, msg: str) -> None:
+        self.warnings.append(msg)
+        log.warning(msg)
+
+    # -- documents ---------------------------------------------------------------------------------
+    def start(self, doc: dict) -> None:
+        if doc.get("agent") == "xanes-agent":
+            return  # our own output coming back over 0MQ
+        if self.run is not None:
+            self._finish(exit_status="abort", reason="a new run started before this one stopped")
+        md_xas = doc.get("xas") or {}
+        element = self.overrides["element"] or doc.get("element")
+        edge = self.overrides["edge"] or doc.get("edge") or "K"
+        if not isinstance(element, str):
+            self._warn(f"run {doc.get('uid')}: start document has no 'element' (and none was given): ignoring this run")
+            return
+        predictor = self.models.predictor(element)
+        if predictor is None:
+            self._warn(f"run {doc.get('uid')}: no usable model for {element}: ignoring this run")
+            return
+        try:
+            edge_e = edge_energy(element, edge)
+        except ValueError as exc:
+            self._warn(f"run {doc.get('uid')}: {exc}: ignoring this run")
+            return
+        self.run = RunState(
+            uid=doc["uid"], element=element, edge=edge,
+            energy_field=self.overrides["energy_field"] or md_xas.get("energy_field"),
+            mu_field=self.overrides["mu_field"] or md_xas.get("mu_field"),
+            spectrum=PartialSpectrum(edge_energy=edge_e), predictor=predictor)
+        self._open_output(doc)
+
+    def _open_output(self, raw_start: dict) -> None:
+        r = self.run
+        pm = r.predictor.model.properties
+        r.compose = compose_run(metadata={
+            "raw_run_uid": r.uid, "agent": "xanes-agent", "element": r.element, "edge": r.edge,
+            "strategy": self.strategy.name, "charge_label": pm["charge"].label if "charge" in pm else None,
+            "model": {"featurization": r.predictor.model.featurization,
+                      "training_data_hash": r.predictor.model.training_data_hash},
+            "plan_name": "xanes_agent_predictions"})
+        self._emit("start", r.compose.start_doc)
+        num = {"dtype": "number", "shape": [], "source": "xanes-agent"}
+        keys = {"n_points": {**num, "dtype": "integer"}, "coverage": num, "e0": {**num, "units": "eV"},
+                "edge_located": {**num, "dtype": "boolean"}, "normalization_confident": {**num, "dtype": "boolean"},
+                "update_seconds": {**num, "units": "s"}, "proposals": {**num, "dtype": "string"},
+                "n_dropped": {**num, "dtype": "integer"}}
+        for name, p in pm.items():
+            if p.kind == "classifier":
+                keys.update({"cn": {**num, "dtype": "integer"}, "cn_probability": num, "cn_spread": num,
+                             "cn_proba": {**num, "dtype": "array", "shape": [len(p.packed.classes)]}})
+            else:
+                unit = "Angstrom" if name == "mean_nn_distance" else "e"
+                short = "distance" if name == "mean_nn_distance" else name
+                keys.update({short: {**num, "units": unit}, f"{short}_std": {**num, "units": unit}})
+        r.desc = r.compose.compose_descriptor(name="predictions", data_keys=keys)
+        self._emit("descriptor", r.desc.descriptor_doc)
+
+    def descriptor(self, doc: dict) -> None:
+        r = self.run
+        if r is None or doc.get("run_start") != r.uid:
+            return
+        r.streams[doc["uid"]] = doc.get("name", "primary")
+        keys = doc.get("data_keys", {})
+        if r.energy_field is None:
+            r.energy_field = next((k for k, v in keys.items() if v.get("units") == "eV"), None)
+        if r.mu_field is None:
+            hinted = [f for h in (doc.get("hints") or {}).values() for f in h.get("fields", [])]
+            r.mu_field = next((f for f in hinted if f in keys and f != r.energy_field), None)
+        missing = [f for f in (r.energy_field, r.mu_field) if f is None or f not in keys]
+        if missing and doc.get("name", "primary") == "primary":
+            self._warn(f"run {r.uid}: stream {doc.get('name')!r} lacks the energy/mu fields "
+                       f"({r.energy_field!r}, {r.mu_field!r}); set xas.energy_field/mu_field in the start document")
+
+    def event_page(self, doc: dict) -> None:
+        r = self.run
+        if r is None or doc.get("descriptor") not in r.streams:
+            if doc.get("descriptor") not in self._unknown_descriptors:
+                self._unknown_descriptors.add(doc.get("descriptor"))
+                log.info("event page for an unknown run/descriptor (joined mid-run?): waiting for the next start")
+            return
+        data = doc.get("data", {})
+        if r.energy_field not in data or r.mu_field not in data:
+            return  # another stream (e.g. baseline)
+        try:
+            r.spectrum.add(data[r.energy_field], data[r.mu_field])
+        except (TypeError, ValueError) as exc:
+            self._warn(f"run {r.uid}: malformed event page ({exc}); page dropped, data so far kept")
+            return
+        now = time.monotonic()
+        if now - r.last_update >= self.min_interval:
+            self._update()
+
+    def stop(self, doc: dict) -> None:
+        if self.run is None or doc.get("run_start") != self.run.uid:
+            return
+        self._update()
+        self._finish(exit_status="success" if doc.get("exit_status") == "success" else doc.get("exit_status", "success"))
+
+    # -- core --------------------------------------------------------------------------------------
+    def _update(self) -> LiveState | None:
+        r = self.run
+        if r is None:
+            return None
+        e, mu = r.spectrum.arrays()
+        state = r.predictor.update(e, mu)
+        r.last = state
+        r.last_update = time.monotonic()
+        r.n_updates += 1
+        if state.edge_located:
+            r.proposals = self.strategy.propose(state.e0, r.predictor.model.grid.energies, state.coverage,
+                                                r.predictor.model, state.predictions, n=self.n_proposals)
+        else:
+            r.proposals = []
+        data = self._event_data(state, r)
+        r.history.append(data)
+        ev = r.desc.compose_event(data=data, timestamps={k: time.time() for k in data})
+        self._emit("event", ev)
+        return state
+
+    def _event_data(self, s: LiveState, r: RunState) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "n_points": s.n_points, "coverage": s.coverage_fraction, "e0": s.e0 if s.e0 is not None else float("nan"),
+            "edge_located": s.edge_located, "normalization_confident": s.normalization_confident,
+            "update_seconds": s.seconds, "proposals": json.dumps([p.as_dict() for p in r.proposals]),
+            "n_dropped": r.spectrum.n_dropped}
+        for name, pm in r.predictor.model.properties.items():
+            p = s.predictions.get(name)
+            if pm.kind == "classifier":
+                data.update(cn=int(p["prediction"]) if p else -1, cn_probability=float(p["probability"]) if p else np.nan,
+                            cn_spread=float(p["spread"]) if p else np.nan,
+                            cn_proba=np.asarray(p["proba"]).tolist() if p else [np.nan] * len(pm.packed.classes))
+            else:
+                short = "distance" if name == "mean_nn_distance" else name
+                data[short] = float(p["prediction"]) if p else np.nan
+                data[f"{short}_std"] = float(p["std"]) if p else np.nan
+        return data
+
+    def _finish(self, exit_status: str = "success", reason: str = "") -> None:
+        r = self.run
+        if r is None:
+            return
+        if self.png_dir is not None:
+            try:
+                from .view import save_png
+
+                self.png_dir.mkdir(parents=True, exist_ok=True)
+                save_png(r, self.png_dir / f"agent_{r.uid[:8]}.png")
+            except Exception:  # noqa: BLE001 - a plotting problem never costs the run
+                self.errors += 1
+                log.exception("could not save the agent PNG")
+        stop = r.compose.compose_stop(exit_status=exit_status, reason=reason)
+        self._emit("stop", stop)
+        self.finished.append(self.report())
+        self.run = None
+
+    # -- bluesky-adaptive style API ----------------------------------------------------------------
+    def begin(self, element: str, edge: str = "K", uid: str = "adaptive") -> None:
+        """Start a document-less session (for ``ingest``/``suggest`` without a RunEngine)."""
+        self.start({"uid": uid, "element": element, "edge": edge, "time": time.time()})
+
+    def end(self, exit_status: str = "success") -> dict[str, Any]:
+        """Close a session begun with :meth:`begin`; returns the final report."""
+        if self.run is not None:
+            self._finish(exit_status=exit_status)
+        return self.finished[-1] if self.finished else {}
+
+    def ingest(self, x, y, uid: str | None = None) -> LiveState | None:
+        """Add measured energies ``x`` (eV) and mu ``y``; ``uid`` marks that proposal as measured."""
+        if self.run is None:
+            raise RuntimeError("no run in progress: call begin() or feed a start document first")
+        self.run.spectrum.add(x, y)
+        if uid is not None and uid in self.run.pending:
+            self.run.done[uid] = self.run.pending.pop(uid)
+        return self._update()
+
+    tell = ingest
+
+    def suggest(self, batch_size: int = 1) -> list[dict[str, Any]]:
+        """The next ``batch_size`` ranges to measure (absolute eV, with spacing and a uid)."""
+        r = self.run
+        if r is None:
+            return []
+        if r.last is None or not r.last.edge_located:
+            return []
+        props = self.strategy.propose(r.last.e0, r.predictor.model.grid.energies, r.last.coverage,
+                                      r.predictor.model, r.last.predictions, n=batch_size)
+        for p in props:
+            r.pending[p.uid] = p
+        return [p.as_dict() for p in props]
+
+    ask = suggest
+
+    def report(self) -> dict[str, Any]:
+        """Current predictions, coverage and proposals as plain data."""
+        r = self.run
+        if r is None:
+            return self.finished[-1] if self.finished else {}
+        s = r.last
+        out: dict[str, Any] = {"raw_run_uid": r.uid, "element": r.element, "n_points": len(r.spectrum),
+                               "n_dropped": r.spectrum.n_dropped, "unit_note": r.spectrum.unit_note,
+                               "errors": self.errors, "n_updates": r.n_updates}
+        if s is not None:
+            out.update(e0=s.e0, edge_located=s.edge_located, coverage=s.coverage_fraction,
+                       normalization_confident=s.normalization_confident, note=s.normalization_note,
+                       predictions={k: {kk: (np.asarray(vv).tolist()) for kk, vv in v.items()}
+                                    for k, v in s.predictions.items()},
+                       proposals=[p.as_dict() for p in r.proposals])
+        return out
+
+
+def agent_factory(models: ModelStore, **kwargs: Any) -> Callable[[str, dict], tuple[list, list]]:
+    """A ``RunRouter`` factory: one :class:`XANESAgent` per run, so interleaved runs stay apart.
+
+    The agent is fed the start document by the factory (RunRouter passes later documents only).
+    """
+    agents: list[XANESAgent] = []
+
+    def factory(name: str, start_doc: dict):
+        if start_doc.get("agent") == "xanes-agent":
+            return [], []  # an agent's own output run: nothing to predict
+        agent = XANESAgent(models, **kwargs)
+        agent("start", start_doc)
+        agents.append(agent)
+        return [agent], []
+
+    factory.agents = agents  # type: ignore[attr-defined]
+    return factory

@@ -1,0 +1,83 @@
+"""From a partial spectrum to predictions with uncertainty, with the fast path."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..models.fast import FusedForests
+from ..models.features import coverage_mask, to_grid
+from ..models.model import ElementModel, summarize
+from ..models.normalization import find_e0, normalize
+
+
+@dataclass
+class LiveState:
+    """What the agent knows after an update. Energies in eV, distance in Angstrom, charge in e."""
+
+    n_points: int
+    e0: float | None
+    edge_located: bool
+    normalization_confident: bool
+    normalization_note: str
+    coverage: np.ndarray  # bool mask over the model grid
+    predictions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def coverage_fraction(self) -> float:
+        return float(self.coverage.mean()) if len(self.coverage) else 0.0
+
+
+def locate_edge(energy: np.ndarray, mu: np.ndarray, max_spacing: float = 1.5) -> tuple[float | None, str]:
+    """E0 (eV) if the edge is measured finely enough to place the model window, else (None, why).
+
+    Needs >= 8 points, the steepest rise bracketed by points within ``max_spacing`` eV on both
+    sides, and a rise across it of at least a quarter of the measured range of mu.
+    """
+    if len(energy) < 8:
+        return None, f"{len(energy)} points: too few to locate the edge"
+    e0 = find_e0(energy, mu)
+    i = int(np.searchsorted(energy, e0))
+    if i <= 0 or i >= len(energy) - 1 or energy[i + 1] - energy[i - 1] > 2 * max_spacing:
+        return None, f"edge near {e0:.1f} eV not yet measured finely (spacing > {max_spacing} eV)"
+    below, above = mu[energy < e0 - 5], mu[energy > e0 + 5]
+    if not len(below) or not len(above):
+        return None, "no points 5 eV below and above the candidate edge yet"
+    if np.median(above) - np.median(below) < 0.25 * np.ptp(mu):
+        return None, "no clear absorption step yet"
+    return float(e0), ""
+
+
+class LivePredictor:
+    """Seed-ensemble predictions for one element model, from raw (energy, mu) readings."""
+
+    def __init__(self, model: ElementModel, engine: str = "auto") -> None:
+        self.model = model
+        self.engine = engine
+        self.fused = FusedForests.from_packed({n: pm.packed for n, pm in model.properties.items()})
+        self.fused.warm_up(len(model.feature_names))
+
+    def grid_spectrum(self, energy: np.ndarray, mu: np.ndarray, e0: float) -> tuple[np.ndarray, Any]:
+        nrm = normalize(energy, mu, self.model.normalization, e0=e0)
+        return to_grid(energy, nrm.mu, e0, self.model.grid), nrm
+
+    def update(self, energy: np.ndarray, mu: np.ndarray) -> LiveState:
+        t0 = time.perf_counter()
+        e0, why = locate_edge(energy, mu)
+        if e0 is None:
+            return LiveState(len(energy), None, False, False, why, np.zeros(self.model.grid.n, bool),
+                             seconds=time.perf_counter() - t0)
+        X, nrm = self.grid_spectrum(energy, mu, e0)
+        F = self.model.featurize(X[None, :])
+        per = self.fused.per_property(F, self.engine)
+        preds = {}
+        for name, pm in self.model.properties.items():
+            s = summarize(pm, per[name])
+            preds[name] = {k: (v[0] if k not in ("proba", "classes") else (v[0] if k == "proba" else v))
+                           for k, v in s.items()}
+        cov = coverage_mask(np.asarray(energy) - e0, self.model.grid)
+        return LiveState(len(energy), e0, True, nrm.confident, nrm.reason, cov, preds, time.perf_counter() - t0)

@@ -1,0 +1,104 @@
+"""The agent outside the RunEngine: a 0MQ service and an offline replay.
+
+``serve``: subscribes to a bluesky 0MQ proxy's output with ``RemoteDispatcher``, routes runs to one
+agent per run (``RunRouter``) and publishes the agent's documents back with a ``Publisher`` (prefix
+``b"xanes-agent"``) to a proxy input. It shuts down by cancelling the dispatcher's task
+(``RemoteDispatcher.stop()`` may not be called from inside a callback), after ``max_runs`` runs or
+on SIGINT/SIGTERM.
+
+``replay``: feeds a JSON-lines document file through the same routing.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+from typing import Any, Callable
+
+from event_model import RunRouter
+
+from ..documents import JSONLWriter, read_jsonl
+from .agent import ModelStore, agent_factory
+
+log = logging.getLogger(__name__)
+AGENT_PREFIX = b"xanes-agent"
+
+
+def _loopback(address: str) -> str:
+    """'HOST:PORT' or 'tcp://HOST:PORT' -> 'tcp://HOST:PORT'; a bare port binds 127.0.0.1 only."""
+    if address.isdigit():
+        return f"tcp://127.0.0.1:{address}"
+    return address if "://" in address else f"tcp://{address}"
+
+
+def serve(subscribe: str, models: ModelStore, publish: str | None = None, max_runs: int | None = None,
+          jsonl: str | Path | None = None, png_dir: str | Path | None = None, ready: Callable[[], Any] | None = None,
+          **agent_kwargs: Any) -> list[dict]:
+    """Run the agent on a live 0MQ stream; returns the summaries of the runs it saw."""
+    from bluesky.callbacks.zmq import Publisher, RemoteDispatcher
+
+    outputs: list[Callable[[str, dict], Any]] = []
+    publisher = Publisher(_loopback(publish), prefix=AGENT_PREFIX) if publish else None
+    if publisher is not None:
+        outputs.append(publisher)
+    writer = JSONLWriter(jsonl) if jsonl else None
+    if writer is not None:
+        outputs.append(writer)
+    dispatcher = RemoteDispatcher(_loopback(subscribe))
+    factory = agent_factory(models, emit=outputs, png_dir=png_dir, **agent_kwargs)
+    n_stops = 0
+
+    def count_stops(name: str, doc: dict) -> None:
+        nonlocal n_stops
+        if name == "stop" and doc.get("run_start") not in own_starts:
+            n_stops += 1
+            if max_runs is not None and n_stops >= max_runs:
+                # stop() from inside a callback raises; cancel the polling task instead
+                dispatcher.loop.call_soon(dispatcher._task.cancel)
+
+    router = RunRouter([factory])
+    own_starts: set[str] = set()
+
+    def route(name: str, doc: dict) -> None:
+        if name == "start" and doc.get("agent") == "xanes-agent":
+            own_starts.add(doc["uid"])  # our own output, echoed back through the proxy
+        router(name, doc)
+        count_stops(name, doc)
+
+    dispatcher.subscribe(route)
+
+    def on_signal(signum, frame):  # noqa: ARG001
+        dispatcher.loop.call_soon_threadsafe(dispatcher._task.cancel)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, on_signal)
+        except ValueError:  # not in the main thread
+            pass
+    if ready is not None:
+        dispatcher.loop.call_soon(ready)
+    try:
+        dispatcher.start()
+    except BaseException as exc:  # CancelledError on shutdown
+        if not isinstance(exc, (KeyboardInterrupt, SystemExit)) and type(exc).__name__ != "CancelledError":
+            raise
+    finally:
+        if writer is not None:
+            writer.close()
+    return [a.report() for a in factory.agents]  # type: ignore[attr-defined]
+
+
+def replay(path: str | Path, models: ModelStore, jsonl: str | Path | None = None, png_dir: str | Path | None = None,
+           **agent_kwargs: Any) -> list[Any]:
+    """Feed a recorded run (JSON lines) to the agent; returns the agents (one per run)."""
+    writer = JSONLWriter(jsonl) if jsonl else None
+    factory = agent_factory(models, emit=[writer] if writer else None, png_dir=png_dir, **agent_kwargs)
+    router = RunRouter([factory])
+    try:
+        for name, doc in read_jsonl(path):
+            router(name, doc)
+    finally:
+        if writer is not None:
+            writer.close()
+    return factory.agents  # type: ignore[attr-defined]
