@@ -149,6 +149,8 @@ class XANESAgent(DocumentRouter):
     def start(self, doc: dict) -> None:
         if doc.get("agent") == "xanes-agent":
             return  # our own output coming back over 0MQ
+        if self.run is not None and self.run.uid == doc.get("uid"):
+            return  # the same start document again (idempotent)
         if self.run is not None:
             self._finish(exit_status="abort", reason="a new run started before this one stopped")
         md_xas = doc.get("xas") or {}
@@ -355,7 +357,7 @@ class XANESAgent(DocumentRouter):
 def agent_factory(models: ModelStore, **kwargs: Any) -> Callable[[str, dict], tuple[list, list]]:
     """A ``RunRouter`` factory: one :class:`XANESAgent` per run, so interleaved runs stay apart.
 
-    The agent is fed the start document by the factory (RunRouter passes later documents only).
+    RunRouter hands each agent the run's start document, then the rest of that run only.
     """
     agents: list[XANESAgent] = []
 
@@ -363,7 +365,6 @@ def agent_factory(models: ModelStore, **kwargs: Any) -> Callable[[str, dict], tu
         if start_doc.get("agent") == "xanes-agent":
             return [], []  # an agent's own output run: nothing to predict
         agent = XANESAgent(models, **kwargs)
-        agent("start", start_doc)
         agents.append(agent)
         return [agent], []
 

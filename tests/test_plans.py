@@ -1,0 +1,57 @@
+"""adaptive_xanes_scan with a real RunEngine on the simulator."""
+
+import json
+
+import numpy as np
+from bluesky import RunEngine
+from event_model import DocumentNames, schema_validators
+
+from xanes_agent.agent import ModelStore, XANESAgent
+from xanes_agent.data.edges import edge_energy
+from xanes_agent.models.normalization import find_e0
+from xanes_agent.plans import adaptive_xanes_scan
+from xanes_agent.simulator import make_beamline, sample_from_library
+
+
+def _run(sample, model, **kw):
+    bl = make_beamline(sample, seed=0, flux=1e9, include_truth=True)
+    agent = XANESAgent(ModelStore(models={"Cu": model}))
+    docs = []
+    RE = RunEngine({})
+    RE.subscribe(lambda n, d: docs.append((n, d)))
+    RE(adaptive_xanes_scan([bl.det], bl.mono, agent, edge_energy=edge_energy("Cu"), md=bl.md, **kw))
+    return docs, agent
+
+
+def test_adaptive_scan_stops_by_its_criterion_with_fewer_points(bundled_library, cu_agent_model):
+    sample = sample_from_library(bundled_library, element="Cu", split="test", rng=2, coordination_number=6.0)
+    docs, agent = _run(sample, cu_agent_model,
+                       thresholds={"cn_probability": 0.4, "distance_std": 0.5, "charge_std": 5.0})
+    for name, doc in docs:
+        schema_validators[DocumentNames[name]].validate(doc)
+    stop = docs[-1][1]
+    assert stop["exit_status"] == "success" and stop["reason"].startswith("confident")
+    e0 = find_e0(sample.energy, sample.mu)
+    full = len(np.arange(e0 - 30, e0 + 70 + 1e-9, 0.5))
+    primary = [d for n, d in docs if n == "descriptor" and d["name"] == "primary"][0]["uid"]
+    n_points = sum(1 for n, d in docs if n == "event" and d["descriptor"] == primary)
+    assert n_points < full
+    decisions = [d for n, d in docs if n == "descriptor" and d["name"] == "decisions"][0]["uid"]
+    kinds = [json.loads(d["data"]["agent_decision"])["kind"] for n, d in docs
+             if n == "event" and d["descriptor"] == decisions]
+    assert kinds[:2] == ["survey", "edge"] and kinds[-1] == "stop"
+    start = docs[0][1]
+    assert start["plan_name"] == "adaptive_xanes_scan" and start["element"] == "Cu"
+    assert start["plan_args"]["strategy"] == "importance_uncertainty"
+
+
+def test_point_budget_and_proposals_recorded(bundled_library, cu_agent_model):
+    sample = sample_from_library(bundled_library, element="Cu", split="test", rng=4)
+    docs, _ = _run(sample, cu_agent_model, max_points=70,
+                   thresholds={"cn_probability": 1.01, "distance_std": 0.0, "charge_std": 0.0})
+    stop = docs[-1][1]
+    assert "point budget" in stop["reason"]
+    decisions = [json.loads(d["data"]["agent_decision"]) for n, d in docs
+                 if n == "event" and "agent_decision" in d["data"]]
+    proposals = [d for d in decisions if d["kind"] == "proposal"]
+    assert proposals and all({"uid", "start", "stop", "score"} <= set(p) for p in proposals)

@@ -1,0 +1,90 @@
+"""The agent as a separate process behind a real bluesky 0MQ proxy on 127.0.0.1, and offline replay."""
+
+import subprocess
+import sys
+import threading
+import time
+
+import bluesky.plans as bp
+import pytest
+import zmq
+from bluesky import RunEngine
+from bluesky.callbacks.zmq import Proxy, Publisher
+
+from xanes_agent.documents import JSONLWriter, read_jsonl
+from xanes_agent.simulator import make_beamline, sample_from_library
+
+
+@pytest.fixture
+def sample(bundled_library):
+    return sample_from_library(bundled_library, element="Cu", split="test", rng=5, coordination_number=4.0)
+
+
+def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    cu_agent_model.save(models / "Cu-polynomial-post_edge.npz")
+    proxy = Proxy("tcp://127.0.0.1", "tcp://127.0.0.1")  # loopback only, random free ports
+    in_addr, out_addr = str(proxy.in_port), str(proxy.out_port)  # 'tcp://127.0.0.1:PORT' in bluesky 1.15
+    threading.Thread(target=proxy.start, daemon=True).start()
+
+    # listen to everything the proxy forwards, the agent's own documents included
+    ctx = zmq.Context.instance()
+    sub = ctx.socket(zmq.SUB)
+    sub.connect(out_addr)
+    sub.setsockopt(zmq.SUBSCRIBE, b"xanes-agent")
+    received = []  # drained in this thread after the run: a 0MQ socket is never shared between threads
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xanes_agent", "serve", "--subscribe", out_addr,
+         "--publish", in_addr, "--models", str(models), "--max-runs", "1",
+         "--jsonl", str(tmp_path / "agent.jsonl")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "listening" in line, line
+        time.sleep(1.0)  # 0MQ slow joiner: let the agent's subscription reach the proxy
+        bl = make_beamline(sample, seed=0, flux=1e9)
+        RE = RunEngine({})
+        RE.subscribe(Publisher(in_addr))
+        raw = []
+        RE.subscribe(lambda n, d: raw.append((n, d)))
+        RE(bp.scan([bl.det], bl.mono, 8950, 9060, 120), **bl.md)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "CN" in out and "120 points" in out
+    docs = list(read_jsonl(tmp_path / "agent.jsonl"))
+    assert docs[0][0] == "start" and docs[0][1]["raw_run_uid"] == raw[0][1]["uid"]
+    assert docs[-1][0] == "stop"
+    import pickle
+
+    while sub.poll(timeout=2000):
+        prefix, name, doc = sub.recv().split(b" ", 2)
+        received.append((name.decode(), pickle.loads(doc)))
+    sub.close(linger=0)
+    names = [n for n, _ in received]
+    assert names[0] == "start" and names[-1] == "stop", "agent documents did not come back through the proxy"
+    assert received[0][1]["raw_run_uid"] == raw[0][1]["uid"]
+
+
+def test_replay_cli(sample, cu_agent_model, tmp_path, capsys):
+    from xanes_agent.cli import main
+
+    models = tmp_path / "models"
+    models.mkdir()
+    cu_agent_model.save(models / "Cu-polynomial-post_edge.npz")
+    bl = make_beamline(sample, seed=0, flux=1e9)
+    path = tmp_path / "run.jsonl"
+    w = JSONLWriter(path)
+    RunEngine({})(bp.scan([bl.det], bl.mono, 8950, 9060, 80), w, **bl.md)
+    w.close()
+    assert main(["replay", str(path), "--models", str(models), "--png-dir", str(tmp_path / "png"),
+                 "--jsonl", str(tmp_path / "agent.jsonl")]) == 0
+    assert "80 points" in capsys.readouterr().out
+    assert len(list((tmp_path / "png").glob("agent_*.png"))) == 1
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('["start", {"uid": "x"}]\nnot json\n')
+    assert main(["replay", str(bad), "--models", str(models)]) == 2
