@@ -58,3 +58,22 @@ def test_bad_input_is_recorded_not_raised(tmp_path):
     r = run_feff("TITLE broken\nPOTENTIALS\n 0 29 Cu\nATOMS\n 0 0 zero 0 Cu\nEND\n", tmp_path)
     assert not r.ok and r.reason
     assert (tmp_path / r.key / "result.json").exists()
+
+
+def test_simulator_sample_from_cif_computed_on_demand(tmp_path):
+    from pymatgen.core import Lattice, Structure
+
+    from xanes_agent.simulator import make_beamline, sample_from_structure
+
+    cif = tmp_path / "SrTiO3.cif"
+    Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.905), ["Sr", "Ti", "O"],
+                              [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0]]).to(filename=str(cif))
+    params = dataclasses.replace(FAST_PARAMETERS, name="test-tiny", cluster_radius=4.5, fms_radius=3.0,
+                                 xanes_kmax=3.2)
+    s = sample_from_structure(cif, "Ti", cache_dir=tmp_path / "cache", params=params)
+    assert s.labels["coordination_number"] == 6 and s.labels["mean_nn_distance"] == pytest.approx(1.9525, abs=1e-3)
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # cached for the next call
+    bl = make_beamline(s, seed=0)
+    bl.mono.set(float(s.energy[len(s.energy) // 2])).wait()
+    bl.det.trigger()
+    assert np.isfinite(bl.det.mu.get())

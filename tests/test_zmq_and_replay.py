@@ -2,17 +2,22 @@
 
 import subprocess
 import sys
-import threading
 import time
 
 import bluesky.plans as bp
 import pytest
 import zmq
 from bluesky import RunEngine
-from bluesky.callbacks.zmq import Proxy, Publisher
+from bluesky.callbacks.zmq import Publisher
 
 from xanes_agent.documents import JSONLWriter, read_jsonl
 from xanes_agent.simulator import make_beamline, sample_from_library
+
+
+PROXY = ("from bluesky.callbacks.zmq import Proxy\n"
+         "p = Proxy('tcp://127.0.0.1', 'tcp://127.0.0.1')\n"
+         "print(p.in_port, p.out_port, flush=True)\n"
+         "p.start()\n")
 
 
 @pytest.fixture
@@ -24,12 +29,12 @@ def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path):
     models = tmp_path / "models"
     models.mkdir()
     cu_agent_model.save(models / "Cu-polynomial-post_edge.npz")
-    proxy = Proxy("tcp://127.0.0.1", "tcp://127.0.0.1")  # loopback only, random free ports
-    in_addr, out_addr = str(proxy.in_port), str(proxy.out_port)  # 'tcp://127.0.0.1:PORT' in bluesky 1.15
-    threading.Thread(target=proxy.start, daemon=True).start()
+    # the proxy in its own process, as at a beamline; loopback only, random free ports
+    proxy = subprocess.Popen([sys.executable, "-c", PROXY], stdout=subprocess.PIPE, text=True)
+    in_addr, out_addr = proxy.stdout.readline().split()  # 'tcp://127.0.0.1:PORT' each
 
     # listen to everything the proxy forwards, the agent's own documents included
-    ctx = zmq.Context.instance()
+    ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
     sub.connect(out_addr)
     sub.setsockopt(zmq.SUBSCRIBE, b"xanes-agent")
@@ -46,7 +51,8 @@ def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path):
         time.sleep(1.0)  # 0MQ slow joiner: let the agent's subscription reach the proxy
         bl = make_beamline(sample, seed=0, flux=1e9)
         RE = RunEngine({})
-        RE.subscribe(Publisher(in_addr))
+        publisher = Publisher(in_addr)
+        RE.subscribe(publisher)
         raw = []
         RE.subscribe(lambda n, d: raw.append((n, d)))
         RE(bp.scan([bl.det], bl.mono, 8950, 9060, 120), **bl.md)
@@ -54,6 +60,8 @@ def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+        proxy.kill()
+        proxy.wait()
     assert proc.returncode == 0, out
     assert "CN" in out and "120 points" in out
     docs = list(read_jsonl(tmp_path / "agent.jsonl"))
@@ -65,6 +73,8 @@ def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path):
         prefix, name, doc = sub.recv().split(b" ", 2)
         received.append((name.decode(), pickle.loads(doc)))
     sub.close(linger=0)
+    ctx.term()
+    publisher.close()
     names = [n for n, _ in received]
     assert names[0] == "start" and names[-1] == "stop", "agent documents did not come back through the proxy"
     assert received[0][1]["raw_run_uid"] == raw[0][1]["uid"]

@@ -68,8 +68,11 @@ def sample_from_file(path: str | Path, element: str | None = None) -> Sample:
 
 
 def sample_from_structure(path: str | Path, element: str, cache_dir: str | Path = ".cache/feff",
-                          site: int | None = None) -> Sample:
-    """Compute the spectrum of a CIF/POSCAR structure with FEFF10 (cached) and label its site."""
+                          site: int | None = None, params: Any = None) -> Sample:
+    """Compute the spectrum of a CIF/POSCAR structure with FEFF10 (cached) and label its site.
+
+    ``params`` is a :class:`~xanes_agent.data.feff.FeffParameters` (default: the library's set).
+    """
     from pymatgen.core import Structure
 
     from ..data.feff import REDUCED_PARAMETERS, feff_input, run_feff
@@ -80,7 +83,7 @@ def sample_from_structure(path: str | Path, element: str, cache_dir: str | Path 
         site = next((i for i, x in enumerate(st) if x.specie.symbol == element), None)
         if site is None:
             raise ValueError(f"{path}: no {element} site in {st.composition.reduced_formula}")
-    res = run_feff(feff_input(st, site, REDUCED_PARAMETERS, title=str(path)), cache_dir)
+    res = run_feff(feff_input(st, site, params or REDUCED_PARAMETERS, title=str(path)), cache_dir)
     if not res.ok:
         raise ValueError(f"{path}: FEFF10 calculation left out: {res.reason}")
     return Sample(id=f"{Path(path).name}#{site}", element=element, edge="K", energy=res.energy, mu=res.mu,
