@@ -13,7 +13,8 @@ from typing import Any, Iterator
 import numpy as np
 
 
-def _default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps(default=...)`` for NumPy values (anything else becomes its ``str``)."""
     if isinstance(o, np.ndarray):
         return o.tolist()
     if isinstance(o, np.generic):
@@ -45,7 +46,7 @@ class JSONLWriter:
         self._fh = self.path.open("a")
 
     def __call__(self, name: str, doc: dict) -> None:
-        self._fh.write(json.dumps([name, _clean(doc)], default=_default) + "\n")
+        self._fh.write(json.dumps([name, _clean(doc)], default=json_default) + "\n")
         self._fh.flush()
 
     def close(self) -> None:

@@ -88,17 +88,34 @@ def spectra_to_grid(energies, mus, grid: Grid = DEFAULT_GRID, normalization: str
     return X, e0s
 
 
-class PointwiseFeaturizer(TransformerMixin, BaseEstimator):
+class _GridFeaturizer(TransformerMixin, BaseEstimator):
+    """Shared parts of the featurizers: the grid parameters, input checks, feature names."""
+
+    grid_start: float
+    grid_stop: float
+    grid_n: int
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.grid_start, self.grid_stop, self.grid_n)
+
+    def _check(self, X) -> np.ndarray:
+        X = np.asarray(X, float)
+        if X.ndim != 2 or X.shape[1] != self.grid_n:
+            raise ValueError(f"expected spectra on the {self.grid_n}-point grid, got shape {X.shape}")
+        return X
+
+    def get_feature_names_out(self, input_features=None):
+        return self.feature_names_
+
+
+class PointwiseFeaturizer(_GridFeaturizer):
     """Identity on the grid: feature i is the normalized mu at grid energy i (eV rel. E0)."""
 
     def __init__(self, grid_start: float = -5.0, grid_stop: float = 45.0, grid_n: int = 100):
         self.grid_start = grid_start
         self.grid_stop = grid_stop
         self.grid_n = grid_n
-
-    @property
-    def grid(self) -> Grid:
-        return Grid(self.grid_start, self.grid_stop, self.grid_n)
 
     def fit(self, X=None, y=None):
         g = self.grid.energies
@@ -109,16 +126,10 @@ class PointwiseFeaturizer(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
-        X = np.asarray(X, float)
-        if X.ndim != 2 or X.shape[1] != self.grid_n:
-            raise ValueError(f"expected spectra on the {self.grid_n}-point grid, got shape {X.shape}")
-        return X.copy()
-
-    def get_feature_names_out(self, input_features=None):
-        return self.feature_names_
+        return self._check(X).copy()
 
 
-class PolynomialFeaturizer(TransformerMixin, BaseEstimator):
+class PolynomialFeaturizer(_GridFeaturizer):
     """Multiscale cubic coefficients + white-line energy (157 features on the default grid)."""
 
     def __init__(self, chunks: tuple[int, ...] = (4, 5, 10, 20), degree: int = 3, white_line: bool = True,
@@ -129,10 +140,6 @@ class PolynomialFeaturizer(TransformerMixin, BaseEstimator):
         self.grid_start = grid_start
         self.grid_stop = grid_stop
         self.grid_n = grid_n
-
-    @property
-    def grid(self) -> Grid:
-        return Grid(self.grid_start, self.grid_stop, self.grid_n)
 
     def fit(self, X=None, y=None):
         g = self.grid.energies
@@ -172,9 +179,7 @@ class PolynomialFeaturizer(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X):
-        X = np.asarray(X, float)
-        if X.ndim != 2 or X.shape[1] != self.grid_n:
-            raise ValueError(f"expected spectra on the {self.grid_n}-point grid, got shape {X.shape}")
+        X = self._check(X)
         missing = np.isnan(X)
         coef = np.where(missing, 0.0, X) @ self.projection_
         coef[(missing.astype(float) @ self.membership_) > 0] = np.nan
@@ -188,9 +193,6 @@ class PolynomialFeaturizer(TransformerMixin, BaseEstimator):
         ok = ~np.isnan(X[:, need]).any(axis=1)
         wl = g[np.argmax(np.where(np.isnan(X), -np.inf, X), axis=1)]
         return np.where(ok, wl, np.nan)
-
-    def get_feature_names_out(self, input_features=None):
-        return self.feature_names_
 
 
 FEATURIZATIONS = ("pointwise", "polynomial")

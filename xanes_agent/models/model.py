@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..documents import json_default
 from .features import Grid, make_featurizer
 from .packed import PackedForests
 
@@ -112,7 +113,7 @@ class ElementModel:
             "n_spectra": self.n_spectra, "sources": self.sources, "coverage_curve": self.coverage_curve,
             "versions": _versions(), "sha256": {k: _digest(v) for k, v in arrays.items()},
         }
-        arrays["manifest"] = np.array(json.dumps(manifest, sort_keys=True, default=_json_default))
+        arrays["manifest"] = np.array(json.dumps(manifest, sort_keys=True, default=json_default))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(tmp, **arrays)
@@ -192,14 +193,6 @@ def _digest(a: np.ndarray) -> str:
     h = hashlib.sha256(str(a.dtype).encode() + str(a.shape).encode())
     h.update(a.tobytes())
     return h.hexdigest()
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 def _versions() -> dict[str, str]:
