@@ -44,6 +44,33 @@ def _walk_python(X, feature, threshold, left, right, missing_left, value, roots,
 _walk = njit(cache=False, nogil=True)(_walk_python) if HAVE_NUMBA else None
 
 
+def _walk_compact_python(X, nodes, value, roots, tree_group, inv_count, out):
+    # nodes[n] = (threshold, code): one 16-byte record per node, so each step touches one cache
+    # line. code = right * 512 + feature * 2 + missing_left, -1 at leaves; left child is n + 1
+    # (scikit-learn's depth-first node order).
+    for r in range(X.shape[0]):
+        for t in range(roots.shape[0]):
+            n = roots[t]
+            while True:
+                c = nodes[n, 1]
+                if c < 0:
+                    break
+                code = np.int64(c)
+                x = X[r, (code >> 1) & 255]
+                if x != x:
+                    go_left = (code & 1) != 0
+                else:
+                    go_left = x <= nodes[n, 0]
+                n = n + 1 if go_left else code >> 9
+            g = tree_group[t]
+            for k in range(value.shape[1]):
+                out[r, g, k] += value[n, k] * inv_count[g]
+    return out
+
+
+_walk_compact = njit(cache=False, nogil=True)(_walk_compact_python) if HAVE_NUMBA else None
+
+
 @dataclass
 class FusedForests:
     """All forests of all properties in one node table (see module docstring)."""
@@ -62,6 +89,7 @@ class FusedForests:
     inv_count: np.ndarray  # 1 / trees per group
     group_offsets: list[int]
     packed: dict[str, PackedForests]
+    nodes: np.ndarray | None = None  # compact (threshold, code) records, see _walk_compact_python
 
     @classmethod
     def from_packed(cls, packed: dict[str, PackedForests]) -> "FusedForests":
@@ -86,11 +114,21 @@ class FusedForests:
             group_off += p.n_forests
         tree_group = np.concatenate(groups).astype(np.int64)
         counts = np.bincount(tree_group, minlength=group_off)
-        return cls(names, [packed[n].n_forests for n in names], [packed[n].value.shape[1] for n in names],
+        feature, left, right = np.concatenate(feats), np.concatenate(lefts), np.concatenate(rights)
+        idx = np.arange(len(feature))
+        leaf = left == idx
+        nodes = None
+        if np.all(left[~leaf] == idx[~leaf] + 1) and feature.max(initial=0) < 256:
+            code = np.where(leaf, -1, right.astype(np.int64) * 512 + feature.astype(np.int64) * 2
+                            + np.concatenate(miss).astype(np.int64))
+            nodes = np.ascontiguousarray(np.stack([np.concatenate(thr), code.astype(np.float64)], axis=1))
+        fused = cls(names, [packed[n].n_forests for n in names], [packed[n].value.shape[1] for n in names],
                    np.concatenate(feats).astype(np.int64), np.concatenate(thr).astype(np.float64),
                    np.concatenate(lefts).astype(np.int64), np.concatenate(rights).astype(np.int64),
                    np.concatenate(miss).astype(np.uint8), np.vstack(vals), np.concatenate(roots).astype(np.int64),
                    tree_group, 1.0 / counts, offsets, packed)
+        fused.nodes = nodes
+        return fused
 
     def raw(self, X: np.ndarray, engine: str = "auto") -> np.ndarray:
         """Group means, shape (rows, groups, max width)."""
@@ -102,6 +140,8 @@ class FusedForests:
             if not HAVE_NUMBA:
                 raise RuntimeError("engine='numba' needs numba: pip install 'xanes-agent[fast]'")
             out = np.zeros((len(X), len(self.inv_count), self.value.shape[1]))
+            if self.nodes is not None:
+                return _walk_compact(X, self.nodes, self.value, self.roots, self.tree_group, self.inv_count, out)
             return _walk(X, self.feature, self.threshold, self.left, self.right, self.missing_left, self.value,
                          self.roots, self.tree_group, self.inv_count, out)
         if engine == "numpy":
