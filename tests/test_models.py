@@ -150,10 +150,29 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset):
     bundle = models / "Cu-polynomial-post_edge.npz"
     assert bundle.exists() and (models / "Cu-pointwise-post_edge.npz").exists()
     assert main(["info", str(bundle)]) == 0
-    assert main(["evaluate", str(bundle), "--library", str(lib), "--json", str(tmp_path / "m.json")]) == 0
-    assert "coordination_number" in json.loads((tmp_path / "m.json").read_text())
+    assert main(["evaluate", str(bundle), "--library", str(lib), "--json", str(tmp_path / "m.json"),
+                 "--permutation", "1"]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert len(metrics["coordination_number"]["permutation_importance_top10"]) == 10
     assert main(["report", "--models", str(models), "--library", str(lib), "--out", str(tmp_path / "rep")]) == 0
     for name in ("performance.png", "coverage.png", "parity_Cu.png", "importance_Cu.png"):
         assert (tmp_path / "rep" / name).stat().st_size > 5000
     assert "| Cu | polynomial |" in (tmp_path / "rep" / "summary.md").read_text()
     assert main(["train", "--library", str(lib), "--elements", "Ti", "--out", str(models)]) == 2
+
+
+def test_permutation_importance_finds_the_informative_feature():
+    from xanes_agent.models.training import permutation_importance
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6))
+    y = np.where(X[:, 2] > 0, 6, 4)
+    clf = SeedEnsembleClassifier(n_seeds=2, n_estimators=10).fit(X, y)
+    from xanes_agent.models.model import PropertyModel
+
+    pm = PropertyModel("coordination_number", "coordination_number", "classifier",
+                       PackedForests.from_sklearn(clf.estimators_), clf.feature_importances_,
+                       clf.feature_importances_std_)
+    Xt = rng.normal(size=(200, 6))
+    mean, std = permutation_importance(pm, Xt, np.where(Xt[:, 2] > 0, 6, 4), n_repeats=3)
+    assert np.argmax(mean) == 2 and mean[2] > 0.3 and abs(mean[0]) < 0.05

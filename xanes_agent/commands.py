@@ -79,6 +79,16 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         results[name] = evaluate_property(pm, F[ok], y[ok])
         print(f"{name:20s} ({pm.label}, n={ok.sum()}): " + ", ".join(
             f"{k}={v:.3f}" for k, v in results[name].items() if isinstance(v, float)))
+        if a.permutation:
+            from .models.training import permutation_importance
+
+            mean, std = permutation_importance(pm, F[ok], y[ok], n_repeats=a.permutation)
+            top = np.argsort(mean)[::-1][:10]
+            results[name]["permutation_importance_top10"] = {
+                str(m.feature_names[i]): [float(mean[i]), float(std[i])] for i in top}
+            impurity = np.argsort(pm.importances)[::-1][:10]
+            print(f"  permutation top-10: {', '.join(str(m.feature_names[i]).split('[')[0] for i in top)}")
+            print(f"  impurity    top-10: {', '.join(str(m.feature_names[i]).split('[')[0] for i in impurity)}")
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1))
     return 0
@@ -165,6 +175,8 @@ def register_models(sub: argparse._SubParsersAction) -> None:
     data_args(e)
     e.add_argument("--split", choices=["test", "train", "all"], default="test")
     e.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    e.add_argument("--permutation", type=int, default=0, metavar="REPEATS",
+                   help="also compute permutation importance on the split with this many repeats")
     e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("report", help="PNG figures and a markdown summary of trained models")
