@@ -359,7 +359,6 @@ def ensure_demo_model(models: Path, element: str, trees: int = 25, quiet: bool =
 
 def cmd_demo(a: argparse.Namespace) -> int:
     """The main job: a simulated adaptive XANES scan driven by the agent, on bundled data."""
-    import bluesky.plans as bp
     from bluesky import RunEngine
 
     from .agent import ModelStore, XANESAgent
@@ -408,7 +407,6 @@ def cmd_demo(a: argparse.Namespace) -> int:
     if "run" in last_state:
         png = save_png(last_state["run"], out / "adaptive_scan.png")
         print(f"wrote {png}, {out / 'scan.jsonl'} (raw documents), {out / 'agent.jsonl'} (agent documents)")
-    del bp
     return 0
 
 

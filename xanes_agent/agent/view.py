@@ -28,7 +28,6 @@ def draw(fig, run: Any) -> None:
         title += f", coverage {s.coverage_fraction:.0%}"
     ax_s.set_title(title, fontsize=9)
     if s is not None and s.predictions:
-        labels, vals, errs = [], [], []
         cn = s.predictions.get("coordination_number")
         if cn is not None:
             classes = np.asarray(cn["classes"])
@@ -44,7 +43,6 @@ def draw(fig, run: Any) -> None:
                 label = model.properties[name].label
                 txt.append(f"{label}: {p['prediction']:.3f} ± {p['std']:.3f} {unit}")
         ax_p.text(0.02, 0.98, "\n".join(txt), transform=ax_p.transAxes, va="top", fontsize=8)
-        del labels, vals, errs
     fine = np.linspace(model.grid.start, model.grid.stop, 500)
     off = s.e0 if (s is not None and s.e0 is not None) else 0.0
     ax_i.plot(fine + off, model.importance_map(fine), "k-", lw=1)
