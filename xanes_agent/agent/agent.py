@@ -240,7 +240,7 @@ class XANESAgent(DocumentRouter):
         if self.run is None or doc.get("run_start") != self.run.uid:
             return
         self._update()
-        self._finish(exit_status="success" if doc.get("exit_status") == "success" else doc.get("exit_status", "success"))
+        self._finish(exit_status=doc.get("exit_status", "success"))
 
     # -- core --------------------------------------------------------------------------------------
     def _update(self) -> LiveState | None:
