@@ -77,7 +77,6 @@ class LivePredictor:
         preds = {}
         for name, pm in self.model.properties.items():
             s = summarize(pm, per[name])
-            preds[name] = {k: (v[0] if k not in ("proba", "classes") else (v[0] if k == "proba" else v))
-                           for k, v in s.items()}
+            preds[name] = {k: v if k == "classes" else v[0] for k, v in s.items()}  # the one row
         cov = coverage_mask(np.asarray(energy) - e0, self.model.grid)
         return LiveState(len(energy), e0, True, nrm.confident, nrm.reason, cov, preds, time.perf_counter() - t0)

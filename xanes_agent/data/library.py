@@ -8,6 +8,7 @@ its own source, assigns the fixed held-out split and writes the versioned ``.npz
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -113,7 +114,8 @@ def compute_project_spectra(
         f.set_result(_project_job(g, params, str(cache_dir), cached_only=True))
         return f
 
-    with _pool(1 if cached_only else workers) as pool:
+    # reading the cache needs no worker processes
+    with (contextlib.nullcontext() if cached_only else _pool(workers)) as pool:
         futs = {}
         for gid, g in gens.items():
             futs[run_inline(g) if cached_only else pool.submit(_project_job, g, params, str(cache_dir))] = gid
