@@ -55,3 +55,31 @@ def test_point_budget_and_proposals_recorded(bundled_library, cu_agent_model):
                  if n == "event" and "agent_decision" in d["data"]]
     proposals = [d for d in decisions if d["kind"] == "proposal"]
     assert proposals and all({"uid", "start", "stop", "score"} <= set(p) for p in proposals)
+
+
+def test_queue_safe_plans_measure_what_they_say(bundled_library):
+    import pytest
+
+    from xanes_agent.plans import xas_ranges_scan, xas_survey_scan
+
+    sample = sample_from_library(bundled_library, element="Cu", split="test", rng=1)
+    bl = make_beamline(sample, seed=0, flux=1e9)
+    docs = []
+    RE = RunEngine({})
+    RE.subscribe(lambda n, d: docs.append((n, d)))
+    # no md: field names come from the devices' hints
+    RE(xas_ranges_scan([bl.det], bl.mono, [[9000, 9002, 0.5], [9010, 9011, 1.0]]))
+    for name, doc in docs:
+        schema_validators[DocumentNames[name]].validate(doc)
+    energies = [d["data"][bl.mono.readback.name] for n, d in docs if n == "event"]
+    assert np.allclose(energies, [9000, 9000.5, 9001, 9001.5, 9002, 9010, 9011])
+    assert docs[0][1]["plan_args"] == {"ranges": [[9000.0, 9002.0, 0.5], [9010.0, 9011.0, 1.0]]}
+    assert docs[0][1]["num_points"] == 7
+    docs.clear()
+    RE(xas_survey_scan([bl.det], bl.mono, edge_energy("Cu"), md=bl.md))
+    e = np.array([d["data"][bl.mono.readback.name] for n, d in docs if n == "event"])
+    e0 = find_e0(sample.energy, sample.mu)
+    fine = e[26:]  # after the 26-point survey: 0.5 eV steps around the edge it found
+    assert len(fine) == 25 and np.allclose(np.diff(fine), 0.5) and abs(np.median(fine) - e0) < 4
+    with pytest.raises(ValueError, match="bad energy range"):
+        RE(xas_ranges_scan([bl.det], bl.mono, [[9010, 9000, 0.5]]))

@@ -316,8 +316,20 @@ def cmd_serve(a: argparse.Namespace) -> int:
         print(f"xanes-agent serve: listening on {a.subscribe}" + (f", publishing to {a.publish}" if a.publish else ""),
               flush=True)
 
+    queue_options = None
+    if a.queue:
+        queue_options = {"detectors": a.detectors, "motor": a.motor, "batch_size": a.batch_size,
+                         "max_points": a.max_points,
+                         "thresholds": {"cn_probability": a.cn_probability, "distance_std": a.distance_std,
+                                        "charge_std": a.charge_std}}
     reports = serve(a.subscribe, _store(a), publish=a.publish, max_runs=a.max_runs, jsonl=a.jsonl,
-                    png_dir=a.png_dir, ready=ready, strategy=a.strategy)
+                    png_dir=a.png_dir, ready=ready, strategy=a.strategy, queue=a.queue, queue_options=queue_options,
+                    max_sessions=a.max_sessions)
+    if a.queue:
+        for d in reports:
+            what = d.get("reason") or d.get("why") or (d.get("plan") or {}).get("kwargs", {}).get("ranges", "")
+            print(f"session {d['session']}: {d['kind']} after {d['n_points']} points: {what}")
+        return 0
     for rep in reports:
         _print_report(rep)
     return 0
@@ -423,6 +435,18 @@ def register_agent(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--subscribe", default="127.0.0.1:5578", help="0MQ proxy output (HOST:PORT), loopback by default")
     s.add_argument("--publish", default=None, help="0MQ proxy input to publish the agent's documents to")
     s.add_argument("--max-runs", type=_positive_int, default=None, help="exit after this many runs")
+    q = s.add_argument_group("queue-server mode", "suggest each sample's next plan to a bluesky-queueserver "
+                             "(never starts the queue; needs the 'queue' extra)")
+    q.add_argument("--queue", default=None, metavar="ADDR",
+                   help="the RE Manager's 0MQ control address, e.g. 127.0.0.1:60615")
+    q.add_argument("--detectors", nargs="+", default=["det"], help="detector names in the queue server")
+    q.add_argument("--motor", default="mono_energy", help="energy positioner name in the queue server")
+    q.add_argument("--batch-size", type=_positive_int, default=2, help="ranges per suggested plan")
+    q.add_argument("--max-points", type=_positive_int, default=250, help="point budget per sample")
+    q.add_argument("--max-sessions", type=_positive_int, default=None, help="exit after this many samples closed")
+    q.add_argument("--cn-probability", type=float, default=0.9, help="stop when P(CN) reaches this")
+    q.add_argument("--distance-std", type=float, default=0.01, help="... and the distance std (Angstrom) is below")
+    q.add_argument("--charge-std", type=float, default=0.05, help="... and the charge std (e) is below")
     common(s)
     s.set_defaults(func=cmd_serve)
 

@@ -32,7 +32,7 @@ from event_model import DocumentRouter, compose_run
 from ..data.edges import edge_energy
 from ..models.model import BundleError, ElementModel
 from .predictor import LivePredictor, LiveState
-from .spectrum import PartialSpectrum
+from .spectrum import PartialSpectrum, stream_fields
 from .strategies import Proposal, Strategy, make_strategy
 
 log = logging.getLogger(__name__)
@@ -207,11 +207,7 @@ class XANESAgent(DocumentRouter):
             return
         r.streams[doc["uid"]] = doc.get("name", "primary")
         keys = doc.get("data_keys", {})
-        if r.energy_field is None:
-            r.energy_field = next((k for k, v in keys.items() if v.get("units") == "eV"), None)
-        if r.mu_field is None:
-            hinted = [f for h in (doc.get("hints") or {}).values() for f in h.get("fields", [])]
-            r.mu_field = next((f for f in hinted if f in keys and f != r.energy_field), None)
+        r.energy_field, r.mu_field = stream_fields(doc, r.energy_field, r.mu_field)
         missing = [f for f in (r.energy_field, r.mu_field) if f is None or f not in keys]
         if missing and doc.get("name", "primary") == "primary":
             self._warn(f"run {r.uid}: stream {doc.get('name')!r} lacks the energy/mu fields "
@@ -304,10 +300,11 @@ class XANESAgent(DocumentRouter):
         """Start a document-less session (for ``ingest``/``suggest`` without a RunEngine)."""
         self.start({"uid": uid, "element": element, "edge": edge, "time": time.time()})
 
-    def end(self, exit_status: str = "success") -> dict[str, Any]:
-        """Close a session begun with :meth:`begin`; returns the final report."""
+    def end(self, exit_status: str = "success", reason: str = "") -> dict[str, Any]:
+        """Close a session begun with :meth:`begin` (``reason`` goes into the stop document);
+        returns the final report."""
         if self.run is not None:
-            self._finish(exit_status=exit_status)
+            self._finish(exit_status=exit_status, reason=reason)
         return self.finished[-1] if self.finished else {}
 
     def ingest(self, x, y, uid: str | None = None) -> LiveState | None:

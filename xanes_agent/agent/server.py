@@ -6,6 +6,11 @@ agent per run (``RunRouter``) and publishes the agent's documents back with a ``
 (``RemoteDispatcher.stop()`` may not be called from inside a callback), after ``max_runs`` runs or
 on SIGINT/SIGTERM.
 
+With ``queue`` (a queue server's 0MQ control address) the documents go to a
+:class:`~xanes_agent.agent.queue.QueueSuggester` instead, which adds the next plan of each sample
+to the queue server's queue (see that module); ``max_sessions`` then ends the service after that
+many sessions closed.
+
 ``replay``: feeds a JSON-lines document file through the same routing.
 """
 
@@ -34,8 +39,10 @@ def _loopback(address: str) -> str:
 
 def serve(subscribe: str, models: ModelStore, publish: str | None = None, max_runs: int | None = None,
           jsonl: str | Path | None = None, png_dir: str | Path | None = None, ready: Callable[[], Any] | None = None,
+          queue: str | None = None, queue_options: dict[str, Any] | None = None, max_sessions: int | None = None,
           **agent_kwargs: Any) -> list[dict]:
-    """Run the agent on a live 0MQ stream; returns the summaries of the runs it saw."""
+    """Run the agent on a live 0MQ stream; returns the summaries of the runs (or, with ``queue``,
+    the suggester's decisions) it saw."""
     from bluesky.callbacks.zmq import Publisher, RemoteDispatcher
 
     outputs: list[Callable[[str, dict], Any]] = []
@@ -46,18 +53,30 @@ def serve(subscribe: str, models: ModelStore, publish: str | None = None, max_ru
     if writer is not None:
         outputs.append(writer)
     dispatcher = RemoteDispatcher(_loopback(subscribe))
-    factory = agent_factory(models, emit=outputs, png_dir=png_dir, **agent_kwargs)
+    suggester = None
+    if queue is not None:
+        from bluesky_queueserver_api.zmq import REManagerAPI
+
+        from .queue import QueueSuggester
+
+        suggester = QueueSuggester(models, REManagerAPI(zmq_control_addr=_loopback(queue)), emit=outputs,
+                                   **(queue_options or {}), **agent_kwargs)
+        router: Callable[[str, dict], Any] = suggester
+    else:
+        factory = agent_factory(models, emit=outputs, png_dir=png_dir, **agent_kwargs)
+        router = RunRouter([factory])
     n_stops = 0
 
     def count_stops(name: str, doc: dict) -> None:
         nonlocal n_stops
-        if name == "stop" and doc.get("run_start") not in own_starts:
-            n_stops += 1
-            if max_runs is not None and n_stops >= max_runs:
-                # stop() from inside a callback raises; cancel the polling task instead
-                dispatcher.loop.call_soon(dispatcher._task.cancel)
+        if name != "stop" or doc.get("run_start") in own_starts:
+            return
+        n_stops += 1
+        closed = sum(1 for s in suggester.sessions.values() if s.closed) if suggester else 0
+        if (max_runs is not None and n_stops >= max_runs) or (max_sessions is not None and closed >= max_sessions):
+            # stop() from inside a callback raises; cancel the polling task instead
+            dispatcher.loop.call_soon(dispatcher._task.cancel)
 
-    router = RunRouter([factory])
     own_starts: set[str] = set()
 
     def route(name: str, doc: dict) -> None:
@@ -84,8 +103,13 @@ def serve(subscribe: str, models: ModelStore, publish: str | None = None, max_ru
         if not isinstance(exc, (KeyboardInterrupt, SystemExit)) and type(exc).__name__ != "CancelledError":
             raise
     finally:
+        if suggester is not None:
+            suggester.close_all()
+            suggester.api.close()
         if writer is not None:
             writer.close()
+    if suggester is not None:
+        return suggester.decisions
     return [a.report() for a in factory.agents]  # type: ignore[attr-defined]
 
 

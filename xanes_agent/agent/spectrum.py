@@ -67,3 +67,16 @@ class PartialSpectrum:
 
     def __len__(self) -> int:
         return len(self._sum)
+
+
+def stream_fields(descriptor: dict, energy_field: str | None = None,
+                  mu_field: str | None = None) -> tuple[str | None, str | None]:
+    """(energy field, mu field) of a descriptor: the given names, else the data key in eV and the
+    first other hinted field (what ``xas.energy_field``/``xas.mu_field`` would have named)."""
+    keys = descriptor.get("data_keys", {})
+    if energy_field is None:
+        energy_field = next((k for k, v in keys.items() if v.get("units") == "eV"), None)
+    if mu_field is None:
+        hinted = [f for h in (descriptor.get("hints") or {}).values() for f in h.get("fields", [])]
+        mu_field = next((f for f in hinted if f in keys and f != energy_field), None)
+    return energy_field, mu_field

@@ -55,6 +55,8 @@ class TrainConfig:
     min_samples_leaf: int = 1
     split_seed: int = 0
     augment_copies: int = 2
+    noise: tuple[float, float] = (0.0, 0.0)
+    e0_jitter: float = 0.0
     oversample: bool = True
     n_jobs: int | None = None
     grid: Grid = field(default_factory=lambda: DEFAULT_GRID)
@@ -91,6 +93,27 @@ def augment(X: np.ndarray, copies: int, rng: np.random.Generator) -> tuple[np.nd
         parts.append(M)
         src.append(np.arange(n))
     return np.vstack(parts), np.concatenate(src)
+
+
+def measurement_copies(X: np.ndarray, grid: Grid, noise: tuple[float, float], e0_jitter: float,
+                       rng: np.random.Generator) -> np.ndarray:
+    """``X`` (normalized grid spectra) as a measurement would give them: E0 off by up to
+    ``e0_jitter`` eV (uniform) and Gaussian noise with a per-spectrum sigma drawn log-uniformly in
+    ``noise`` (units of the normalized edge step). Rows stay aligned with ``X``."""
+    n = len(X)
+    out = X.copy()
+    if e0_jitter > 0:
+        shift = rng.uniform(-e0_jitter, e0_jitter, size=n)
+        g = grid.energies
+        for i in range(n):
+            ok = np.isfinite(X[i])
+            if ok.sum() > 1:
+                out[i] = np.interp(g + shift[i], g[ok], X[i, ok], left=np.nan, right=np.nan)
+    lo, hi = noise
+    if hi > 0:
+        sigma = np.exp(rng.uniform(np.log(max(lo, 1e-6)), np.log(hi), size=n))
+        out = out + rng.normal(size=out.shape) * sigma[:, None]
+    return out
 
 
 def assign_splits(coll: SpectrumCollection, seed: int) -> np.ndarray:
@@ -152,7 +175,12 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
         if tr.sum() < 10 or (prop == CN and len(np.unique(y_all[tr])) < 2):
             log.warning("%s %s: too few labelled training spectra (%d); property skipped", element, label, tr.sum())
             continue
-        Xa, src = augment(X_grid[tr], cfg.augment_copies, rng)
+        Xtr = X_grid[tr]
+        if cfg.noise[1] > 0 or cfg.e0_jitter > 0:
+            # clean rows plus noisy/shifted ones, so splits do not hinge on features that noise moves
+            Xtr = np.vstack([Xtr, measurement_copies(Xtr, cfg.grid, cfg.noise, cfg.e0_jitter, rng)])
+        Xa, src = augment(Xtr, cfg.augment_copies, rng)
+        src = src % int(tr.sum())
         F = featurizer.transform(Xa)
         y = y_all[tr][src]
         if prop == CN:

@@ -27,7 +27,7 @@ import bluesky.preprocessors as bpp
 import numpy as np
 from ophyd import Signal
 
-from ..models.normalization import find_e0
+from .xas import DEFAULT_SURVEY, measure, range_energies, survey_and_edge, xas_fields
 
 DEFAULT_THRESHOLDS = {"cn_probability": 0.9, "distance_std": 0.01, "charge_std": 0.05}
 
@@ -52,23 +52,17 @@ def stop_reason(report: dict[str, Any], thresholds: dict[str, float]) -> str:
     return "confident: " + ", ".join(checks)
 
 
-def _read_point(detectors, motor, energy, mu_field, energy_field):
-    yield from bps.mv(motor, energy)
-    reading = yield from bps.trigger_and_read(list(detectors) + [motor])
-    return reading[energy_field]["value"], reading[mu_field]["value"]
-
-
 def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict[str, Any],
-                        survey: tuple[float, float, float] = (-30.0, 70.0, 4.0), edge_halfwidth: float = 6.0,
+                        survey: tuple[float, float, float] = DEFAULT_SURVEY, edge_halfwidth: float = 6.0,
                         edge_step: float = 0.5, batch_size: int = 1, max_points: int = 250,
                         max_time: float | None = None, thresholds: dict[str, float] | None = None):
-    """Adaptive XANES scan (see module docstring). ``md`` must carry ``element``, ``edge`` and ``xas``
-    (energy_field, mu_field) as the simulator and beamline profiles set them; energies in eV."""
+    """Adaptive XANES scan (see module docstring). ``md`` must carry ``element`` and ``edge``; the
+    energy and mu fields come from ``md["xas"]`` (as the simulator sets them) or the devices' hints.
+    Energies in eV."""
     th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
-    xas = md.get("xas") or {}
-    energy_field, mu_field = xas.get("energy_field"), xas.get("mu_field")
-    if not energy_field or not mu_field or "element" not in md:
-        raise ValueError("md needs 'element' and xas.energy_field / xas.mu_field (see xanes_agent.simulator)")
+    if "element" not in md:
+        raise ValueError("md needs 'element' (and 'edge', default K): the absorber whose model the agent uses")
+    energy_field, mu_field = xas_fields(detectors, motor, md)
     decision = Signal(name="agent_decision", value="")
     _md = {"plan_name": "adaptive_xanes_scan", "detectors": [d.name for d in detectors], "motors": [motor.name],
            "plan_args": {"edge_energy": edge_energy, "survey": list(survey), "edge_halfwidth": edge_halfwidth,
@@ -82,29 +76,26 @@ def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict
         decision.put(json.dumps({"kind": kind, "n_points": counter["n"], **info}))
         yield from bps.trigger_and_read([decision], name="decisions")
 
-    def measure(energies, uid=None):
-        es, mus = [], []
-        for e in energies:
-            if counter["n"] >= max_points:
-                break
-            x, y = yield from _read_point(detectors, motor, float(e), mu_field, energy_field)
-            counter["n"] += 1
-            es.append(x)
-            mus.append(y)
+    def measure_and_tell(energies, uid=None):
+        left = max_points - counter["n"]
+        es, mus = yield from measure(detectors, motor, energies, energy_field, mu_field, max_points=left)
+        counter["n"] += len(es)
         if es:
             agent.ingest(np.array(es), np.array(mus), uid=uid)
         return es, mus
 
+    def tell(es, mus):
+        counter["n"] += len(es)
+        if es:
+            agent.ingest(np.array(es), np.array(mus))
+
     def inner():
         uid = yield from bps.open_run(md=_md)
         agent.begin(md["element"], md.get("edge", "K"), uid=uid)
+        e_c = yield from survey_and_edge(detectors, motor, edge_energy, energy_field, mu_field, survey,
+                                         edge_halfwidth, edge_step, on_points=tell)
         lo, hi, step = survey
-        es, mus = yield from measure(np.arange(edge_energy + lo, edge_energy + hi + 1e-9, step))
         yield from record("survey", energies=[lo + edge_energy, hi + edge_energy, step])
-        e_c = find_e0(np.array(es), np.array(mus)) if len(es) >= 8 else edge_energy
-        if not np.isfinite(e_c):
-            e_c = edge_energy
-        yield from measure(np.arange(e_c - edge_halfwidth, e_c + edge_halfwidth + 1e-9, edge_step))
         yield from record("edge", centre=e_c, halfwidth=edge_halfwidth, step=edge_step)
         reason = ""
         while not reason:
@@ -125,8 +116,7 @@ def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict
                 break
             for p in proposals:
                 yield from record("proposal", **p)
-                e = np.arange(p["start"], p["stop"] + 1e-9, p["step"])
-                yield from measure(e, uid=p["uid"])
+                yield from measure_and_tell(range_energies(p["start"], p["stop"], p["step"]), uid=p["uid"])
         final = agent.report()
         yield from record("stop", reason=reason, predictions=final.get("predictions"))
         agent.end()

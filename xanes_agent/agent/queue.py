@@ -1,0 +1,222 @@
+"""Queue-server mode: the agent, as its own process, suggests the next plan to a running
+``bluesky-queueserver`` instead of acting inside a plan.
+
+``QueueSuggester`` is an ``event_model.DocumentRouter`` fed the RE worker's documents (over 0MQ by
+``xanes-agent serve --queue``). Runs that belong together form a **session** (one sample):
+runs whose start documents carry the same ``xas_session``; a run without one opens a session keyed
+by its own uid. Each session has its own :class:`~xanes_agent.agent.agent.XANESAgent`, which
+accumulates every point of every run of the session. When a run of an open session stops, the
+suggester
+
+1. checks the stop criterion (:func:`~xanes_agent.plans.adaptive.stop_reason`, the same thresholds
+   as ``adaptive_xanes_scan``) and the session's point budget: if met, the session is closed with
+   that reason (recorded in ``decisions`` and in the agent's own stop document);
+2. else asks the agent for ``batch_size`` ranges and adds ONE ``xas_ranges_scan`` item to the back
+   of the queue with ``REManagerAPI.item_add(BPlan(...))``. Its arguments are JSON-safe (device
+   names, numbers, lists, strings) and its ``md`` carries ``xas_session`` and ``suggested_by``
+   (``agent``, ``agent_uid``, ``proposal_uids``, ``after_run``); the item's user is
+   ``xanes-agent``.
+
+It never starts, stops or reorders the queue: an idle queue stays idle until a person (or a queue
+autostart they switched on) runs it; and it adds nothing while an earlier suggestion for the same
+session is still waiting in the queue. A failed request is recorded and logged, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from event_model import DocumentRouter
+
+from ..plans.adaptive import DEFAULT_THRESHOLDS, stop_reason
+from .agent import ModelStore, XANESAgent
+from .spectrum import stream_fields
+
+log = logging.getLogger(__name__)
+
+AGENT_NAME = "xanes-agent"
+
+
+@dataclass
+class Session:
+    """One sample's runs, as the suggester sees them."""
+
+    key: str
+    element: str
+    edge: str
+    agent: XANESAgent
+    xas: dict[str, Any] = field(default_factory=dict)
+    runs: list[str] = field(default_factory=list)
+    closed: str = ""  # the reason, once closed
+
+    @property
+    def n_points(self) -> int:
+        r = self.agent.run
+        return len(r.spectrum) if r is not None else 0
+
+
+class QueueSuggester(DocumentRouter):
+    """See the module docstring. ``api`` is a ``bluesky_queueserver_api`` ``REManagerAPI``
+    (zmq or http); ``detectors``/``motor`` are device *names* in the queue server's namespace."""
+
+    def __init__(self, models: ModelStore, api: Any, *, detectors: Iterable[str] = ("det",),
+                 motor: str = "mono_energy", plan_name: str = "xas_ranges_scan", batch_size: int = 2,
+                 thresholds: dict[str, float] | None = None, max_points: int = 250,
+                 strategy: str = "importance_uncertainty", element: str | None = None, edge: str | None = None,
+                 emit: Callable[[str, dict], Any] | Iterable | None = None, user: str = AGENT_NAME,
+                 user_group: str = "primary") -> None:
+        super().__init__()
+        self.models = models
+        self.api = api
+        self.detectors = [str(d) for d in detectors]
+        self.motor = str(motor)
+        self.plan_name = plan_name
+        self.batch_size = int(batch_size)
+        self.thresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+        self.max_points = int(max_points)
+        self.strategy = strategy
+        self.overrides = {"element": element, "edge": edge}
+        self.emit = emit
+        self.user, self.user_group = user, user_group
+        self.uid = str(uuid.uuid4())
+        self.sessions: dict[str, Session] = {}
+        self._run_session: dict[str, str] = {}
+        self._streams: dict[str, tuple[str, str | None, str | None]] = {}  # descriptor -> (session, e, mu)
+        self.decisions: list[dict[str, Any]] = []  # every suggestion, skip, closure and failure
+        self.errors = 0
+
+    def __call__(self, name: str, doc: dict, validate: bool = False):
+        try:
+            return super().__call__(name, doc, validate)
+        except Exception as exc:  # noqa: BLE001 - a bad document must not end the service
+            self.errors += 1
+            log.exception("queue suggester failed on a %r document (%s); continuing", name, exc)
+            return None
+
+    def _decide(self, kind: str, session: Session | None, **info: Any) -> dict[str, Any]:
+        d = {"kind": kind, "time": time.time(), "session": session.key if session else None,
+             "n_points": session.n_points if session else 0, **info}
+        self.decisions.append(d)
+        log.info("queue suggester: %s", d)
+        return d
+
+    # -- documents ---------------------------------------------------------------------------------
+    def start(self, doc: dict) -> None:
+        if doc.get("agent") == AGENT_NAME:
+            return  # an agent's own output run
+        key = str(doc.get("xas_session") or doc["uid"])
+        s = self.sessions.get(key)
+        if s is None:
+            element = self.overrides["element"] or doc.get("element")
+            edge = self.overrides["edge"] or doc.get("edge") or "K"
+            if not isinstance(element, str):
+                self._decide("ignored", None, run=doc.get("uid"), why="start document has no 'element'")
+                return
+            agent = XANESAgent(self.models, strategy=self.strategy, emit=self.emit, n_proposals=self.batch_size)
+            agent.begin(element, edge, uid=key)
+            if agent.run is None:
+                self._decide("ignored", None, run=doc.get("uid"), why="; ".join(agent.warnings) or "no model")
+                return
+            s = self.sessions[key] = Session(key, element, edge, agent, dict(doc.get("xas") or {}))
+        s.runs.append(doc["uid"])
+        self._run_session[doc["uid"]] = key
+
+    def descriptor(self, doc: dict) -> None:
+        key = self._run_session.get(doc.get("run_start"))
+        if key is None:
+            return
+        s = self.sessions[key]
+        e_field, mu_field = stream_fields(doc, s.xas.get("energy_field"), s.xas.get("mu_field"))
+        self._streams[doc["uid"]] = (key, e_field, mu_field)
+
+    def event_page(self, doc: dict) -> None:
+        key, e_field, mu_field = self._streams.get(doc.get("descriptor"), (None, None, None))
+        if key is None:
+            return
+        data = doc.get("data", {})
+        if e_field not in data or mu_field not in data:
+            return
+        s = self.sessions[key]
+        try:
+            s.agent.ingest(data[e_field], data[mu_field])
+        except (TypeError, ValueError) as exc:
+            self._decide("page_dropped", s, why=str(exc))
+
+    def stop(self, doc: dict) -> None:
+        key = self._run_session.pop(doc.get("run_start"), None)
+        if key is None:
+            return
+        s = self.sessions[key]
+        if s.closed:
+            return
+        report = s.agent.report()
+        reason = stop_reason(report, self.thresholds)
+        if not reason and s.n_points >= self.max_points:
+            reason = f"point budget reached ({s.n_points} >= {self.max_points})"
+        if reason:
+            return self._close(s, reason, report)
+        if self._waiting(key):
+            self._decide("skipped", s, why="a suggestion for this session is still waiting in the queue")
+            return
+        proposals = s.agent.suggest(self.batch_size)
+        if not proposals:
+            why = "nothing left to propose (model window covered)" if report.get("edge_located") \
+                else "edge not located: measure a survey first"
+            return self._close(s, why, report)
+        self._suggest(s, proposals, after_run=doc.get("run_start"))
+
+    # -- the queue ---------------------------------------------------------------------------------
+    def plan_for(self, s: Session, proposals: list[dict[str, Any]], after_run: str | None) -> dict[str, Any]:
+        """The suggested item as plain, JSON-safe data (what ``BPlan`` wraps)."""
+        md: dict[str, Any] = {"xas_session": s.key, "element": s.element, "edge": s.edge,
+                              "suggested_by": {"agent": AGENT_NAME, "agent_uid": self.uid,
+                                               "strategy": s.agent.strategy.name,
+                                               "proposal_uids": [p["uid"] for p in proposals],
+                                               "scores": [float(p["score"]) for p in proposals],
+                                               "after_run": after_run}}
+        if s.xas:
+            md["xas"] = s.xas
+        ranges = [[round(float(p["start"]), 3), round(float(p["stop"]), 3), round(float(p["step"]), 4)]
+                  for p in sorted(proposals, key=lambda p: p["start"])]
+        return {"name": self.plan_name, "args": [list(self.detectors), self.motor],
+                "kwargs": {"ranges": ranges, "md": md}}
+
+    def _suggest(self, s: Session, proposals: list[dict[str, Any]], after_run: str | None) -> None:
+        from bluesky_queueserver_api import BPlan
+
+        item = self.plan_for(s, proposals, after_run)
+        try:
+            resp = self.api.item_add(BPlan(item["name"], *item["args"], **item["kwargs"]),
+                                     user=self.user, user_group=self.user_group)
+        except Exception as exc:  # noqa: BLE001 - the queue server being away must not end the agent
+            self.errors += 1
+            self._decide("suggestion_failed", s, plan=item, why=f"{type(exc).__name__}: {exc}")
+            return
+        self._decide("suggested", s, plan=item, item_uid=(resp.get("item") or {}).get("item_uid"))
+
+    def _waiting(self, key: str) -> bool:
+        """Whether an item this agent suggested for session ``key`` is still in the queue."""
+        try:
+            items = self.api.queue_get().get("items", [])
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not read the queue (%s); suggesting anyway", exc)
+            return False
+        for it in items:
+            md = (it.get("kwargs") or {}).get("md") or {}
+            if md.get("xas_session") == key and (md.get("suggested_by") or {}).get("agent_uid") == self.uid:
+                return True
+        return False
+
+    def _close(self, s: Session, reason: str, report: dict[str, Any]) -> None:
+        s.closed = reason
+        self._decide("closed", s, reason=reason, predictions=report.get("predictions"))
+        s.agent.end(reason=reason)
+
+    def close_all(self, reason: str = "agent shut down") -> None:
+        for s in self.sessions.values():
+            if not s.closed:
+                self._close(s, reason, s.agent.report())

@@ -1,0 +1,120 @@
+"""Queue-safe XAS plans: every argument is JSON-safe (device names resolve in the queue server's
+worker namespace; numbers, lists and dicts otherwise), so a person or an agent can put them in a
+``bluesky-queueserver`` queue with ``BPlan``. They are also the building blocks of
+:func:`~xanes_agent.plans.adaptive.adaptive_xanes_scan`.
+
+- ``xas_survey_scan``: a coarse pass around the tabulated edge, then fine steps over the steepest
+  rise it found (places E0 and the model window);
+- ``xas_ranges_scan``: a list of ``[start, stop, step]`` ranges in eV, measured in order in one run
+  (what the agent proposes).
+
+Field names: ``md["xas"]["energy_field"]``/``["mu_field"]`` when given (the project's metadata
+convention), else the motor's and the first detector's hinted fields.
+
+No ``from __future__ import annotations`` here: the queue server validates plan arguments from
+the real annotation objects.
+"""
+
+from typing import Any, Iterable, Sequence
+
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
+import numpy as np
+
+from ..models.normalization import find_e0
+
+DEFAULT_SURVEY = (-30.0, 70.0, 4.0)  # eV relative to the tabulated edge: start, stop, step
+
+
+def xas_fields(detectors: Sequence[Any], motor: Any, md: dict[str, Any] | None) -> tuple[str, str]:
+    """(energy field, mu field): from ``md['xas']``, else the motor's and first detector's hints."""
+    xas = (md or {}).get("xas") or {}
+    energy = xas.get("energy_field") or (getattr(motor, "hints", None) or {}).get("fields", [motor.name])[0]
+    mu = xas.get("mu_field")
+    if not mu:
+        hinted = (getattr(detectors[0], "hints", None) or {}).get("fields", [])
+        if not hinted:
+            raise ValueError(f"no mu field: give md['xas']['mu_field'] or hint one on {detectors[0].name}")
+        mu = hinted[0]
+    return energy, mu
+
+
+def range_energies(start: float, stop: float, step: float) -> np.ndarray:
+    """Energies (eV) from ``start`` to ``stop`` inclusive in ``step`` eV."""
+    if not step > 0 or not np.isfinite([start, stop, step]).all() or stop < start:
+        raise ValueError(f"bad energy range [{start}, {stop}, {step}] (need start <= stop, step > 0, in eV)")
+    return np.arange(start, stop + 1e-9, step)
+
+
+def measure(detectors, motor, energies: Iterable[float], energy_field: str, mu_field: str,
+            max_points: int | None = None):
+    """Per-step stub: move and read at each energy (eV); returns (energies read, mu read) as lists."""
+    es, mus = [], []
+    for e in energies:
+        if max_points is not None and len(es) >= max_points:
+            break
+        yield from bps.mv(motor, float(e))
+        reading = yield from bps.trigger_and_read(list(detectors) + [motor])
+        es.append(float(reading[energy_field]["value"]))
+        mus.append(float(reading[mu_field]["value"]))
+    return es, mus
+
+
+def survey_and_edge(detectors, motor, edge_energy: float, energy_field: str, mu_field: str,
+                    survey: Sequence[float] = DEFAULT_SURVEY, edge_halfwidth: float = 6.0, edge_step: float = 0.5,
+                    on_points=None):
+    """Per-step stub: the coarse survey, then ``edge_step`` eV steps over +-``edge_halfwidth`` eV
+    around the steepest coarse rise. ``on_points(energies, mu)`` is called after each pass.
+    Returns the coarse edge estimate (eV)."""
+    lo, hi, step = survey
+    es, mus = yield from measure(detectors, motor, range_energies(edge_energy + lo, edge_energy + hi, step),
+                                 energy_field, mu_field)
+    if on_points is not None:
+        on_points(es, mus)
+    e_c = find_e0(np.array(es), np.array(mus)) if len(es) >= 8 else edge_energy
+    if not np.isfinite(e_c):
+        e_c = edge_energy
+    es2, mus2 = yield from measure(detectors, motor, range_energies(e_c - edge_halfwidth, e_c + edge_halfwidth,
+                                                                    edge_step), energy_field, mu_field)
+    if on_points is not None:
+        on_points(es2, mus2)
+    return e_c
+
+
+def xas_survey_scan(detectors, motor, edge_energy: float, *, survey: Sequence[float] = DEFAULT_SURVEY,
+                    edge_halfwidth: float = 6.0, edge_step: float = 0.5, md: dict[str, Any] | None = None):
+    """One run: coarse survey around ``edge_energy`` (eV, the tabulated edge) and a fine edge pass."""
+    energy_field, mu_field = xas_fields(detectors, motor, md)
+    _md = {"plan_name": "xas_survey_scan", "detectors": [d.name for d in detectors], "motors": [motor.name],
+           "plan_args": {"edge_energy": edge_energy, "survey": list(survey), "edge_halfwidth": edge_halfwidth,
+                         "edge_step": edge_step},
+           "plan_pattern": "xas_survey", "hints": {"dimensions": [([energy_field], "primary")]}, **(md or {})}
+
+    @bpp.stage_decorator(list(detectors) + [motor])
+    @bpp.run_decorator(md=_md)
+    def inner():
+        return (yield from survey_and_edge(detectors, motor, edge_energy, energy_field, mu_field,
+                                           survey, edge_halfwidth, edge_step))
+
+    return (yield from inner())
+
+
+def xas_ranges_scan(detectors, motor, ranges: Sequence[Sequence[float]], *, md: dict[str, Any] | None = None):
+    """One run measuring each ``[start, stop, step]`` range (eV) in order."""
+    ranges = [[float(v) for v in r] for r in ranges]
+    for r in ranges:
+        if len(r) != 3:
+            raise ValueError(f"each range is [start, stop, step] in eV; got {r}")
+        range_energies(*r)  # validates before anything moves
+    energy_field, mu_field = xas_fields(detectors, motor, md)
+    _md = {"plan_name": "xas_ranges_scan", "detectors": [d.name for d in detectors], "motors": [motor.name],
+           "plan_args": {"ranges": ranges}, "num_points": int(sum(len(range_energies(*r)) for r in ranges)),
+           "hints": {"dimensions": [([energy_field], "primary")]}, **(md or {})}
+
+    @bpp.stage_decorator(list(detectors) + [motor])
+    @bpp.run_decorator(md=_md)
+    def inner():
+        for r in ranges:
+            yield from measure(detectors, motor, range_energies(*r), energy_field, mu_field)
+
+    return (yield from inner())
