@@ -79,7 +79,13 @@ def test_queue_safe_plans_measure_what_they_say(bundled_library):
     RE(xas_survey_scan([bl.det], bl.mono, edge_energy("Cu"), md=bl.md))
     e = np.array([d["data"][bl.mono.readback.name] for n, d in docs if n == "event"])
     e0 = find_e0(sample.energy, sample.mu)
-    fine = e[26:]  # after the 26-point survey: 0.5 eV steps around the edge it found
-    assert len(fine) == 25 and np.allclose(np.diff(fine), 0.5) and abs(np.median(fine) - e0) < 4
+    from xanes_agent.plans.xas import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, range_energies
+
+    n_survey = len(range_energies(*DEFAULT_SURVEY))
+    n_edge = len(range_energies(-DEFAULT_EDGE_HALFWIDTH, DEFAULT_EDGE_HALFWIDTH, 0.5))
+    fine = e[n_survey:n_survey + n_edge]  # after the survey: 0.5 eV steps around the edge it found
+    assert np.allclose(np.diff(fine), 0.5) and abs(np.median(fine) - e0) < 4
+    norm = e[n_survey + n_edge:]  # then the post-edge normalization point, E0 + 50 eV, measured +-1 eV
+    assert len(norm) == 5 and np.allclose(np.diff(norm), 0.5) and abs(norm[2] - 50 - e0) < 2
     with pytest.raises(ValueError, match="bad energy range"):
         RE(xas_ranges_scan([bl.det], bl.mono, [[9010, 9000, 0.5]]))

@@ -30,7 +30,7 @@ def model_path(out: Path, element: str, featurization: str, normalization: str) 
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from .models.training import TrainConfig, train_element
+    from .models.training import TrainConfig, live_config, train_element
 
     coll = _load_collection(a)
     if a.source:
@@ -42,8 +42,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     Path(a.out).mkdir(parents=True, exist_ok=True)
     for el in elements:
         for feat in a.featurization:
-            cfg = TrainConfig(featurization=feat, normalization=a.normalization, n_seeds=a.seeds,
-                              n_estimators=a.trees, split_seed=a.seed, n_jobs=a.jobs)
+            kw = dict(featurization=feat, normalization=a.normalization, n_seeds=a.seeds,
+                      n_estimators=a.trees, split_seed=a.seed, n_jobs=a.jobs)
+            cfg = live_config(**kw) if a.live else TrainConfig(**kw)
             m = train_element(coll, el, cfg, progress=not a.quiet)
             path = m.save(model_path(a.out, el, feat, a.normalization))
             print(f"{el} {feat}: wrote {path}")
@@ -165,6 +166,9 @@ def register_models(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--seeds", type=_positive_int, default=10)
     t.add_argument("--trees", type=_positive_int, default=100)
     t.add_argument("--seed", type=int, default=0, help="split and forest seed (recorded in the bundle)")
+    t.add_argument("--live", action="store_true",
+                   help="train for measured spectra (noise and E0-jitter copies, min_samples_leaf=5): "
+                        "the models the agent should use at a beamline")
     t.add_argument("--jobs", type=int, default=None, help="joblib workers (-1: all cores)")
     t.add_argument("--out", default="models")
     t.add_argument("--quiet", action="store_true")
@@ -349,14 +353,22 @@ def cmd_replay(a: argparse.Namespace) -> int:
     return 0
 
 
-def ensure_demo_model(models: Path, element: str, trees: int = 25, quiet: bool = False) -> Path:
+def ensure_demo_model(models: Path, element: str, trees: int = 50, quiet: bool = False) -> Path:
     """The bundle the demo uses: trained once on the bundled library's training split, then reused."""
     from .data.library import load_bundled_library
-    from .models.training import TrainConfig, train_element
+    from .models.model import BundleError, ElementModel
+    from .models.training import live_config, train_element
 
     path = model_path(models, element, "polynomial", "post_edge")
+    cfg = live_config(n_estimators=trees, n_jobs=-1)
+    want = {k: v for k, v in cfg.as_dict().items() if k != "n_jobs"}
     if path.exists():
-        return path
+        try:
+            have = ElementModel.load(path).config
+            if all(have.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in want.items()):
+                return path
+        except BundleError:
+            pass  # unreadable: train it again
     lib = load_bundled_library().where(element=element)
     # a quick model: every held-out row (never trained on) plus a seeded 1,500 of the training rows
     train = np.flatnonzero(lib.split != "test")
@@ -365,7 +377,7 @@ def ensure_demo_model(models: Path, element: str, trees: int = 25, quiet: bool =
     if not quiet:
         print(f"training a {element} model once ({trees} trees x 10 seeds x 3 properties on {len(keep)} spectra; "
               f"full-size models: 'xanes-agent train') ...", flush=True)
-    model = train_element(lib, element, TrainConfig(n_estimators=trees, n_jobs=-1), progress=not quiet)
+    model = train_element(lib, element, cfg, progress=not quiet)
     return model.save(path)
 
 

@@ -33,7 +33,7 @@ from ..data.edges import edge_energy
 from ..models.model import BundleError, ElementModel
 from .predictor import LivePredictor, LiveState
 from .spectrum import PartialSpectrum, stream_fields
-from .strategies import Proposal, Strategy, make_strategy
+from .strategies import Proposal, Strategy, make_strategy, propose_refining
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,8 @@ class XANESAgent(DocumentRouter):
     def __init__(self, models: ModelStore, strategy: str | Strategy = "importance_uncertainty",
                  element: str | None = None, edge: str | None = None, energy_field: str | None = None,
                  mu_field: str | None = None, emit: Callable[[str, dict], Any] | Iterable | None = None,
-                 min_interval: float = 0.0, n_proposals: int = 3, png_dir: str | Path | None = None) -> None:
+                 min_interval: float = 0.0, n_proposals: int = 3, png_dir: str | Path | None = None,
+                 proposal_step: float | None = 1.5) -> None:
         super().__init__()
         self.models = models
         self.strategy = make_strategy(strategy) if isinstance(strategy, str) else strategy
@@ -114,6 +115,9 @@ class XANESAgent(DocumentRouter):
             [] if emit is None else [emit] if callable(emit) else list(emit))
         self.min_interval = min_interval
         self.n_proposals = n_proposals
+        # 1.5 eV: the coarsest spacing that still covers the model grid (max gap 1.6 eV); the edge
+        # itself is measured finely by the plan's edge pass. None: the model grid's own spacing.
+        self.proposal_step = proposal_step
         self.png_dir = Path(png_dir) if png_dir else None
         self.run: RunState | None = None
         self.errors = 0
@@ -249,8 +253,8 @@ class XANESAgent(DocumentRouter):
         r.last_update = time.monotonic()
         r.n_updates += 1
         if state.edge_located:
-            r.proposals = self.strategy.propose(state.e0, r.predictor.model.grid.energies, state.coverage,
-                                                r.predictor.model, state.predictions, n=self.n_proposals)
+            r.proposals = propose_refining(self.strategy, state.e0, e, r.predictor.model, state.predictions,
+                                           n=self.n_proposals, step=self.proposal_step)
         else:
             r.proposals = []
         data = self._event_data(state, r)
@@ -325,8 +329,9 @@ class XANESAgent(DocumentRouter):
             return []
         if r.last is None or not r.last.edge_located:
             return []
-        props = self.strategy.propose(r.last.e0, r.predictor.model.grid.energies, r.last.coverage,
-                                      r.predictor.model, r.last.predictions, n=batch_size)
+        e, _ = r.spectrum.arrays()
+        props = propose_refining(self.strategy, r.last.e0, e, r.predictor.model, r.last.predictions,
+                                 n=batch_size, step=self.proposal_step)
         for p in props:
             r.pending[p.uid] = p
         return [p.as_dict() for p in props]

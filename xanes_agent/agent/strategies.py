@@ -14,6 +14,10 @@ counts. Uncertain properties pull measurements to where their model looks.
 ``ImportanceOnly`` drops U_p (a fixed importance-ranked order); ``EnergyOrder`` proposes the next
 uncovered chunk upward in energy (a conventional scan, the baseline); ``RandomOrder`` picks
 uncovered chunks at random. New strategies subclass :class:`Strategy` and implement ``score``.
+
+:func:`propose_refining` (what the agent calls) runs a strategy twice over: first at a coarse step
+(1.5 eV, the coarsest that covers the grid) over chunks not yet covered, then, once the window is
+covered, at the grid's own spacing over chunks not yet measured that densely.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from ..models.features import coverage_mask
 
 UNCERTAINTY_SCALE = {"mean_nn_distance": 0.05, "charge": 0.25}
 UNCERTAINTY_FLOOR = 0.05
@@ -44,12 +50,18 @@ class Proposal:
             self.uid = str(uuid.uuid4())
 
     def energies(self) -> np.ndarray:
-        n = max(2, int(round((self.stop - self.start) / self.step)) + 1)
-        return np.linspace(self.start, self.stop, n)
+        """Both ends and evenly spaced points between, no further apart than ``step`` (eV)."""
+        return chunk_energies(self.start, self.stop, self.step)
 
     def as_dict(self) -> dict[str, Any]:
         return {"start": self.start, "stop": self.stop, "step": self.step, "score": self.score,
                 "strategy": self.strategy, "uid": self.uid}
+
+
+def chunk_energies(start: float, stop: float, step: float) -> np.ndarray:
+    """Energies (eV) from ``start`` to ``stop``, both included, evenly spaced at most ``step`` apart."""
+    n = max(2, int(np.ceil((stop - start) / step - 1e-9)) + 1)
+    return np.linspace(start, stop, n)
 
 
 def uncertainties(predictions: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -100,6 +112,22 @@ class Strategy:
         step = step or float(grid_energies[1] - grid_energies[0])
         return [Proposal(float(e0 + chunks[i, 0]), float(e0 + chunks[i, 1]), step, float(s[i]), self.name)
                 for i in order]
+
+
+def propose_refining(strategy: Strategy, e0: float, energies: np.ndarray, model: Any,
+                     predictions: dict[str, dict[str, Any]], n: int = 1, step: float | None = 1.5) -> list[Proposal]:
+    """Coarse, then fine: proposals at ``step`` eV for chunks the measured ``energies`` (eV,
+    absolute) do not yet cover; once the whole window is covered, proposals at the model grid's own
+    spacing for chunks not yet measured that densely (where the finer sampling still moves the
+    features). Empty when the window is measured at grid density."""
+    g = model.grid.energies
+    rel = np.sort(np.asarray(energies, float) - e0)
+    props = strategy.propose(e0, g, coverage_mask(rel, model.grid), model, predictions, n=n, step=step)
+    fine_step = float(g[1] - g[0])
+    if props or step is None or step <= fine_step:
+        return props
+    dense = coverage_mask(rel, model.grid, max_gap=1.2 * fine_step)
+    return strategy.propose(e0, g, dense, model, predictions, n=n, step=fine_step)
 
 
 def chunk_importance(model: Any, chunks: np.ndarray, prop: str) -> np.ndarray:

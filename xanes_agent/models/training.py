@@ -5,6 +5,14 @@ and are never used for training or tuning; the other rows are split 8:1 into tra
 by material with a recorded seed (an 80/10/10 split overall). A user collection without a ``test``
 split gets a seeded 80/10/10 split by material.
 
+Measurement realism (``noise``, ``e0_jitter``; off by default, as in the study's noise-free
+setting): each training spectrum is joined by a copy with Gaussian noise (sigma drawn
+log-uniformly in ``noise``, in units of the normalized edge step) and E0 moved by up to
+``e0_jitter`` eV, before the masking below. Forests trained so no longer split on features that
+counting noise moves (e.g. the cubic coefficients of 2.5 eV chunks), so a live prediction does not
+jump with each noise draw. ``LIVE`` is the preset the agent's models use: that augmentation plus
+``min_samples_leaf=5`` (smoother, ~5x smaller trees: faster live updates).
+
 Partial coverage: every training spectrum is joined by ``augment_copies`` masked copies, alternating
 a contiguous window from the low-energy side (10-100 % of the grid) and 1-3 random missing
 chunks (5-30 grid points each), so the forests learn where NaN goes and stay accurate on the
@@ -66,6 +74,11 @@ class TrainConfig:
         d = asdict(self)
         d["grid"] = self.grid.as_dict()
         return d
+
+
+def live_config(**overrides: Any) -> "TrainConfig":
+    """The preset for models the live agent uses on measured (noisy) spectra; see module docstring."""
+    return TrainConfig(**{"noise": (5e-4, 5e-3), "e0_jitter": 0.5, "min_samples_leaf": 5, **overrides})
 
 
 def mask_low_window(X: np.ndarray, fraction: float) -> np.ndarray:

@@ -27,7 +27,7 @@ import bluesky.preprocessors as bpp
 import numpy as np
 from ophyd import Signal
 
-from .xas import DEFAULT_SURVEY, measure, range_energies, survey_and_edge, xas_fields
+from .xas import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, measure, range_energies, survey_and_edge, xas_fields
 
 DEFAULT_THRESHOLDS = {"cn_probability": 0.9, "distance_std": 0.01, "charge_std": 0.05}
 
@@ -53,7 +53,7 @@ def stop_reason(report: dict[str, Any], thresholds: dict[str, float]) -> str:
 
 
 def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict[str, Any],
-                        survey: tuple[float, float, float] = DEFAULT_SURVEY, edge_halfwidth: float = 6.0,
+                        survey: tuple[float, float, float] = DEFAULT_SURVEY, edge_halfwidth: float = DEFAULT_EDGE_HALFWIDTH,
                         edge_step: float = 0.5, batch_size: int = 1, max_points: int = 250,
                         max_time: float | None = None, thresholds: dict[str, float] | None = None):
     """Adaptive XANES scan (see module docstring). ``md`` must carry ``element`` and ``edge``; the
@@ -76,16 +76,22 @@ def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict
         decision.put(json.dumps({"kind": kind, "n_points": counter["n"], **info}))
         yield from bps.trigger_and_read([decision], name="decisions")
 
+    measured: list[float] = []
+
     def measure_and_tell(energies, uid=None):
+        # a point already measured (adjacent ranges share their ends) is not measured again
+        energies = [e for e in energies if not measured or np.min(np.abs(np.array(measured) - e)) > 0.2]
         left = max_points - counter["n"]
         es, mus = yield from measure(detectors, motor, energies, energy_field, mu_field, max_points=left)
         counter["n"] += len(es)
+        measured.extend(es)
         if es:
             agent.ingest(np.array(es), np.array(mus), uid=uid)
         return es, mus
 
     def tell(es, mus):
         counter["n"] += len(es)
+        measured.extend(es)
         if es:
             agent.ingest(np.array(es), np.array(mus))
 

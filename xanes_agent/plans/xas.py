@@ -21,9 +21,11 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
 
+from ..agent.strategies import chunk_energies
 from ..models.normalization import find_e0
 
-DEFAULT_SURVEY = (-30.0, 70.0, 4.0)  # eV relative to the tabulated edge: start, stop, step
+DEFAULT_SURVEY = (-30.0, 70.0, 5.0)  # eV relative to the tabulated edge: start, stop, step
+DEFAULT_EDGE_HALFWIDTH = 5.0  # eV either side of the coarse edge, measured in edge_step steps
 
 
 def xas_fields(detectors: Sequence[Any], motor: Any, md: dict[str, Any] | None) -> tuple[str, str]:
@@ -40,10 +42,27 @@ def xas_fields(detectors: Sequence[Any], motor: Any, md: dict[str, Any] | None) 
 
 
 def range_energies(start: float, stop: float, step: float) -> np.ndarray:
-    """Energies (eV) from ``start`` to ``stop`` inclusive in ``step`` eV."""
+    """Energies (eV) from ``start`` to ``stop``, both included, evenly spaced at most ``step`` eV
+    apart (exactly ``step`` when it divides the range)."""
     if not step > 0 or not np.isfinite([start, stop, step]).all() or stop < start:
         raise ValueError(f"bad energy range [{start}, {stop}, {step}] (need start <= stop, step > 0, in eV)")
-    return np.arange(start, stop + 1e-9, step)
+    return chunk_energies(start, stop, step)
+
+
+def coarse_edge(energies: Sequence[float], mu: Sequence[float]) -> float:
+    """Centre (eV) of the steepest rise between consecutive coarse points: the true edge lies
+    within half a survey step of it (a max-derivative *point* can be a whole step off)."""
+    e = np.asarray(energies, float)
+    m = np.asarray(mu, float)
+    ok = np.isfinite(e) & np.isfinite(m)
+    e, m = e[ok], m[ok]
+    order = np.argsort(e)
+    e, m = e[order], m[order]
+    if len(e) < 3:
+        return float("nan")
+    slope = np.diff(m) / np.maximum(np.diff(e), 1e-9)
+    i = int(np.argmax(slope))
+    return float(0.5 * (e[i] + e[i + 1]))
 
 
 def measure(detectors, motor, energies: Iterable[float], energy_field: str, mu_field: str,
@@ -61,28 +80,41 @@ def measure(detectors, motor, energies: Iterable[float], energy_field: str, mu_f
 
 
 def survey_and_edge(detectors, motor, edge_energy: float, energy_field: str, mu_field: str,
-                    survey: Sequence[float] = DEFAULT_SURVEY, edge_halfwidth: float = 6.0, edge_step: float = 0.5,
-                    on_points=None):
+                    survey: Sequence[float] = DEFAULT_SURVEY, edge_halfwidth: float = DEFAULT_EDGE_HALFWIDTH, edge_step: float = 0.5,
+                    on_points=None, norm_offset: float | None = 50.0, norm_halfwidth: float = 1.0):
     """Per-step stub: the coarse survey, then ``edge_step`` eV steps over +-``edge_halfwidth`` eV
-    around the steepest coarse rise. ``on_points(energies, mu)`` is called after each pass.
-    Returns the coarse edge estimate (eV)."""
+    around the steepest coarse rise, then (``norm_offset`` not None) the same steps over
+    +-``norm_halfwidth`` eV around E0 + ``norm_offset``, where the post-edge normalization takes its
+    value: measured there, not interpolated across the survey's coarse steps. ``on_points(energies,
+    mu)`` is called after each pass. Returns the coarse edge estimate (eV)."""
     lo, hi, step = survey
     es, mus = yield from measure(detectors, motor, range_energies(edge_energy + lo, edge_energy + hi, step),
                                  energy_field, mu_field)
     if on_points is not None:
         on_points(es, mus)
-    e_c = find_e0(np.array(es), np.array(mus)) if len(es) >= 8 else edge_energy
+    e_c = coarse_edge(es, mus)
     if not np.isfinite(e_c):
         e_c = edge_energy
     es2, mus2 = yield from measure(detectors, motor, range_energies(e_c - edge_halfwidth, e_c + edge_halfwidth,
                                                                     edge_step), energy_field, mu_field)
     if on_points is not None:
         on_points(es2, mus2)
+    if norm_offset is not None:
+        order = np.argsort(es + es2)
+        e_all, mu_all = np.array(es + es2)[order], np.array(mus + mus2)[order]
+        e0 = find_e0(e_all, mu_all)  # NaN for < 8 points
+        if not np.isfinite(e0):
+            e0 = e_c
+        es3, mus3 = yield from measure(detectors, motor, range_energies(e0 + norm_offset - norm_halfwidth,
+                                                                        e0 + norm_offset + norm_halfwidth, edge_step),
+                                       energy_field, mu_field)
+        if on_points is not None:
+            on_points(es3, mus3)
     return e_c
 
 
 def xas_survey_scan(detectors, motor, edge_energy: float, *, survey: Sequence[float] = DEFAULT_SURVEY,
-                    edge_halfwidth: float = 6.0, edge_step: float = 0.5, md: dict[str, Any] | None = None):
+                    edge_halfwidth: float = DEFAULT_EDGE_HALFWIDTH, edge_step: float = 0.5, md: dict[str, Any] | None = None):
     """One run: coarse survey around ``edge_energy`` (eV, the tabulated edge) and a fine edge pass."""
     energy_field, mu_field = xas_fields(detectors, motor, md)
     _md = {"plan_name": "xas_survey_scan", "detectors": [d.name for d in detectors], "motors": [motor.name],
