@@ -3,7 +3,9 @@
 One row (the spectrum so far), all properties x all seeds, one thread. Also the full update
 (normalize + grid + featurize + predict) and sustained events/s through event_page batches.
 
-    python benchmarks/agent_latency.py [--trees 100] [--n 1500]
+    python benchmarks/agent_latency.py [--trees 100] [--n 1000] [--min-samples-leaf 5]
+
+``--min-samples-leaf 5`` is what ``xanes-agent train --live`` uses (smaller trees).
 """
 
 import argparse
@@ -32,6 +34,7 @@ def main() -> None:
     ap.add_argument("--trees", type=int, default=100)
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--reps", type=int, default=300)
+    ap.add_argument("--min-samples-leaf", type=int, default=1)
     a = ap.parse_args()
     lib = load_bundled_library().where(element="Cu", split="train")
     lib = lib[np.random.default_rng(0).choice(len(lib), a.n, replace=False)]
@@ -44,14 +47,15 @@ def main() -> None:
     F = feat.transform(Xa)
     cn = lib.labels["coordination_number"][ok][src]
     m = np.isin(cn, (4, 5, 6))
+    leaf = a.min_samples_leaf
     ests = {
-        "coordination_number": SeedEnsembleClassifier(n_estimators=a.trees, n_jobs=-1).fit(F[m], cn[m].astype(int)),
-        "mean_nn_distance": SeedEnsembleRegressor(n_estimators=a.trees, n_jobs=-1).fit(
+        "coordination_number": SeedEnsembleClassifier(n_estimators=a.trees, n_jobs=-1, min_samples_leaf=leaf).fit(F[m], cn[m].astype(int)),
+        "mean_nn_distance": SeedEnsembleRegressor(n_estimators=a.trees, n_jobs=-1, min_samples_leaf=leaf).fit(
             F[np.isfinite(lib.labels["mean_nn_distance"][ok][src])],
             lib.labels["mean_nn_distance"][ok][src][np.isfinite(lib.labels["mean_nn_distance"][ok][src])]),
     }
     q = lib.labels[charge_label(lib)][ok][src]
-    ests["charge"] = SeedEnsembleRegressor(n_estimators=a.trees, n_jobs=-1).fit(F[np.isfinite(q)], q[np.isfinite(q)])
+    ests["charge"] = SeedEnsembleRegressor(n_estimators=a.trees, n_jobs=-1, min_samples_leaf=leaf).fit(F[np.isfinite(q)], q[np.isfinite(q)])
     fused = FusedForests.from_packed({k: PackedForests.from_sklearn(e.estimators_) for k, e in ests.items()})
     fused.warm_up(F.shape[1])
     rows = feat.transform(Xg[ok][:50])
@@ -83,7 +87,7 @@ def main() -> None:
               np.abs(fu["mean_nn_distance"][:, :, 0] - sk["mean_nn_distance"]).max())
     nodes = len(fused.feature)
     print(f"3 properties x 10 seeds x {a.trees} trees = {len(fused.roots)} trees, {nodes:,} nodes; "
-          f"trained on {len(F)} rows (augmented); one row per call, one thread; max |fused - sklearn| = {err:.1e}")
+          f"min_samples_leaf {leaf}; trained on {len(F)} rows (augmented); one row per call, one thread; max |fused - sklearn| = {err:.1e}")
     base = res["scikit-learn"][0]
     for name, (p50, p99) in res.items():
         print(f"  {name:14s} p50 {p50:8.3f} ms   p99 {p99:8.3f} ms   speed-up vs sklearn {base / p50:7.1f}x")
@@ -95,7 +99,7 @@ def main() -> None:
     from xanes_agent.models.model import ElementModel
     from xanes_agent.models.training import TrainConfig, train_element
 
-    small = train_element(lib[:400], "Cu", TrainConfig(n_estimators=a.trees, n_jobs=-1), progress=False)
+    small = train_element(lib[:400], "Cu", TrainConfig(n_estimators=a.trees, n_jobs=-1, min_samples_leaf=leaf), progress=False)
     small = ElementModel.load(small.save("/tmp/_bench_model.npz"))
     agent = XANESAgent(ModelStore(models={"Cu": small}))
     s = lib.spectrum(0)
