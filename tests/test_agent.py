@@ -252,3 +252,21 @@ def test_adaptive_api_matches_suggestions_by_uid(confident_sample, cu_agent_mode
     agent.ingest(e[sel], mu[sel], uid=s["uid"])
     assert s["uid"] in agent.run.done and s["uid"] not in agent.run.pending
     assert agent.report()["edge_located"]
+
+
+def test_proposals_go_coarse_then_fine(cu_agent_model):
+    from xanes_agent.agent.strategies import make_strategy, propose_refining
+
+    g = cu_agent_model.grid.energies
+    e0 = 9000.0
+    strat = make_strategy("importance_only")
+    preds = {}
+    # nothing measured in the window yet: coarse proposals (1.5 eV at most, both ends included)
+    first = propose_refining(strat, e0, np.array([e0 - 30, e0 - 20]), cu_agent_model, preds, n=3)
+    assert len(first) == 3 and all(np.diff(p.energies()).max() <= 1.5 + 1e-9 for p in first)
+    # the window covered at 1.25 eV: now proposals at the grid's own spacing
+    coarse = np.arange(e0 + g[0], e0 + g[-1] + 1.3, 1.25)
+    fine = propose_refining(strat, e0, coarse, cu_agent_model, preds, n=2)
+    assert fine and all(abs(p.step - (g[1] - g[0])) < 1e-9 for p in fine)
+    # measured at grid density: nothing left to propose
+    assert propose_refining(strat, e0, e0 + np.arange(g[0] - 1, g[-1] + 1, 0.5), cu_agent_model, preds) == []

@@ -176,3 +176,21 @@ def test_permutation_importance_finds_the_informative_feature():
     Xt = rng.normal(size=(200, 6))
     mean, std = permutation_importance(pm, Xt, np.where(Xt[:, 2] > 0, 6, 4), n_repeats=3)
     assert np.argmax(mean) == 2 and mean[2] > 0.3 and abs(mean[0]) < 0.05
+
+
+def test_measurement_copies_add_the_noise_and_shift_asked_for():
+    from xanes_agent.models.features import DEFAULT_GRID
+    from xanes_agent.models.training import live_config, measurement_copies
+
+    g = DEFAULT_GRID.energies
+    X = np.tile(1.0 / (1.0 + np.exp(-(g - 2.0))), (400, 1))  # a smooth step, E0 near 2 eV
+    rng = np.random.default_rng(0)
+    noisy = measurement_copies(X, DEFAULT_GRID, (1e-3, 1e-2), 0.0, rng)
+    sigma = np.std(noisy - X, axis=1)
+    assert noisy.shape == X.shape and 0.8e-3 < sigma.min() and sigma.max() < 1.2e-2
+    shifted = measurement_copies(X, DEFAULT_GRID, (0.0, 0.0), 0.5, rng)
+    # a shift of s eV moves the half-height crossing by -s: all within 0.5 eV, not all the same
+    cross = np.array([np.interp(0.5, row[np.isfinite(row)], g[np.isfinite(row)]) for row in shifted])
+    assert np.abs(cross - 2.0).max() <= 0.51 and np.ptp(cross) > 0.5  # 0.01: linear interpolation on the grid
+    cfg = live_config(n_estimators=3)
+    assert cfg.noise[1] > 0 and cfg.e0_jitter > 0 and cfg.min_samples_leaf == 5 and cfg.n_estimators == 3

@@ -89,3 +89,13 @@ def test_queue_safe_plans_measure_what_they_say(bundled_library):
     assert len(norm) == 5 and np.allclose(np.diff(norm), 0.5) and abs(norm[2] - 50 - e0) < 2
     with pytest.raises(ValueError, match="bad energy range"):
         RE(xas_ranges_scan([bl.det], bl.mono, [[9010, 9000, 0.5]]))
+
+
+def test_coarse_edge_is_within_half_a_step_of_the_true_edge():
+    from xanes_agent.plans.xas import coarse_edge
+
+    e = np.arange(8950.0, 9050.0, 5.0)
+    for true in (8979.0, 8981.5, 8983.9):
+        mu = 1.0 / (1.0 + np.exp(-(e - true) / 1.0))
+        assert abs(coarse_edge(e, mu) - true) <= 2.5
+    assert np.isnan(coarse_edge([1.0, 2.0], [0.0, 1.0]))
