@@ -29,6 +29,7 @@ from xanes_agent.data.edges import edge_energy
 from xanes_agent.data.library import load_bundled_library
 from xanes_agent.models.model import ElementModel
 from xanes_agent.models.normalization import find_e0
+from xanes_agent.plans.adaptive import DEFAULT_STABILITY, stable_reason
 from xanes_agent.plans.xas import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, coarse_edge, range_energies
 from xanes_agent.simulator import make_beamline, sample_from_library
 
@@ -102,10 +103,10 @@ def evaluate(pred, energies, mu, order, checkpoints, ref):
     for k in checkpoints:
         idx = np.sort(order[:k])
         st = pred.update(energies[idx], mu[idx])
-        trace.append((k, decision(st)))
+        trace.append((k, decision(st), st.coverage_fraction))
     needed = None
     for i in range(len(trace)):
-        if all(same(d, ref) for _, d in trace[i:]):
+        if all(same(d, ref) for _, d, _ in trace[i:]):
             needed = trace[i][0]
             break
     return needed, trace
@@ -150,6 +151,7 @@ def main() -> None:
     needed = {k: [] for k in names}
     traces = {k: [] for k in names}
     truth_cn, repeat = [], []
+    stops = {k: [] for k in names[:2]}
     for j, i in enumerate(picks):
         sample = sample_from_library(lib, sample_id=str(lib.ids[i]))
         bl = make_beamline(sample, seed=a.seed + j, flux=1e6)
@@ -169,6 +171,12 @@ def main() -> None:
             k, tr = evaluate(pred, grid, mu, order, cps, ref)
             needed[name].append(k)
             traces[name].append(tr)
+            # where the plan's own stop rule (answer stable) would end the scan, and with what answer
+            for i in range(len(tr)):
+                if stable_reason([d for _, d, _ in tr[:i + 1]], tr[i][2], DEFAULT_STABILITY):
+                    break
+            stops[name].append((tr[i][0] / n, same(tr[i][1], ref), tr[i][1] is not None and
+                                tr[i][1][0] == sample.labels["coordination_number"]))
         for name, order in fixed_orders(n, np.random.default_rng(a.seed + j)).items():
             k, tr = evaluate(pred, grid, mu, order, checkpoints_fixed, ref)
             needed[name].append(k)
@@ -192,7 +200,7 @@ def main() -> None:
         for b in budgets:
             hits = []
             for tr, t in zip(traces[name], truth_cn):
-                d = [d for kk, d in tr if kk <= b * n]
+                d = [d for kk, d, _ in tr if kk <= b * n]
                 hits.append(bool(d) and d[-1] is not None and d[-1][0] == t)
             acc.append(float(np.mean(hits)))
         acc_curves[name] = acc
@@ -213,6 +221,13 @@ def main() -> None:
     for name in names:
         lines.append(f"| {name} | " + " | ".join(f"{r:.2f} / {c:.2f}" for r, c in
                                                  zip(reached_curves[name], acc_curves[name])) + " |")
+    lines += ["", "Where the plan's own stop rule (window covered, last 3 decisions agree within the tolerances) "
+              "ends the scan:", "| strategy | median fraction at stop | Q1 | Q3 | full-scan decision at stop | "
+              "CN accuracy at stop |", "|---|---|---|---|---|---|"]
+    for name, st_ in stops.items():
+        f = np.array([x[0] for x in st_])
+        lines.append(f"| {name} | {np.median(f):.0%} | {np.percentile(f, 25):.0%} | {np.percentile(f, 75):.0%} | "
+                     f"{np.mean([x[1] for x in st_]):.0%} | {np.mean([x[2] for x in st_]):.2f} |")
     table = "\n".join(lines)
     print(table)
     (out / "table.md").write_text(table + "\n")

@@ -323,7 +323,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
     queue_options = None
     if a.queue:
         queue_options = {"detectors": a.detectors, "motor": a.motor, "batch_size": a.batch_size,
-                         "max_points": a.max_points,
+                         "max_points": a.max_points, "stability": {"updates": a.stable_updates},
                          "thresholds": {"cn_probability": a.cn_probability, "distance_std": a.distance_std,
                                         "charge_std": a.charge_std}}
     reports = serve(a.subscribe, _store(a), publish=a.publish, max_runs=a.max_runs, jsonl=a.jsonl,
@@ -459,6 +459,8 @@ def register_agent(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--cn-probability", type=float, default=0.9, help="stop when P(CN) reaches this")
     q.add_argument("--distance-std", type=float, default=0.01, help="... and the distance std (Angstrom) is below")
     q.add_argument("--charge-std", type=float, default=0.05, help="... and the charge std (e) is below")
+    q.add_argument("--stable-updates", type=int, default=3,
+                   help="also stop when the window is covered and this many runs' decisions agree (0: never)")
     common(s)
     s.set_defaults(func=cmd_serve)
 

@@ -8,9 +8,10 @@ by its own uid. Each session has its own :class:`~xanes_agent.agent.agent.XANESA
 accumulates every point of every run of the session. When a run of an open session stops, the
 suggester
 
-1. checks the stop criterion (:func:`~xanes_agent.plans.adaptive.stop_reason`, the same thresholds
-   as ``adaptive_xanes_scan``) and the session's point budget: if met, the session is closed with
-   that reason (recorded in ``decisions`` and in the agent's own stop document);
+1. checks the stop criteria of ``adaptive_xanes_scan`` (:func:`~xanes_agent.plans.adaptive.stop_reason`
+   thresholds, :func:`~xanes_agent.plans.adaptive.stable_reason` over the decisions after each
+   run) and the session's point budget: if one holds, the session is closed with that reason
+   (recorded in ``decisions`` and in the agent's own stop document);
 2. else asks the agent for ``batch_size`` ranges and adds ONE ``xas_ranges_scan`` item to the back
    of the queue with ``REManagerAPI.item_add(BPlan(...))``. Its arguments are JSON-safe (device
    names, numbers, lists, strings) and its ``md`` carries ``xas_session`` and ``suggested_by``
@@ -32,7 +33,7 @@ from typing import Any, Callable, Iterable
 
 from event_model import DocumentRouter
 
-from ..plans.adaptive import DEFAULT_THRESHOLDS, stop_reason
+from ..plans.adaptive import DEFAULT_STABILITY, DEFAULT_THRESHOLDS, decision_of, stable_reason, stop_reason
 from .agent import ModelStore, XANESAgent
 from .spectrum import stream_fields
 
@@ -51,6 +52,7 @@ class Session:
     agent: XANESAgent
     xas: dict[str, Any] = field(default_factory=dict)
     runs: list[str] = field(default_factory=list)
+    decisions: list[tuple | None] = field(default_factory=list)  # after each run
     closed: str = ""  # the reason, once closed
 
     @property
@@ -65,7 +67,8 @@ class QueueSuggester(DocumentRouter):
 
     def __init__(self, models: ModelStore, api: Any, *, detectors: Iterable[str] = ("det",),
                  motor: str = "mono_energy", plan_name: str = "xas_ranges_scan", batch_size: int = 2,
-                 thresholds: dict[str, float] | None = None, max_points: int = 250,
+                 thresholds: dict[str, float] | None = None, stability: dict[str, float] | None = None,
+                 max_points: int = 250,
                  strategy: str = "importance_uncertainty", element: str | None = None, edge: str | None = None,
                  emit: Callable[[str, dict], Any] | Iterable | None = None, user: str = AGENT_NAME,
                  user_group: str = "primary") -> None:
@@ -77,6 +80,7 @@ class QueueSuggester(DocumentRouter):
         self.plan_name = plan_name
         self.batch_size = int(batch_size)
         self.thresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+        self.stability = {**DEFAULT_STABILITY, **(stability or {})}
         self.max_points = int(max_points)
         self.strategy = strategy
         self.overrides = {"element": element, "edge": edge}
@@ -154,7 +158,9 @@ class QueueSuggester(DocumentRouter):
         if s.closed:
             return
         report = s.agent.report()
-        reason = stop_reason(report, self.thresholds)
+        s.decisions.append(decision_of(report))
+        reason = stop_reason(report, self.thresholds) or \
+            stable_reason(s.decisions, report.get("coverage", 0.0), self.stability)
         if not reason and s.n_points >= self.max_points:
             reason = f"point budget reached ({s.n_points} >= {self.max_points})"
         if reason:

@@ -2,18 +2,21 @@
 
 One run, composed from ``bluesky.plan_stubs``:
 
-1. **survey**: a coarse pass across the model window around the tabulated edge (default 4 eV steps
-   from edge - 30 eV to edge + 70 eV): pre-edge level, rough edge, post-edge (E0 + 50 eV);
-2. **edge**: 0.5 eV steps over +-6 eV around the steepest coarse rise, so E0 (and with it the
-   model window) is placed to sub-eV precision;
-3. **adaptive loop**: ask the agent for the next range(s) (``suggest``), measure them, ``ingest``
-   the readings tagged with the proposal uid, until a stop criterion holds: CN probability, distance
-   std (Angstrom) and charge std (e) thresholds all met, a point budget, a time budget, or nothing
-   left to propose.
+1. **survey**: a coarse pass across the model window around the tabulated edge (default 5 eV steps
+   from edge - 30 eV to edge + 70 eV): pre-edge level, rough edge, post-edge;
+2. **edge**: 0.5 eV steps over +-5 eV around the steepest coarse interval, so E0 (and with it the
+   model window) is placed to sub-eV precision; then 0.5 eV steps over E0 + 50 +- 1 eV, where the
+   post-edge normalization takes its value;
+3. **adaptive loop**: ask the agent for the next range(s) (``suggest``: coarse, then fine), measure
+   them, ``ingest`` the readings tagged with the proposal uid, until a stop criterion holds: CN
+   probability, distance std (Angstrom) and charge std (e) thresholds all met; or the answer is
+   stable (window covered, the last 3 decisions agree within 0.01 A and 0.05 e, ``stability``);
+   a point budget; a time budget; or nothing left to propose.
 
 Every decision is recorded in the run: the ``decisions`` stream holds each proposal (JSON, with its
 uid and score) and the final stop reason, which also goes into the stop document's ``reason``.
-Works with any ophyd energy positioner and detector whose mu field is named in ``md["xas"]``.
+Works with any ophyd energy positioner and detector whose fields are named in ``md["xas"]`` or
+hinted.
 """
 
 from __future__ import annotations
@@ -30,6 +33,35 @@ from ophyd import Signal
 from .xas import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, measure, range_energies, survey_and_edge, xas_fields
 
 DEFAULT_THRESHOLDS = {"cn_probability": 0.9, "distance_std": 0.01, "charge_std": 0.05}
+# stop when the window is covered and the last `updates` decisions agree within these (A, e)
+DEFAULT_STABILITY = {"updates": 3, "distance": 0.01, "charge": 0.05}
+
+
+def decision_of(report: dict[str, Any]) -> tuple | None:
+    """(CN, distance in A, charge in e) of an agent report; None before the edge is located.
+    A property the model lacks is None in the tuple."""
+    preds = report.get("predictions") or {}
+    if not preds or not report.get("edge_located"):
+        return None
+    get = (lambda k: float(preds[k]["prediction"]) if k in preds else None)
+    return get("coordination_number"), get("mean_nn_distance"), get("charge")
+
+
+def stable_reason(decisions: list[tuple | None], coverage: float, stability: dict[str, float]) -> str:
+    """Why the answer has stopped changing, or ``""``: the model window is covered (``coverage``
+    >= 0.99) and the last ``stability["updates"]`` decisions have the same CN and distances and
+    charges within ``stability["distance"]`` A and ``stability["charge"]`` e of the latest."""
+    n = int(stability.get("updates", 0))
+    if n <= 0 or coverage < 0.99 or len(decisions) < n or any(d is None for d in decisions[-n:]):
+        return ""
+    last = decisions[-n:]
+    ref = last[-1]
+    tol = (0.0, stability["distance"], stability["charge"])
+    for d in last:
+        for v, r, t in zip(d, ref, tol):
+            if v is not None and r is not None and abs(v - r) > t + 1e-12:
+                return ""
+    return f"stable: the last {n} updates agree (CN {ref[0]:.0f}, within {tol[1]} A and {tol[2]} e)"
 
 
 def stop_reason(report: dict[str, Any], thresholds: dict[str, float]) -> str:
@@ -55,11 +87,13 @@ def stop_reason(report: dict[str, Any], thresholds: dict[str, float]) -> str:
 def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict[str, Any],
                         survey: tuple[float, float, float] = DEFAULT_SURVEY, edge_halfwidth: float = DEFAULT_EDGE_HALFWIDTH,
                         edge_step: float = 0.5, batch_size: int = 1, max_points: int = 250,
-                        max_time: float | None = None, thresholds: dict[str, float] | None = None):
+                        max_time: float | None = None, thresholds: dict[str, float] | None = None,
+                        stability: dict[str, float] | None = None):
     """Adaptive XANES scan (see module docstring). ``md`` must carry ``element`` and ``edge``; the
     energy and mu fields come from ``md["xas"]`` (as the simulator sets them) or the devices' hints.
     Energies in eV."""
     th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+    stab = {**DEFAULT_STABILITY, **(stability or {})}
     if "element" not in md:
         raise ValueError("md needs 'element' (and 'edge', default K): the absorber whose model the agent uses")
     energy_field, mu_field = xas_fields(detectors, motor, md)
@@ -67,7 +101,8 @@ def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict
     _md = {"plan_name": "adaptive_xanes_scan", "detectors": [d.name for d in detectors], "motors": [motor.name],
            "plan_args": {"edge_energy": edge_energy, "survey": list(survey), "edge_halfwidth": edge_halfwidth,
                          "edge_step": edge_step, "batch_size": batch_size, "max_points": max_points,
-                         "max_time": max_time, "thresholds": th, "strategy": agent.strategy.name},
+                         "max_time": max_time, "thresholds": th, "stability": stab,
+                         "strategy": agent.strategy.name},
            "hints": {"dimensions": [([energy_field], "primary")]}, **md}
     t0 = time.monotonic()
     counter = {"n": 0}
@@ -104,9 +139,11 @@ def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict
         yield from record("survey", energies=[lo + edge_energy, hi + edge_energy, step])
         yield from record("edge", centre=e_c, halfwidth=edge_halfwidth, step=edge_step)
         reason = ""
+        decisions: list[tuple | None] = []
         while not reason:
             report = agent.report()
-            reason = stop_reason(report, th)
+            decisions.append(decision_of(report))
+            reason = stop_reason(report, th) or stable_reason(decisions, report.get("coverage", 0.0), stab)
             if reason:
                 break
             if counter["n"] >= max_points:
