@@ -99,7 +99,22 @@ class RunState:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-class XANESAgent(DocumentRouter):
+class SafeRouter(DocumentRouter):
+    """A ``DocumentRouter`` that never raises into its caller (the RunEngine, a dispatcher): a
+    failure on a document is logged and counted in ``errors``, and the next document is handled."""
+
+    errors: int = 0
+
+    def __call__(self, name: str, doc: dict, validate: bool = False):
+        try:
+            return super().__call__(name, doc, validate)
+        except Exception as exc:  # noqa: BLE001 - the scan must never die of a consumer
+            self.errors += 1
+            log.exception("%s failed on a %r document (%s); continuing", type(self).__name__, name, exc)
+            return None
+
+
+class XANESAgent(SafeRouter):
     """See the module docstring. ``emit`` receives the agent's own ``(name, doc)`` documents."""
 
     def __init__(self, models: ModelStore, strategy: str | Strategy = "importance_uncertainty",
@@ -124,15 +139,6 @@ class XANESAgent(DocumentRouter):
         self.warnings: list[str] = []
         self.finished: list[dict[str, Any]] = []  # summaries of stopped runs
         self._unknown_descriptors: set[str] = set()
-
-    # -- robustness: nothing raised into the RunEngine ---------------------------------------------
-    def __call__(self, name: str, doc: dict, validate: bool = False):
-        try:
-            return super().__call__(name, doc, validate)
-        except Exception as exc:  # noqa: BLE001 - the scan must never die of the agent
-            self.errors += 1
-            log.exception("agent failed on a %r document (%s); continuing", name, exc)
-            return None
 
     def subscribe(self, callback: Callable[[str, dict], Any]) -> None:
         self.subscribers.append(callback)

@@ -31,10 +31,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from event_model import DocumentRouter
-
 from ..plans.adaptive import DEFAULT_STABILITY, DEFAULT_THRESHOLDS, decision_of, stable_reason, stop_reason
-from .agent import ModelStore, XANESAgent
+from .agent import ModelStore, SafeRouter, XANESAgent
 from .spectrum import stream_fields
 
 log = logging.getLogger(__name__)
@@ -61,7 +59,7 @@ class Session:
         return len(r.spectrum) if r is not None else 0
 
 
-class QueueSuggester(DocumentRouter):
+class QueueSuggester(SafeRouter):
     """See the module docstring. ``api`` is a ``bluesky_queueserver_api`` ``REManagerAPI``
     (zmq or http); ``detectors``/``motor`` are device *names* in the queue server's namespace."""
 
@@ -92,14 +90,6 @@ class QueueSuggester(DocumentRouter):
         self._streams: dict[str, tuple[str, str | None, str | None]] = {}  # descriptor -> (session, e, mu)
         self.decisions: list[dict[str, Any]] = []  # every suggestion, skip, closure and failure
         self.errors = 0
-
-    def __call__(self, name: str, doc: dict, validate: bool = False):
-        try:
-            return super().__call__(name, doc, validate)
-        except Exception as exc:  # noqa: BLE001 - a bad document must not end the service
-            self.errors += 1
-            log.exception("queue suggester failed on a %r document (%s); continuing", name, exc)
-            return None
 
     def _decide(self, kind: str, session: Session | None, **info: Any) -> dict[str, Any]:
         d = {"kind": kind, "time": time.time(), "session": session.key if session else None,
