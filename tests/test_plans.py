@@ -99,3 +99,17 @@ def test_coarse_edge_is_within_half_a_step_of_the_true_edge():
         mu = 1.0 / (1.0 + np.exp(-(e - true) / 1.0))
         assert abs(coarse_edge(e, mu) - true) <= 2.5
     assert np.isnan(coarse_edge([1.0, 2.0], [0.0, 1.0]))
+
+
+def test_stable_reason_needs_coverage_and_agreement():
+    from xanes_agent.plans.adaptive import DEFAULT_STABILITY, stable_reason
+
+    d = [(4, 2.00, 1.50), (4, 2.005, 1.52), (4, 2.004, 1.49)]
+    assert stable_reason(d, 1.0, DEFAULT_STABILITY).startswith("stable")
+    assert stable_reason(d, 0.9, DEFAULT_STABILITY) == ""  # window not covered yet
+    assert stable_reason(d[:2], 1.0, DEFAULT_STABILITY) == ""  # too few updates
+    assert stable_reason(d[:2] + [(6, 2.004, 1.49)], 1.0, DEFAULT_STABILITY) == ""  # CN changed
+    assert stable_reason(d[:2] + [(4, 2.03, 1.49)], 1.0, DEFAULT_STABILITY) == ""  # distance moved 0.03 A
+    assert stable_reason(d[:2] + [None], 1.0, DEFAULT_STABILITY) == ""
+    assert stable_reason([(4, 2.0, None)] * 3, 1.0, DEFAULT_STABILITY)  # a model without charge
+    assert stable_reason(d, 1.0, {**DEFAULT_STABILITY, "updates": 0}) == ""  # switched off
