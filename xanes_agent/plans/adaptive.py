@@ -157,9 +157,12 @@ def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict
                 reason = "nothing left to propose (model window covered)" if report.get("edge_located") \
                     else "edge not located; no proposal"
                 break
+            n_before = counter["n"]
             for p in proposals:
                 yield from record("proposal", **p)
                 yield from measure_and_tell(range_energies(p["start"], p["stop"], p["step"]), uid=p["uid"])
+            if counter["n"] == n_before:  # every proposed energy was measured already: do not loop
+                reason = "nothing new to measure (proposals repeat measured points)"
         final = agent.report()
         yield from record("stop", reason=reason, predictions=final.get("predictions"))
         agent.end()
