@@ -51,6 +51,7 @@ class Session:
     xas: dict[str, Any] = field(default_factory=dict)
     runs: list[str] = field(default_factory=list)
     decisions: list[tuple | None] = field(default_factory=list)  # after each run
+    counts: list[int] = field(default_factory=list)  # distinct energies measured, after each run
     closed: str = ""  # the reason, once closed
 
     @property
@@ -149,10 +150,13 @@ class QueueSuggester(SafeRouter):
             return
         report = s.agent.report()
         s.decisions.append(decision_of(report))
+        s.counts.append(s.n_points)
         reason = stop_reason(report, self.thresholds) or \
             stable_reason(s.decisions, report.get("coverage", 0.0), self.stability)
         if not reason and s.n_points >= self.max_points:
             reason = f"point budget reached ({s.n_points} >= {self.max_points})"
+        if not reason and len(s.counts) > 1 and s.counts[-1] == s.counts[-2]:
+            reason = "nothing new measured by the last run (repeated energies): not suggesting it again"
         if reason:
             return self._close(s, reason, report)
         if self._waiting(key):
