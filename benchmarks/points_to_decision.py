@@ -29,7 +29,7 @@ from xanes_agent.data.edges import edge_energy
 from xanes_agent.data.library import load_bundled_library
 from xanes_agent.models.model import ElementModel
 from xanes_agent.models.normalization import find_e0
-from xanes_agent.plans.adaptive import DEFAULT_STABILITY, stable_reason
+from xanes_agent.agent.stopping import DEFAULT_STABILITY, stable_reason
 from xanes_agent.plans.xas import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, coarse_edge, range_energies
 from xanes_agent.simulator import make_beamline, sample_from_library
 

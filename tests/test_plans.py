@@ -102,7 +102,7 @@ def test_coarse_edge_is_within_half_a_step_of_the_true_edge():
 
 
 def test_stable_reason_needs_coverage_and_agreement():
-    from xanes_agent.plans.adaptive import DEFAULT_STABILITY, stable_reason
+    from xanes_agent.agent.stopping import DEFAULT_STABILITY, stable_reason
 
     d = [(4, 2.00, 1.50), (4, 2.005, 1.52), (4, 2.004, 1.49)]
     assert stable_reason(d, 1.0, DEFAULT_STABILITY).startswith("stable")

@@ -8,8 +8,8 @@ by its own uid. Each session has its own :class:`~xanes_agent.agent.agent.XANESA
 accumulates every point of every run of the session. When a run of an open session stops, the
 suggester
 
-1. checks the stop criteria of ``adaptive_xanes_scan`` (:func:`~xanes_agent.plans.adaptive.stop_reason`
-   thresholds, :func:`~xanes_agent.plans.adaptive.stable_reason` over the decisions after each
+1. checks the stop criteria of ``adaptive_xanes_scan`` (:func:`~xanes_agent.agent.stopping.stop_reason`
+   thresholds, :func:`~xanes_agent.agent.stopping.stable_reason` over the decisions after each
    run) and the session's point budget: if one holds, the session is closed with that reason
    (recorded in ``decisions`` and in the agent's own stop document);
 2. else asks the agent for ``batch_size`` ranges and adds ONE ``xas_ranges_scan`` item to the back
@@ -31,7 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from ..plans.adaptive import DEFAULT_STABILITY, DEFAULT_THRESHOLDS, decision_of, stable_reason, stop_reason
+from .stopping import DEFAULT_STABILITY, DEFAULT_THRESHOLDS, decision_of, stable_reason, stop_reason
 from .agent import ModelStore, SafeRouter, XANESAgent
 from .spectrum import stream_fields
 

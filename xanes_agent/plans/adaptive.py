@@ -30,59 +30,8 @@ import bluesky.preprocessors as bpp
 import numpy as np
 from ophyd import Signal
 
+from ..agent.stopping import DEFAULT_STABILITY, DEFAULT_THRESHOLDS, decision_of, stable_reason, stop_reason
 from .xas import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, measure, range_energies, survey_and_edge, xas_fields
-
-DEFAULT_THRESHOLDS = {"cn_probability": 0.9, "distance_std": 0.01, "charge_std": 0.05}
-# stop when the window is covered and the last `updates` decisions agree within these (A, e)
-DEFAULT_STABILITY = {"updates": 3, "distance": 0.01, "charge": 0.05}
-
-
-def decision_of(report: dict[str, Any]) -> tuple | None:
-    """(CN, distance in A, charge in e) of an agent report; None before the edge is located.
-    A property the model lacks is None in the tuple."""
-    preds = report.get("predictions") or {}
-    if not preds or not report.get("edge_located"):
-        return None
-    get = (lambda k: float(preds[k]["prediction"]) if k in preds else None)
-    return get("coordination_number"), get("mean_nn_distance"), get("charge")
-
-
-def stable_reason(decisions: list[tuple | None], coverage: float, stability: dict[str, float]) -> str:
-    """Why the answer has stopped changing, or ``""``: the model window is covered (``coverage``
-    >= 0.99) and the last ``stability["updates"]`` decisions have the same CN and distances and
-    charges within ``stability["distance"]`` A and ``stability["charge"]`` e of the latest."""
-    n = int(stability.get("updates", 0))
-    if n <= 0 or coverage < 0.99 or len(decisions) < n or any(d is None for d in decisions[-n:]):
-        return ""
-    last = decisions[-n:]
-    ref = last[-1]
-    tol = (0.0, stability["distance"], stability["charge"])
-    for d in last:
-        for v, r, t in zip(d, ref, tol):
-            if v is not None and r is not None and abs(v - r) > t + 1e-12:
-                return ""
-    return f"stable: the last {n} updates agree (CN {ref[0]:.0f}, within {tol[1]} A and {tol[2]} e)"
-
-
-def stop_reason(report: dict[str, Any], thresholds: dict[str, float]) -> str:
-    """Why the predictions are confident enough to stop, or ``""`` if they are not."""
-    preds = report.get("predictions") or {}
-    if not preds or not report.get("edge_located"):
-        return ""
-    checks = []
-    cn = preds.get("coordination_number")
-    if cn is not None:
-        if cn["probability"] < thresholds["cn_probability"]:
-            return ""
-        checks.append(f"P(CN={int(cn['prediction'])})={cn['probability']:.2f}")
-    for name, key in (("mean_nn_distance", "distance_std"), ("charge", "charge_std")):
-        p = preds.get(name)
-        if p is not None:
-            if p["std"] > thresholds[key]:
-                return ""
-            checks.append(f"{name} std={p['std']:.3g}")
-    return "confident: " + ", ".join(checks)
-
 
 def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict[str, Any],
                         survey: tuple[float, float, float] = DEFAULT_SURVEY, edge_halfwidth: float = DEFAULT_EDGE_HALFWIDTH,
