@@ -113,3 +113,12 @@ def test_stable_reason_needs_coverage_and_agreement():
     assert stable_reason(d[:2] + [None], 1.0, DEFAULT_STABILITY) == ""
     assert stable_reason([(4, 2.0, None)] * 3, 1.0, DEFAULT_STABILITY)  # a model without charge
     assert stable_reason(d, 1.0, {**DEFAULT_STABILITY, "updates": 0}) == ""  # switched off
+
+
+def test_each_subpackage_imports_first_in_a_fresh_interpreter():
+    import subprocess
+    import sys
+
+    for mod in ("xanes_agent.plans", "xanes_agent.agent", "xanes_agent.simulator", "xanes_agent.models"):
+        r = subprocess.run([sys.executable, "-c", f"import {mod}"], capture_output=True, text=True)
+        assert r.returncode == 0, f"import {mod}: {r.stderr[-500:]}"
