@@ -195,3 +195,27 @@ def test_queue_away_is_recorded_not_raised(bundled_library, cu_agent_model):
     json.dumps(plan)  # JSON-safe, as the queue server requires
     # 26 survey + 25 edge points, where the two passes meet the same energies count once
     assert 40 < suggester.sessions[next(iter(suggester.sessions))].n_points <= 51
+
+
+def test_session_without_an_edge_waits_for_one(bundled_library, cu_agent_model):
+    """A run that misses the edge leaves the session open (no suggestion, no closure); the survey
+    that follows in the same session gets a suggestion (here: a failed request, no server)."""
+    from bluesky import RunEngine
+    from bluesky.plans import list_scan
+
+    from xanes_agent.agent import ModelStore
+    from xanes_agent.agent.queue import QueueSuggester
+    from xanes_agent.plans import xas_survey_scan
+    from xanes_agent.simulator import make_beamline, sample_from_library
+
+    api = REManagerAPI(zmq_control_addr=f"tcp://127.0.0.1:{free_port()}", timeout_recv=0.3, timeout_send=0.3)
+    suggester = QueueSuggester(ModelStore(models={"Cu": cu_agent_model}), api)
+    bl = make_beamline(sample_from_library(bundled_library, element="Cu", split="test", rng=3), seed=0, flux=1e9)
+    RE = RunEngine({})
+    RE.subscribe(suggester)
+    md = {**bl.md, "xas_session": "s"}
+    RE(list_scan([bl.det], bl.mono, list(np.linspace(8900, 8950, 11)), md=md))  # pre-edge only
+    assert suggester.decisions[-1]["kind"] == "waiting" and not suggester.sessions["s"].closed
+    RE(xas_survey_scan([bl.det], bl.mono, 8979.0, md=md))
+    api.close()
+    assert suggester.decisions[-1]["kind"] == "suggestion_failed" and len(suggester.sessions["s"].runs) == 2

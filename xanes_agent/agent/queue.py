@@ -10,8 +10,10 @@ suggester
 
 1. checks the stop criteria of ``adaptive_xanes_scan`` (:func:`~xanes_agent.agent.stopping.stop_reason`
    thresholds, :func:`~xanes_agent.agent.stopping.stable_reason` over the decisions after each
-   run) and the session's point budget: if one holds, the session is closed with that reason
-   (recorded in ``decisions`` and in the agent's own stop document);
+   run), the session's point budget, and whether the last run added any new energy: if one
+   holds, the session is closed with that reason (recorded in ``decisions`` and in the agent's
+   own stop document); if the edge is not located yet, the session stays open and nothing is
+   suggested (a survey of the same session brings it on);
 2. else asks the agent for ``batch_size`` ranges and adds ONE ``xas_ranges_scan`` item to the back
    of the queue with ``REManagerAPI.item_add(BPlan(...))``. Its arguments are JSON-safe (device
    names, numbers, lists, strings) and its ``md`` carries ``xas_session`` and ``suggested_by``
@@ -163,10 +165,12 @@ class QueueSuggester(SafeRouter):
             self._decide("skipped", s, why="a suggestion for this session is still waiting in the queue")
             return
         proposals = s.agent.suggest(self.batch_size)
+        if not proposals and not report.get("edge_located"):
+            # the session stays open: a survey (or any run) that reaches the edge brings it on
+            self._decide("waiting", s, why="edge not located yet: queue a survey (xas_survey_scan) for this session")
+            return
         if not proposals:
-            why = "nothing left to propose (model window covered)" if report.get("edge_located") \
-                else "edge not located: measure a survey first"
-            return self._close(s, why, report)
+            return self._close(s, "nothing left to propose (model window measured)", report)
         self._suggest(s, proposals, after_run=doc.get("run_start"))
 
     # -- the queue ---------------------------------------------------------------------------------
