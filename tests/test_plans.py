@@ -122,3 +122,16 @@ def test_each_subpackage_imports_first_in_a_fresh_interpreter():
     for mod in ("xanes_agent.plans", "xanes_agent.agent", "xanes_agent.simulator", "xanes_agent.models"):
         r = subprocess.run([sys.executable, "-c", f"import {mod}"], capture_output=True, text=True)
         assert r.returncode == 0, f"import {mod}: {r.stderr[-500:]}"
+
+
+def test_ranges_scan_runs_on_any_ophyd_positioner_and_detector():
+    """ophyd's own simulated motor and detector: fields come from their hints, no md needed."""
+    from ophyd.sim import det, motor
+
+    from xanes_agent.plans import xas_ranges_scan
+
+    docs = []
+    RunEngine({})(xas_ranges_scan([det], motor, [[-1.0, 1.0, 0.5]]), lambda n, d: docs.append((n, d)))
+    events = [d for n, d in docs if n == "event"]
+    assert [e["data"]["motor"] for e in events] == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    assert all("det" in e["data"] for e in events)
