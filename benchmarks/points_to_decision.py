@@ -30,7 +30,8 @@ from xanes_agent.data.library import load_bundled_library
 from xanes_agent.models.model import ElementModel
 from xanes_agent.models.normalization import find_e0
 from xanes_agent.agent.stopping import DEFAULT_STABILITY, stable_reason
-from xanes_agent.plans.xas import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, coarse_edge, range_energies
+from xanes_agent.plans.xas import (DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, NORM_HALFWIDTH, NORM_OFFSET,
+                                   coarse_edge, range_energies)
 from xanes_agent.simulator import make_beamline, sample_from_library
 
 TOL = {"mean_nn_distance": 0.01, "charge": 0.05}
@@ -71,7 +72,8 @@ def agent_order(pred, grid, mu, strategy, e_tab, survey=DEFAULT_SURVEY, edge_hal
     take(range_energies(e_c - edge_half, e_c + edge_half, 0.5))
     idx = np.sort(np.array(order))
     e0 = find_e0(grid[idx], mu[idx])
-    take(range_energies(e0 + 49.0, e0 + 51.0, 0.5))  # the plan's normalization pass
+    # the plan's normalization pass
+    take(range_energies(e0 + NORM_OFFSET - NORM_HALFWIDTH, e0 + NORM_OFFSET + NORM_HALFWIDTH, 0.5))
     checkpoints = [len(order)]
     while not taken.all():
         sel = np.array(order)

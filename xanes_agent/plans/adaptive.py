@@ -54,30 +54,24 @@ def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict
                          "strategy": agent.strategy.name},
            "hints": {"dimensions": [([energy_field], "primary")]}, **md}
     t0 = time.monotonic()
-    counter = {"n": 0}
+    measured: list[float] = []  # energies read so far (eV); its length is the point count
 
     def record(kind: str, **info):
-        decision.put(json.dumps({"kind": kind, "n_points": counter["n"], **info}))
+        decision.put(json.dumps({"kind": kind, "n_points": len(measured), **info}))
         yield from bps.trigger_and_read([decision], name="decisions")
 
-    measured: list[float] = []
-
-    def measure_and_tell(energies, uid=None):
-        # a point already measured (adjacent ranges share their ends) is not measured again
-        energies = [e for e in energies if not measured or np.min(np.abs(np.array(measured) - e)) > 0.2]
-        left = max_points - counter["n"]
-        es, mus = yield from measure(detectors, motor, energies, energy_field, mu_field, max_points=left)
-        counter["n"] += len(es)
+    def tell(es, mus, uid=None):
         measured.extend(es)
         if es:
             agent.ingest(np.array(es), np.array(mus), uid=uid)
-        return es, mus
 
-    def tell(es, mus):
-        counter["n"] += len(es)
-        measured.extend(es)
-        if es:
-            agent.ingest(np.array(es), np.array(mus))
+    def measure_and_tell(energies, uid=None):
+        # a point already measured (adjacent ranges share their ends) is not measured again
+        done = np.array(measured)
+        energies = [e for e in energies if not len(done) or np.abs(done - e).min() > 0.2]
+        es, mus = yield from measure(detectors, motor, energies, energy_field, mu_field,
+                                     max_points=max_points - len(measured))
+        tell(es, mus, uid)
 
     def inner():
         uid = yield from bps.open_run(md=_md)
@@ -95,7 +89,7 @@ def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict
             reason = stop_reason(report, th) or stable_reason(decisions, report.get("coverage", 0.0), stab)
             if reason:
                 break
-            if counter["n"] >= max_points:
+            if len(measured) >= max_points:
                 reason = f"point budget reached ({max_points})"
                 break
             if max_time is not None and time.monotonic() - t0 > max_time:
@@ -106,11 +100,11 @@ def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict
                 reason = "nothing left to propose (model window covered)" if report.get("edge_located") \
                     else "edge not located; no proposal"
                 break
-            n_before = counter["n"]
+            n_before = len(measured)
             for p in proposals:
                 yield from record("proposal", **p)
                 yield from measure_and_tell(range_energies(p["start"], p["stop"], p["step"]), uid=p["uid"])
-            if counter["n"] == n_before:  # every proposed energy was measured already: do not loop
+            if len(measured) == n_before:  # every proposed energy was measured already: do not loop
                 reason = "nothing new to measure (proposals repeat measured points)"
         final = agent.report()
         yield from record("stop", reason=reason, predictions=final.get("predictions"))

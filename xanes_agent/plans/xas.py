@@ -26,6 +26,7 @@ from ..models.normalization import find_e0
 
 DEFAULT_SURVEY = (-30.0, 70.0, 5.0)  # eV relative to the tabulated edge: start, stop, step
 DEFAULT_EDGE_HALFWIDTH = 5.0  # eV either side of the coarse edge, measured in edge_step steps
+NORM_OFFSET, NORM_HALFWIDTH = 50.0, 1.0  # eV: the post-edge normalization point E0 + 50, measured +-1
 
 
 def xas_fields(detectors: Sequence[Any], motor: Any, md: dict[str, Any] | None) -> tuple[str, str]:
@@ -81,35 +82,33 @@ def measure(detectors, motor, energies: Iterable[float], energy_field: str, mu_f
 
 def survey_and_edge(detectors, motor, edge_energy: float, energy_field: str, mu_field: str,
                     survey: Sequence[float] = DEFAULT_SURVEY, edge_halfwidth: float = DEFAULT_EDGE_HALFWIDTH, edge_step: float = 0.5,
-                    on_points=None, norm_offset: float | None = 50.0, norm_halfwidth: float = 1.0):
+                    on_points=None, norm_offset: float | None = NORM_OFFSET, norm_halfwidth: float = NORM_HALFWIDTH):
     """Per-step stub: the coarse survey, then ``edge_step`` eV steps over +-``edge_halfwidth`` eV
     around the steepest coarse rise, then (``norm_offset`` not None) the same steps over
     +-``norm_halfwidth`` eV around E0 + ``norm_offset``, where the post-edge normalization takes its
     value: measured there, not interpolated across the survey's coarse steps. ``on_points(energies,
     mu)`` is called after each pass. Returns the coarse edge estimate (eV)."""
+    es, mus = [], []  # every point of the passes so far
+
+    def one_pass(start: float, stop: float, step: float):
+        e, m = yield from measure(detectors, motor, range_energies(start, stop, step), energy_field, mu_field)
+        if on_points is not None:
+            on_points(e, m)
+        es.extend(e)
+        mus.extend(m)
+
     lo, hi, step = survey
-    es, mus = yield from measure(detectors, motor, range_energies(edge_energy + lo, edge_energy + hi, step),
-                                 energy_field, mu_field)
-    if on_points is not None:
-        on_points(es, mus)
+    yield from one_pass(edge_energy + lo, edge_energy + hi, step)
     e_c = coarse_edge(es, mus)
     if not np.isfinite(e_c):
         e_c = edge_energy
-    es2, mus2 = yield from measure(detectors, motor, range_energies(e_c - edge_halfwidth, e_c + edge_halfwidth,
-                                                                    edge_step), energy_field, mu_field)
-    if on_points is not None:
-        on_points(es2, mus2)
+    yield from one_pass(e_c - edge_halfwidth, e_c + edge_halfwidth, edge_step)
     if norm_offset is not None:
-        order = np.argsort(es + es2)
-        e_all, mu_all = np.array(es + es2)[order], np.array(mus + mus2)[order]
-        e0 = find_e0(e_all, mu_all)  # NaN for < 8 points
+        order = np.argsort(es)
+        e0 = find_e0(np.array(es)[order], np.array(mus)[order])  # NaN for < 8 points
         if not np.isfinite(e0):
             e0 = e_c
-        es3, mus3 = yield from measure(detectors, motor, range_energies(e0 + norm_offset - norm_halfwidth,
-                                                                        e0 + norm_offset + norm_halfwidth, edge_step),
-                                       energy_field, mu_field)
-        if on_points is not None:
-            on_points(es3, mus3)
+        yield from one_pass(e0 + norm_offset - norm_halfwidth, e0 + norm_offset + norm_halfwidth, edge_step)
     return e_c
 
 
@@ -137,16 +136,16 @@ def xas_ranges_scan(detectors, motor, ranges: Sequence[Sequence[float]], *, md: 
     for r in ranges:
         if len(r) != 3:
             raise ValueError(f"each range is [start, stop, step] in eV; got {r}")
-        range_energies(*r)  # validates before anything moves
+    energies = [range_energies(*r) for r in ranges]  # validates every range before anything moves
     energy_field, mu_field = xas_fields(detectors, motor, md)
     _md = {"plan_name": "xas_ranges_scan", "detectors": [d.name for d in detectors], "motors": [motor.name],
-           "plan_args": {"ranges": ranges}, "num_points": int(sum(len(range_energies(*r)) for r in ranges)),
+           "plan_args": {"ranges": ranges}, "num_points": int(sum(len(e) for e in energies)),
            "hints": {"dimensions": [([energy_field], "primary")]}, **(md or {})}
 
     @bpp.stage_decorator(list(detectors) + [motor])
     @bpp.run_decorator(md=_md)
     def inner():
-        for r in ranges:
-            yield from measure(detectors, motor, range_energies(*r), energy_field, mu_field)
+        for e in energies:
+            yield from measure(detectors, motor, e, energy_field, mu_field)
 
     return (yield from inner())
