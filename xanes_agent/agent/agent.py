@@ -37,6 +37,13 @@ from .strategies import Proposal, Strategy, make_strategy, propose_refining
 
 log = logging.getLogger(__name__)
 
+AGENT_NAME = "xanes-agent"  # the ``agent`` key of the agent's own start documents
+
+
+def is_agent_output(start_doc: dict) -> bool:
+    """Whether a start document opens one of the agent's own output runs (echoed back over 0MQ)."""
+    return start_doc.get("agent") == AGENT_NAME
+
 
 class ModelStore:
     """Element models loaded lazily from a folder of bundles (``<El>-<featurization>-<norm>.npz``).
@@ -157,7 +164,7 @@ class XANESAgent(SafeRouter):
 
     # -- documents ---------------------------------------------------------------------------------
     def start(self, doc: dict) -> None:
-        if doc.get("agent") == "xanes-agent":
+        if is_agent_output(doc):
             return  # our own output coming back over 0MQ
         if self.run is not None and self.run.uid == doc.get("uid"):
             return  # the same start document again (idempotent)
@@ -189,13 +196,13 @@ class XANESAgent(SafeRouter):
         r = self.run
         pm = r.predictor.model.properties
         r.compose = compose_run(metadata={
-            "raw_run_uid": r.uid, "agent": "xanes-agent", "element": r.element, "edge": r.edge,
+            "raw_run_uid": r.uid, "agent": AGENT_NAME, "element": r.element, "edge": r.edge,
             "strategy": self.strategy.name, "charge_label": pm["charge"].label if "charge" in pm else None,
             "model": {"featurization": r.predictor.model.featurization,
                       "training_data_hash": r.predictor.model.training_data_hash},
             "plan_name": "xanes_agent_predictions"})
         self._emit("start", r.compose.start_doc)
-        num = {"dtype": "number", "shape": [], "source": "xanes-agent"}
+        num = {"dtype": "number", "shape": [], "source": AGENT_NAME}
         keys = {"n_points": {**num, "dtype": "integer"}, "coverage": num, "e0": {**num, "units": "eV"},
                 "edge_located": {**num, "dtype": "boolean"}, "normalization_confident": {**num, "dtype": "boolean"},
                 "update_seconds": {**num, "units": "s"}, "proposals": {**num, "dtype": "string"},
@@ -370,7 +377,7 @@ def agent_factory(models: ModelStore, **kwargs: Any) -> Callable[[str, dict], tu
     agents: list[XANESAgent] = []
 
     def factory(name: str, start_doc: dict):
-        if start_doc.get("agent") == "xanes-agent":
+        if is_agent_output(start_doc):
             return [], []  # an agent's own output run: nothing to predict
         agent = XANESAgent(models, **kwargs)
         agents.append(agent)

@@ -33,13 +33,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .stopping import DEFAULT_STABILITY, DEFAULT_THRESHOLDS, decision_of, stable_reason, stop_reason
-from .agent import ModelStore, SafeRouter, XANESAgent
+from .agent import AGENT_NAME, ModelStore, SafeRouter, XANESAgent, is_agent_output
 from .spectrum import stream_fields
+from .stopping import DEFAULT_STABILITY, DEFAULT_THRESHOLDS, decision_of, stable_reason, stop_reason
 
 log = logging.getLogger(__name__)
-
-AGENT_NAME = "xanes-agent"
 
 
 @dataclass
@@ -103,7 +101,7 @@ class QueueSuggester(SafeRouter):
 
     # -- documents ---------------------------------------------------------------------------------
     def start(self, doc: dict) -> None:
-        if doc.get("agent") == AGENT_NAME:
+        if is_agent_output(doc):
             return  # an agent's own output run
         key = str(doc.get("xas_session") or doc["uid"])
         s = self.sessions.get(key)

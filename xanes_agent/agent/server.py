@@ -24,10 +24,10 @@ from typing import Any, Callable
 from event_model import RunRouter
 
 from ..documents import JSONLWriter, read_jsonl
-from .agent import ModelStore, agent_factory
+from .agent import AGENT_NAME, ModelStore, agent_factory, is_agent_output
 
 log = logging.getLogger(__name__)
-AGENT_PREFIX = b"xanes-agent"
+AGENT_PREFIX = AGENT_NAME.encode()  # the topic the agent publishes under
 
 
 def _loopback(address: str) -> str:
@@ -80,7 +80,7 @@ def serve(subscribe: str, models: ModelStore, publish: str | None = None, max_ru
     own_starts: set[str] = set()
 
     def route(name: str, doc: dict) -> None:
-        if name == "start" and doc.get("agent") == "xanes-agent":
+        if name == "start" and is_agent_output(doc):
             own_starts.add(doc["uid"])  # our own output, echoed back through the proxy
         router(name, doc)
         count_stops(name, doc)
