@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,22 @@ def cu_agent_model(bundled_library, tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     path = model.save(folder / "Cu-polynomial-post_edge.npz")
     return ElementModel.load(path)
+
+
+PROXY = ("from bluesky.callbacks.zmq import Proxy\n"
+         "p = Proxy('tcp://127.0.0.1', 'tcp://127.0.0.1')\n"
+         "print(p.in_port, p.out_port, flush=True)\n"
+         "p.start()\n")
+
+
+@pytest.fixture
+def zmq_proxy():
+    """A bluesky 0MQ ``Proxy`` in its own process, as at a beamline: loopback only, random free
+    ports. Yields its (input, output) addresses, 'tcp://127.0.0.1:PORT' each."""
+    proc = subprocess.Popen([sys.executable, "-c", PROXY], stdout=subprocess.PIPE, text=True)
+    try:
+        in_addr, out_addr = proc.stdout.readline().split()
+        yield in_addr, out_addr
+    finally:
+        proc.kill()
+        proc.wait()

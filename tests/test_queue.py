@@ -23,11 +23,6 @@ from bluesky_queueserver_api.zmq import REManagerAPI  # noqa: E402
 
 from xanes_agent.simulator.qserver import PERMISSIONS, STARTUP_MODULE  # noqa: E402
 
-PROXY = ("from bluesky.callbacks.zmq import Proxy\n"
-         "p = Proxy('tcp://127.0.0.1', 'tcp://127.0.0.1')\n"
-         "print(p.in_port, p.out_port, flush=True)\n"
-         "p.start()\n")
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -46,7 +41,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def stack(tmp_path, bundled_library):
+def stack(tmp_path, bundled_library, zmq_proxy):
     """Redis, a 0MQ proxy and an RE Manager whose worker replays a held-out Cu spectrum."""
     redis = shutil.which("redis-server")
     if redis is None:
@@ -61,8 +56,7 @@ def stack(tmp_path, bundled_library):
     redis_port, control_port, info_port = free_port(), free_port(), free_port()
     spawn([redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
           stdout=subprocess.DEVNULL)
-    proxy = spawn([sys.executable, "-c", PROXY], stdout=subprocess.PIPE, text=True)
-    in_addr, out_addr = proxy.stdout.readline().split()
+    in_addr, out_addr = zmq_proxy
     lib = bundled_library.where(element="Cu", split="test")
     sample_id = str(lib.ids[np.flatnonzero(lib.labels["coordination_number"] == 4)[0]])
     env = {**os.environ, "XANES_AGENT_PUBLISH": in_addr, "XANES_AGENT_SAMPLE": sample_id, "XANES_AGENT_SEED": "3"}

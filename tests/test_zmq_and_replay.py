@@ -14,24 +14,16 @@ from xanes_agent.documents import JSONLWriter, read_jsonl
 from xanes_agent.simulator import make_beamline, sample_from_library
 
 
-PROXY = ("from bluesky.callbacks.zmq import Proxy\n"
-         "p = Proxy('tcp://127.0.0.1', 'tcp://127.0.0.1')\n"
-         "print(p.in_port, p.out_port, flush=True)\n"
-         "p.start()\n")
-
-
 @pytest.fixture
 def sample(bundled_library):
     return sample_from_library(bundled_library, element="Cu", split="test", rng=5, coordination_number=4.0)
 
 
-def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path):
+def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path, zmq_proxy):
     models = tmp_path / "models"
     models.mkdir()
     cu_agent_model.save(models / "Cu-polynomial-post_edge.npz")
-    # the proxy in its own process, as at a beamline; loopback only, random free ports
-    proxy = subprocess.Popen([sys.executable, "-c", PROXY], stdout=subprocess.PIPE, text=True)
-    in_addr, out_addr = proxy.stdout.readline().split()  # 'tcp://127.0.0.1:PORT' each
+    in_addr, out_addr = zmq_proxy
 
     # listen to everything the proxy forwards, the agent's own documents included
     ctx = zmq.Context()
@@ -60,8 +52,6 @@ def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-        proxy.kill()
-        proxy.wait()
     assert proc.returncode == 0, out
     assert "CN" in out and "120 points" in out
     docs = list(read_jsonl(tmp_path / "agent.jsonl"))
