@@ -10,8 +10,9 @@ setting): each training spectrum is joined by a copy with Gaussian noise (sigma 
 log-uniformly in ``noise``, in units of the normalized edge step) and E0 moved by up to
 ``e0_jitter`` eV, before the masking below. Forests trained so no longer split on features that
 counting noise moves (e.g. the cubic coefficients of 2.5 eV chunks), so a live prediction does not
-jump with each noise draw. ``LIVE`` is the preset the agent's models use: that augmentation plus
-``min_samples_leaf=5`` (smoother, ~5x smaller trees: faster live updates).
+jump with each noise draw. :func:`live_config` is the preset the agent's models use: that
+augmentation plus ``min_samples_leaf=5`` (smoother trees with ~3x fewer nodes: faster live updates,
+``benchmarks/agent_latency.py --min-samples-leaf 5``).
 
 Partial coverage: every training spectrum is joined by ``augment_copies`` masked copies, alternating
 a contiguous window from the low-energy side (10-100 % of the grid) and 1-3 random missing
