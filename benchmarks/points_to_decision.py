@@ -24,16 +24,17 @@ from pathlib import Path
 import numpy as np
 
 from xanes_agent.agent.predictor import LivePredictor
+from xanes_agent.agent.stopping import DEFAULT_STABILITY, stable_reason
 from xanes_agent.agent.strategies import make_strategy, propose_refining
 from xanes_agent.data.edges import edge_energy
 from xanes_agent.data.library import load_bundled_library
 from xanes_agent.models.model import ElementModel
 from xanes_agent.models.normalization import find_e0
-from xanes_agent.agent.stopping import DEFAULT_STABILITY, stable_reason
 from xanes_agent.plans.xas import (DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, NORM_HALFWIDTH, NORM_OFFSET,
                                    coarse_edge, range_energies)
 from xanes_agent.simulator import make_beamline, sample_from_library
 
+# the decision tolerance (A, e); the plan's "answer stable" rule uses the same by default
 TOL = {"mean_nn_distance": 0.01, "charge": 0.05}
 
 
@@ -76,9 +77,9 @@ def agent_order(pred, grid, mu, strategy, e_tab, survey=DEFAULT_SURVEY, edge_hal
     take(range_energies(e0 + NORM_OFFSET - NORM_HALFWIDTH, e0 + NORM_OFFSET + NORM_HALFWIDTH, 0.5))
     checkpoints = [len(order)]
     while not taken.all():
-        sel = np.array(order)
-        st = pred.update(grid[np.sort(sel)], mu[np.sort(sel)])
-        props = propose_refining(strategy, st.e0, grid[np.sort(sel)], pred.model, st.predictions, n=1,
+        sel = np.sort(order)
+        st = pred.update(grid[sel], mu[sel])
+        props = propose_refining(strategy, st.e0, grid[sel], pred.model, st.predictions, n=1,
                                  step=step) if st.edge_located else []
         before = len(order)
         if props:
