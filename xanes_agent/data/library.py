@@ -217,19 +217,29 @@ def build_library(
 
 
 def table1(lib: SpectrumCollection) -> str:
-    """Counts per source, element and coordination class, like Table 1 of Torrisi et al."""
+    """Counts per source, element and coordination class, like Table 1 of Torrisi et al.
+
+    ``left out`` counts the element's FEFF calculations that failed or were unphysical (from the
+    library's ``failures`` record; the project source only).
+    """
+    failed: dict[str, int] = {}
+    for f in lib.meta.get("failures", []):
+        el = str(f.get("id", "")).rsplit("-", 2)[-2:-1]
+        if el:
+            failed[el[0]] = failed.get(el[0], 0) + 1
     lines = [f"{'source':16s} {'element':7s} {'total':>6s} {'CN4':>5s} {'CN5':>5s} {'CN6':>5s} {'other':>6s} "
-             f"{'test':>5s} {'d(A) mean':>9s} {'ox mean':>8s}"]
+             f"{'test':>5s} {'d(A) mean':>9s} {'ox mean':>8s} {'left out':>8s}"]
     for src in sorted(set(lib.source.tolist())):
         for el in sorted(set(lib.where(source=src).element.tolist())):
             sub = lib.where(source=src, element=el)
             cn = sub.labels["coordination_number"]
             counts = [int(np.sum(cn == k)) for k in (4, 5, 6)]
             other = len(sub) - sum(counts)
+            left = str(failed.get(el, 0)) if src == PROJECT_SOURCE else ""
             lines.append(
                 f"{src:16s} {el:7s} {len(sub):6d} {counts[0]:5d} {counts[1]:5d} {counts[2]:5d} {other:6d} "
                 f"{int(np.sum(sub.split == 'test')):5d} {np.nanmean(sub.labels['mean_nn_distance']):9.3f} "
-                f"{np.nanmean(sub.labels['oxidation_state']):8.2f}")
+                f"{np.nanmean(sub.labels['oxidation_state']):8.2f} {left:>8s}")
     lines.append(f"{'all':16s} {'':7s} {len(lib):6d}")
     return "\n".join(lines)
 

@@ -1,0 +1,58 @@
+"""The committed reference library (issue 2): sources kept apart, labels, held-out split, provenance, Table 1."""
+
+import numpy as np
+
+from xanes_agent.data.edges import ELEMENTS
+from xanes_agent.data.library import PROJECT_SOURCE, split_for, table1
+from xanes_agent.data.structures import FEFF10_CRASHES
+
+
+def test_project_source_covers_every_element_with_two_cn_classes(bundled_library):
+    project = bundled_library.where(source=PROJECT_SOURCE)
+    assert sorted(set(project.element.tolist())) == sorted(ELEMENTS)
+    for el in ELEMENTS:
+        cn = project.where(element=el).labels["coordination_number"]
+        assert len({int(c) for c in cn if c in (4, 5, 6)}) >= 2, el
+        assert np.all(np.isfinite(project.where(element=el).labels["mean_nn_distance"])), el
+    # oxidation state by construction, never stored as a Bader charge
+    assert np.all(np.isfinite(project.labels["oxidation_state"]))
+    assert np.isnan(bundled_library.labels["bader_charge"]).all()
+
+
+def test_sources_are_distinguishable(bundled_library):
+    assert set(bundled_library.source.tolist()) == {PROJECT_SOURCE, "omnixas-feff9"}
+    assert set(bundled_library.where(source="omnixas-feff9").element.tolist()) == {"Cu"}
+
+
+def test_held_out_split_is_by_material_and_reproducible(bundled_library):
+    mids = bundled_library.material_id
+    assert all(split_for(m) == s for m, s in zip(mids[::97], bundled_library.split[::97], strict=True))
+    test_mids = set(mids[bundled_library.split == "test"].tolist())
+    train_mids = set(mids[bundled_library.split != "test"].tolist())
+    assert not test_mids & train_mids  # a material never on both sides
+    for src in (PROJECT_SOURCE, "omnixas-feff9"):
+        sub = bundled_library.where(source=src)
+        frac = len(set(sub.material_id[sub.split == "test"].tolist())) / len(set(sub.material_id.tolist()))
+        assert 0.05 < frac < 0.15, (src, frac)
+
+
+def test_provenance_and_failures_are_recorded(bundled_library):
+    project = bundled_library.where(source=PROJECT_SOURCE)
+    prov = project.spectrum(0).provenance
+    assert prov["feff_parameters"] == bundled_library.meta["feff_parameters"]["name"] == "reduced-v1"
+    assert {"family", "seed", "structure_params", "absorber_index"} <= set(prov)
+    ids = set(project.material_id.tolist())
+    assert not ids & {f["id"] for f in bundled_library.meta["failures"]}  # a failure is never kept
+    assert all(f["reason"] for f in bundled_library.meta["failures"])
+    skipped = {f"{fam}-{el}-" for fam, el in FEFF10_CRASHES}
+    assert not any(i.startswith(tuple(skipped)) for i in ids)
+
+
+def test_table1_counts(bundled_library):
+    rows = {tuple(line.split()[:2]): line.split() for line in table1(bundled_library).splitlines()[1:-1]}
+    for (src, el), cols in rows.items():
+        sub = bundled_library.where(source=src, element=el)
+        assert int(cols[2]) == len(sub)
+        assert [int(c) for c in cols[3:6]] == [int(np.sum(sub.labels["coordination_number"] == k)) for k in (4, 5, 6)]
+    left_out = sum(int(cols[10]) for (src, _), cols in rows.items() if src == PROJECT_SOURCE)
+    assert left_out == len(bundled_library.meta["failures"])
