@@ -357,23 +357,26 @@ def ensure_demo_model(models: Path, element: str, trees: int = 50, quiet: bool =
     """The bundle the demo uses: trained once on the bundled library's training split, then reused."""
     from .data.library import load_bundled_library
     from .models.model import BundleError, ElementModel
-    from .models.training import live_config, train_element
+    from .models.training import data_hash, live_config, train_element
 
     path = model_path(models, element, "polynomial", "post_edge")
     cfg = live_config(n_estimators=trees, n_jobs=-1)
     want = {k: v for k, v in cfg.as_dict().items() if k != "n_jobs"}
-    if path.exists():
-        try:
-            have = ElementModel.load(path).config
-            if all(have.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in want.items()):
-                return path
-        except BundleError:
-            pass  # unreadable: train it again
     lib = load_bundled_library().where(element=element)
     # a quick model: every held-out row (never trained on) plus a seeded 1,500 of the training rows
     train = np.flatnonzero(lib.split != "test")
     keep = np.random.default_rng(0).choice(train, min(1500, len(train)), replace=False)
     lib = lib[np.sort(np.concatenate([keep, np.flatnonzero(lib.split == "test")]))]
+    if path.exists():
+        # reused only if made with this preset from these spectra (the bundled library grows)
+        try:
+            have = ElementModel.load(path)
+            if have.training_data_hash == data_hash(lib) and all(
+                have.config.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in want.items()
+            ):
+                return path
+        except BundleError:
+            pass  # unreadable: train it again
     if not quiet:
         print(f"training a {element} model once ({trees} trees x 10 seeds x 3 properties on {len(keep)} spectra; "
               f"full-size models: 'xanes-agent train') ...", flush=True)
