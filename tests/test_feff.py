@@ -8,7 +8,15 @@ import pytest
 pytest.importorskip("feff10")
 
 from xanes_agent.data import read_xmu  # noqa: E402
-from xanes_agent.data.feff import FAST_PARAMETERS, check_spectrum, feff_input, run_feff  # noqa: E402
+from xanes_agent.data.feff import (  # noqa: E402
+    FALLBACK_SCF_MIXING,
+    FAST_PARAMETERS,
+    REDUCED_PARAMETERS,
+    check_spectrum,
+    feff_input,
+    run_feff,
+    with_scf_mixing,
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +85,28 @@ def test_simulator_sample_from_cif_computed_on_demand(tmp_path):
     bl.mono.set(float(s.energy[len(s.energy) // 2])).wait()
     bl.det.trigger()
     assert np.isfinite(bl.det.mu.get())
+
+
+def test_scf_mixing_is_rewritten_on_the_scf_card_only():
+    inp = "TITLE SCF 1 2 3 4 5\nSCF 3.0 0 10 0.2 1\nFMS 4.5 0\n"
+    assert with_scf_mixing(inp, 0.05) == "TITLE SCF 1 2 3 4 5\nSCF 3.0 0 10 0.05 1\nFMS 4.5 0\n"
+    with pytest.raises(ValueError, match="no SCF card"):
+        with_scf_mixing("FMS 4.5 0\n", 0.05)
+
+
+def test_bad_counts_scf_is_rescued_with_gentler_mixing(tmp_path):
+    """Ideal wurtzite VO: FEFF's SCF stops on "Found bad counts" with the default mixing 0.2 (as
+    for every wurtzite V site of the library builds); the second try at 0.05 gives a spectrum."""
+    from xanes_agent.data.structures import FAMILY_BY_NAME, build
+
+    g = build(FAMILY_BY_NAME["wurtzite"], "V", seed=0)
+    params = dataclasses.replace(REDUCED_PARAMETERS, name="test-tiny-scf", cluster_radius=4.5, fms_radius=3.0,
+                                 xanes_kmax=3.2)
+    inp = feff_input(g.structure, g.absorber_index, params, title="wurtzite VO test")
+    assert "SCF 3.0 0 10 0.2 1" in inp
+    r = run_feff(inp, tmp_path)
+    assert r.ok, r.reason
+    assert r.scf_mixing_fallback == FALLBACK_SCF_MIXING
+    assert "0.05 1" in (tmp_path / r.key / "feff_fallback.inp").read_text()
+    again = run_feff(inp, tmp_path)  # cached with its fallback recorded
+    assert again.scf_mixing_fallback == FALLBACK_SCF_MIXING and again.seconds == r.seconds

@@ -38,6 +38,7 @@ class FeffParameters:
     fms_radius: float = 7.5
     scf_radius: float | None = 7.0
     scf_iterations: int = 30
+    scf_mixing: float = 0.2  # FEFF's convergence-acceleration alpha (its default, and MP's)
     corehole: str = "FSR"
     xanes_kmax: float = 3.7  # Angstrom^-1 above the Fermi level: 3.7 -> ~52 eV, 4.5 -> ~77 eV
     ldos: bool = True
@@ -49,7 +50,7 @@ class FeffParameters:
             "XANES": [self.xanes_kmax, 0.04, 0.1],
         }
         if self.scf_radius is not None:
-            tags["SCF"] = [self.scf_radius, 0, self.scf_iterations, 0.2, 1]
+            tags["SCF"] = [self.scf_radius, 0, self.scf_iterations, self.scf_mixing, 1]
         return tags
 
 
@@ -72,6 +73,24 @@ FAST_PARAMETERS = FeffParameters(
 )
 
 PARAMETER_SETS = {p.name: p for p in (MP_PARAMETERS, REDUCED_PARAMETERS, FAST_PARAMETERS)}
+
+#: SCF mixing for a second try when FEFF's potential stage stops on "Found bad counts" (the SCF
+#: occupation counting fails repeatedly and ``pot`` exits, or leaves no ``pot.bin`` for ``xsph``).
+#: The FEFF developers' advice for exactly this (times-software/feff10#24) is a gentler
+#: convergence acceleration than the default 0.2. Measured here: it rescues the calculations that
+#: failed this way, and on ones that did not fail it moves the spectrum by a few 0.01 (see README).
+FALLBACK_SCF_MIXING = 0.05
+
+#: Cached failures recorded under an older policy are run again (policy 2 added the SCF fallback).
+RETRY_POLICY = 2
+
+
+def with_scf_mixing(inp: str, mixing: float) -> str:
+    """``inp`` with the SCF card's mixing parameter (its 4th number) set to ``mixing``."""
+    out, n = re.subn(r"(?m)^(\s*SCF\s+\S+\s+\S+\s+\S+\s+)(\S+)", lambda m: f"{m.group(1)}{mixing:g}", inp)
+    if n != 1:
+        raise ValueError("feff.inp has no SCF card with a mixing parameter")
+    return out
 
 
 def feff_input(structure: Any, absorber_index: int, params: FeffParameters, title: str = "") -> str:
@@ -103,6 +122,7 @@ class FeffResult:
     mu: np.ndarray | None = None
     charge_transfer: float = float("nan")
     meta: dict[str, Any] = field(default_factory=dict)
+    scf_mixing_fallback: float | None = None  # the SCF mixing of a second try that gave this result
 
 
 def input_key(inp: str) -> str:
@@ -153,48 +173,73 @@ def run_feff(
 ) -> FeffResult:
     """Run FEFF10 on ``inp`` (or return the cached result), validating the spectrum.
 
-    The cache entry ``<cache_dir>/<key>/`` keeps ``feff.inp``, ``xmu.dat`` and ``result.json``;
-    FEFF's scratch files are deleted.
+    A run whose SCF stops on "Found bad counts" is tried again with the SCF mixing set to
+    :data:`FALLBACK_SCF_MIXING` (recorded as ``scf_mixing_fallback``); any other crash once more as
+    it was. The cache entry ``<cache_dir>/<key>/`` keeps ``feff.inp`` (and ``feff_fallback.inp``),
+    ``xmu.dat`` and ``result.json``; FEFF's scratch files are deleted. A crash cached under an older
+    :data:`RETRY_POLICY` is run again.
     """
-    import feff10
-
     key = input_key(inp)
     entry = Path(cache_dir) / key
     result_file = entry / "result.json"
     if result_file.exists():
-        return _load_cached(entry, key)
+        record = json.loads(result_file.read_text())
+        crashed = record["reason"].startswith("FEFF failed")
+        if not crashed or record.get("retry_policy", 1) >= RETRY_POLICY:
+            return _load_cached(entry, key)
     entry.mkdir(parents=True, exist_ok=True)
     (entry / "feff.inp").write_text(inp)
     t0 = time.perf_counter()
-    reason = ""
-    charge = float("nan")
-    energy = mu = None
-    attempts = 0
-    for attempts in range(1, 3):  # one retry: a stage occasionally dies in pooled workers
-        with tempfile.TemporaryDirectory(prefix="feff-") as tmp, _quiet_stdout(Path(tmp) / "stdout.log"):
-            work = Path(tmp)
-            try:
-                finput = feff10.FeffInput.parse(inp)
-                config = feff10.FeffConfig(str(work), finput, stage_timeout=stage_timeout)
-                result = feff10.FeffPipeline(config).run()
-                table = result.read_xmu()
-                cols = np.asarray(table.columns, dtype=float)
-                energy, mu = cols[0], cols[3]
-                charge = _absorber_charge_transfer(work)
-                shutil.copy(work / "xmu.dat", entry / "xmu.dat")
-                reason = check_spectrum(energy, mu)
-                break
-            except feff10.FeffParseError as exc:  # the input itself is wrong: retrying cannot help
-                reason = f"FEFF rejected the input: {exc}"[:500]
-                break
-            except Exception as exc:  # noqa: BLE001 - any FEFF failure is recorded, never raised into a build
-                reason = f"FEFF failed: {type(exc).__name__}: {exc}"[:500]
+    text, mixing, runs, generic_retry = inp, None, 0, False
+    while True:
+        runs += 1
+        energy, mu, charge, reason, bad_counts = _run_once(text, entry, stage_timeout)
+        if not reason.startswith("FEFF failed"):  # a good, an unphysical or a rejected input: final
+            break
+        if bad_counts and mixing is None:
+            mixing = FALLBACK_SCF_MIXING
+            text = with_scf_mixing(inp, mixing)
+            (entry / "feff_fallback.inp").write_text(text)
+            continue
+        if generic_retry:
+            break
+        generic_retry = True  # one plain retry: a stage occasionally dies in pooled workers
     seconds = time.perf_counter() - t0
     record = {"ok": not reason, "reason": reason, "seconds": seconds, "charge_transfer": charge,
-              "attempts": attempts, "meta": meta or {}}
+              "attempts": runs, "scf_mixing_fallback": mixing, "retry_policy": RETRY_POLICY, "meta": meta or {}}
     result_file.write_text(json.dumps(record, indent=1, sort_keys=True))
     return FeffResult(key=key, ok=not reason, reason=reason, seconds=seconds, energy=energy, mu=mu,
-                      charge_transfer=charge, meta=meta or {})
+                      charge_transfer=charge, meta=meta or {}, scf_mixing_fallback=mixing)
+
+
+def _run_once(
+    inp: str, entry: Path, stage_timeout: float
+) -> tuple[np.ndarray | None, np.ndarray | None, float, str, bool]:
+    """One FEFF10 pipeline run in a scratch folder: (energy, mu, charge, reason, bad_counts).
+
+    ``reason`` is ``""`` for a good spectrum (``xmu.dat`` copied into ``entry``); ``bad_counts``
+    says the SCF stopped on FEFF's "Found bad counts" (see :data:`FALLBACK_SCF_MIXING`).
+    """
+    import feff10
+
+    with tempfile.TemporaryDirectory(prefix="feff-") as tmp, _quiet_stdout(Path(tmp) / "stdout.log"):
+        work = Path(tmp)
+        try:
+            finput = feff10.FeffInput.parse(inp)
+            config = feff10.FeffConfig(str(work), finput, stage_timeout=stage_timeout)
+            result = feff10.FeffPipeline(config).run()
+            table = result.read_xmu()
+            cols = np.asarray(table.columns, dtype=float)
+            energy, mu = cols[0], cols[3]
+            shutil.copy(work / "xmu.dat", entry / "xmu.dat")
+            return energy, mu, _absorber_charge_transfer(work), check_spectrum(energy, mu), False
+        except feff10.FeffParseError as exc:  # the input itself is wrong: retrying cannot help
+            return None, None, float("nan"), f"FEFF rejected the input: {exc}"[:500], False
+        except Exception as exc:  # noqa: BLE001 - any FEFF failure is recorded, never raised into a build
+            log = work / "log1.dat"
+            text = log.read_text(errors="replace").lower() if log.exists() else ""
+            bad = "bad counts" in text or "reduce ca1" in text  # FEFF's own advice: lower the mixing
+            return None, None, float("nan"), f"FEFF failed: {type(exc).__name__}: {exc}"[:500], bad
 
 
 def cached_result(inp: str, cache_dir: str | Path) -> FeffResult | None:
@@ -227,7 +272,7 @@ def _load_cached(entry: Path, key: str) -> FeffResult:
         energy, mu = cols[:, 0], cols[:, 3]
     return FeffResult(key=key, ok=record["ok"], reason=record["reason"], seconds=record["seconds"],
                       energy=energy, mu=mu, charge_transfer=record.get("charge_transfer", float("nan")),
-                      meta=record.get("meta", {}))
+                      meta=record.get("meta", {}), scf_mixing_fallback=record.get("scf_mixing_fallback"))
 
 
 def params_dict(params: FeffParameters) -> dict[str, Any]:
