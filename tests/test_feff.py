@@ -1,6 +1,7 @@
 """A real FEFF10 run inside the test suite (one small cluster, seconds)."""
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +111,61 @@ def test_bad_counts_scf_is_rescued_with_gentler_mixing(tmp_path):
     assert "0.05 1" in (tmp_path / r.key / "feff_fallback.inp").read_text()
     again = run_feff(inp, tmp_path)  # cached with its fallback recorded
     assert again.scf_mixing_fallback == FALLBACK_SCF_MIXING and again.seconds == r.seconds
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc (Linux)")
+def test_killed_build_leaves_no_workers_or_feff_running(tmp_path):
+    """`kill -9` of a running build-library: its pool workers and their FEFF processes end too."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    workers: set[int] = set()
+    feff: set[int] = set()
+    build = subprocess.Popen(
+        [sys.executable, "-m", "xanes_agent", "build-library", "--per-element", "2", "--elements", "Fe", "--no-omnixas",
+         "--workers", "2", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "lib.npz")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # until both workers run FEFF (a grandchild each)
+            workers = _children(build.pid)
+            feff = set().union(*(_children(w) for w in workers)) if workers else set()
+            if len(workers) >= 2 and len(feff) >= 2:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the build never started FEFF in two workers")
+        build.send_signal(signal.SIGKILL)
+        build.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_alive(p) for p in workers | feff):
+            time.sleep(0.2)
+        assert not [p for p in workers | feff if _alive(p)]
+    finally:
+        if build.poll() is None:
+            build.kill()
+        for p in workers | feff:  # a failing run must not leave FEFF running on the machine
+            if _alive(p):
+                os.kill(p, signal.SIGKILL)

@@ -12,6 +12,9 @@ import contextlib
 import hashlib
 import json
 import multiprocessing
+import os
+import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
@@ -84,7 +87,25 @@ def _omnixas_labels(entry: Any) -> dict[str, Any]:
 
 def _pool(workers: int) -> ProcessPoolExecutor:
     # spawn: FEFF10's native pipeline and forked interpreter state do not mix well
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
+
+
+def _die_with_parent(parent: int, poll: float = 1.0) -> None:
+    """Pool-worker initializer: end this worker and its FEFF stage processes when the build dies.
+
+    A build stopped by a signal (``kill``, a closed terminal) leaves ProcessPoolExecutor workers
+    waiting on their queue, and their FEFF stage processes running, for good; each worker leads
+    its own process group and kills it once its parent is gone.
+    """
+    os.setpgrp()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
 def compute_project_spectra(
