@@ -4,7 +4,6 @@ import numpy as np
 
 from xanes_agent.data.edges import ELEMENTS
 from xanes_agent.data.library import PROJECT_SOURCE, split_for, table1
-from xanes_agent.data.structures import FEFF10_CRASHES
 
 
 def test_project_source_covers_every_element_with_two_cn_classes(bundled_library):
@@ -44,8 +43,6 @@ def test_provenance_and_failures_are_recorded(bundled_library):
     ids = set(project.material_id.tolist())
     assert not ids & {f["id"] for f in bundled_library.meta["failures"]}  # a failure is never kept
     assert all(f["reason"] for f in bundled_library.meta["failures"])
-    skipped = {f"{fam}-{el}-" for fam, el in FEFF10_CRASHES}
-    assert not any(i.startswith(tuple(skipped)) for i in ids)
 
 
 def test_table1_counts(bundled_library):

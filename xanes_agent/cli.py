@@ -73,8 +73,6 @@ def cmd_library_info(a: argparse.Namespace) -> int:
     print(f"library {path}  format v{lib.meta.get('format_version')}  created {lib.meta.get('created', '?')}")
     print(f"FEFF parameters: {lib.meta.get('feff_parameters', {}).get('name', '?')}; "
           f"left out: {len(lib.meta.get('failures', []))} calculations")
-    if lib.meta.get("skipped_pairs"):
-        print(f"not built (FEFF10 crashed on every try): {', '.join(lib.meta['skipped_pairs'])}")
     print(table1(lib))
     return 0
 

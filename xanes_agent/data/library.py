@@ -27,7 +27,6 @@ from .collection import LABEL_NAMES, Spectrum, SpectrumCollection
 from .edges import ELEMENTS
 from .feff import REDUCED_PARAMETERS, FeffParameters, feff_input, run_feff
 from .readers import read_library, write_library
-from .structures import FEFF10_CRASHES
 
 PROJECT_SOURCE = "feff10-project"
 TEST_FRACTION = 0.10
@@ -228,7 +227,6 @@ def build_library(
         "feff_parameters": asdict(params),
         "per_element_target": per_element,
         "failures": failures,
-        "skipped_pairs": sorted(f"{fam}-{el}" for fam, el in FEFF10_CRASHES),
         "label_method": "CrystalNN (pymatgen) coordination and mean neighbour distance; oxidation state "
                         "by construction (project) or BVAnalyzer (OmniXAS); feff_charge_transfer from "
                         "FEFF SCF where converged; no Bader charges",

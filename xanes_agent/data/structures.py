@@ -132,18 +132,6 @@ def shannon_radius(element: str, oxidation_state: int, cn: str) -> float | None:
     return None
 
 
-#: (family, absorber) pairs on which FEFF10's potential stage crashes every time, so a build skips
-#: them instead of spending ~20 s of FEFF each on a certain failure. Measured on the reduced-v1
-#: builds up to 2026-11-25 (failed / tried): wurtzite V 6/6 and Cr 6/6, spinel_tet V 7/7 and Cr 7/7,
-#: layered_limo2 V 6/6, ilmenite Cu 9/9 -- all hypothetical compounds (VO and CrO in tetrahedra,
-#: Cu2+ in ilmenite). They stay in the seed rotation, so every other structure keeps its seed and
-#: its cached FEFF result.
-FEFF10_CRASHES: frozenset[tuple[str, str]] = frozenset({
-    ("wurtzite", "V"), ("wurtzite", "Cr"), ("spinel_tet", "V"), ("spinel_tet", "Cr"),
-    ("layered_limo2", "V"), ("ilmenite", "Cu"),
-})
-
-
 def plausible(family: Family, element: str) -> bool:
     """True where Shannon tabulates ``element`` in the family's oxidation state."""
     return shannon_radius(element, family.oxidation_state, family.cn) is not None
@@ -226,18 +214,13 @@ def min_distance(structure: Any) -> float:
     return float(d.min()) if d.size else float("inf")
 
 
-def generate(
-    elements: list[str], per_element: int, start_seed: int = 0,
-    skip: frozenset[tuple[str, str]] = FEFF10_CRASHES,
-) -> Iterator[GeneratedStructure]:
+def generate(elements: list[str], per_element: int, start_seed: int = 0) -> Iterator[GeneratedStructure]:
     """Round-robin over the plausible families of each element, ``per_element`` structures each.
 
     Seeds are consecutive integers from ``start_seed``, so a larger ``per_element`` reproduces the
     smaller build exactly and only adds structures (the library grows, the cache is reused).
 
-    Structures with an interatomic distance below 1.5 Angstrom (overlapping atoms) are skipped, and
-    so are the seeds whose (family, element) is in ``skip`` (default :data:`FEFF10_CRASHES`): the
-    rotation over families is unchanged, so the other structures are the same as without ``skip``.
+    Structures with an interatomic distance below 1.5 Angstrom (overlapping atoms) are skipped.
     """
     for element in elements:
         fams = [f for f in FAMILIES if plausible(f, element)]
@@ -246,10 +229,8 @@ def generate(
         made, seed = 0, start_seed
         while made < per_element and fams:
             fam = fams[seed % len(fams)]
+            g = build(fam, element, seed)
             seed += 1
-            if (fam.name, element) in skip:
-                continue
-            g = build(fam, element, seed - 1)
             if min_distance(g.structure) < 1.5:
                 continue
             made += 1
