@@ -5,7 +5,7 @@ FEFF10 with each parameter set, then compare with the shipped FEFF 9.9.1 (MP-sty
 normalization (value at E0+50 eV = 1) and edge alignment (E0 = max derivative): Pearson
 correlation and max |difference| on the model window E0-5..E0+45 eV, plus the E0 shift and the time.
 
-    python scripts/compare_feff_params.py --n 48 --n-full 8 --sets reduced-v1 fast-noscf --out out/feff_compare
+    python scripts/compare_feff_params.py --n 48 --sets reduced-v1 fast-noscf --out out/feff_compare
 """
 
 from __future__ import annotations
