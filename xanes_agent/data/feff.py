@@ -224,7 +224,7 @@ def _run_once(
     """
     import feff10
 
-    with tempfile.TemporaryDirectory(prefix="feff-") as tmp, _quiet_stdout(Path(tmp) / "stdout.log"):
+    with tempfile.TemporaryDirectory(prefix="feff-") as tmp, _quiet_output(Path(tmp) / "stdout.log"):
         work = Path(tmp)
         try:
             finput = feff10.FeffInput.parse(inp)
@@ -252,18 +252,24 @@ def cached_result(inp: str, cache_dir: str | Path) -> FeffResult | None:
 
 
 @contextlib.contextmanager
-def _quiet_stdout(log: Path) -> Iterator[None]:
-    """Send FEFF's chatter (printed by native code on file descriptor 1) to a log file."""
+def _quiet_output(log: Path) -> Iterator[None]:
+    """Send FEFF's chatter to a log file: native code and its stage processes print on file
+    descriptors 1 and 2 (progress, and Fortran runtime errors after a crash, which the failure
+    reason already names), which would otherwise flood a build's progress bar."""
     sys.stdout.flush()
-    saved = os.dup(1)
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
     with open(log, "wb") as fh:
-        os.dup2(fh.fileno(), 1)
+        for fd in saved:
+            os.dup2(fh.fileno(), fd)
         try:
             yield
         finally:
             sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
+            sys.stderr.flush()
+            for fd, keep in saved.items():
+                os.dup2(keep, fd)
+                os.close(keep)
 
 
 def _load_cached(entry: Path, key: str) -> FeffResult:
