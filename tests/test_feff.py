@@ -133,8 +133,10 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc (Linux)")
-def test_killed_build_leaves_no_workers_or_feff_running(tmp_path):
-    """`kill -9` of a running build-library: its pool workers and their FEFF processes end too."""
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGINT"])
+def test_stopped_build_leaves_no_workers_or_feff_running(tmp_path, how):
+    """`kill -9` or Ctrl-C (SIGINT) of a running build-library: its pool workers and their FEFF
+    processes end too (they used to run on, or the build to wait for every queued site)."""
     import os
     import signal
     import subprocess
@@ -157,8 +159,8 @@ def test_killed_build_leaves_no_workers_or_feff_running(tmp_path):
             time.sleep(0.2)
         else:
             pytest.fail("the build never started FEFF in two workers")
-        build.send_signal(signal.SIGKILL)
-        build.wait()
+        build.send_signal(getattr(signal, how))
+        assert build.wait(timeout=20) == (-9 if how == "SIGKILL" else 130)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and any(_alive(p) for p in workers | feff):
             time.sleep(0.2)

@@ -49,4 +49,3 @@ def test_distortions_are_seeded_and_recorded():
     c = build(fam, "Ni", 4)
     assert not np.allclose(a.structure.cart_coords, c.structure.cart_coords)
     assert a.params["displacement_sigma"] > 0 and a.id == "rocksalt-Ni-3"
-

@@ -128,4 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         print(f"xanes-agent {a.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"xanes-agent {a.command}: interrupted", file=sys.stderr)
+        return 130
 

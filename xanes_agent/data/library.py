@@ -142,29 +142,40 @@ def compute_project_spectra(
         for gid, g in gens.items():
             futs[run_inline(g) if cached_only else pool.submit(_project_job, g, params, str(cache_dir))] = gid
         bar = tqdm(total=len(futs), desc="FEFF10 spectra", disable=not progress, unit="site")
-        for fut in as_completed(futs):
-            bar.update()
-            if time_budget is not None and time.monotonic() - t0 > time_budget:
-                for f in futs:
-                    f.cancel()
-            if fut.cancelled():
-                continue
-            r = fut.result()
-            g = gens[r["id"]]
-            if r.get("pending"):
-                continue
-            if not r["ok"]:
-                failures.append({"id": r["id"], "reason": r["reason"]})
-                continue
-            spectra.append(Spectrum(
-                energy=r["energy"], mu=r["mu"], element=g.element, edge="K", labels=r["labels"], id=g.id,
-                provenance={"material_id": g.id, "family": g.family, "seed": g.seed,
-                            "absorber_index": g.absorber_index, "structure_params": g.params,
-                            "feff_parameters": params.name, "feff_seconds": round(r["seconds"], 2),
-                            # None: the parameter set's own SCF mixing; else the bad-counts fallback's
-                            "scf_mixing_fallback": r["scf_mixing"],
-                            "formula": g.structure.composition.reduced_formula},
-            ))
+        try:
+            for fut in as_completed(futs):
+                bar.update()
+                if time_budget is not None and time.monotonic() - t0 > time_budget:
+                    for f in futs:
+                        f.cancel()
+                if fut.cancelled():
+                    continue
+                r = fut.result()
+                g = gens[r["id"]]
+                if r.get("pending"):
+                    continue
+                if not r["ok"]:
+                    failures.append({"id": r["id"], "reason": r["reason"]})
+                    continue
+                spectra.append(Spectrum(
+                    energy=r["energy"], mu=r["mu"], element=g.element, edge="K", labels=r["labels"], id=g.id,
+                    provenance={"material_id": g.id, "family": g.family, "seed": g.seed,
+                                "absorber_index": g.absorber_index, "structure_params": g.params,
+                                "feff_parameters": params.name, "feff_seconds": round(r["seconds"], 2),
+                                # None: the parameter set's own SCF mixing; else the bad-counts fallback's
+                                "scf_mixing_fallback": r["scf_mixing"],
+                                "formula": g.structure.composition.reduced_formula},
+                ))
+        except KeyboardInterrupt:
+            # Ctrl-C reaches only this process (each worker leads its own process group): end the
+            # workers' FEFF runs now; what finished is in the cache for the next build
+            if not cached_only:
+                pool.shutdown(wait=False, cancel_futures=True)
+                for child in multiprocessing.active_children():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(child.pid, signal.SIGKILL)
+                    child.kill()
+            raise
         bar.close()
     return spectra, failures
 
