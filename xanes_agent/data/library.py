@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -84,10 +84,26 @@ def _omnixas_labels(entry: Any) -> dict[str, Any]:
     return {"labels": labels, "formula": s.composition.reduced_formula, "anions": anions, "nsites": len(s)}
 
 
-def _pool(workers: int) -> ProcessPoolExecutor:
+@contextlib.contextmanager
+def _pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """A process pool that, on an exception (Ctrl-C included), drops what is queued and kills its
+    workers and their FEFF runs instead of waiting for every queued job: the workers lead their
+    own process groups (:func:`_die_with_parent`), so the terminal's Ctrl-C reaches this process
+    only. What finished is in the caches for the next build."""
+    before = set(multiprocessing.active_children())
     # spawn: FEFF10's native pipeline and forked interpreter state do not mix well
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_die_with_parent, initargs=(os.getpid(),))
+    try:
+        yield pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in set(multiprocessing.active_children()) - before:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+            child.kill()
+        raise
+    pool.shutdown(wait=True)
 
 
 def _die_with_parent(parent: int, poll: float = 1.0) -> None:
@@ -142,40 +158,29 @@ def compute_project_spectra(
         for gid, g in gens.items():
             futs[run_inline(g) if cached_only else pool.submit(_project_job, g, params, str(cache_dir))] = gid
         bar = tqdm(total=len(futs), desc="FEFF10 spectra", disable=not progress, unit="site")
-        try:
-            for fut in as_completed(futs):
-                bar.update()
-                if time_budget is not None and time.monotonic() - t0 > time_budget:
-                    for f in futs:
-                        f.cancel()
-                if fut.cancelled():
-                    continue
-                r = fut.result()
-                g = gens[r["id"]]
-                if r.get("pending"):
-                    continue
-                if not r["ok"]:
-                    failures.append({"id": r["id"], "reason": r["reason"]})
-                    continue
-                spectra.append(Spectrum(
-                    energy=r["energy"], mu=r["mu"], element=g.element, edge="K", labels=r["labels"], id=g.id,
-                    provenance={"material_id": g.id, "family": g.family, "seed": g.seed,
-                                "absorber_index": g.absorber_index, "structure_params": g.params,
-                                "feff_parameters": params.name, "feff_seconds": round(r["seconds"], 2),
-                                # None: the parameter set's own SCF mixing; else the bad-counts fallback's
-                                "scf_mixing_fallback": r["scf_mixing"],
-                                "formula": g.structure.composition.reduced_formula},
-                ))
-        except KeyboardInterrupt:
-            # Ctrl-C reaches only this process (each worker leads its own process group): end the
-            # workers' FEFF runs now; what finished is in the cache for the next build
-            if not cached_only:
-                pool.shutdown(wait=False, cancel_futures=True)
-                for child in multiprocessing.active_children():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(child.pid, signal.SIGKILL)
-                    child.kill()
-            raise
+        for fut in as_completed(futs):
+            bar.update()
+            if time_budget is not None and time.monotonic() - t0 > time_budget:
+                for f in futs:
+                    f.cancel()
+            if fut.cancelled():
+                continue
+            r = fut.result()
+            g = gens[r["id"]]
+            if r.get("pending"):
+                continue
+            if not r["ok"]:
+                failures.append({"id": r["id"], "reason": r["reason"]})
+                continue
+            spectra.append(Spectrum(
+                energy=r["energy"], mu=r["mu"], element=g.element, edge="K", labels=r["labels"], id=g.id,
+                provenance={"material_id": g.id, "family": g.family, "seed": g.seed,
+                            "absorber_index": g.absorber_index, "structure_params": g.params,
+                            "feff_parameters": params.name, "feff_seconds": round(r["seconds"], 2),
+                            # None: the parameter set's own SCF mixing; else the bad-counts fallback's
+                            "scf_mixing_fallback": r["scf_mixing"],
+                            "formula": g.structure.composition.reduced_formula},
+            ))
         bar.close()
     return spectra, failures
 
