@@ -188,7 +188,7 @@ def run_feff(
         record = json.loads(result_file.read_text())
         crashed = record["reason"].startswith("FEFF failed")
         if not crashed or record.get("retry_policy", 1) >= RETRY_POLICY:
-            return _load_cached(entry, key)
+            return _load_cached(entry, key, record)
     entry.mkdir(parents=True, exist_ok=True)
     (entry / "feff.inp").write_text(inp)
     t0 = time.perf_counter()
@@ -272,8 +272,9 @@ def _quiet_output(log: Path) -> Iterator[None]:
                 os.close(keep)
 
 
-def _load_cached(entry: Path, key: str) -> FeffResult:
-    record = json.loads((entry / "result.json").read_text())
+def _load_cached(entry: Path, key: str, record: dict[str, Any] | None = None) -> FeffResult:
+    if record is None:
+        record = json.loads((entry / "result.json").read_text())
     energy = mu = None
     if (entry / "xmu.dat").exists():
         cols = np.loadtxt(entry / "xmu.dat", comments="#")

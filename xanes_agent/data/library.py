@@ -64,7 +64,7 @@ def _project_job(gen: Any, params: FeffParameters, cache_dir: str, cached_only: 
     if res is None:
         return {"id": gen.id, "ok": False, "reason": "not computed yet", "seconds": 0.0, "pending": True}
     out: dict[str, Any] = {"id": gen.id, "ok": res.ok, "reason": res.reason, "seconds": res.seconds,
-                           "scf_mixing": res.scf_mixing_fallback}
+                           "scf_mixing_fallback": res.scf_mixing_fallback}
     if res.ok:
         env = site_environment(gen.structure, gen.absorber_index)
         out.update(energy=res.energy, mu=res.mu, labels={
@@ -178,7 +178,7 @@ def compute_project_spectra(
                             "absorber_index": g.absorber_index, "structure_params": g.params,
                             "feff_parameters": params.name, "feff_seconds": round(r["seconds"], 2),
                             # None: the parameter set's own SCF mixing; else the bad-counts fallback's
-                            "scf_mixing_fallback": r["scf_mixing"],
+                            "scf_mixing_fallback": r["scf_mixing_fallback"],
                             "formula": g.structure.composition.reduced_formula},
             ))
         bar.close()
