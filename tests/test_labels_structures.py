@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from xanes_agent.data.labels import site_environment, site_labels
-from xanes_agent.data.structures import FAMILIES, FAMILY_BY_NAME, build, min_distance, plausible
+from xanes_agent.data.structures import (
+    FAMILIES,
+    FAMILY_BY_NAME,
+    build,
+    four_coordination_tabulated,
+    generate,
+    min_distance,
+    plausible,
+)
 
 pytest.importorskip("pymatgen")
 
@@ -49,3 +57,29 @@ def test_distortions_are_seeded_and_recorded():
     c = build(fam, "Ni", 4)
     assert not np.allclose(a.structure.cart_coords, c.structure.cart_coords)
     assert a.params["displacement_sigma"] > 0 and a.id == "rocksalt-Ni-3"
+
+
+def test_four_coordinate_sites_only_where_shannon_lists_them():
+    # Ti2+, V2+, Cr2+ are octahedral-only in Shannon's table: no tetrahedral or square-planar sites
+    for el in ("Ti", "V", "Cr"):
+        for fam in ("wurtzite", "spinel_tet", "tenorite"):
+            assert plausible(FAMILY_BY_NAME[fam], el)  # the oxidation state itself is listed
+            assert not four_coordination_tabulated(FAMILY_BY_NAME[fam], el)
+    assert four_coordination_tabulated(FAMILY_BY_NAME["wurtzite"], "Co")  # Co2+ IV
+    assert four_coordination_tabulated(FAMILY_BY_NAME["tenorite"], "Co")  # IV stands in for IVSQ
+    assert four_coordination_tabulated(FAMILY_BY_NAME["zircon_m4"], "Ti")  # Ti4+ IV
+    assert four_coordination_tabulated(FAMILY_BY_NAME["rocksalt"], "Ti")  # not four-coordinate
+
+
+@pytest.mark.parametrize("element", ["Ti", "Mn"])
+def test_generate_skips_seed_by_seed_so_seeds_keep_their_family(element):
+    fams = [f for f in FAMILIES if plausible(f, element)]
+    fams += [f for f in fams if f.cn == "V"] * 2
+    made = list(generate([element], 40))
+    assert len(made) == 40
+    for g in made:
+        # the rotation over every candidate family is unchanged: cached spectra stay valid
+        assert g.family == fams[g.seed % len(fams)].name
+        assert four_coordination_tabulated(FAMILY_BY_NAME[g.family], element)
+    if element == "Ti":
+        assert made[-1].seed > 40  # some seeds were skipped

@@ -7,7 +7,8 @@ lattice is scaled by the ratio of Shannon (1976) bond lengths r(M, ox, CN) + r(O
 prototype cation, so each substituted structure has plausible M-O distances; then a random lattice
 strain and random site displacements (seeded) spread the bond lengths. A (family, element) pair is
 generated only where Shannon's table lists the absorber in that oxidation state (a plausibility rule:
-no Ni6+ scheelite). The labels are then computed from the generated structure itself (CrystalNN), not
+no Ni6+ scheelite), and a four-coordinate site only where it lists that state four-coordinate (no
+tetrahedral Ti2+). The labels are then computed from the generated structure itself (CrystalNN), not
 assumed from the family.
 
 Every structure records its family, lattice parameters, strain, displacement size and seed.
@@ -15,6 +16,7 @@ Every structure records its family, lattice parameters, strain, displacement siz
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterator
@@ -137,6 +139,19 @@ def plausible(family: Family, element: str) -> bool:
     return shannon_radius(element, family.oxidation_state, family.cn) is not None
 
 
+def four_coordination_tabulated(family: Family, element: str) -> bool:
+    """False for a four-coordinate site (``IV``/``IVSQ``) whose oxidation state Shannon lists only
+    with more neighbours, e.g. Ti2+, V2+ and Cr2+ (octahedral only): their tetrahedra and squares
+    were sized with the octahedral radius and are not oxides anyone has made. True otherwise.
+    """
+    if family.cn not in ("IV", "IVSQ"):
+        return True
+    from pymatgen.core import Element
+
+    table = Element(element).data.get("Shannon radii", {}).get(str(family.oxidation_state), {})
+    return "IV" in table or "IVSQ" in table
+
+
 @dataclass
 class GeneratedStructure:
     structure: Any
@@ -220,17 +235,25 @@ def generate(elements: list[str], per_element: int, start_seed: int = 0) -> Iter
     Seeds are consecutive integers from ``start_seed``, so a larger ``per_element`` reproduces the
     smaller build exactly and only adds structures (the library grows, the cache is reused).
 
-    Structures with an interatomic distance below 1.5 Angstrom (overlapping atoms) are skipped.
+    Skipped, without using up a place: structures with an interatomic distance below 1.5 Angstrom
+    (overlapping atoms), and four-coordinate sites of an oxidation state Shannon lists only as
+    octahedral (:func:`four_coordination_tabulated`). They are skipped seed by seed rather than
+    dropped from the rotation so that every other seed keeps its family (and its cached spectrum).
     """
     for element in elements:
         fams = [f for f in FAMILIES if plausible(f, element)]
         # CN 5 has a single prototype: list it three times so the classes are less unbalanced
         fams += [f for f in fams if f.cn == "V"] * 2
-        made, seed = 0, start_seed
-        while made < per_element and fams:
+        if not any(four_coordination_tabulated(f, element) for f in fams):
+            continue  # nothing can be made for this element (and the loop below would never end)
+        made = 0
+        for seed in itertools.count(start_seed):
+            if made == per_element:
+                break
             fam = fams[seed % len(fams)]
+            if not four_coordination_tabulated(fam, element):
+                continue
             g = build(fam, element, seed)
-            seed += 1
             if min_distance(g.structure) < 1.5:
                 continue
             made += 1
