@@ -1,6 +1,9 @@
 """A real FEFF10 run inside the test suite (one small cluster, seconds)."""
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,8 @@ from xanes_agent.data.feff import (  # noqa: E402
     FALLBACK_SCF_MIXING,
     FAST_PARAMETERS,
     REDUCED_PARAMETERS,
+    STAGE_MALLOC_ENV,
+    _stage_environment,
     check_spectrum,
     feff_input,
     run_feff,
@@ -42,6 +47,19 @@ def test_feff10_runs_and_is_cached(tio2_run):
     again = run_feff(inp, cache)  # from the cache, no second FEFF run
     np.testing.assert_allclose(again.mu, r.mu, rtol=1e-4)
     assert again.seconds == r.seconds
+
+
+def test_stage_processes_get_the_malloc_padding_and_a_user_setting_wins(monkeypatch):
+    monkeypatch.delenv("MALLOC_TOP_PAD_", raising=False)
+    probe = [sys.executable, "-c", "import os; print(os.environ.get('MALLOC_TOP_PAD_'))"]
+    with _stage_environment(STAGE_MALLOC_ENV):
+        seen = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip()
+    assert seen == STAGE_MALLOC_ENV["MALLOC_TOP_PAD_"]
+    assert "MALLOC_TOP_PAD_" not in os.environ  # restored: only FEFF's processes get it
+    monkeypatch.setenv("MALLOC_TOP_PAD_", "131072")
+    with _stage_environment(STAGE_MALLOC_ENV):
+        assert os.environ["MALLOC_TOP_PAD_"] == "131072"
+    assert os.environ["MALLOC_TOP_PAD_"] == "131072"
 
 
 def test_feff_output_reads_back(tio2_run):
