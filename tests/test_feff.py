@@ -81,6 +81,35 @@ def test_unphysical_spectra_are_rejected():
     assert "pre-edge" in check_spectrum(e, spiky)
 
 
+def test_a_two_step_edge_is_not_an_anomalous_pre_edge_peak():
+    from xanes_agent.models.normalization import find_e0
+
+    e = np.linspace(0, 60, 241)
+    # a first step to 0.95 of the post-edge level, then a sharper white line: the steepest rise
+    # (E0) is the second step, so the first lies >5 eV below E0 above 90 % of the post-edge level
+    two_step = 0.95 / (1 + np.exp(-(e - 12))) + np.exp(-(((e - 25) / 2) ** 2)) + 0.05 / (1 + np.exp(-(e - 24)))
+    assert find_e0(e, two_step) > 20
+    assert check_spectrum(e, two_step) == ""
+    # the same first feature falling back to the baseline before the edge is an artefact
+    artefact = np.where(e < 18, 0.95 * np.exp(-(((e - 12) / 3) ** 2)), two_step)
+    assert "anomalous pre-edge peak" in check_spectrum(e, artefact)
+
+
+def test_cached_results_are_judged_again_with_todays_checks(tio2_run, tmp_path):
+    import json
+    import shutil
+
+    inp, cache, r = tio2_run
+    assert r.ok
+    copy = tmp_path / r.key
+    shutil.copytree(cache / r.key, copy)
+    record = json.loads((copy / "result.json").read_text())
+    record.update(ok=False, reason="anomalous pre-edge peak (an older, stricter check)")
+    (copy / "result.json").write_text(json.dumps(record))
+    again = run_feff(inp, tmp_path)
+    assert again.ok and again.reason == "" and again.seconds == r.seconds  # not run again
+
+
 def test_bad_input_is_recorded_not_raised(tmp_path):
     r = run_feff("TITLE broken\nPOTENTIALS\n 0 29 Cu\nATOMS\n 0 0 zero 0 Cu\nEND\n", tmp_path)
     assert not r.ok and r.reason

@@ -138,8 +138,10 @@ def check_spectrum(energy: np.ndarray, mu: np.ndarray) -> str:
 
     Checks: at least 20 finite points; no negative absorption (below -1 % of the post-edge level,
     the mean of the top quarter of the range); an edge (the post-edge level at least twice the
-    first-decile mean); no anomalous pre-edge peak (nothing more than 5 eV below E0, the point of
-    steepest rise, above 90 % of the post-edge level).
+    first-decile mean); no anomalous pre-edge peak: nothing more than 5 eV below E0 (the point of
+    steepest rise) above 90 % of the post-edge level *and* falling back below half of it before E0.
+    A peak that falls back is an artefact; a high first step that does not is a two-step edge whose
+    steepest rise is the second step (FEFF gives those for whole families, e.g. layered LiCrO2).
     """
     if len(energy) < 20:
         return f"too few points ({len(energy)})"
@@ -156,9 +158,12 @@ def check_spectrum(energy: np.ndarray, mu: np.ndarray) -> str:
     from ..models.normalization import find_e0
 
     e0 = find_e0(energy, mu)
-    below = mu[energy < e0 - 5.0]
-    if len(below) and below.max() > 0.9 * post:
-        return f"anomalous pre-edge peak ({below.max():.3g} at >5 eV below E0, post-edge {post:.3g})"
+    before = energy < e0
+    lowest_after = np.minimum.accumulate(mu[before][::-1])[::-1]  # from each point up to E0
+    peak = (energy[before] < e0 - 5.0) & (mu[before] > 0.9 * post) & (lowest_after < 0.5 * post)
+    if peak.any():
+        top = float(mu[before][peak].max())
+        return f"anomalous pre-edge peak ({top:.3g} at >5 eV below E0, then below half the post-edge {post:.3g})"
     return ""
 
 
@@ -297,10 +302,13 @@ def _load_cached(entry: Path, key: str, record: dict[str, Any] | None = None) ->
     if record is None:
         record = json.loads((entry / "result.json").read_text())
     energy = mu = None
+    reason = record["reason"]
     if (entry / "xmu.dat").exists():
         cols = np.loadtxt(entry / "xmu.dat", comments="#")
         energy, mu = cols[:, 0], cols[:, 3]
-    return FeffResult(key=key, ok=record["ok"], reason=record["reason"], seconds=record["seconds"],
+        # judged again with today's checks, so a cache keeps up with them in both directions
+        reason = check_spectrum(energy, mu)
+    return FeffResult(key=key, ok=not reason, reason=reason, seconds=record["seconds"],
                       energy=energy, mu=mu, charge_transfer=record.get("charge_transfer", float("nan")),
                       meta=record.get("meta", {}), scf_mixing_fallback=record.get("scf_mixing_fallback"))
 
