@@ -176,6 +176,36 @@ def test_mid_run_join_waits_for_next_run(confident_sample, cu_agent_model):
     assert agent.finished[-1]["n_points"] == 30
 
 
+def test_served_router_skips_a_run_joined_mid_way(confident_sample, cu_agent_model, caplog):
+    """What ``serve`` and ``replay`` route through: a plain RunRouter raises KeyError on a run whose
+    start it never saw (a 0MQ subscription that took hold mid-run); SafeRunRouter skips that run."""
+    from xanes_agent.agent.server import SafeRunRouter
+
+    bl = make_beamline(confident_sample, seed=0, flux=1e10)
+    runs = []
+    for _ in range(2):
+        docs = []
+        RunEngine({})(bp.scan([bl.det], bl.mono, 8960, 9060, 30), lambda n, d: docs.append((n, d)), **bl.md)
+        runs.append(docs)
+    late = [(n, d) for n, d in runs[0][1:]]
+    late.insert(2, ("event_page", pack_event_page(*[d for n, d in late if n == "event"][:5])))
+    with pytest.raises(KeyError):
+        plain = RunRouter([agent_factory(ModelStore(models={"Cu": cu_agent_model}))])
+        for name, doc in late:
+            plain(name, doc)
+    factory = agent_factory(ModelStore(models={"Cu": cu_agent_model}))
+    router = SafeRunRouter([factory])
+    with caplog.at_level("WARNING", logger="xanes_agent.agent.server"):
+        for name, doc in late + runs[1]:
+            router(name, doc)
+    assert router.errors == 0 and router.joined_late == {runs[0][0][1]["uid"]}
+    assert [r.message.count("joined mid-run") for r in caplog.records] == [1]  # one warning per run
+    assert len(factory.agents) == 1 and factory.agents[0].finished[-1]["n_points"] == 30
+    assert factory.agents[0].finished[-1]["raw_run_uid"] == runs[1][0][1]["uid"]
+    router("descriptor", {"uid": "d"})  # malformed (no run_start): logged and counted, not raised
+    assert router.errors == 1
+
+
 def test_corrupt_model_and_internal_failure_never_abort_scan(confident_sample, cu_agent_model, tmp_path):
     (tmp_path / "Cu-polynomial-post_edge.npz").write_bytes(b"corrupt")
     agent = XANESAgent(ModelStore(tmp_path))

@@ -47,15 +47,23 @@ def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path, zm
         RE.subscribe(publisher)
         raw = []
         RE.subscribe(lambda n, d: raw.append((n, d)))
-        RE(bp.scan([bl.det], bl.mono, 8950, 9060, 120), **bl.md)
-        out, _ = proc.communicate(timeout=120)
+        # On a busy machine the subscription can still take hold mid-run: the agent then skips
+        # that run (it saw no start) and waits for the next, so scan again until it reports.
+        for attempt in range(3):
+            RE(bp.scan([bl.det], bl.mono, 8950, 9060, 120), **bl.md)
+            try:
+                out, _ = proc.communicate(timeout=30 if attempt < 2 else 120)
+                break
+            except subprocess.TimeoutExpired:
+                continue
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, out
     assert "CN" in out and "120 points" in out
     docs = list(read_jsonl(tmp_path / "agent.jsonl"))
-    assert docs[0][0] == "start" and docs[0][1]["raw_run_uid"] == raw[0][1]["uid"]
+    raw_starts = [d["uid"] for n, d in raw if n == "start"]
+    assert docs[0][0] == "start" and docs[0][1]["raw_run_uid"] in raw_starts
     assert docs[-1][0] == "stop"
     import pickle
 
@@ -67,7 +75,7 @@ def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path, zm
     publisher.close()
     names = [n for n, _ in received]
     assert names[0] == "start" and names[-1] == "stop", "agent documents did not come back through the proxy"
-    assert received[0][1]["raw_run_uid"] == raw[0][1]["uid"]
+    assert received[0][1]["raw_run_uid"] == docs[0][1]["raw_run_uid"]
 
 
 def test_replay_cli(sample, cu_agent_model, tmp_path, capsys):

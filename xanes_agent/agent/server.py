@@ -1,7 +1,7 @@
 """The agent outside the RunEngine: a 0MQ service and an offline replay.
 
 ``serve``: subscribes to a bluesky 0MQ proxy's output with ``RemoteDispatcher``, routes runs to one
-agent per run (``RunRouter``) and publishes the agent's documents back with a ``Publisher`` (prefix
+agent per run (:class:`SafeRunRouter`: a ``RunRouter`` that skips runs joined mid-way) and publishes the agent's documents back with a ``Publisher`` (prefix
 ``b"xanes-agent"``) to a proxy input. It shuts down by cancelling the dispatcher's task
 (``RemoteDispatcher.stop()`` may not be called from inside a callback), after ``max_runs`` runs or
 on SIGINT/SIGTERM.
@@ -28,6 +28,46 @@ from .agent import AGENT_NAME, ModelStore, agent_factory, is_agent_output
 
 log = logging.getLogger(__name__)
 AGENT_PREFIX = AGENT_NAME.encode()  # the topic the agent publishes under
+
+
+class SafeRunRouter(RunRouter):
+    """A ``RunRouter`` for documents from outside: it skips the documents of a run whose start it
+    never saw (the agent started, or its 0MQ subscription took hold, in the middle of that run),
+    with one warning per run, and logs instead of raising on any other failure, so no document
+    stops a served agent. ``seen_starts``: uids of the runs it routes."""
+
+    def __init__(self, factories: list, **kwargs: Any) -> None:
+        super().__init__(factories, **kwargs)
+        self.seen_starts: set[str] = set()
+        self.joined_late: set[str] = set()  # runs whose start was missed
+        self._late_descriptors: set[str] = set()
+        self.errors = 0
+
+    def __call__(self, name: str, doc: dict, validate: bool = False) -> Any:
+        if self._missed_start(name, doc):
+            return None
+        try:
+            return super().__call__(name, doc, validate)
+        except Exception as exc:  # noqa: BLE001 - a served agent must outlive any one document
+            self.errors += 1
+            log.exception("a %r document could not be routed (%s); continuing", name, exc)
+            return None
+
+    def _missed_start(self, name: str, doc: dict) -> bool:
+        if name == "start":
+            self.seen_starts.add(doc.get("uid"))
+            return False
+        if name in ("event", "event_page"):
+            return doc.get("descriptor") in self._late_descriptors
+        run = doc.get("run_start")
+        if name not in ("descriptor", "stop") or run is None or run in self.seen_starts:
+            return False  # (a document without run_start goes on to fail, and be logged, as malformed)
+        if name == "descriptor":
+            self._late_descriptors.add(doc.get("uid"))
+        if run not in self.joined_late:
+            self.joined_late.add(run)
+            log.warning("run %s: its start document was not seen (joined mid-run); its documents are skipped", run)
+        return True
 
 
 def _loopback(address: str) -> str:
@@ -64,12 +104,13 @@ def serve(subscribe: str, models: ModelStore, publish: str | None = None, max_ru
         router: Callable[[str, dict], Any] = suggester
     else:
         factory = agent_factory(models, emit=outputs, png_dir=png_dir, **agent_kwargs)
-        router = RunRouter([factory])
+        router = SafeRunRouter([factory])
     n_stops = 0
 
     def count_stops(name: str, doc: dict) -> None:
         nonlocal n_stops
-        if name != "stop" or doc.get("run_start") in own_starts:
+        # a run joined mid-way (start not seen) does not count: the agent saw too little of it
+        if name != "stop" or doc.get("run_start") in own_starts or doc.get("run_start") not in seen_starts:
             return
         n_stops += 1
         closed = sum(1 for s in suggester.sessions.values() if s.closed) if suggester else 0
@@ -78,10 +119,13 @@ def serve(subscribe: str, models: ModelStore, publish: str | None = None, max_ru
             dispatcher.loop.call_soon(dispatcher._task.cancel)
 
     own_starts: set[str] = set()
+    seen_starts: set[str] = set()
 
     def route(name: str, doc: dict) -> None:
-        if name == "start" and is_agent_output(doc):
-            own_starts.add(doc["uid"])  # our own output, echoed back through the proxy
+        if name == "start":
+            seen_starts.add(doc.get("uid"))
+            if is_agent_output(doc):
+                own_starts.add(doc["uid"])  # our own output, echoed back through the proxy
         router(name, doc)
         count_stops(name, doc)
 
@@ -118,7 +162,7 @@ def replay(path: str | Path, models: ModelStore, jsonl: str | Path | None = None
     """Feed a recorded run (JSON lines) to the agent; returns the agents (one per run)."""
     writer = JSONLWriter(jsonl) if jsonl else None
     factory = agent_factory(models, emit=[writer] if writer else None, png_dir=png_dir, **agent_kwargs)
-    router = RunRouter([factory])
+    router = SafeRunRouter([factory])
     try:
         for name, doc in read_jsonl(path):
             router(name, doc)
