@@ -195,7 +195,9 @@ def test_stopped_build_leaves_no_workers_or_feff_running(tmp_path, how):
     build = subprocess.Popen(
         [sys.executable, "-m", "xanes_agent", "build-library", "--per-element", "2", "--elements", "Fe", "--no-omnixas",
          "--workers", "2", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "lib.npz")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # as typed at a terminal: a test run started in the background inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # until both workers run FEFF (a grandchild each)
