@@ -160,13 +160,19 @@ def test_nan_readings_never_crash_the_scan(confident_sample, cu_agent_model):
     assert rep["n_dropped"] == 10 and rep["n_points"] == 60 and agent.errors == 0
 
 
-def test_mid_run_join_waits_for_next_run(confident_sample, cu_agent_model):
-    bl = make_beamline(confident_sample, seed=0, flux=1e10)
+def _two_runs(sample) -> list[list[tuple[str, dict]]]:
+    """The documents of two 30-point scans of ``sample``."""
+    bl = make_beamline(sample, seed=0, flux=1e10)
     runs = []
     for _ in range(2):
-        docs = []
+        docs: list[tuple[str, dict]] = []
         RunEngine({})(bp.scan([bl.det], bl.mono, 8960, 9060, 30), lambda n, d: docs.append((n, d)), **bl.md)
         runs.append(docs)
+    return runs
+
+
+def test_mid_run_join_waits_for_next_run(confident_sample, cu_agent_model):
+    runs = _two_runs(confident_sample)
     agent = XANESAgent(ModelStore(models={"Cu": cu_agent_model}))
     for name, doc in runs[0][1:]:  # missed the start document
         agent(name, doc)
@@ -181,13 +187,8 @@ def test_served_router_skips_a_run_joined_mid_way(confident_sample, cu_agent_mod
     start it never saw (a 0MQ subscription that took hold mid-run); SafeRunRouter skips that run."""
     from xanes_agent.agent.server import SafeRunRouter
 
-    bl = make_beamline(confident_sample, seed=0, flux=1e10)
-    runs = []
-    for _ in range(2):
-        docs = []
-        RunEngine({})(bp.scan([bl.det], bl.mono, 8960, 9060, 30), lambda n, d: docs.append((n, d)), **bl.md)
-        runs.append(docs)
-    late = [(n, d) for n, d in runs[0][1:]]
+    runs = _two_runs(confident_sample)
+    late = list(runs[0][1:])
     late.insert(2, ("event_page", pack_event_page(*[d for n, d in late if n == "event"][:5])))
     with pytest.raises(KeyError):
         plain = RunRouter([agent_factory(ModelStore(models={"Cu": cu_agent_model}))])
