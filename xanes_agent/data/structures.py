@@ -95,19 +95,24 @@ FAMILIES: tuple[Family, ...] = (
 FAMILY_BY_NAME = {f.name: f for f in FAMILIES}
 
 
+def _shannon_table(element: str, oxidation_state: int) -> dict[str, Any]:
+    """Shannon's radii of ``element`` in that oxidation state, by coordination ({} if not listed)."""
+    from pymatgen.core import Species
+
+    try:
+        sp = Species(element, oxidation_state)
+        return sp.element.data.get("Shannon radii", {}).get(str(oxidation_state)) or {}
+    except Exception:  # noqa: BLE001 - pymatgen raises for unknown states
+        return {}
+
+
 def shannon_radius(element: str, oxidation_state: int, cn: str) -> float | None:
     """Shannon ionic radius (Angstrom) or None if the (element, state) is not tabulated at all.
 
     When the exact coordination is missing, the nearest tabulated one is used (V falls back to the
     mean of IV and VI); high spin is preferred where spin states differ.
     """
-    from pymatgen.core import Species
-
-    try:
-        sp = Species(element, oxidation_state)
-        table = sp.element.data.get("Shannon radii", {}).get(str(oxidation_state))
-    except Exception:  # noqa: BLE001 - pymatgen raises for unknown states
-        return None
+    table = _shannon_table(element, oxidation_state)
     if not table:
         return None
 
@@ -146,9 +151,7 @@ def four_coordination_tabulated(family: Family, element: str) -> bool:
     """
     if family.cn not in ("IV", "IVSQ"):
         return True
-    from pymatgen.core import Element
-
-    table = Element(element).data.get("Shannon radii", {}).get(str(family.oxidation_state), {})
+    table = _shannon_table(element, family.oxidation_state)
     return "IV" in table or "IVSQ" in table
 
 
