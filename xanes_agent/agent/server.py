@@ -1,8 +1,9 @@
 """The agent outside the RunEngine: a 0MQ service and an offline replay.
 
 ``serve``: subscribes to a bluesky 0MQ proxy's output with ``RemoteDispatcher``, routes runs to one
-agent per run (:class:`SafeRunRouter`: a ``RunRouter`` that skips runs joined mid-way) and publishes the agent's documents back with a ``Publisher`` (prefix
-``b"xanes-agent"``) to a proxy input. It shuts down by cancelling the dispatcher's task
+agent per run (:class:`SafeRunRouter`: a ``RunRouter`` that skips runs joined mid-way) and
+publishes the agent's documents back with a ``Publisher`` (prefix ``b"xanes-agent"``) to a proxy
+input. It shuts down by cancelling the dispatcher's task
 (``RemoteDispatcher.stop()`` may not be called from inside a callback), after ``max_runs`` runs or
 on SIGINT/SIGTERM.
 

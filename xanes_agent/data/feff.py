@@ -261,7 +261,8 @@ def cached_result(inp: str, cache_dir: str | Path) -> FeffResult | None:
 #: FEFF frees and re-allocates ~20 MB work arrays in its inner loops; with glibc's defaults each free
 #: handed the pages back to the kernel (madvise) and each allocation faulted them in again, so about
 #: 60 % of a run was kernel time. Keeping 256 MB of padding at the top of the heap stops that: the
-#: same spectra bit for bit, ~1.7x faster (``benchmarks/feff_malloc.py``). A value the user set wins.
+#: same spectra bit for bit, ~2x faster (``benchmarks/feff_malloc.py``: 1.97x over 4 structures).
+#: A value the user set wins.
 STAGE_MALLOC_ENV = {"MALLOC_TOP_PAD_": str(256 * 2**20)}
 
 
