@@ -53,3 +53,46 @@ def test_table1_counts(bundled_library):
         assert [int(c) for c in cols[3:6]] == [int(np.sum(sub.labels["coordination_number"] == k)) for k in (4, 5, 6)]
     left_out = sum(int(cols[10]) for (src, _), cols in rows.items() if src == PROJECT_SOURCE)
     assert left_out == len(bundled_library.meta["failures"])
+
+
+def test_a_build_without_the_feff_cache_resumes_from_the_committed_library(bundled_library, tmp_path):
+    """A fresh machine has no FEFF cache: the build keeps the library's spectra and computes nothing."""
+    from xanes_agent.data.library import build_library, bundled_library_path
+
+    out = tmp_path / "lib.npz"
+    lib = build_library(out, per_element=3, elements=["Ti", "Cu"], workers=1, cache_dir=tmp_path / "cache",
+                        include_omnixas=False, progress=False, resume_from=bundled_library_path())
+    assert not (tmp_path / "cache" / "feff").exists() or not any((tmp_path / "cache" / "feff").iterdir())
+    assert len(lib) == 6 and sorted(set(lib.element.tolist())) == ["Cu", "Ti"]
+    project = bundled_library.where(source=PROJECT_SOURCE)
+    index = {m: i for i, m in enumerate(project.ids.tolist())}
+    for i, sid in enumerate(lib.ids.tolist()):
+        j = index[sid]
+        np.testing.assert_array_equal(lib.energy[i], project.energy[j])
+        np.testing.assert_array_equal(lib.mu[i], project.mu[j])
+        for k in lib.labels:
+            np.testing.assert_array_equal(lib.labels[k][i], project.labels[k][j])
+        assert lib.spectrum(i).provenance == project.spectrum(j).provenance
+
+
+def test_only_spectra_of_the_same_structure_and_parameters_are_reused(bundled_library):
+    import json
+
+    from xanes_agent.data.feff import PARAMETER_SETS, REDUCED_PARAMETERS
+    from xanes_agent.data.library import reusable_spectra
+    from xanes_agent.data.structures import generate
+
+    gens = list(generate(["Fe"], 4))
+    ids = [g.id for g in gens]
+    project = bundled_library.where(source=PROJECT_SOURCE)
+    rows = project[np.isin(project.ids, ids)]
+    assert len(rows) == 4
+    assert sorted(reusable_spectra(rows, gens, REDUCED_PARAMETERS)) == sorted(ids)
+    other = next(p for p in PARAMETER_SETS.values() if p.name != REDUCED_PARAMETERS.name)
+    assert reusable_spectra(rows, gens, other) == {}
+    # a structure generated differently today (here: another strain) is computed again
+    prov = [json.loads(p) for p in rows.provenance]
+    prov[0]["structure_params"]["a"] *= 1.01
+    prov[1]["absorber_index"] += 1
+    rows.provenance = np.array([json.dumps(p) for p in prov])
+    assert sorted(reusable_spectra(rows, gens, REDUCED_PARAMETERS)) == sorted(rows.ids[2:].tolist())

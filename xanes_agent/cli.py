@@ -50,14 +50,19 @@ def _element(value: str) -> str:
 
 def cmd_build_library(a: argparse.Namespace) -> int:
     from .data.feff import PARAMETER_SETS
-    from .data.library import build_library, table1
+    from .data.library import build_library, bundled_library_path, table1
 
     if a.parameters not in PARAMETER_SETS:
         raise CLIError(f"unknown FEFF parameter set {a.parameters!r}; choose from {', '.join(PARAMETER_SETS)}")
+    resume = None if a.no_resume else (a.resume_from or bundled_library_path())
+    if resume is not None and not Path(resume).is_file():
+        if a.resume_from:
+            raise CLIError(f"--resume-from {a.resume_from}: no such library file")
+        resume = None  # no bundled library (a trimmed install): compute everything
     lib = build_library(a.out, per_element=a.per_element, elements=a.elements, workers=a.workers,
                         cache_dir=a.cache, params=PARAMETER_SETS[a.parameters],
                         include_omnixas=not a.no_omnixas, time_budget=a.time_budget,
-                        cached_only=a.cached_only)
+                        cached_only=a.cached_only, resume_from=resume)
     print(table1(lib))
     print(f"wrote {a.out} ({Path(a.out).stat().st_size / 1e6:.1f} MB, {len(lib)} spectra, "
           f"{len(lib.meta['failures'])} calculations left out)")
@@ -97,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--time-budget", type=float, default=None, help="stop submitting after this many seconds")
     b.add_argument("--cached-only", action="store_true",
                    help="run no FEFF: write the library from what the cache holds (e.g. while a build runs)")
+    b.add_argument("--resume-from", default=None, metavar="LIBRARY",
+                   help="keep this earlier library's spectra of the same structures and parameters instead "
+                        "of running FEFF again (default: the bundled library)")
+    b.add_argument("--no-resume", action="store_true", help="compute every spectrum (or take it from --cache)")
     b.set_defaults(func=cmd_build_library)
 
     lib = sub.add_parser("library", help="inspect a reference library")

@@ -25,7 +25,7 @@ import numpy as np
 
 from .collection import LABEL_NAMES, Spectrum, SpectrumCollection
 from .edges import ELEMENTS
-from .feff import REDUCED_PARAMETERS, FeffParameters, feff_input, run_feff
+from .feff import REDUCED_PARAMETERS, FeffParameters, check_spectrum, feff_input, run_feff
 from .readers import read_library, write_library
 
 PROJECT_SOURCE = "feff10-project"
@@ -126,13 +126,16 @@ def _die_with_parent(parent: int, poll: float = 1.0) -> None:
 def compute_project_spectra(
     elements: Iterable[str], per_element: int, cache_dir: str | Path, workers: int = 2,
     params: FeffParameters = REDUCED_PARAMETERS, progress: bool = True, time_budget: float | None = None,
-    cached_only: bool = False,
+    cached_only: bool = False, prior: SpectrumCollection | None = None,
 ) -> tuple[list[Spectrum], list[dict[str, Any]]]:
     """FEFF10 spectra of generated structures; returns (good spectra, failure records).
 
     ``time_budget`` (s) stops submitting new calculations after that long; what finished is kept
     (the cache holds it) so a later call continues. ``cached_only`` runs no FEFF at all: it
     assembles what the cache already holds (to write the library while a build is still going).
+    ``prior`` is an earlier library: its spectra of the same structures and parameter set
+    (:func:`reusable_spectra`) are taken as they are, so a machine without the FEFF cache grows
+    the committed library instead of computing it again.
     """
     from tqdm import tqdm
 
@@ -141,9 +144,16 @@ def compute_project_spectra(
     by_element = [list(generate([el], per_element)) for el in elements]
     # interleave the elements so that a time-limited build still covers every element evenly
     order = [g for rank in zip(*by_element) for g in rank] if by_element else []
-    gens = {g.id: g for g in order}
     spectra: list[Spectrum] = []
     failures: list[dict[str, Any]] = []
+    reused = reusable_spectra(prior, order, params) if prior is not None else {}
+    for gid, sp in reused.items():
+        reason = check_spectrum(sp.energy, sp.mu)  # judged by today's checks, like a cached result
+        if reason:
+            failures.append({"id": gid, "reason": reason})
+        else:
+            spectra.append(sp)
+    gens = {g.id: g for g in order if g.id not in reused}
     t0 = time.monotonic()
     from concurrent.futures import Future
 
@@ -183,6 +193,42 @@ def compute_project_spectra(
             ))
         bar.close()
     return spectra, failures
+
+
+def _same_structure(g: Any, provenance: dict[str, Any]) -> bool:
+    """Whether a library row's recorded structure is the one :func:`generate` makes for its id now."""
+    rec = provenance.get("structure_params") or {}
+    if (provenance.get("family"), provenance.get("seed"), provenance.get("absorber_index")) != (
+            g.family, g.seed, g.absorber_index) or set(rec) != set(g.params):
+        return False
+    for k, v in g.params.items():
+        if isinstance(v, str) or isinstance(rec[k], str):
+            if v != rec[k]:
+                return False
+        elif not np.allclose(np.asarray(rec[k], dtype=float), np.asarray(v, dtype=float), rtol=1e-9, atol=1e-9):
+            return False
+    return True
+
+
+def reusable_spectra(prior: SpectrumCollection, gens: Iterable[Any], params: FeffParameters) -> dict[str, Spectrum]:
+    """The spectra of ``prior`` (an earlier library) that a build of ``gens`` may take as they are.
+
+    A row qualifies when it is a project FEFF10 spectrum of the same id, computed with the same
+    parameter set (by name), whose recorded structure parameters (lattice, strain, distortion,
+    Shannon radius, absorber site) match the structure generated for that id today. Anything else
+    (a changed generator, another parameter set) is computed again rather than trusted.
+    """
+    want = {g.id: g for g in gens}
+    rows = prior.where(source=PROJECT_SOURCE) if len(prior) else prior
+    out: dict[str, Spectrum] = {}
+    for i, gid in enumerate(rows.ids.tolist()):
+        g = want.get(gid)
+        if g is None:
+            continue
+        sp = rows.spectrum(i)
+        if sp.provenance.get("feff_parameters") == params.name and _same_structure(g, sp.provenance):
+            out[gid] = sp
+    return out
 
 
 def omnixas_collection(root: str | Path | None = None, cache_dir: str | Path = ".cache", workers: int = 2,
@@ -227,13 +273,19 @@ def build_library(
     out: str | Path, per_element: int = 300, elements: Iterable[str] = ELEMENTS, workers: int = 2,
     cache_dir: str | Path = ".cache", params: FeffParameters = REDUCED_PARAMETERS,
     include_omnixas: bool = True, omnixas_root: str | Path | None = None, progress: bool = True,
-    time_budget: float | None = None, cached_only: bool = False,
+    time_budget: float | None = None, cached_only: bool = False, resume_from: str | Path | None = None,
 ) -> SpectrumCollection:
-    """Compute (or take from the cache) every spectrum and write the library to ``out``."""
+    """Compute (or take from the cache) every spectrum and write the library to ``out``.
+
+    ``resume_from`` names an earlier library whose matching spectra are kept rather than computed
+    again (see :func:`reusable_spectra`); it is read before ``out`` is written, so both may be the
+    same file.
+    """
     cache_dir = Path(cache_dir)
+    prior = read_library(resume_from) if resume_from is not None else None
     omnixas = omnixas_collection(omnixas_root, cache_dir, workers, progress) if include_omnixas else None
     spectra, failures = compute_project_spectra(elements, per_element, cache_dir / "feff", workers, params,
-                                                progress, time_budget, cached_only)
+                                                progress, time_budget, cached_only, prior)
     spectra.sort(key=lambda s: (s.element, s.provenance["family"], s.provenance["seed"]))
     project = SpectrumCollection.from_spectra(spectra, source=PROJECT_SOURCE)
     project.split = np.array([split_for(m) for m in project.material_id], dtype=str)
@@ -282,4 +334,5 @@ def table1(lib: SpectrumCollection) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["LABEL_NAMES", "build_library", "bundled_library_path", "load_bundled_library", "split_for", "table1"]
+__all__ = ["LABEL_NAMES", "build_library", "bundled_library_path", "load_bundled_library", "reusable_spectra",
+           "split_for", "table1"]
