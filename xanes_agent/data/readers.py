@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -273,6 +274,8 @@ def read_library(path: str | Path) -> SpectrumCollection:
     p = Path(path)
     if not p.is_file():
         raise DataFormatError(p, "library file not found")
+    if not zipfile.is_zipfile(p):  # np.load would guess a pickle and say so, which misleads
+        raise DataFormatError(p, "not a readable .npz library: not a zip archive (truncated or another format?)")
     try:
         z = np.load(p, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - zipfile/ValueError: name the file
