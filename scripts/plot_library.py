@@ -1,6 +1,6 @@
 """All spectra of the library per element (like Fig. 10 of Torrisi et al.), coloured by CN.
 
-    python scripts/plot_library.py [--source feff10-project] [--out out/library_spectra.png]
+    python scripts/plot_library.py [--library LIB.npz] [--source feff10-project] [--out out/library_spectra.png]
 """
 
 import argparse
@@ -12,14 +12,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from xanes_agent.data.library import load_bundled_library  # noqa: E402
+from xanes_agent.data.readers import read_library  # noqa: E402
 from xanes_agent.models.normalization import post_edge_normalize  # noqa: E402
 
 ap = argparse.ArgumentParser()
+ap.add_argument("--library", default=None, help="a library .npz (default: the bundled one)")
 ap.add_argument("--source", default=None)
 ap.add_argument("--out", default="out/library_spectra.png")
 ap.add_argument("--max-per-element", type=int, default=400)
 a = ap.parse_args()
-lib = load_bundled_library()
+lib = read_library(a.library) if a.library else load_bundled_library()
 if a.source:
     lib = lib.where(source=a.source)
 els = [e for e in ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu") if e in set(lib.element.tolist())]

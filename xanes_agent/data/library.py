@@ -135,7 +135,8 @@ def compute_project_spectra(
     assembles what the cache already holds (to write the library while a build is still going).
     ``prior`` is an earlier library: its spectra of the same structures and parameter set
     (:func:`reusable_spectra`) are taken as they are, so a machine without the FEFF cache grows
-    the committed library instead of computing it again.
+    the committed library instead of computing it again; with ``cached_only`` its left-out
+    calculations stay recorded as left out.
     """
     from tqdm import tqdm
 
@@ -147,6 +148,10 @@ def compute_project_spectra(
     spectra: list[Spectrum] = []
     failures: list[dict[str, Any]] = []
     reused = reusable_spectra(prior, order, params) if prior is not None else {}
+    # an earlier library's left-out calculations stay recorded when nothing is run (cached_only);
+    # a build that runs FEFF tries them again
+    prior_failed = {f["id"]: f for f in prior.meta.get("failures", [])} if (
+        prior is not None and prior.meta.get("feff_parameters", {}).get("name") == params.name) else {}
     for gid, sp in reused.items():
         reason = check_spectrum(sp.energy, sp.mu)  # judged by today's checks, like a cached result
         if reason:
@@ -178,6 +183,8 @@ def compute_project_spectra(
             r = fut.result()
             g = gens[r["id"]]
             if r.get("pending"):
+                if r["id"] in prior_failed:
+                    failures.append(prior_failed[r["id"]])
                 continue
             if not r["ok"]:
                 failures.append({"id": r["id"], "reason": r["reason"]})
@@ -231,9 +238,29 @@ def reusable_spectra(prior: SpectrumCollection, gens: Iterable[Any], params: Fef
     return out
 
 
+def _prior_omnixas_labels(prior: SpectrumCollection) -> dict[str, Any]:
+    """The label-cache records of an earlier library's OmniXAS rows (labels, formula, anions)."""
+    from .omnixas import SOURCE
+
+    rows = prior.where(source=SOURCE) if len(prior) else prior
+    out = {}
+    for sp in rows:
+        labels = {k: sp.labels.get(k, float("nan")) for k in ("coordination_number", "mean_nn_distance",
+                                                               "oxidation_state")}
+        out[sp.id] = {"labels": labels, "formula": sp.provenance.get("formula"),
+                      "anions": sp.provenance.get("anions")}
+    return out
+
+
 def omnixas_collection(root: str | Path | None = None, cache_dir: str | Path = ".cache", workers: int = 2,
-                       progress: bool = True, limit: int | None = None) -> SpectrumCollection:
-    """The OmniXAS Cu spectra with CrystalNN / bond-valence labels (cached in ``cache_dir``)."""
+                       progress: bool = True, limit: int | None = None,
+                       prior: SpectrumCollection | None = None) -> SpectrumCollection:
+    """The OmniXAS Cu spectra with CrystalNN / bond-valence labels (cached in ``cache_dir``).
+
+    ``prior`` (an earlier library) supplies the labels of the sites it already holds, so they are
+    not derived again (bond valence on large cells takes minutes a site); spectra are always read
+    from the files under ``root``.
+    """
     from tqdm import tqdm
 
     from .omnixas import SOURCE, iter_entries
@@ -242,6 +269,8 @@ def omnixas_collection(root: str | Path | None = None, cache_dir: str | Path = "
     entries = list(iter_entries(root))[:limit]
     cache = Path(cache_dir) / "omnixas_labels.json"
     known: dict[str, Any] = json.loads(cache.read_text()) if cache.exists() else {}
+    if prior is not None:
+        known = {**_prior_omnixas_labels(prior), **known}
     todo = [e for e in entries if f"{e.material_id}/{e.site}" not in known]
     if todo:
         with _pool(workers) as pool:
@@ -283,7 +312,7 @@ def build_library(
     """
     cache_dir = Path(cache_dir)
     prior = read_library(resume_from) if resume_from is not None else None
-    omnixas = omnixas_collection(omnixas_root, cache_dir, workers, progress) if include_omnixas else None
+    omnixas = omnixas_collection(omnixas_root, cache_dir, workers, progress, prior=prior) if include_omnixas else None
     spectra, failures = compute_project_spectra(elements, per_element, cache_dir / "feff", workers, params,
                                                 progress, time_budget, cached_only, prior)
     spectra.sort(key=lambda s: (s.element, s.provenance["family"], s.provenance["seed"]))
