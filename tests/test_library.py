@@ -18,6 +18,14 @@ def test_project_source_covers_every_element_with_two_cn_classes(bundled_library
     assert np.isnan(bundled_library.labels["bader_charge"]).all()
 
 
+def test_library_reaches_300_feff10_spectra_per_element(bundled_library):
+    """Issue 2's size: >= 300 per element from the project's own FEFF10 runs alone (2,400+ in all)."""
+    project = bundled_library.where(source=PROJECT_SOURCE)
+    counts = {el: len(project.where(element=el)) for el in ELEMENTS}
+    assert min(counts.values()) >= 300, counts
+    assert len(project) >= 2400
+
+
 def test_sources_are_distinguishable(bundled_library):
     assert set(bundled_library.source.tolist()) == {PROJECT_SOURCE, "omnixas-feff9"}
     assert set(bundled_library.where(source="omnixas-feff9").element.tolist()) == {"Cu"}
