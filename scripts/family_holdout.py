@@ -8,7 +8,8 @@ and pools the predictions:
 
     python scripts/family_holdout.py [--library LIB.npz] [--featurization polynomial] [--out out/family_holdout.md]
 
-One random forest per fold (100 trees, the study's max_features), random over-sampling for CN.
+Per fold, the project's own seed ensembles (`SeedEnsembleClassifier` with random over-sampling
+for CN, `SeedEnsembleRegressor`; one seed by default, the study's 100 trees and max_features).
 """
 
 import argparse
@@ -16,21 +17,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.metrics import r2_score
 
-from xanes_agent.data.library import load_bundled_library
+from xanes_agent.data.edges import ELEMENTS
+from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library
 from xanes_agent.data.readers import read_library
+from xanes_agent.models.ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor
 from xanes_agent.models.features import make_featurizer, spectra_to_grid
-
-PROJECT_SOURCE = "feff10-project"
-ELEMENTS = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu")
-
-
-def oversample(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Row indices with every class drawn up to the largest class's count."""
-    classes, counts = np.unique(y, return_counts=True)
-    return np.concatenate([rng.choice(np.flatnonzero(y == c), counts.max(), replace=True) for c in classes])
 
 
 def main() -> None:
@@ -38,6 +31,7 @@ def main() -> None:
     ap.add_argument("--library", default=None)
     ap.add_argument("--featurization", default="polynomial", choices=("polynomial", "pointwise"))
     ap.add_argument("--trees", type=int, default=100)
+    ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--out", default="out/family_holdout.md")
     a = ap.parse_args()
     lib = (read_library(a.library) if a.library else load_bundled_library()).where(source=PROJECT_SOURCE)
@@ -54,18 +48,14 @@ def main() -> None:
         cn, d, ox = (sub.labels[k] for k in ("coordination_number", "mean_nn_distance", "oxidation_state"))
         ok = np.isfinite(e0) & np.isin(cn, (4, 5, 6))
         pred = {k: np.full(len(sub), np.nan) for k in ("cn", "d", "ox")}
-        rng = np.random.default_rng(0)
         for f in np.unique(fam[ok]):
             test, train = ok & (fam == f), ok & (fam != f)
-            idx = np.flatnonzero(train)
-            over = idx[oversample(cn[idx], rng)]
-            clf = RandomForestClassifier(a.trees, max_features="sqrt", random_state=0, n_jobs=-1)
-            pred["cn"][test] = clf.fit(F[over], cn[over]).predict(F[test])
+            clf = SeedEnsembleClassifier(a.seeds, a.trees, n_jobs=-1)
+            pred["cn"][test] = clf.fit(F[train], cn[train]).predict(F[test])
             for key, y in (("d", d), ("ox", ox)):
-                reg = RandomForestRegressor(a.trees, max_features=1 / 3, random_state=0, n_jobs=-1)
-                pred[key][test] = reg.fit(F[idx], y[idx]).predict(F[test])
-        values, counts = np.unique(cn[ok], return_counts=True)
-        modal = counts.max() / ok.sum()
+                reg = SeedEnsembleRegressor(a.seeds, a.trees, n_jobs=-1)
+                pred[key][test] = reg.fit(F[train], y[train]).predict(F[test])
+        modal = np.unique(cn[ok], return_counts=True)[1].max() / ok.sum()
         row = (f"| {el} | {len(np.unique(fam[ok]))} | {ok.sum()} | {np.mean(pred['cn'][ok] == cn[ok]):.2f} "
                f"| {modal:.2f} | {r2_score(d[ok], pred['d'][ok]):.2f} | {np.mean(np.abs(d[ok] - pred['d'][ok])):.3f} "
                f"| {r2_score(ox[ok], pred['ox'][ok]):.2f} |")
