@@ -62,7 +62,7 @@ def cmd_build_library(a: argparse.Namespace) -> int:
     lib = build_library(a.out, per_element=a.per_element, elements=a.elements, workers=a.workers,
                         cache_dir=a.cache, params=PARAMETER_SETS[a.parameters],
                         include_omnixas=not a.no_omnixas, time_budget=a.time_budget,
-                        cached_only=a.cached_only, resume_from=resume)
+                        cached_only=a.cached_only, resume_from=resume, hosts_per_element=a.hosts_per_element)
     print(table1(lib))
     print(f"wrote {a.out} ({Path(a.out).stat().st_size / 1e6:.1f} MB, {len(lib)} spectra, "
           f"{len(lib.meta['failures'])} calculations left out)")
@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build-library", help="compute the FEFF10 reference library (resumable)")
     b.add_argument("--out", default="xanes_agent/data/reference/library.npz")
     b.add_argument("--per-element", type=_positive_int, default=300)
+    b.add_argument("--hosts-per-element", type=int, default=0, metavar="N",
+                   help="also N absorber sites per element in the real Materials Project host oxides of the "
+                        "OmniXAS folder (native and isovalently substituted sites; see xanes_agent.data.hosts)")
     b.add_argument("--elements", nargs="+", type=_element, default=list(ELEMENTS))
     b.add_argument("--workers", type=_positive_int, default=2)
     b.add_argument("--cache", default=".cache", help="resumable FEFF and label cache folder")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
@@ -55,20 +56,63 @@ def split_for(material_id: str, fraction: float = TEST_FRACTION) -> str:
 
 # -- workers (module level so that the process pool can pickle them) ------------------------------
 
+def _job_record_path(cache_dir: str, params: FeffParameters, gid: str) -> Path:
+    return Path(cache_dir).parent / "jobs" / params.name / f"{gid.replace('/', '_')}.json"
+
+
 def _project_job(gen: Any, params: FeffParameters, cache_dir: str, cached_only: bool = False) -> dict[str, Any]:
-    from .feff import cached_result
+    """One library site: build its structure, run FEFF (or read the cache), label it.
+
+    ``gen`` is a :class:`~.structures.GeneratedStructure` or a :class:`~.hosts.HostSite` (built here,
+    in the worker). A host site records its outcome under ``<cache>/jobs/<id>.json`` so that
+    ``cached_only`` assembles it without rebuilding the structure; one whose CrystalNN
+    coordination is outside 4-6 is skipped before FEFF runs.
+    """
+    from .feff import _load_cached, cached_result
     from .labels import site_environment
 
-    inp = feff_input(gen.structure, gen.absorber_index, params, title=gen.id)
-    res = cached_result(inp, cache_dir) if cached_only else run_feff(inp, cache_dir, meta={"id": gen.id})
-    if res is None:
-        return {"id": gen.id, "ok": False, "reason": "not computed yet", "seconds": 0.0, "pending": True}
-    out: dict[str, Any] = {"id": gen.id, "ok": res.ok, "reason": res.reason, "seconds": res.seconds,
-                           "scf_mixing_fallback": res.scf_mixing_fallback}
-    if res.ok:
+    job = gen  # what the provenance records: for a host site, its index in the parent's POSCAR
+    host = hasattr(job, "materialize")
+    record_path = _job_record_path(cache_dir, params, job.id)
+    if host:
+        if record_path.exists():
+            rec = json.loads(record_path.read_text())
+            if rec.get("skipped"):
+                return rec
+            res = _load_cached(Path(cache_dir) / rec["key"], rec["key"])
+            return {**rec, "ok": res.ok, "reason": res.reason, "energy": res.energy, "mu": res.mu}
+        if cached_only:
+            return {"id": job.id, "ok": False, "reason": "not computed yet", "seconds": 0.0, "pending": True}
+        try:
+            gen = job.materialize()
+            env = site_environment(gen.structure, gen.absorber_index)
+            reason = ("" if env["coordination_number"] in (4.0, 5.0, 6.0) else
+                      f"skipped: CrystalNN coordination {env['coordination_number']:g} is outside 4-6")
+        except Exception as exc:  # noqa: BLE001 - one odd host structure must not end a build
+            reason = f"skipped: structure not built: {type(exc).__name__}: {exc}"[:300]
+        if reason:
+            rec = {"id": job.id, "ok": False, "skipped": True, "seconds": 0.0, "reason": reason}
+            record_path.parent.mkdir(parents=True, exist_ok=True)
+            record_path.write_text(json.dumps(rec))
+            return rec
+    else:
         env = site_environment(gen.structure, gen.absorber_index)
-        out.update(energy=res.energy, mu=res.mu, labels={
-            **env, "oxidation_state": float(gen.oxidation_state), "feff_charge_transfer": res.charge_transfer})
+    provenance = {"family": job.family, "seed": job.seed, "absorber_index": job.absorber_index,
+                  "structure_params": job.params, **gen.details,
+                  "formula": gen.structure.composition.reduced_formula}
+    inp = feff_input(gen.structure, gen.absorber_index, params, title=job.id)
+    res = cached_result(inp, cache_dir) if cached_only else run_feff(inp, cache_dir, meta={"id": job.id})
+    if res is None:
+        return {"id": job.id, "ok": False, "reason": "not computed yet", "seconds": 0.0, "pending": True}
+    labels = {**env, "oxidation_state": float(gen.oxidation_state), "feff_charge_transfer": res.charge_transfer}
+    out: dict[str, Any] = {"id": job.id, "ok": res.ok, "reason": res.reason, "seconds": res.seconds,
+                           "scf_mixing_fallback": res.scf_mixing_fallback, "labels": labels,
+                           "provenance": provenance, "key": res.key}
+    if host:
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        record_path.write_text(json.dumps(out))
+    if res.ok:
+        out.update(energy=res.energy, mu=res.mu)
     return out
 
 
@@ -126,10 +170,13 @@ def _die_with_parent(parent: int, poll: float = 1.0) -> None:
 def compute_project_spectra(
     elements: Iterable[str], per_element: int, cache_dir: str | Path, workers: int = 2,
     params: FeffParameters = REDUCED_PARAMETERS, progress: bool = True, time_budget: float | None = None,
-    cached_only: bool = False, prior: SpectrumCollection | None = None,
+    cached_only: bool = False, prior: SpectrumCollection | None = None, hosts_per_element: int = 0,
+    hosts_root: str | Path | None = None,
 ) -> tuple[list[Spectrum], list[dict[str, Any]]]:
-    """FEFF10 spectra of generated structures; returns (good spectra, failure records).
+    """FEFF10 spectra of generated structures and host sites; returns (good spectra, failure records).
 
+    ``per_element`` prototype-family structures (:mod:`.structures`) and ``hosts_per_element``
+    sites in real host structures (:mod:`.hosts`, under ``hosts_root``) per element.
     ``time_budget`` (s) stops submitting new calculations after that long; what finished is kept
     (the cache holds it) so a later call continues. ``cached_only`` runs no FEFF at all: it
     assembles what the cache already holds (to write the library while a build is still going).
@@ -142,9 +189,14 @@ def compute_project_spectra(
 
     from .structures import generate
 
+    elements = list(elements)
     by_element = [list(generate([el], per_element)) for el in elements]
     # interleave the elements so that a time-limited build still covers every element evenly
-    order = [g for rank in zip(*by_element) for g in rank] if by_element else []
+    order = [g for rank in itertools.zip_longest(*by_element) for g in rank if g is not None]
+    if hosts_per_element:
+        from .hosts import plan
+
+        order += plan(elements, hosts_per_element, hosts_root)
     spectra: list[Spectrum] = []
     failures: list[dict[str, Any]] = []
     reused = reusable_spectra(prior, order, params) if prior is not None else {}
@@ -187,16 +239,19 @@ def compute_project_spectra(
                     failures.append(prior_failed[r["id"]])
                 continue
             if not r["ok"]:
-                failures.append({"id": r["id"], "reason": r["reason"]})
+                failures.append({"id": r["id"], "element": g.element, "reason": r["reason"],
+                                 **({"skipped": True} if r.get("skipped") else {})})
                 continue
+            parent = getattr(g, "parent", None)
             spectra.append(Spectrum(
                 energy=r["energy"], mu=r["mu"], element=g.element, edge="K", labels=r["labels"], id=g.id,
-                provenance={"material_id": g.id, "family": g.family, "seed": g.seed,
-                            "absorber_index": g.absorber_index, "structure_params": g.params,
+                provenance={"material_id": parent or g.id, **r["provenance"],
+                            **({"parent": parent, "host_species": g.host_species,
+                                "oxidation_state_method": "bond-valence sum posterior (pymatgen BVAnalyzer "
+                                                          "per site)"} if parent else {}),
                             "feff_parameters": params.name, "feff_seconds": round(r["seconds"], 2),
                             # None: the parameter set's own SCF mixing; else the bad-counts fallback's
-                            "scf_mixing_fallback": r["scf_mixing_fallback"],
-                            "formula": g.structure.composition.reduced_formula},
+                            "scf_mixing_fallback": r["scf_mixing_fallback"]},
             ))
         bar.close()
     return spectra, failures
@@ -303,8 +358,12 @@ def build_library(
     cache_dir: str | Path = ".cache", params: FeffParameters = REDUCED_PARAMETERS,
     include_omnixas: bool = True, omnixas_root: str | Path | None = None, progress: bool = True,
     time_budget: float | None = None, cached_only: bool = False, resume_from: str | Path | None = None,
+    hosts_per_element: int = 0,
 ) -> SpectrumCollection:
     """Compute (or take from the cache) every spectrum and write the library to ``out``.
+
+    ``per_element`` prototype-family structures and ``hosts_per_element`` sites in the real host
+    structures under ``omnixas_root`` (:mod:`.hosts`) per element.
 
     ``resume_from`` names an earlier library whose matching spectra are kept rather than computed
     again (see :func:`reusable_spectra`); it is read before ``out`` is written, so both may be the
@@ -314,8 +373,9 @@ def build_library(
     prior = read_library(resume_from) if resume_from is not None else None
     omnixas = omnixas_collection(omnixas_root, cache_dir, workers, progress, prior=prior) if include_omnixas else None
     spectra, failures = compute_project_spectra(elements, per_element, cache_dir / "feff", workers, params,
-                                                progress, time_budget, cached_only, prior)
-    spectra.sort(key=lambda s: (s.element, s.provenance["family"], s.provenance["seed"]))
+                                                progress, time_budget, cached_only, prior,
+                                                hosts_per_element, omnixas_root)
+    spectra.sort(key=lambda s: (s.element, s.provenance["family"], s.provenance["seed"], s.id))
     project = SpectrumCollection.from_spectra(spectra, source=PROJECT_SOURCE)
     project.split = np.array([split_for(m) for m in project.material_id], dtype=str)
     lib = SpectrumCollection.concatenate([project] + ([omnixas] if omnixas is not None else []))
@@ -323,12 +383,15 @@ def build_library(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "feff_parameters": asdict(params),
         "per_element_target": per_element,
+        "hosts_per_element_target": hosts_per_element,
         "failures": failures,
         "label_method": "CrystalNN (pymatgen) coordination and mean neighbour distance; oxidation state "
-                        "by construction (project) or BVAnalyzer (OmniXAS); feff_charge_transfer from "
-                        "FEFF SCF where converged; no Bader charges",
+                        "by construction (prototype families), the host site's bond-valence posterior (real "
+                        "host structures, isovalent substitution) or BVAnalyzer (OmniXAS); "
+                        "feff_charge_transfer from FEFF SCF where converged; no Bader charges",
         "split": f"held-out 'test' = {TEST_FRACTION:.0%} of materials by sha256 of the material id",
-        "sources": {PROJECT_SOURCE: "FEFF10 (feff10-rs) spectra of generated oxide structures",
+        "sources": {PROJECT_SOURCE: "FEFF10 (feff10-rs) spectra of prototype-family oxide structures and "
+                                        "of sites in real Materials Project host oxides (provenance 'parent')",
                     "omnixas-feff9": "OmniXAS Cu K-edge FEFF 9.9.1, BSD-3-Clause (see LICENSE-omnixas)"},
     }
     write_library(lib, out)
@@ -338,16 +401,21 @@ def build_library(
 def table1(lib: SpectrumCollection) -> str:
     """Counts per source, element and coordination class, like Table 1 of Torrisi et al.
 
-    ``left out`` counts the element's FEFF calculations that failed or were unphysical (from the
-    library's ``failures`` record; the project source only).
+    ``parents`` counts distinct parent structures (a prototype family for generated structures, the
+    Materials Project host for sites in real structures, the material for OmniXAS). ``left out``
+    counts the element's FEFF calculations that failed or were unphysical, ``skipped`` the host
+    sites whose CrystalNN coordination fell outside 4-6 (from the library's ``failures`` record;
+    the project source only).
     """
     failed: dict[str, int] = {}
+    skipped: dict[str, int] = {}
     for f in lib.meta.get("failures", []):
-        el = str(f.get("id", "")).rsplit("-", 2)[-2:-1]
+        el = f.get("element") or (str(f.get("id", "")).rsplit("-", 2)[-2:-1] or [None])[0]
         if el:
-            failed[el[0]] = failed.get(el[0], 0) + 1
-    lines = [f"{'source':16s} {'element':7s} {'total':>6s} {'CN4':>5s} {'CN5':>5s} {'CN6':>5s} {'other':>6s} "
-             f"{'test':>5s} {'d(A) mean':>9s} {'ox mean':>8s} {'left out':>8s}"]
+            bucket = skipped if f.get("skipped") else failed
+            bucket[el] = bucket.get(el, 0) + 1
+    lines = [f"{'source':16s} {'element':7s} {'total':>6s} {'parents':>7s} {'CN4':>5s} {'CN5':>5s} {'CN6':>5s} "
+             f"{'other':>6s} {'test':>5s} {'d(A) mean':>9s} {'ox mean':>8s} {'left out':>8s} {'skipped':>7s}"]
     for src in sorted(set(lib.source.tolist())):
         for el in sorted(set(lib.where(source=src).element.tolist())):
             sub = lib.where(source=src, element=el)
@@ -355,13 +423,30 @@ def table1(lib: SpectrumCollection) -> str:
             counts = [int(np.sum(cn == k)) for k in (4, 5, 6)]
             other = len(sub) - sum(counts)
             left = str(failed.get(el, 0)) if src == PROJECT_SOURCE else ""
+            skip = str(skipped.get(el, 0)) if src == PROJECT_SOURCE else ""
             lines.append(
-                f"{src:16s} {el:7s} {len(sub):6d} {counts[0]:5d} {counts[1]:5d} {counts[2]:5d} {other:6d} "
+                f"{src:16s} {el:7s} {len(sub):6d} {len(set(parent_groups(sub).tolist())):7d} {counts[0]:5d} "
+                f"{counts[1]:5d} {counts[2]:5d} {other:6d} "
                 f"{int(np.sum(sub.split == 'test')):5d} {np.nanmean(sub.labels['mean_nn_distance']):9.3f} "
-                f"{np.nanmean(sub.labels['oxidation_state']):8.2f} {left:>8s}")
+                f"{np.nanmean(sub.labels['oxidation_state']):8.2f} {left:>8s} {skip:>7s}")
     lines.append(f"{'all':16s} {'':7s} {len(lib):6d}")
     return "\n".join(lines)
 
 
-__all__ = ["LABEL_NAMES", "build_library", "bundled_library_path", "load_bundled_library", "reusable_spectra",
+def parent_groups(lib: SpectrumCollection) -> np.ndarray:
+    """The parent structure of each spectrum: the prototype family of a generated structure, the
+    host's Materials Project id for a site in a real structure, the material otherwise. Spectra of
+    one parent are near relatives; hold-out evaluations keep them on one side."""
+    out = []
+    for src, mat, prov in zip(lib.source.tolist(), lib.material_id.tolist(), lib.provenance.tolist()):
+        p = json.loads(prov) if isinstance(prov, str) else (prov or {})
+        if src == PROJECT_SOURCE and not p.get("parent"):
+            out.append(f"family:{p.get('family', mat)}")
+        else:
+            out.append(str(p.get("parent") or mat))
+    return np.array(out, dtype=str)
+
+
+__all__ = ["LABEL_NAMES", "build_library", "bundled_library_path", "load_bundled_library", "parent_groups",
+           "reusable_spectra",
            "split_for", "table1"]

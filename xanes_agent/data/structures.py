@@ -163,7 +163,8 @@ class GeneratedStructure:
     family: str
     seed: int
     oxidation_state: int
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)  # what fixes the structure (compared on resume)
+    details: dict[str, Any] = field(default_factory=dict)  # derived facts recorded beside them
 
     @property
     def id(self) -> str:

@@ -1,0 +1,299 @@
+"""Absorber sites in real host structures: the Materials Project oxides of the OmniXAS set.
+
+The 15 prototype families (:mod:`.structures`) give every label class, but each (coordination,
+oxidation state) pair comes from one or two families, so a forest can learn the family instead of
+the environment. These hosts are 2,697 relaxed Materials Project oxides (``../shared/data/omnixas_cu``,
+one ``POSCAR`` each), and every absorber site computed in them records its parent structure.
+
+Two kinds of site, both planned here without running anything expensive:
+
+* **native**: a symmetry-distinct site of the absorbing element itself (Ti..Cu) in its own
+  structure, unchanged.
+* **substituted**: the absorber put on a symmetry-distinct cation site of another element
+  (isovalent, so the cell stays charge balanced) where Shannon (1976) lists the absorber in that
+  oxidation state and coordination, and where the first shell then needs at most a 15 % change in
+  length. The cell is first repeated until every lattice vector is >= 7 Angstrom (the absorber is
+  then a dilute dopant: its nearest image lies outside FEFF's 4.5 Angstrom FMS sphere), and the
+  first-shell O atoms are moved along their bonds so the mean bond length becomes the Shannon
+  sum r(M, ox, CN) + r(O2-) while the shell's distortion (bond-length spread, angles) is kept.
+
+Planning uses a cheap first shell: the O neighbours within 1.2 x the shortest cation-anion
+distance, all of them O (oxides only), 4 to 6 of them. The host oxidation state is the site's
+bond-valence sum (Brese & O'Keeffe 1991 parameters, via pymatgen), rounded. The labels of every
+computed spectrum are then taken from the final structure itself (CrystalNN, as for all library
+spectra); a site whose CrystalNN coordination is outside 4-6 is skipped before FEFF runs.
+
+The order of the plan spreads the environments: per element, candidates are grouped by the planned
+coordination (4, 5, 6) and taken round-robin over the classes; within a class, round-robin over
+parent structures (each parent once before any parent twice, at most :data:`MAX_PER_PARENT` sites
+per parent and element) in an order fixed by a hash, so a larger target only extends a smaller one
+(the build stays resumable and its cache reusable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import warnings
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from .structures import O_RADIUS, GeneratedStructure, _shannon_table, shannon_radius
+
+#: Most sites one parent structure gives one element (spreads the library over parents).
+MAX_PER_PARENT = 4
+#: First-shell length change allowed for a substitution (target / host mean bond length).
+SCALE_RANGE = (0.85, 1.15)
+#: Shortest lattice vector (Angstrom) of the cell a substituted absorber sits in.
+MIN_CELL_LENGTH = 7.0
+#: Relative tolerance of the planning first shell (neighbours within (1 + tol) x the shortest).
+SHELL_TOLERANCE = 0.2
+
+_CN_LABEL = {4: "IV", 5: "V", 6: "VI"}
+
+
+@dataclass(frozen=True)
+class HostSite:
+    """One planned absorber site in a real host structure (plain, picklable data).
+
+    ``site`` is the 0-based index in the parent's POSCAR; distances are in Angstrom.
+    """
+
+    parent: str  # Materials Project id of the host
+    poscar: str
+    site: int
+    host_species: str  # the element on that site in the parent
+    element: str  # the absorber
+    oxidation_state: int  # host site's rounded bond-valence sum (kept by isovalent substitution)
+    cn_estimate: int
+    host_distance: float  # mean first-shell distance in the parent
+    target_distance: float  # mean first-shell distance after rescaling (== host_distance if native)
+    n_equivalent: int  # symmetry-equivalent sites of it in the parent cell
+
+    @property
+    def native(self) -> bool:
+        return self.host_species == self.element
+
+    @property
+    def family(self) -> str:
+        return "mp-native" if self.native else "mp-substituted"
+
+    @property
+    def id(self) -> str:
+        return f"{self.parent}_{self.site}-{self.element}-{'native' if self.native else 'sub'}"
+
+    @property
+    def seed(self) -> int:
+        return 0
+
+    @property
+    def absorber_index(self) -> int:
+        return self.site
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """What fixes the structure computed for this site (compared when a build resumes)."""
+        return {"parent": self.parent, "site": self.site, "host_species": self.host_species,
+                "oxidation_state": self.oxidation_state, "host_distance": round(self.host_distance, 5),
+                "target_distance": round(self.target_distance, 5), "min_cell_length": MIN_CELL_LENGTH}
+
+    def materialize(self) -> GeneratedStructure:
+        """The structure FEFF runs on: the parent, or the substituted, rescaled dilute cell."""
+        from .readers import read_poscar
+
+        s = read_poscar(self.poscar)
+        index = self.site
+        extra: dict[str, Any] = {}
+        if not self.native:
+            s.add_site_property("xanes_absorber", [i == self.site for i in range(len(s))])
+            reps = [max(1, int(np.ceil(MIN_CELL_LENGTH / x))) for x in s.lattice.abc]
+            if reps != [1, 1, 1]:
+                s.make_supercell(reps)
+            index = next(i for i, v in enumerate(s.site_properties["xanes_absorber"]) if v)
+            s.remove_site_property("xanes_absorber")
+            s.replace(index, self.element)
+            shell = first_shell(s, index)
+            if shell is None:
+                raise ValueError(f"{self.id}: the first shell changed on repetition")
+            centre = s[index].coords
+            scale = self.target_distance / self.host_distance
+            for n in shell:
+                # move each shell atom along its bond (its image's vector from the absorber)
+                s.translate_sites([n.index], (scale - 1.0) * (n.coords - centre), frac_coords=False,
+                                  to_unit_cell=True)
+            extra = {"supercell": reps, "shell_scale": round(scale, 5)}
+        return GeneratedStructure(structure=s, absorber_index=index, element=self.element,
+                                  family=self.family, seed=0, oxidation_state=self.oxidation_state,
+                                  params=self.params,
+                                  details={**extra, "site_in_computed_structure": index,
+                                           "parent_spacegroup": _spacegroup(self.poscar)})
+
+
+def first_shell(structure: Any, index: int, cutoff: float = 3.3) -> list[Any] | None:
+    """The planning first shell of site ``index``: neighbours within (1 + tol) x the shortest
+    distance; None unless they are all O and 4 to 6 of them."""
+    nbrs = structure.get_neighbors(structure[index], cutoff)
+    if not nbrs:
+        return None
+    dmin = min(n.nn_distance for n in nbrs)
+    shell = [n for n in nbrs if n.nn_distance <= (1.0 + SHELL_TOLERANCE) * dmin]
+    if not 4 <= len(shell) <= 6 or any(n.specie.symbol != "O" for n in shell):
+        return None
+    return shell
+
+
+def _bv_oxidation_state(structure: Any, index: int) -> int | None:
+    """Most probable oxidation state of site ``index`` from its bond-valence sum: pymatgen's
+    BVAnalyzer per-site posterior (ICSD-calibrated sum distributions x ICSD occurrence priors,
+    neighbours within 4 Angstrom), without its cell-wide charge-neutral search, which takes minutes
+    on large cells. None where no parameters exist or the state would be below +1."""
+    import math
+
+    from pymatgen.analysis.bond_valence import ICSD_BV_DATA, PRIOR_PROB, calculate_bv_sum
+
+    site = structure[index]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            v = calculate_bv_sum(site, structure.get_neighbors(site, 4.0))
+    except (KeyError, ValueError):  # no bond-valence parameters for this pair
+        return None
+    post = {sp.oxi_state: math.exp(-((v - d["mean"]) ** 2) / 2 / d["std"] ** 2) / d["std"] * PRIOR_PROB[sp]
+            for sp, d in ICSD_BV_DATA.items()
+            if sp.symbol == site.specie.symbol and sp.oxi_state != 0 and d["std"] > 0}
+    if not post or max(post.values()) <= 0:
+        return None
+    q = int(max(post, key=post.get))
+    return q if q >= 1 else None
+
+
+def _tabulated(element: str, q: int, cn: int) -> float | None:
+    """Shannon radius of ``element`` in state ``q`` with ``cn`` O neighbours, or None where Shannon
+    does not list that state with that coordination (four-coordinate: IV or IVSQ; five: V, or IV
+    and VI to interpolate; six: VI)."""
+    table = _shannon_table(element, q)
+    if not table:
+        return None
+    if cn == 4 and not ("IV" in table or "IVSQ" in table):
+        return None
+    if cn == 5 and not ("V" in table or ("VI" in table and ("IV" in table or "IVSQ" in table))):
+        return None
+    if cn == 6 and "VI" not in table:
+        return None
+    return shannon_radius(element, q, _CN_LABEL[cn])
+
+
+@lru_cache(maxsize=4096)
+def _spacegroup(poscar: str) -> str:
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    from .readers import read_poscar
+
+    return SpacegroupAnalyzer(read_poscar(poscar), symprec=0.1).get_space_group_symbol()
+
+
+def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list[HostSite]:
+    """Every candidate absorber site of ``elements`` in one host structure (native and substituted)."""
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    from .readers import read_poscar
+
+    s = read_poscar(poscar)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sym = SpacegroupAnalyzer(s, symprec=0.1).get_symmetrized_structure()
+    out: list[HostSite] = []
+    for eq in sym.equivalent_indices:
+        i = eq[0]
+        host = s[i].specie.symbol
+        if host == "O" or s[i].specie.X > 2.5:  # anions are not cation sites
+            continue
+        shell = first_shell(s, i)
+        if shell is None:
+            continue
+        q = _bv_oxidation_state(s, i)
+        if q is None:
+            continue
+        cn = len(shell)
+        d_host = float(np.mean([n.nn_distance for n in shell]))
+        for el in elements:
+            if el == host:
+                out.append(HostSite(parent, str(poscar), i, host, el, q, cn, d_host, d_host, len(eq)))
+                continue
+            r = _tabulated(el, q, cn)
+            if r is None:
+                continue
+            target = r + O_RADIUS
+            if SCALE_RANGE[0] <= target / d_host <= SCALE_RANGE[1]:
+                out.append(HostSite(parent, str(poscar), i, host, el, q, cn, d_host, target, len(eq)))
+    return out
+
+
+def _rank(*parts: object) -> str:
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
+
+
+def order_sites(sites: Iterable[HostSite], element: str) -> list[HostSite]:
+    """The build order of ``element``'s candidates (see the module docstring): coordination classes
+    in turn, parents round-robin within a class, native sites first within a parent."""
+    mine = [s for s in sites if s.element == element]
+    by_cn: dict[int, dict[str, list[HostSite]]] = {}
+    for s in mine:
+        by_cn.setdefault(s.cn_estimate, {}).setdefault(s.parent, []).append(s)
+    queues = []
+    for cn in sorted(by_cn):
+        parents = sorted(by_cn[cn], key=lambda p: _rank(element, cn, p))
+        per_parent = [sorted(by_cn[cn][p], key=lambda s: (not s.native, _rank(s.id)))[:MAX_PER_PARENT]
+                      for p in parents]
+        # round r takes the r-th site of every parent that has one
+        queues.append([s for rnd in itertools.zip_longest(*per_parent) for s in rnd if s is not None])
+    return [s for rnd in itertools.zip_longest(*queues) for s in rnd if s is not None]
+
+
+def plan(elements: Iterable[str], per_element: int, root: str | Path | None = None) -> list[HostSite]:
+    """The first ``per_element`` planned host sites of each element, elements interleaved."""
+    elements = list(elements)
+    sites = all_sites(tuple(elements), str(root) if root is not None else None)
+    ordered = [order_sites(sites, el)[:per_element] for el in elements]
+    return [s for rnd in itertools.zip_longest(*ordered) for s in rnd if s is not None]
+
+
+@lru_cache(maxsize=4)
+def all_sites(elements: tuple[str, ...], root: str | None = None) -> list[HostSite]:
+    """Every candidate site in every host under ``root`` (default: the OmniXAS folder); ~1 min."""
+    from .omnixas import default_root
+
+    base = Path(root) if root is not None else default_root()
+    if not base.is_dir():
+        raise FileNotFoundError(f"host structures not found: {base} (set XANES_AGENT_OMNIXAS)")
+    out: list[HostSite] = []
+    for mat in sorted(p for p in base.iterdir() if (p / "POSCAR").is_file()):
+        out.extend(host_sites(mat / "POSCAR", mat.name, elements))
+    return out
+
+
+def describe(sites: Iterable[HostSite]) -> dict[str, Any]:
+    """Counts of a plan: per element, sites and parents per planned coordination and kind."""
+    out: dict[str, Any] = {}
+    for s in sites:
+        e = out.setdefault(s.element, {"sites": 0, "parents": set(), "by_cn": {}, "native": 0})
+        e["sites"] += 1
+        e["parents"].add(s.parent)
+        e["native"] += s.native
+        c = e["by_cn"].setdefault(s.cn_estimate, {"sites": 0, "parents": set()})
+        c["sites"] += 1
+        c["parents"].add(s.parent)
+    for e in out.values():
+        e["parents"] = len(e["parents"])
+        for c in e["by_cn"].values():
+            c["parents"] = len(c["parents"])
+    return out
+
+
+def iter_plan_dicts(sites: Iterable[HostSite]) -> Iterator[dict[str, Any]]:
+    for s in sites:
+        yield asdict(s)
