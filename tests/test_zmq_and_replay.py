@@ -10,6 +10,7 @@ import zmq
 from bluesky import RunEngine
 from bluesky.callbacks.zmq import Publisher
 
+from xanes_agent.agent.wire import pack, unpack
 from xanes_agent.documents import JSONLWriter, read_jsonl
 from xanes_agent.simulator import make_beamline, sample_from_library
 
@@ -19,7 +20,22 @@ def sample(bundled_library):
     return sample_from_library(bundled_library, element="Cu", split="test", rng=5, coordination_number=4.0)
 
 
+class _Exploit:
+    """A pickle that, if ever unpickled, creates a marker file (what an attacker's payload would do)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
 def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path, zmq_proxy):
+    """``serve`` behind a real proxy: hostile messages first (a pickle that would create a file, an
+    unknown document name, junk), then a real run published as msgpack. Nothing is executed, the
+    bad messages are counted and named, and the run is still analysed."""
     models = tmp_path / "models"
     models.mkdir()
     cu_agent_model.save(models / "Cu-polynomial-post_edge.npz")
@@ -41,9 +57,20 @@ def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path, zm
         line = proc.stdout.readline()
         assert "listening" in line, line
         time.sleep(1.0)  # 0MQ slow joiner: let the agent's subscription reach the proxy
+        import pickle
+
+        marker = tmp_path / "pwned"
+        hostile = ctx.socket(zmq.PUB)
+        hostile.connect(in_addr)
+        time.sleep(0.5)
+        hostile.send(b"bluesky start " + pickle.dumps({"uid": "x", "payload": _Exploit(marker)}))
+        hostile.send(b"bluesky no_such_document " + pack({"uid": "y"}))
+        hostile.send(b"junk-without-spaces")
+        hostile.send(b"bluesky start \xc1\xff\x00")
+        hostile.close(linger=1000)
         bl = make_beamline(sample, seed=0, flux=1e9)
         RE = RunEngine({})
-        publisher = Publisher(in_addr)
+        publisher = Publisher(in_addr, serializer=pack)
         RE.subscribe(publisher)
         raw = []
         RE.subscribe(lambda n, d: raw.append((n, d)))
@@ -61,15 +88,15 @@ def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path, zm
             proc.kill()
     assert proc.returncode == 0, out
     assert "CN" in out and "120 points" in out
+    assert not marker.exists(), "a pickled payload was executed"
+    assert "not a data-only msgpack document" in out and "unknown document name" in out, out
     docs = list(read_jsonl(tmp_path / "agent.jsonl"))
     raw_starts = [d["uid"] for n, d in raw if n == "start"]
     assert docs[0][0] == "start" and docs[0][1]["raw_run_uid"] in raw_starts
     assert docs[-1][0] == "stop"
-    import pickle
-
     while sub.poll(timeout=2000):
         prefix, name, doc = sub.recv().split(b" ", 2)
-        received.append((name.decode(), pickle.loads(doc)))
+        received.append((name.decode(), unpack(doc)))
     sub.close(linger=0)
     ctx.term()
     publisher.close()

@@ -1,11 +1,10 @@
 """The agent outside the RunEngine: a 0MQ service and an offline replay.
 
-``serve``: subscribes to a bluesky 0MQ proxy's output with ``RemoteDispatcher``, routes runs to one
-agent per run (:class:`SafeRunRouter`: a ``RunRouter`` that skips runs joined mid-way) and
-publishes the agent's documents back with a ``Publisher`` (prefix ``b"xanes-agent"``) to a proxy
-input. It shuts down by cancelling the dispatcher's task
-(``RemoteDispatcher.stop()`` may not be called from inside a callback), after ``max_runs`` runs or
-on SIGINT/SIGTERM.
+``serve``: subscribes to a bluesky 0MQ proxy's output with a :class:`~.wire.DocumentSubscriber`
+(data-only msgpack, never pickle: see :mod:`.wire`), routes runs to one agent per run
+(:class:`SafeRunRouter`: a ``RunRouter`` that skips runs joined mid-way) and publishes the agent's
+documents back with a bluesky ``Publisher`` (prefix ``b"xanes-agent"``, msgpack) to a proxy input.
+It stops after ``max_runs`` runs or on SIGINT/SIGTERM, and logs what it skipped.
 
 With ``queue`` (a queue server's 0MQ control address) the documents go to a
 :class:`~xanes_agent.agent.queue.QueueSuggester` instead, which adds the next plan of each sample
@@ -84,16 +83,19 @@ def serve(subscribe: str, models: ModelStore, publish: str | None = None, max_ru
           **agent_kwargs: Any) -> list[dict]:
     """Run the agent on a live 0MQ stream; returns the summaries of the runs (or, with ``queue``,
     the suggester's decisions) it saw."""
-    from bluesky.callbacks.zmq import Publisher, RemoteDispatcher
+    from bluesky.callbacks.zmq import Publisher
+
+    from .wire import DocumentSubscriber, pack
 
     outputs: list[Callable[[str, dict], Any]] = []
-    publisher = Publisher(_loopback(publish), prefix=AGENT_PREFIX) if publish else None
+    publisher = Publisher(_loopback(publish), prefix=AGENT_PREFIX, serializer=pack) if publish else None
     if publisher is not None:
         outputs.append(publisher)
     writer = JSONLWriter(jsonl) if jsonl else None
     if writer is not None:
         outputs.append(writer)
-    dispatcher = RemoteDispatcher(_loopback(subscribe))
+    # the agent's own documents come back through the proxy: dropped unread
+    subscriber = DocumentSubscriber(_loopback(subscribe), ignore_prefixes=(AGENT_PREFIX,))
     suggester = None
     if queue is not None:
         from bluesky_queueserver_api.zmq import REManagerAPI
@@ -116,8 +118,7 @@ def serve(subscribe: str, models: ModelStore, publish: str | None = None, max_ru
         n_stops += 1
         closed = sum(1 for s in suggester.sessions.values() if s.closed) if suggester else 0
         if (max_runs is not None and n_stops >= max_runs) or (max_sessions is not None and closed >= max_sessions):
-            # stop() from inside a callback raises; cancel the polling task instead
-            dispatcher.loop.call_soon(dispatcher._task.cancel)
+            subscriber.stop()
 
     own_starts: set[str] = set()
     seen_starts: set[str] = set()
@@ -126,14 +127,14 @@ def serve(subscribe: str, models: ModelStore, publish: str | None = None, max_ru
         if name == "start":
             seen_starts.add(doc.get("uid"))
             if is_agent_output(doc):
-                own_starts.add(doc["uid"])  # our own output, echoed back through the proxy
+                own_starts.add(doc["uid"])  # another agent's output
         router(name, doc)
         count_stops(name, doc)
 
-    dispatcher.subscribe(route)
+    subscriber.subscribe(route)
 
     def on_signal(signum, frame):  # noqa: ARG001
-        dispatcher.loop.call_soon_threadsafe(dispatcher._task.cancel)
+        subscriber.stop()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -141,18 +142,20 @@ def serve(subscribe: str, models: ModelStore, publish: str | None = None, max_ru
         except ValueError:  # not in the main thread
             pass
     if ready is not None:
-        dispatcher.loop.call_soon(ready)
+        ready()
     try:
-        dispatcher.start()
-    except BaseException as exc:  # CancelledError on shutdown
-        if not isinstance(exc, (KeyboardInterrupt, SystemExit)) and type(exc).__name__ != "CancelledError":
-            raise
+        subscriber.run()
     finally:
+        log.info("serve: %s", subscriber.stats.summary())
+        if sum(subscriber.stats.skipped.values()):
+            log.warning("serve: %s", subscriber.stats.summary())
         if suggester is not None:
             suggester.close_all()
             suggester.api.close()
         if writer is not None:
             writer.close()
+        if publisher is not None:
+            publisher.close()
     if suggester is not None:
         return suggester.decisions
     return [a.report() for a in factory.agents]  # type: ignore[attr-defined]

@@ -28,4 +28,6 @@ _publish = os.environ.get("XANES_AGENT_PUBLISH")
 if _publish:
     from bluesky.callbacks.zmq import Publisher
 
-    RE.subscribe(Publisher(_publish))
+    from xanes_agent.agent.wire import pack  # data-only msgpack: the agent never unpickles
+
+    RE.subscribe(Publisher(_publish, serializer=pack))
