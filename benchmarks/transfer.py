@@ -1,0 +1,221 @@
+"""Out-of-family and cross-code evaluation: the honest score of a model change (issue 13).
+
+    python benchmarks/transfer.py [--library LIB.npz] [--features polynomial pointwise]
+                                  [--augment none experiment] [--out out/transfer]
+
+Per element, on the project's FEFF10 spectra (``feff10-project``):
+
+* **leave-family-out**: the prototype-family spectra only, each family held out in turn (what the
+  library could do before it had real host structures);
+* **leave-parent-out**: every project spectrum, parent structures (families and Materials Project
+  hosts, :func:`~xanes_agent.data.library.parent_groups`) split into 5 folds, each held out in turn;
+
+and for Cu, across codes and parameter sets, with parents kept apart in 5 folds as well:
+
+* **FEFF10 -> FEFF9**: trained on project FEFF10 Cu spectra, tested on the OmniXAS FEFF 9 Cu
+  spectra (Materials Project-style parameters); and the reverse.
+
+Printed per row: n, groups, CN balanced accuracy and accuracy beside the modal baseline (the
+evaluated rows' most frequent class), distance MAE (A) and R^2 beside the baseline MAE (of the
+evaluated rows' median), oxidation-state MAE beside its baseline. ``--augment experiment`` adds experiment-like copies of the training spectra
+(:mod:`xanes_agent.models.realism`; test spectra untouched). Writes a markdown table, a JSON file
+and a confusion-matrix PNG per configuration under ``--out``. Each configuration is one seed x
+``--trees`` trees per fold (a study-size ensemble differs by a few hundredths).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from xanes_agent.data.edges import ELEMENTS
+from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library, parent_groups
+from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
+from xanes_agent.data.readers import read_library
+from xanes_agent.models.evaluation import (CN_CLASSES, TARGETS, EvalConfig, fit_predict, group_folds,
+                                           out_of_group_predictions, summarize)
+from xanes_agent.models.features import make_featurizer, spectra_to_grid
+from xanes_agent.models.realism import Realism, experiment_like_grid
+
+
+class Prepared:
+    """Grid spectra, features and labels of one subset, with experiment-like copies on demand."""
+
+    def __init__(self, coll, featurizer, augment: bool, seed: int = 0):
+        self.coll = coll
+        X, e0 = spectra_to_grid(coll.energy, coll.mu)
+        self.ok = np.isfinite(e0) & (np.isfinite(X).mean(axis=1) > 0.9)
+        self.F = featurizer.transform(X)
+        self.labels = {k: coll.labels[k] for k in TARGETS}
+        self.groups = parent_groups(coll)
+        self.copies = None
+        if augment:
+            Xc, src = experiment_like_grid(coll.energy, coll.mu, np.flatnonzero(self.ok),
+                                           Realism(), rng=np.random.default_rng(seed))
+            self.copies = (featurizer.transform(Xc), src)
+
+    def training(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = rows[self.ok[rows]]
+        if self.copies is None:
+            return self.F[rows], rows
+        Fc, src = self.copies
+        keep = np.isin(src, rows)
+        return np.vstack([self.F[rows], Fc[keep]]), np.concatenate([rows, src[keep]])
+
+
+def _row(name: str, s, n_groups: int) -> str:
+    m = s.metrics
+    f = lambda k, fmt="{:.2f}": fmt.format(m[k]) if k in m else "-"  # noqa: E731
+    return (f"| {name} | {m.get('cn_n', 0)} | {n_groups} | {f('cn_balanced_accuracy')} | {f('cn_accuracy')} "
+            f"| {f('cn_modal_baseline')} | {f('distance_mae', '{:.3f}')} | {f('distance_baseline_mae', '{:.3f}')} "
+            f"| {f('distance_r2')} | {f('ox_mae')} | {f('ox_baseline_mae')} |")
+
+
+HEADER = ("| evaluation | n | groups | CN bal. acc. | CN acc. | CN modal | d MAE (A) | d base MAE | d R^2 "
+          "| ox MAE | ox base MAE |\n|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def within(prep: Prepared, rows: np.ndarray, folds: np.ndarray, cfg: EvalConfig):
+    """Out-of-fold predictions on ``rows`` of ``prep`` (folds given per row of ``rows``)."""
+    sub_F = prep.F[rows]
+    labels = {k: v[rows] for k, v in prep.labels.items()}
+
+    def transform(train_local):
+        F, src = prep.training(rows[train_local])
+        local = np.searchsorted(rows, src)  # rows is sorted
+        return F, local
+
+    pred = out_of_group_predictions(sub_F, labels, folds, cfg, train_transform=transform)
+    keep = prep.ok[rows]
+    return summarize({k: v[keep] for k, v in labels.items()}, {k: v[keep] for k, v in pred.items()})
+
+
+def across(train: Prepared, test: Prepared, n_folds: int, cfg: EvalConfig):
+    """Train on ``train``, test on ``test``, with parent structures never on both sides."""
+    folds_tr = group_folds(train.groups, n_folds)
+    folds_te = group_folds(test.groups, n_folds)
+    preds = {k: np.full(len(test.F), np.nan) for k in TARGETS}
+    for f in range(n_folds):
+        te = np.flatnonzero((folds_te == f) & test.ok)
+        tr = np.flatnonzero(folds_tr != f)
+        if not len(te):
+            continue
+        Ftr, src = train.training(tr)
+        got = fit_predict(Ftr, {k: v[src] for k, v in train.labels.items()}, test.F[te], cfg)
+        for k in TARGETS:
+            if k in got:
+                preds[k][te] = got[k]
+    ok = test.ok
+    return summarize({k: v[ok] for k, v in test.labels.items()}, {k: v[ok] for k, v in preds.items()})
+
+
+def plot_confusions(confusions: dict[str, np.ndarray], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(confusions)
+    cols = 3
+    fig, axes = plt.subplots(int(np.ceil(n / cols)), cols, figsize=(3.3 * cols, 3.1 * np.ceil(n / cols)),
+                             squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    for ax, (name, c) in zip(axes.ravel(), confusions.items()):
+        frac = c / np.maximum(c.sum(axis=1, keepdims=True), 1)
+        ax.imshow(frac, vmin=0, vmax=1, cmap="Blues")
+        for i in range(3):
+            for j in range(3):
+                ax.text(j, i, f"{c[i, j]}", ha="center", va="center",
+                        color="white" if frac[i, j] > 0.5 else "black", fontsize=9)
+        ax.set_xticks(range(3), [str(k) for k in CN_CLASSES])
+        ax.set_yticks(range(3), [str(k) for k in CN_CLASSES])
+        ax.set_xlabel("predicted CN")
+        ax.set_ylabel("true CN")
+        bal = np.mean(np.diag(frac)[c.sum(axis=1) > 0])
+        ax.set_title(f"{name}  (bal. acc. {bal:.2f})", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConfig, out: Path) -> str:
+    feat = make_featurizer(features)
+    tag = f"{features}, {'experiment-like training copies' if augment else 'clean training spectra'}"
+    lines = [f"### {tag}", "", HEADER]
+    record: dict[str, dict] = {}
+    confusions: dict[str, np.ndarray] = {}
+    project = lib.where(source=PROJECT_SOURCE)
+    for el in elements:
+        sub = project.where(element=el)
+        if not len(sub):
+            continue
+        prep = Prepared(sub, feat, augment)
+        fam = np.flatnonzero(np.char.startswith(prep.groups.astype(str), "family:"))
+        if len(fam):
+            folds = np.unique(prep.groups[fam], return_inverse=True)[1]
+            s = within(prep, fam, folds, cfg)
+            lines.append(_row(f"{el} leave-family-out", s, len(np.unique(prep.groups[fam]))))
+            record[f"{el} leave-family-out"] = s.metrics
+        rows = np.arange(len(sub))
+        if len(fam) < len(sub):  # real host structures present: parents held out in folds
+            s = within(prep, rows, group_folds(prep.groups, n_folds), cfg)
+            lines.append(_row(f"{el} leave-parent-out", s, len(np.unique(prep.groups))))
+            record[f"{el} leave-parent-out"] = s.metrics
+        if s.confusion is not None:
+            confusions[el] = s.confusion
+        print(lines[-1], flush=True)
+    omni = lib.where(source=OMNIXAS_SOURCE, element="Cu")
+    cu = project.where(element="Cu")
+    if len(omni) and len(cu):
+        p_cu, p_omni = Prepared(cu, feat, augment), Prepared(omni, feat, augment=False)
+        s = across(p_cu, p_omni, n_folds, cfg)
+        lines.append(_row("Cu FEFF10 -> OmniXAS FEFF9", s, len(np.unique(p_omni.groups))))
+        record["Cu FEFF10 -> OmniXAS FEFF9"] = s.metrics
+        confusions["Cu FEFF10->FEFF9"] = s.confusion
+        print(lines[-1], flush=True)
+        p_omni_tr = Prepared(omni, feat, augment)
+        s = across(p_omni_tr, Prepared(cu, feat, augment=False), n_folds, cfg)
+        lines.append(_row("Cu OmniXAS FEFF9 -> FEFF10", s, len(np.unique(p_cu.groups))))
+        record["Cu OmniXAS FEFF9 -> FEFF10"] = s.metrics
+        print(lines[-1], flush=True)
+    slug = f"{features}_{'experiment' if augment else 'clean'}"
+    plot_confusions(confusions, f"CN confusion out of family/parent ({tag})", out / f"confusion_{slug}.png")
+    (out / f"transfer_{slug}.json").write_text(json.dumps(record, indent=1))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--library", default=None)
+    ap.add_argument("--features", nargs="+", default=["polynomial"], choices=("polynomial", "pointwise"))
+    ap.add_argument("--augment", nargs="+", default=["none"], choices=("none", "experiment"))
+    ap.add_argument("--elements", nargs="+", default=list(ELEMENTS))
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--trees", type=int, default=100)
+    ap.add_argument("--out", default="out/transfer")
+    a = ap.parse_args()
+    lib = read_library(a.library) if a.library else load_bundled_library()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = EvalConfig(n_estimators=a.trees)
+    tables = []
+    for features in a.features:
+        for aug in a.augment:
+            t0 = time.perf_counter()
+            tables.append(run(lib, features, aug == "experiment", a.elements, a.folds, cfg, out))
+            print(f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
+    text = "\n\n".join(tables)
+    (out / "transfer.md").write_text(text + "\n")
+    print(text)
+    print(f"wrote {out}/transfer.md, transfer_*.json, confusion_*.png")
+
+
+if __name__ == "__main__":
+    main()

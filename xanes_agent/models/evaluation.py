@@ -1,0 +1,144 @@
+"""Out-of-family evaluation: how models do on structures (and codes) they were not built from.
+
+A library split by material only tests interpolation: a held-out material's siblings (the same
+prototype family, or the same host structure) are in training. Here whole *groups* are held out:
+
+* :func:`group_folds` assigns every parent structure (a prototype family, a Materials Project host;
+  :func:`~xanes_agent.data.library.parent_groups`) to one of k folds, so leaving a fold out leaves
+  whole families / parent structures out;
+* :func:`out_of_group_predictions` trains on the other folds and predicts the left-out one, for
+  coordination number (seed-ensemble classifier with over-sampling), mean neighbour distance and
+  the charge-like label;
+* :func:`summarize` reports balanced accuracy and accuracy beside the best constant answer for the
+  evaluated rows (their most frequent class: the baseline a model must beat), the confusion
+  matrix, MAE and R^2 beside the MAE of the best constant (the evaluated rows' median).
+
+Pure functions of arrays: the benchmark ``benchmarks/transfer.py`` reads the library and prints.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, mean_absolute_error, r2_score
+
+from .ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor
+
+CN_CLASSES = (4, 5, 6)
+TARGETS = ("coordination_number", "mean_nn_distance", "oxidation_state")
+
+
+def group_folds(groups: np.ndarray, n_folds: int = 5) -> np.ndarray:
+    """Fold index (0..n_folds-1) of each row, fixed by a hash of its group (parent structure):
+    every group lies wholly in one fold, and a group keeps its fold as the library grows. With
+    fewer groups than folds, each group is its own fold (leave-one-group-out)."""
+    uniq = sorted(set(groups.tolist()))
+    if len(uniq) <= n_folds:
+        index = {g: i for i, g in enumerate(uniq)}
+    else:
+        index = {g: int(hashlib.sha256(g.encode()).hexdigest()[:8], 16) % n_folds for g in uniq}
+    return np.array([index[g] for g in groups.tolist()], dtype=int)
+
+
+@dataclass
+class EvalConfig:
+    n_seeds: int = 1
+    n_estimators: int = 100
+    min_samples_leaf: int = 1
+    n_jobs: int | None = -1
+    random_state: int = 0
+
+
+def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.ndarray,
+                cfg: EvalConfig = EvalConfig()) -> dict[str, np.ndarray]:
+    """Fit one model per target on the rows where that label is known; predict ``F_test``.
+
+    Coordination: classes 4/5/6 only; returns the predicted class and the class probabilities
+    (``coordination_number_proba``, columns in :data:`CN_CLASSES`).
+    """
+    out: dict[str, np.ndarray] = {}
+    for name, y in y_train.items():
+        ok = np.isfinite(y)
+        if name == "coordination_number":
+            ok &= np.isin(y, CN_CLASSES)
+            if len(np.unique(y[ok])) < 2:
+                continue
+            clf = SeedEnsembleClassifier(cfg.n_seeds, cfg.n_estimators, min_samples_leaf=cfg.min_samples_leaf,
+                                         random_state=cfg.random_state, n_jobs=cfg.n_jobs)
+            clf.fit(F_train[ok], y[ok].astype(int))
+            proba = clf.predict_proba(F_test)
+            full = np.zeros((len(F_test), len(CN_CLASSES)))
+            for j, c in enumerate(clf.classes_):
+                full[:, CN_CLASSES.index(int(c))] = proba[:, j]
+            out[name] = np.array(CN_CLASSES)[np.argmax(full, axis=1)].astype(float)
+            out[name + "_proba"] = full
+        else:
+            if ok.sum() < 5:
+                continue
+            reg = SeedEnsembleRegressor(cfg.n_seeds, cfg.n_estimators, min_samples_leaf=cfg.min_samples_leaf,
+                                        random_state=cfg.random_state, n_jobs=cfg.n_jobs)
+            out[name] = reg.fit(F_train[ok], y[ok]).predict(F_test)
+    return out
+
+
+def out_of_group_predictions(F: np.ndarray, labels: dict[str, np.ndarray], folds: np.ndarray,
+                             cfg: EvalConfig = EvalConfig(),
+                             train_transform: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+                             ) -> dict[str, np.ndarray]:
+    """Predictions for every row from a model that never saw its fold.
+
+    ``train_transform(train_rows) -> (F_aug, source_row_of_each)`` may enlarge the training set
+    (e.g. experiment-like copies); test rows are always the spectra as they are.
+    """
+    n = len(F)
+    pred: dict[str, np.ndarray] = {k: np.full(n, np.nan) for k in labels}
+    pred["coordination_number_proba"] = np.full((n, len(CN_CLASSES)), np.nan)
+    for f in np.unique(folds):
+        test, train = folds == f, folds != f
+        rows = np.flatnonzero(train)
+        if train_transform is not None:
+            Ftr, src = train_transform(rows)
+        else:
+            Ftr, src = F[rows], rows
+        got = fit_predict(Ftr, {k: v[src] for k, v in labels.items()}, F[test], cfg)
+        for k, v in got.items():
+            pred[k][test] = v
+    return pred
+
+
+@dataclass
+class Summary:
+    n: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+    confusion: np.ndarray | None = None
+
+
+def summarize(labels: dict[str, np.ndarray], pred: dict[str, np.ndarray]) -> Summary:
+    """Metrics of out-of-group predictions, each beside the best constant answer for these rows."""
+    m: dict[str, Any] = {}
+    conf = None
+    y = labels.get("coordination_number")
+    p = pred.get("coordination_number")
+    if y is not None and p is not None:
+        ok = np.isin(y, CN_CLASSES) & np.isfinite(p)
+        if ok.any():
+            m["cn_n"] = int(ok.sum())
+            m["cn_accuracy"] = float(np.mean(p[ok] == y[ok]))
+            m["cn_balanced_accuracy"] = float(balanced_accuracy_score(y[ok], p[ok]))
+            m["cn_modal_baseline"] = float(np.unique(y[ok], return_counts=True)[1].max() / ok.sum())
+            conf = confusion_matrix(y[ok].astype(int), p[ok].astype(int), labels=list(CN_CLASSES))
+    for name, short in (("mean_nn_distance", "distance"), ("oxidation_state", "ox")):
+        y, p = labels.get(name), pred.get(name)
+        if y is None or p is None:
+            continue
+        ok = np.isfinite(y) & np.isfinite(p)
+        if ok.sum() < 2:
+            continue
+        m[f"{short}_n"] = int(ok.sum())
+        m[f"{short}_mae"] = float(mean_absolute_error(y[ok], p[ok]))
+        m[f"{short}_r2"] = float(r2_score(y[ok], p[ok]))
+        m[f"{short}_baseline_mae"] = float(np.mean(np.abs(y[ok] - np.median(y[ok]))))
+    return Summary(n=len(next(iter(labels.values()))), metrics=m, confusion=conf)
