@@ -106,10 +106,11 @@ def evaluate(pred, energies, mu, order, checkpoints, ref):
     for k in checkpoints:
         idx = np.sort(order[:k])
         st = pred.update(energies[idx], mu[idx])
-        trace.append((k, decision(st), st.coverage_fraction))
+        cn = st.predictions.get("coordination_number") if st.edge_located else None
+        trace.append((k, decision(st), st.coverage_fraction, float(cn["probability"]) if cn else None))
     needed = None
     for i in range(len(trace)):
-        if all(same(d, ref) for _, d, _ in trace[i:]):
+        if all(same(t[1], ref) for t in trace[i:]):
             needed = trace[i][0]
             break
     return needed, trace
@@ -176,7 +177,7 @@ def main() -> None:
             traces[name].append(tr)
             # where the plan's own stop rule (answer stable) would end the scan, and with what answer
             for i in range(len(tr)):
-                if stable_reason([d for _, d, _ in tr[:i + 1]], tr[i][2], DEFAULT_STABILITY):
+                if stable_reason([t[1] for t in tr[:i + 1]], tr[i][2], DEFAULT_STABILITY, tr[i][3]):
                     break
             stops[name].append((tr[i][0] / n, same(tr[i][1], ref), tr[i][1] is not None and
                                 tr[i][1][0] == sample.labels["coordination_number"]))
@@ -203,7 +204,7 @@ def main() -> None:
         for b in budgets:
             hits = []
             for tr, t in zip(traces[name], truth_cn):
-                d = [d for kk, d, _ in tr if kk <= b * n]
+                d = [t[1] for t in tr if t[0] <= b * n]
                 hits.append(bool(d) and d[-1] is not None and d[-1][0] == t)
             acc.append(float(np.mean(hits)))
         acc_curves[name] = acc

@@ -67,7 +67,9 @@ def test_end_to_end_in_process(confident_sample, cu_agent_model):
     validate(raw)
     last = [d for n, d in out if n == "event"][-1]["data"]
     assert set(last) >= {"cn", "cn_probability", "cn_spread", "distance", "distance_std", "charge", "charge_std",
-                         "coverage", "proposals"}
+                         "coverage", "proposals", "in_domain", "domain_score", "calibrated", "distance_lo68",
+                         "distance_hi90", "charge_lo90", "cn_raw_probability"}
+    assert last["calibrated"] and last["distance_lo90"] <= last["distance_lo68"] <= last["distance"]
     assert last["update_seconds"] < 1.0
 
 

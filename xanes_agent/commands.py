@@ -305,11 +305,14 @@ def _print_report(rep: dict) -> None:
     if "coordination_number" in preds:
         p = preds["coordination_number"]
         line.append(f"CN {int(p['prediction'])} (p={p['probability']:.2f})")
-    for name, unit in (("mean_nn_distance", "A"), ("charge", "e")):
+    # an oxidation state has no unit; "e" only for a charge that is one
+    for name, unit in (("mean_nn_distance", "A"), ("charge", "" if rep.get("charge_label") == "oxidation_state" else "e")):
         if name in preds:
-            line.append(f"{name} {preds[name]['prediction']:.3f}±{preds[name]['std']:.3f} {unit}")
+            line.append(f"{name} {preds[name]['prediction']:.3f}±{preds[name]['std']:.3f} {unit}".rstrip())
     if rep.get("n_dropped"):
         line.append(f"{rep['n_dropped']} non-finite readings dropped")
+    if rep.get("in_domain") is False:
+        line.append(f"OUT OF DOMAIN (score {rep['domain_score']:.2f}): unlike the training spectra, treat with care")
     print(", ".join(line))
 
 

@@ -104,6 +104,10 @@ class RunState:
     compose: Any = None
     desc: Any = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    warned_domain: bool = False
+    sample: str = ""  # the start document's sample id, if any
+    truth: dict[str, float] = field(default_factory=dict)  # true labels, where the start document carries them
+    stop_reason: str = ""
 
 
 class SafeRouter(DocumentRouter):
@@ -190,6 +194,10 @@ class XANESAgent(SafeRouter):
             energy_field=self.overrides["energy_field"] or md_xas.get("energy_field"),
             mu_field=self.overrides["mu_field"] or md_xas.get("mu_field"),
             spectrum=PartialSpectrum(edge_energy=edge_e), predictor=predictor)
+        sample, truth = doc.get("sample"), doc.get("sample_truth")
+        self.run.sample = str(sample.get("id", "")) if isinstance(sample, dict) else str(sample or "")
+        if isinstance(truth, dict):  # the simulator's ground truth, for the view only
+            self.run.truth = {k: float(v) for k, v in truth.items() if isinstance(v, (int, float))}
         self._open_output(doc)
 
     def _open_output(self, raw_start: dict) -> None:
@@ -212,9 +220,13 @@ class XANESAgent(SafeRouter):
                 keys.update({"cn": {**num, "dtype": "integer"}, "cn_probability": num, "cn_spread": num,
                              "cn_proba": {**num, "dtype": "array", "shape": [len(p.packed.classes)]}})
             else:
-                unit = "Angstrom" if name == "mean_nn_distance" else "e"
+                unit = "Angstrom" if name == "mean_nn_distance" else ("e" if p.label != "oxidation_state" else "")
                 short = "distance" if name == "mean_nn_distance" else name
-                keys.update({short: {**num, "units": unit}, f"{short}_std": {**num, "units": unit}})
+                keys.update({short: {**num, "units": unit}, f"{short}_std": {**num, "units": unit},
+                             f"{short}_seed_std": {**num, "units": unit},
+                             **{f"{short}_{end}{lvl}": {**num, "units": unit} for end in ("lo", "hi") for lvl in (68, 90)}})
+        keys.update({"in_domain": {**num, "dtype": "boolean"}, "domain_score": num,
+                     "calibrated": {**num, "dtype": "boolean"}, "cn_raw_probability": num})
         r.desc = r.compose.compose_descriptor(name="predictions", data_keys=keys)
         self._emit("descriptor", r.desc.descriptor_doc)
 
@@ -291,13 +303,36 @@ class XANESAgent(SafeRouter):
             else:
                 short = "distance" if name == "mean_nn_distance" else name
                 data[short] = float(p["prediction"]) if p else np.nan
-                data[f"{short}_std"] = float(p["std"]) if p else np.nan
+                data[f"{short}_std"] = float(p["std"]) if p else np.nan  # calibrated 68 % half-width
+                data[f"{short}_seed_std"] = float(p.get("seed_std", p["std"])) if p else np.nan
+                for lvl in (68, 90):
+                    iv = p.get(f"interval{lvl}") if p else None
+                    data[f"{short}_lo{lvl}"] = float(iv[0]) if iv is not None else np.nan
+                    data[f"{short}_hi{lvl}"] = float(iv[1]) if iv is not None else np.nan
+        first = next(iter(s.predictions.values()), None)
+        data["in_domain"] = bool(first["in_domain"]) if first is not None and "in_domain" in first else True
+        data["domain_score"] = float(first["domain_score"]) if first is not None and "domain_score" in first else np.nan
+        data["calibrated"] = bool(first["calibrated"]) if first is not None and "calibrated" in first else False
+        cn = s.predictions.get("coordination_number")
+        data["cn_raw_probability"] = float(np.max(cn["raw_proba"])) if cn is not None and "raw_proba" in cn else \
+            data.get("cn_probability", np.nan)
+        if not data["in_domain"] and not r.warned_domain and s.coverage_fraction >= 0.99:
+            r.warned_domain = True
+            self._warn(f"run {r.uid}: the spectrum is unlike the {r.element} model's training spectra (domain score "
+                       f"{data['domain_score']:.2f}, flagged above {self._domain_threshold(r):.2f}): predictions are "
+                       "out of domain; their intervals are widened but treat them with care")
         return data
+
+    @staticmethod
+    def _domain_threshold(r: "RunState") -> float:
+        cal = r.predictor.model.calibration
+        return float(cal.domain.threshold) if cal is not None and cal.domain is not None else float("nan")
 
     def _finish(self, exit_status: str = "success", reason: str = "") -> None:
         r = self.run
         if r is None:
             return
+        r.stop_reason = reason or exit_status
         if self.png_dir is not None:
             try:
                 from .view import save_png
@@ -359,13 +394,17 @@ class XANESAgent(SafeRouter):
         s = r.last
         out: dict[str, Any] = {"raw_run_uid": r.uid, "element": r.element, "n_points": len(r.spectrum),
                                "n_dropped": r.spectrum.n_dropped, "unit_note": r.spectrum.unit_note,
-                               "errors": self.errors, "n_updates": r.n_updates}
+                               "errors": self.errors, "n_updates": r.n_updates,
+                               "charge_label": getattr(r.predictor.model.properties.get("charge"), "label", None)}
         if s is not None:
             out.update(e0=s.e0, edge_located=s.edge_located, coverage=s.coverage_fraction,
                        normalization_confident=s.normalization_confident, note=s.normalization_note,
                        predictions={k: {kk: (np.asarray(vv).tolist()) for kk, vv in v.items()}
                                     for k, v in s.predictions.items()},
                        proposals=[p.as_dict() for p in r.proposals])
+            first = next(iter(s.predictions.values()), {})
+            if "in_domain" in first:
+                out.update(in_domain=bool(first["in_domain"]), domain_score=float(first["domain_score"]))
         return out
 
 

@@ -74,9 +74,9 @@ class LivePredictor:
         X, nrm = self.grid_spectrum(energy, mu, e0)
         F = self.model.featurize(X[None, :])
         per = self.fused.per_property(F, self.engine)
-        preds = {}
-        for name, pm in self.model.properties.items():
-            s = summarize(pm, per[name])
-            preds[name] = {k: v if k == "classes" else v[0] for k, v in s.items()}  # the one row
         cov = coverage_mask(np.asarray(energy) - e0, self.model.grid)
+        rows = {name: summarize(pm, per[name]) for name, pm in self.model.properties.items()}
+        rows = self.model.calibrate(rows, F, np.isfinite(X)[None, :].mean(axis=1))
+        preds = {name: {k: v if k == "classes" else v[0] for k, v in s.items()}  # the one row
+                 for name, s in rows.items()}
         return LiveState(len(energy), e0, True, nrm.confident, nrm.reason, cov, preds, time.perf_counter() - t0)

@@ -35,7 +35,8 @@ from typing import Any, Callable, Iterable
 
 from .agent import AGENT_NAME, ModelStore, SafeRouter, XANESAgent, is_agent_output
 from .spectrum import stream_fields
-from .stopping import DEFAULT_STABILITY, DEFAULT_THRESHOLDS, decision_of, stable_reason, stop_reason
+from .stopping import (DEFAULT_STABILITY, DEFAULT_THRESHOLDS, cn_probability, decision_of, stable_reason,
+                       stop_reason)
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ class QueueSuggester(SafeRouter):
         s.decisions.append(decision_of(report))
         s.counts.append(s.n_points)
         reason = stop_reason(report, self.thresholds) or \
-            stable_reason(s.decisions, report.get("coverage", 0.0), self.stability)
+            stable_reason(s.decisions, report.get("coverage", 0.0), self.stability, cn_probability(report))
         if not reason and s.n_points >= self.max_points:
             reason = f"point budget reached ({s.n_points} >= {self.max_points})"
         if not reason and len(s.counts) > 1 and s.counts[-1] == s.counts[-2]:

@@ -1,9 +1,11 @@
 """When to stop measuring: pure functions of the agent's reports (no I/O, no plans).
 
-- :func:`stop_reason`: the ensemble is confident (CN probability, distance std in A, charge std
-  in e against thresholds);
-- :func:`stable_reason`: the answer has stopped changing (model window covered and the last few
-  decisions agree within tolerances in A and e).
+- :func:`stop_reason`: the answer is confident: the spectrum is inside the model's applicability
+  domain, the *calibrated* CN probability and the calibrated 68 % interval half-widths (``std``:
+  distance in A, charge label in its unit) meet the thresholds (``models.calibration``);
+- :func:`stable_reason`: the answer has stopped changing (model window covered, the last few
+  decisions agree within tolerances in A and e) *and* the CN is a decision: its calibrated
+  probability is at least ``stability["cn_probability"]`` (a CN at probability 0.5 is not one).
 
 Used by ``adaptive_xanes_scan`` and by the queue-server suggester alike.
 """
@@ -14,7 +16,7 @@ from typing import Any
 
 DEFAULT_THRESHOLDS = {"cn_probability": 0.9, "distance_std": 0.01, "charge_std": 0.05}
 # stop when the window is covered and the last `updates` decisions agree within these (A, e)
-DEFAULT_STABILITY = {"updates": 3, "distance": 0.01, "charge": 0.05}
+DEFAULT_STABILITY = {"updates": 3, "distance": 0.01, "charge": 0.05, "cn_probability": 0.6}
 
 
 def decision_of(report: dict[str, Any]) -> tuple | None:
@@ -27,12 +29,21 @@ def decision_of(report: dict[str, Any]) -> tuple | None:
     return get("coordination_number"), get("mean_nn_distance"), get("charge")
 
 
-def stable_reason(decisions: list[tuple | None], coverage: float, stability: dict[str, float]) -> str:
+def cn_probability(report: dict[str, Any]) -> float | None:
+    """The calibrated probability of the predicted CN in a report; None if there is none."""
+    cn = (report.get("predictions") or {}).get("coordination_number")
+    return float(cn["probability"]) if cn is not None else None
+
+
+def stable_reason(decisions: list[tuple | None], coverage: float, stability: dict[str, float],
+                  probability: float | None = None) -> str:
     """Why the answer has stopped changing, or ``""``: the model window is covered (``coverage``
     >= 0.99) and the last ``stability["updates"]`` decisions have the same CN and distances and
     charges within ``stability["distance"]`` A and ``stability["charge"]`` e of the latest."""
     n = int(stability.get("updates", 0))
     if n <= 0 or coverage < 0.99 or len(decisions) < n or any(d is None for d in decisions[-n:]):
+        return ""
+    if probability is not None and probability < stability.get("cn_probability", 0.0):
         return ""
     last = decisions[-n:]
     ref = last[-1]
@@ -41,7 +52,8 @@ def stable_reason(decisions: list[tuple | None], coverage: float, stability: dic
         for v, r, t in zip(d, ref, tol):
             if v is not None and r is not None and abs(v - r) > t + 1e-12:
                 return ""
-    return f"stable: the last {n} updates agree (CN {ref[0]:.0f}, within {tol[1]} A and {tol[2]} e)"
+    p = f", P={probability:.2f}" if probability is not None else ""
+    return f"stable: the last {n} updates agree (CN {ref[0]:.0f}{p}, within {tol[1]} A and {tol[2]} e)"
 
 
 def stop_reason(report: dict[str, Any], thresholds: dict[str, float]) -> str:
@@ -50,6 +62,9 @@ def stop_reason(report: dict[str, Any], thresholds: dict[str, float]) -> str:
     if not preds or not report.get("edge_located"):
         return ""
     checks = []
+    first = next(iter(preds.values()))
+    if not first.get("in_domain", True):
+        return ""  # out of the model's domain: never 'confident', however narrow the numbers look
     cn = preds.get("coordination_number")
     if cn is not None:
         if cn["probability"] < thresholds["cn_probability"]:

@@ -1,6 +1,18 @@
-"""A matplotlib view of the agent: spectrum so far, predictions with seed error bars, importance map
-with the proposed ranges shaded. Works live (``LiveAgentView`` redraws on each agent event) and
-saves a PNG at the end of a run (:func:`save_png`)."""
+"""A matplotlib view of the agent, read at a glance: what was measured, what the model says with
+how sure it is, and how the answer settled.
+
+Top row: the spectrum so far (model window shaded, E0 marked, keyed); the CN probabilities
+(calibrated, with the forests' raw probabilities as outlines); the importance map with the measured
+(green) and proposed (orange) ranges. Bottom row, against the number of points measured: the
+calibrated probability of the predicted CN, the distance and the charge label with their 68 % and
+90 % calibrated intervals, and the true values where the start document carries them (the
+simulator's ``sample_truth``). Out-of-domain updates are marked with a red x. The title names the
+run, the sample, the model and the stop reason. An oxidation state is drawn without a unit (it has
+none); "e" only for charges that are charges.
+
+Works live (``LiveAgentView`` redraws on each agent event) and saves a PNG at the end of a run
+(:func:`save_png`).
+"""
 
 from __future__ import annotations
 
@@ -9,54 +21,123 @@ from typing import Any
 
 import numpy as np
 
+_SHORT = {"mean_nn_distance": "distance", "charge": "charge"}
+
+
+def _unit(model: Any, name: str) -> str:
+    if name == "mean_nn_distance":
+        return "Å"
+    return "" if model.properties[name].label == "oxidation_state" else "e"
+
 
 def draw(fig, run: Any) -> None:
     """Draw the state of a :class:`~xanes_agent.agent.agent.RunState` on ``fig`` (cleared first)."""
     fig.clf()
-    ax_s, ax_p, ax_i = fig.add_subplot(1, 3, 1), fig.add_subplot(1, 3, 2), fig.add_subplot(1, 3, 3)
+    axes = fig.subplots(2, 3)
+    ax_s, ax_p, ax_i = axes[0]
     e, mu = run.spectrum.arrays()
     s = run.last
     model = run.predictor.model
-    ax_s.plot(e, mu, "o", ms=2.5)
+    ax_s.plot(e, mu, "o", ms=2.5, label="measured")
     ax_s.set_xlabel("energy (eV)")
     ax_s.set_ylabel("mu (measured)")
-    title = f"{run.element} {run.edge}: {len(e)} points"
+    sub = f"{run.element} {run.edge}: {len(e)} points"
     if s is not None and s.e0 is not None:
-        ax_s.axvline(s.e0, color="k", lw=0.8, ls=":")
+        ax_s.axvline(s.e0, color="k", lw=0.8, ls=":", label=f"E0 {s.e0:.1f} eV")
         g = model.grid.energies + s.e0
-        ax_s.axvspan(g[0], g[-1], color="0.9", zorder=0)
-        title += f", coverage {s.coverage_fraction:.0%}"
-    ax_s.set_title(title, fontsize=9)
+        ax_s.axvspan(g[0], g[-1], color="0.9", zorder=0, label="model window")
+        sub += f", window covered {s.coverage_fraction:.0%}"
+    ax_s.legend(fontsize=7, loc="lower right")
+    ax_s.set_title(sub, fontsize=9)
+    calibrated = False
     if s is not None and s.predictions:
         cn = s.predictions.get("coordination_number")
         if cn is not None:
             classes = np.asarray(cn["classes"])
-            ax_p.bar([f"CN{int(c)}" for c in classes], cn["proba"], color="tab:blue", alpha=0.7)
+            names = [f"CN{int(c)}" for c in classes]
+            calibrated = bool(cn.get("calibrated", False))
+            ax_p.bar(names, cn["proba"], color="tab:blue", alpha=0.7,
+                     label="calibrated" if calibrated else "seed mean (not calibrated)")
+            if "raw_proba" in cn:
+                ax_p.bar(names, cn["raw_proba"], fill=False, edgecolor="k", lw=0.8, label="forests, raw")
             ax_p.set_ylim(0, 1)
-            ax_p.set_ylabel("P(CN)  (seed mean)")
-            ax_p.set_title(f"CN {int(cn['prediction'])} (p={cn['probability']:.2f} ± {cn['spread']:.2f})", fontsize=9)
+            ax_p.set_ylabel("P(CN)")
+            ax_p.legend(fontsize=7, loc="upper left")
+            ax_p.set_title(f"CN {int(cn['prediction'])}, P = {cn['probability']:.2f}", fontsize=9)
         txt = []
         for name in ("mean_nn_distance", "charge"):
             p = s.predictions.get(name)
             if p is not None:
-                unit = "Å" if name == "mean_nn_distance" else "e"
-                label = model.properties[name].label
-                txt.append(f"{label}: {p['prediction']:.3f} ± {p['std']:.3f} {unit}")
-        ax_p.text(0.02, 0.98, "\n".join(txt), transform=ax_p.transAxes, va="top", fontsize=8)
+                label = model.properties[name].label.replace("_", " ")
+                iv = p.get("interval90")
+                span = f" (90 %: {iv[0]:.2f}-{iv[1]:.2f})" if iv is not None else ""
+                txt.append(f"{label}: {p['prediction']:.3f} ± {p['std']:.3f} {_unit(model, name)}{span}")
+        first = next(iter(s.predictions.values()))
+        if "in_domain" in first:
+            txt.append(("in domain" if first["in_domain"] else "OUT OF DOMAIN") +
+                       f" (score {float(first['domain_score']):.2f})")
+        ax_p.text(0.98, 0.98, "\n".join(txt), transform=ax_p.transAxes, va="top", ha="right", fontsize=7,
+                  color="k" if first.get("in_domain", True) else "tab:red")
     fine = np.linspace(model.grid.start, model.grid.stop, 500)
     off = s.e0 if (s is not None and s.e0 is not None) else 0.0
     ax_i.plot(fine + off, model.importance_map(fine), "k-", lw=1)
     for p in run.proposals:
         ax_i.axvspan(p.start, p.stop, color="tab:orange", alpha=0.35)
     if s is not None and s.e0 is not None:
-        cov = s.coverage
         g = model.grid.energies + off
-        ax_i.fill_between(g, 0, np.where(cov, model.importance_map(model.grid.energies), np.nan), color="tab:green",
-                          alpha=0.3, step="mid")
+        ax_i.fill_between(g, 0, np.where(s.coverage, model.importance_map(model.grid.energies), np.nan),
+                          color="tab:green", alpha=0.3, step="mid")
     ax_i.set_xlabel("energy (eV)" + ("" if off else " rel. E0"))
     ax_i.set_ylabel("importance density (1/eV)")
     ax_i.set_title("importance; measured (green), proposed (orange)", fontsize=9)
+    _draw_history(axes[1], run, model)
+    stop = f"  —  stopped: {run.stop_reason}" if getattr(run, "stop_reason", "") else ""
+    fig.suptitle(f"run {run.uid[:8]}" + (f", sample {run.sample}" if getattr(run, "sample", "") else "") +
+                 f"; model {model.element} {model.featurization}, {model.n_spectra} spectra"
+                 f" ({'calibrated out of family' if calibrated else 'seed spread only'}){stop}", fontsize=9)
     fig.tight_layout()
+
+
+def _draw_history(axes, run: Any, model: Any) -> None:
+    """The answer against the number of points: CN probability, distance and charge with intervals."""
+    h = [d for d in run.history if d.get("edge_located")]
+    truth = getattr(run, "truth", {}) or {}
+    n = np.array([d["n_points"] for d in h], float)
+    ood = np.array([not d.get("in_domain", True) for d in h], bool)
+    ax = axes[0]
+    if h and "cn_probability" in h[0]:
+        p = np.array([d["cn_probability"] for d in h], float)
+        cn = np.array([d["cn"] for d in h])
+        for c in np.unique(cn):
+            sel = cn == c
+            ax.plot(n[sel], p[sel], "o", ms=3, label=f"predicted CN {int(c)}")
+        ax.plot(n[ood], p[ood], "x", color="tab:red", ms=5, label="out of domain")
+        if "coordination_number" in truth:
+            ax.set_title(f"P(predicted CN); true CN {truth['coordination_number']:g}", fontsize=9)
+        else:
+            ax.set_title("P(predicted CN), calibrated", fontsize=9)
+        ax.set_ylim(0, 1.02)
+        ax.legend(fontsize=7)
+    ax.set_xlabel("points measured")
+    for ax, name in zip(axes[1:], ("mean_nn_distance", "charge")):
+        short = _SHORT[name]
+        ax.set_xlabel("points measured")
+        if not h or short not in h[0] or name not in model.properties:
+            continue
+        y = np.array([d[short] for d in h], float)
+        for lvl, alpha in ((90, 0.15), (68, 0.3)):
+            lo = np.array([d.get(f"{short}_lo{lvl}", np.nan) for d in h], float)
+            hi = np.array([d.get(f"{short}_hi{lvl}", np.nan) for d in h], float)
+            if np.isfinite(lo).any():
+                ax.fill_between(n, lo, hi, color="tab:blue", alpha=alpha, step="post", label=f"{lvl} % interval")
+        ax.plot(n, y, "-", color="tab:blue", lw=1.2, label="prediction")
+        ax.plot(n[ood], y[ood], "x", color="tab:red", ms=5)
+        label = model.properties[name].label
+        if label in truth:
+            ax.axhline(truth[label], color="k", ls="--", lw=1, label="true")
+        unit = _unit(model, name)
+        ax.set_ylabel(label.replace("_", " ") + (f" ({unit})" if unit else ""))
+        ax.legend(fontsize=7)
 
 
 def save_png(run: Any, path: str | Path) -> Path:
@@ -65,9 +146,9 @@ def save_png(run: Any, path: str | Path) -> Path:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(14, 4))
+    fig = plt.figure(figsize=(15, 8))
     draw(fig, run)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
 
@@ -79,7 +160,7 @@ class LiveAgentView:
         import matplotlib.pyplot as plt
 
         self.agent = agent
-        self.fig = fig or plt.figure(figsize=(14, 4))
+        self.fig = fig or plt.figure(figsize=(15, 8))
         self.every = every
         self._n = 0
 

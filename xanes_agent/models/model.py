@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 
 from ..documents import json_default
+from .calibration import Calibration, DomainModel, apply_confidence_map
 from .features import Grid, make_featurizer
 from .packed import PackedForests
 
 BUNDLE_FORMAT = "xanes-agent-model"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2  # 2: out-of-group calibration (intervals, CN confidence map, domain model)
 
 
 class BundleError(ValueError):
@@ -64,6 +65,7 @@ class ElementModel:
     sources: list[str] = field(default_factory=list)
     coverage_curve: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    calibration: Calibration | None = None
 
     def __post_init__(self) -> None:
         self._featurizer = make_featurizer(self.featurization, self.grid)
@@ -73,9 +75,43 @@ class ElementModel:
         return self._featurizer.transform(np.atleast_2d(X_grid))
 
     def predict_grid(self, X_grid: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
-        """Per-property predictions with seed spread for grid spectra (see :func:`summarize`)."""
+        """Per-property predictions for grid spectra (see :func:`summarize` and :meth:`calibrate`)."""
+        X_grid = np.atleast_2d(X_grid)
         F = self.featurize(X_grid)
-        return {name: summarize(pm, pm.packed.per_forest(F)) for name, pm in self.properties.items()}
+        raw = {name: summarize(pm, pm.packed.per_forest(F)) for name, pm in self.properties.items()}
+        return self.calibrate(raw, F, np.isfinite(X_grid).mean(axis=1))
+
+    def calibrate(self, preds: dict[str, dict[str, np.ndarray]], F: np.ndarray, coverage: np.ndarray
+                  ) -> dict[str, dict[str, np.ndarray]]:
+        """Replace the seed-spread uncertainty by the calibrated one (:mod:`.calibration`).
+
+        Classifier: ``proba``/``probability`` through the isotonic confidence map (``raw_proba``
+        kept; the predicted class is unchanged). Regressor:
+        ``std`` becomes the half-width of the calibrated 68 % interval, ``interval68`` and
+        ``interval90`` (rows, 2) are added, ``seed_std`` keeps the seed spread. Every property
+        gets ``domain_score`` and ``in_domain``. A model without calibration keeps the seed spread
+        and says so (``calibrated`` False).
+        """
+        cal = self.calibration
+        if cal is None or cal.domain is None:
+            for p in preds.values():
+                p["calibrated"] = np.zeros(len(F), bool)
+            return preds
+        score = cal.domain.score(F)
+        in_domain = score <= cal.domain.threshold
+        for name, p in preds.items():
+            p.update(domain_score=score, in_domain=in_domain, calibrated=np.ones(len(F), bool))
+            if "proba" in p:  # the predicted class stays the forests' argmax; its probability is calibrated
+                proba = apply_confidence_map(p["proba"], *cal.confidence_knots)
+                k = np.argmax(p["proba"], axis=1)
+                p.update(raw_proba=p["proba"], proba=proba, probability=proba[np.arange(len(k)), k])
+            elif name in cal.quantiles:
+                hw = cal.halfwidths(name, score, coverage)
+                pred = p["prediction"]
+                p.update(seed_std=p["std"], std=hw[:, 0],
+                         interval68=np.stack([pred - hw[:, 0], pred + hw[:, 0]], axis=1),
+                         interval90=np.stack([pred - hw[:, 1], pred + hw[:, 1]], axis=1))
+        return preds
 
     def importance_map(self, energies: np.ndarray, prop: str | None = None) -> np.ndarray:
         """Feature importance spread uniformly over each feature's energy range (eV rel. E0).
@@ -100,6 +136,8 @@ class ElementModel:
         arrays: dict[str, np.ndarray] = {
             "feature_names": self.feature_names.astype(str), "energy_ranges": np.asarray(self.energy_ranges, float)}
         props_meta = {}
+        if self.calibration is not None and self.calibration.domain is not None:
+            arrays.update(self.calibration.domain.to_arrays())
         for name, pm in self.properties.items():
             arrays.update(pm.packed.to_arrays(f"{name}__"))
             arrays[f"{name}__importances"] = pm.importances
@@ -112,6 +150,7 @@ class ElementModel:
             "properties": props_meta, "config": self.config, "training_data_hash": self.training_data_hash,
             "n_spectra": self.n_spectra, "sources": self.sources, "coverage_curve": self.coverage_curve,
             "versions": _versions(), "sha256": {k: _digest(v) for k, v in arrays.items()},
+            "calibration": self.calibration.meta() if self.calibration is not None else None,
         }
         arrays["manifest"] = np.array(json.dumps(manifest, sort_keys=True, default=json_default))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -163,12 +202,25 @@ class ElementModel:
                 name=name, label=meta["label"], kind=meta["kind"], packed=PackedForests.from_arrays(arrays, f"{name}__"),
                 importances=arrays[f"{name}__importances"], importances_std=arrays[f"{name}__importances_std"],
                 metrics=meta["metrics"], n_train=meta["n_train"], n_test=meta["n_test"])
+        calibration = None
+        meta = manifest.get("calibration")
+        if meta:
+            try:
+                domain = DomainModel.from_arrays(arrays, float(meta["domain_typical"]), float(meta["domain_threshold"]))
+                knots = meta["confidence_knots"]
+                calibration = Calibration(confidence_knots=([float(x) for x in knots[0]], [float(y) for y in knots[1]]),
+                                          quantiles={k: [[float(x) for x in band] for band in v]
+                                                     for k, v in meta["quantiles"].items()},
+                                          domain=domain, method=meta.get("method", {}))
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+                raise BundleError(f"{path}: calibration record is malformed ({type(exc).__name__}: {exc})") from None
         return cls(element=manifest["element"], edge=manifest["edge"], grid=grid,
                    normalization=manifest["normalization"], featurization=manifest["featurization"],
                    feature_names=arrays["feature_names"], energy_ranges=arrays["energy_ranges"], properties=props,
                    config=manifest["config"], training_data_hash=manifest["training_data_hash"],
                    n_spectra=manifest["n_spectra"], sources=manifest["sources"],
-                   coverage_curve=manifest.get("coverage_curve", {}), versions=manifest["versions"])
+                   coverage_curve=manifest.get("coverage_curve", {}), versions=manifest["versions"],
+                   calibration=calibration)
 
 
 def summarize(pm: PropertyModel, per_seed: np.ndarray) -> dict[str, np.ndarray]:

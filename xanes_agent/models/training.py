@@ -31,6 +31,7 @@ import numpy as np
 from sklearn.metrics import f1_score, mean_absolute_error, r2_score
 
 from ..data.collection import SpectrumCollection
+from .calibration import DOMAIN_QUANTILE, Calibration
 from .ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor
 from .features import DEFAULT_GRID, Grid, make_featurizer, spectra_to_grid
 from .model import ElementModel, PropertyModel
@@ -70,6 +71,9 @@ class TrainConfig:
     n_jobs: int | None = None
     grid: Grid = field(default_factory=lambda: DEFAULT_GRID)
     properties: tuple[str, ...] = (CN, DISTANCE, "charge")
+    # out-of-group calibration (models.calibration): folds by parent structure, seeds per fold model
+    calibration_folds: int = 5
+    calibration_seeds: int = 2
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -161,8 +165,12 @@ def data_hash(coll: SpectrumCollection) -> str:
 
 
 def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | None = None,
-                  progress: bool = True) -> ElementModel:
-    """Train all properties of one absorbing element; metrics on the held-out test rows."""
+                  progress: bool = True, train_mask: np.ndarray | None = None) -> ElementModel:
+    """Train all properties of one absorbing element; metrics on the held-out test rows.
+
+    ``train_mask`` (rows of ``coll.where(element=element)``) replaces the library's split: those
+    rows train, the others are the test rows (for evaluations that hold out whole groups).
+    """
     from tqdm import tqdm
 
     cfg = config or TrainConfig()
@@ -172,11 +180,13 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
     featurizer = make_featurizer(cfg.featurization, cfg.grid)
     X_grid, e0 = spectra_to_grid(sub.energy, sub.mu, cfg.grid, cfg.normalization)
     good = np.isfinite(e0) & (np.isfinite(X_grid).mean(axis=1) > 0.9)
-    splits = assign_splits(sub, cfg.split_seed)
+    splits = assign_splits(sub, cfg.split_seed) if train_mask is None else \
+        np.where(np.asarray(train_mask, bool), "train", "test")
     rng = np.random.default_rng(cfg.split_seed)
     charge = charge_label(sub)
     targets = {CN: CN, DISTANCE: DISTANCE, "charge": charge}
     props: dict[str, PropertyModel] = {}
+    fitted: dict[str, tuple[np.ndarray, Any]] = {}  # prop -> (train rows, estimator): reused below
     bar = tqdm([p for p in cfg.properties], desc=f"{element} models", disable=not progress)
     for prop in bar:
         label = targets[prop]
@@ -189,23 +199,8 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
         if tr.sum() < 10 or (prop == CN and len(np.unique(y_all[tr])) < 2):
             log.warning("%s %s: too few labelled training spectra (%d); property skipped", element, label, tr.sum())
             continue
-        Xtr = X_grid[tr]
-        if cfg.noise[1] > 0 or cfg.e0_jitter > 0:
-            # clean rows plus noisy/shifted ones, so splits do not hinge on features that noise moves
-            Xtr = np.vstack([Xtr, measurement_copies(Xtr, cfg.grid, cfg.noise, cfg.e0_jitter, rng)])
-        Xa, src = augment(Xtr, cfg.augment_copies, rng)
-        src = src % int(tr.sum())
-        F = featurizer.transform(Xa)
-        y = y_all[tr][src]
-        if prop == CN:
-            est = SeedEnsembleClassifier(cfg.n_seeds, cfg.n_estimators, cfg.max_features_classifier,
-                                         cfg.min_samples_leaf, random_state=cfg.split_seed, n_jobs=cfg.n_jobs,
-                                         oversample=cfg.oversample)
-            est.fit(F, y.astype(int))
-        else:
-            est = SeedEnsembleRegressor(cfg.n_seeds, cfg.n_estimators, cfg.max_features_regressor,
-                                        cfg.min_samples_leaf, random_state=cfg.split_seed, n_jobs=cfg.n_jobs)
-            est.fit(F, y)
+        est = _fit_property(X_grid[tr], y_all[tr], prop, cfg, featurizer, rng, cfg.n_seeds)
+        fitted[prop] = (tr, est)
         pm = PropertyModel(
             name=prop, label=label, kind="classifier" if prop == CN else "regressor",
             packed=PackedForests.from_sklearn(est.estimators_),
@@ -222,8 +217,110 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
         training_data_hash=data_hash(sub), n_spectra=len(sub),
         sources=sorted(set(sub.source.tolist())),
     )
+    if cfg.calibration_folds >= 2 and props:
+        model.calibration = calibrate_element(sub, X_grid, good & (splits == "train"),
+                                              {p: sub.labels[targets[p]] for p in props}, cfg, featurizer,
+                                              progress=progress)
     model.coverage_curve = coverage_curve(model, X_grid[good & (splits == "test")], sub, good & (splits == "test"))
     return model
+
+
+def _fit_property(X: np.ndarray, y: np.ndarray, prop: str, cfg: TrainConfig, featurizer: Any,
+                  rng: np.random.Generator, n_seeds: int) -> Any:
+    """One property's seed ensemble on grid spectra ``X`` (rows of labels ``y``), with the
+    configured measurement copies and masked partial-coverage copies."""
+    Xtr = X
+    if cfg.noise[1] > 0 or cfg.e0_jitter > 0:
+        # clean rows plus noisy/shifted ones, so splits do not hinge on features that noise moves
+        Xtr = np.vstack([Xtr, measurement_copies(Xtr, cfg.grid, cfg.noise, cfg.e0_jitter, rng)])
+    Xa, src = augment(Xtr, cfg.augment_copies, rng)
+    src = src % len(X)
+    F = featurizer.transform(Xa)
+    yy = y[src]
+    if prop == CN:
+        est = SeedEnsembleClassifier(n_seeds, cfg.n_estimators, cfg.max_features_classifier,
+                                     cfg.min_samples_leaf, random_state=cfg.split_seed, n_jobs=cfg.n_jobs,
+                                     oversample=cfg.oversample)
+        return est.fit(F, yy.astype(int))
+    est = SeedEnsembleRegressor(n_seeds, cfg.n_estimators, cfg.max_features_regressor,
+                                cfg.min_samples_leaf, random_state=cfg.split_seed, n_jobs=cfg.n_jobs)
+    return est.fit(F, yy)
+
+
+def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndarray,
+                      labels: dict[str, np.ndarray], cfg: TrainConfig, featurizer: Any,
+                      progress: bool = False) -> Calibration:
+    """Out-of-group calibration of one element's models (see :mod:`.calibration`).
+
+    The training rows are split into ``cfg.calibration_folds`` folds by parent structure; for each
+    fold, ``cfg.calibration_seeds``-seed ensembles of every property (same settings and
+    augmentation as the final model) are trained on the other folds and predict the held-out
+    spectra, whole and masked (the low 30 %, 50 % and 75 % of the window, and 1-3 random gaps).
+    """
+    from tqdm import tqdm
+
+    from ..data.library import parent_groups
+    from .calibration import DomainModel, fit_calibration
+    from .evaluation import group_folds
+
+    idx = np.flatnonzero(rows)
+    folds = group_folds(parent_groups(sub[idx]), cfg.calibration_folds)
+    rng = np.random.default_rng(cfg.split_seed + 7)
+    y_out: dict[str, list] = {p: [] for p in labels}
+    pred_out: dict[str, list] = {p: [] for p in labels if p != CN}
+    proba_out, dist_out, cov_out, full_out = [], [], [], []
+    classes = np.array(CN_CLASSES, dtype=float)
+    for f in tqdm(np.unique(folds), desc="calibration folds", disable=not progress):
+        tr, te = idx[folds != f], idx[folds == f]
+        if not len(te) or not len(tr):
+            continue
+        Xte = X_grid[te]
+        masked = [Xte] + [mask_low_window(Xte, frac) for frac in (0.3, 0.5, 0.75)] + [augment(Xte, 2, rng)[0][2 * len(te):]]
+        Xall = np.vstack(masked)
+        Fall = featurizer.transform(Xall)
+        rep = len(masked)
+        domain = DomainModel.fit(featurizer.transform(X_grid[tr]), rng)
+        dist_out.append(domain.distance(Fall))
+        cov_out.append(np.isfinite(Xall).mean(axis=1))
+        full_out.append(np.arange(len(Xall)) < len(te))
+        for prop, y_all in labels.items():
+            y_rep = np.tile(y_all[te], rep)
+            y_out[prop].append(y_rep)
+            ok = np.isfinite(y_all[tr]) & (np.isin(y_all[tr], CN_CLASSES) if prop == CN else True)
+            if prop == CN:
+                if len(np.unique(y_all[tr][ok])) < 2:
+                    proba_out.append(np.full((len(Xall), len(classes)), np.nan))
+                    continue
+                est = _fit_property(X_grid[tr][ok], y_all[tr][ok], prop, cfg, featurizer, rng, cfg.calibration_seeds)
+                p = est.predict_proba(Fall)
+                full = np.zeros((len(Xall), len(classes)))
+                for j, c in enumerate(est.classes_):
+                    full[:, int(np.searchsorted(classes, c))] = p[:, j]
+                proba_out.append(full)
+            else:
+                if ok.sum() < 5:
+                    pred_out[prop].append(np.full(len(Xall), np.nan))
+                    continue
+                est = _fit_property(X_grid[tr][ok], y_all[tr][ok], prop, cfg, featurizer, rng, cfg.calibration_seeds)
+                pred_out[prop].append(est.predict(Fall))
+    dist = np.concatenate(dist_out)
+    full = np.concatenate(full_out)
+    final_domain = DomainModel.fit(featurizer.transform(X_grid[idx]), rng)
+    in_family = final_domain.in_family_distance()
+    final_domain.typical = float(np.median(in_family))
+    final_domain.threshold = float(np.quantile(in_family, DOMAIN_QUANTILE) / final_domain.typical)
+    score = dist / final_domain.typical
+    y = {p: np.concatenate(v) for p, v in y_out.items()}
+    pred = {p: np.concatenate(v) for p, v in pred_out.items()}
+    proba = np.vstack(proba_out) if proba_out else None
+    method = {"folds": int(len(np.unique(folds))), "groups": "parent structure (data.library.parent_groups)",
+              "seeds_per_fold_model": cfg.calibration_seeds, "n_held_out_spectra": int(len(idx)),
+              "masked_copies": "low 30/50/75 % of the window, 1-3 random gaps",
+              "interval": "split-conformal, |y - pred| / (0.5 + 0.5 domain score), per coverage band",
+              "cn": "isotonic map of the predicted class probability",
+              "domain": f"{DOMAIN_QUANTILE:.0%} quantile of the training spectra's leave-self-out distance",
+              "held_out_flagged": float(np.mean(score[full] > final_domain.threshold))}
+    return fit_calibration(y, pred, proba, classes, score, np.concatenate(cov_out), full, final_domain, method)
 
 
 def evaluate_property(pm: PropertyModel, F: np.ndarray, y: np.ndarray, train_labels: np.ndarray | None = None

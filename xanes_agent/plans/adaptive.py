@@ -30,7 +30,8 @@ import bluesky.preprocessors as bpp
 import numpy as np
 from ophyd import Signal
 
-from ..agent.stopping import DEFAULT_STABILITY, DEFAULT_THRESHOLDS, decision_of, stable_reason, stop_reason
+from ..agent.stopping import (DEFAULT_STABILITY, DEFAULT_THRESHOLDS, cn_probability, decision_of, stable_reason,
+                              stop_reason)
 from .xas import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, measure, range_energies, survey_and_edge, xas_fields
 
 def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict[str, Any],
@@ -86,7 +87,8 @@ def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict
         while not reason:
             report = agent.report()
             decisions.append(decision_of(report))
-            reason = stop_reason(report, th) or stable_reason(decisions, report.get("coverage", 0.0), stab)
+            reason = stop_reason(report, th) or stable_reason(decisions, report.get("coverage", 0.0), stab,
+                                                              cn_probability(report))
             if reason:
                 break
             if len(measured) >= max_points:

@@ -1,0 +1,116 @@
+"""Calibrated uncertainty: conformal intervals, the CN confidence map, the applicability domain,
+and what the bundle, the agent's documents and the stop rules do with them."""
+
+import json
+
+import numpy as np
+import pytest
+
+from xanes_agent.agent.stopping import DEFAULT_STABILITY, DEFAULT_THRESHOLDS, stable_reason, stop_reason
+from xanes_agent.models.calibration import (COVERAGE_EDGES, DomainModel, apply_confidence_map, conformal_quantile,
+                                            coverage_band, expected_calibration_error, fit_confidence_map)
+
+
+def test_conformal_quantile_covers_exchangeable_data():
+    rng = np.random.default_rng(0)
+    hits = {0.68: [], 0.9: []}
+    for _ in range(200):
+        cal, new = np.abs(rng.standard_t(3, 50)), np.abs(rng.standard_t(3, 200))
+        for L in hits:
+            hits[L].append(np.mean(new <= conformal_quantile(cal, L)))
+    for L, h in hits.items():  # marginal coverage >= L (and not wildly above)
+        assert L <= np.mean(h) <= L + 0.05
+    assert conformal_quantile(np.array([np.nan]), 0.9) == np.inf  # nothing to calibrate on: no claim
+
+
+def test_confidence_map_is_monotone_and_normalized():
+    rng = np.random.default_rng(1)
+    raw = rng.dirichlet([0.3, 0.3, 0.3], 2000)
+    # an over-confident model: right only 60 % of the time whatever it says
+    y = np.where(rng.random(2000) < 0.6, np.argmax(raw, axis=1), rng.integers(0, 3, 2000))
+    kx, ky = fit_confidence_map(raw, y)
+    assert np.all(np.diff(ky) >= 0) and min(ky) >= 1 / 3 - 1e-12
+    cal = apply_confidence_map(raw, kx, ky)
+    np.testing.assert_allclose(cal.sum(axis=1), 1.0)
+    assert expected_calibration_error(raw, y) > 0.1
+    k = np.argmax(raw, axis=1)
+    conf = cal[np.arange(len(k)), k]
+    assert abs(conf.mean() - np.mean(k == y)) < 0.03  # calibrated on average
+
+
+def test_domain_model_flags_what_is_far_and_partial_spectra_are_not_closer():
+    rng = np.random.default_rng(2)
+    F = rng.normal(size=(400, 20))
+    dm = DomainModel.fit(F)
+    inside = dm.in_family_distance()
+    assert np.all(inside > 0)  # a spectrum is never its own neighbour
+    dm.typical = float(np.median(inside))
+    dm.threshold = float(np.quantile(inside, 0.95) / dm.typical)
+    near, far = rng.normal(size=(50, 20)), rng.normal(4.0, 1.0, size=(50, 20))
+    assert np.mean(dm.score(near) > dm.threshold) < 0.2
+    assert np.all(dm.score(far) > dm.threshold)
+    part = far.copy()
+    part[:, 10:] = np.nan
+    assert np.all(dm.score(part) > dm.threshold)
+
+
+def test_coverage_bands():
+    assert coverage_band(0.0) == 0 and coverage_band(0.6) == 1 and coverage_band(1.0) == len(COVERAGE_EDGES) - 2
+
+
+@pytest.fixture(scope="module")
+def calibrated_model(bundled_library):
+    from xanes_agent.models.training import TrainConfig, train_element
+
+    lib = bundled_library.where(element="Fe")
+    return train_element(lib, "Fe", TrainConfig(n_seeds=2, n_estimators=20, calibration_seeds=1), progress=False)
+
+
+def test_bundle_keeps_the_calibration_and_predictions_carry_it(calibrated_model, bundled_library, tmp_path):
+    from xanes_agent.models.features import spectra_to_grid
+    from xanes_agent.models.model import BundleError, ElementModel
+
+    cal = calibrated_model.calibration
+    assert cal.method["folds"] >= 2 and "parent structure" in cal.method["groups"]
+    back = ElementModel.load(calibrated_model.save(tmp_path / "fe.npz"))
+    lib = bundled_library.where(element="Fe")
+    X, _ = spectra_to_grid(lib.energy[:10], lib.mu[:10])
+    X[5:, 60:] = np.nan  # partial spectra
+    p, q = calibrated_model.predict_grid(X), back.predict_grid(X)
+    d = q["mean_nn_distance"]
+    np.testing.assert_allclose(p["mean_nn_distance"]["interval90"], d["interval90"])
+    assert np.all(d["interval90"][:, 0] <= d["interval68"][:, 0]) and np.all(d["interval68"][:, 0] <= d["prediction"])
+    assert np.all(d["std"] > d["seed_std"])  # calibrated out of family: wider than the seed spread
+    assert np.all(d["std"][5:] >= d["std"][:5].min())  # partial spectra get no narrower intervals
+    cn = q["coordination_number"]
+    np.testing.assert_allclose(cn["proba"].sum(axis=1), 1.0)
+    assert set(q["charge"]) >= {"in_domain", "domain_score", "interval68"}
+
+    def edit(a):
+        m = json.loads(str(a["manifest"]))
+        m["calibration"]["quantiles"] = "wide"
+        a["manifest"] = np.array(json.dumps(m))
+
+    with np.load(tmp_path / "fe.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    edit(arrays)
+    np.savez_compressed(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(BundleError, match="calibration"):
+        ElementModel.load(tmp_path / "bad.npz")
+
+
+def _report(in_domain=True, p=0.95, std=0.005):
+    pred = {"coordination_number": {"prediction": 6, "probability": p, "in_domain": in_domain},
+            "mean_nn_distance": {"prediction": 2.0, "std": std, "in_domain": in_domain},
+            "charge": {"prediction": 3.0, "std": 0.01, "in_domain": in_domain}}
+    return {"edge_located": True, "predictions": pred}
+
+
+def test_stop_rules_trust_only_calibrated_in_domain_answers():
+    assert stop_reason(_report(), DEFAULT_THRESHOLDS).startswith("confident")
+    assert stop_reason(_report(in_domain=False), DEFAULT_THRESHOLDS) == ""
+    assert stop_reason(_report(p=0.5), DEFAULT_THRESHOLDS) == ""
+    assert stop_reason(_report(std=0.05), DEFAULT_THRESHOLDS) == ""
+    d = [(4, 2.0, 1.5)] * 3
+    assert stable_reason(d, 1.0, DEFAULT_STABILITY, probability=0.9).startswith("stable")
+    assert stable_reason(d, 1.0, DEFAULT_STABILITY, probability=0.5) == ""  # a CN at 0.5 is not a decision

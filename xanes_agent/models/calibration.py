@@ -1,0 +1,231 @@
+"""Uncertainty that means what it says: calibrated out of family, stored with the model.
+
+The seed spread of a forest ensemble is not a predictive uncertainty: seeds trained on the same
+spectra agree even where all of them are wrong (a spectrum of an unseen structure type, another
+code, a measurement). What is calibrated here, always on *out-of-group* predictions (models trained
+with whole parent structures left out, :func:`~xanes_agent.models.evaluation.group_folds`), on full
+spectra and on masked (partially measured) copies:
+
+* **regression intervals** (distance, charge): split-conformal with a difficulty scale. The score
+  of a held-out spectrum is ``|y - prediction| / sigma(x)`` with ``sigma(x) = 0.5 + 0.5 x`` its
+  domain score (1 for a typical spectrum, larger far from the training spectra), and the interval
+  at level L is ``prediction +- q_L sigma(x)``, ``q_L`` the finite-sample conformal quantile of the
+  scores, per band of coverage of the model window (0-50 %, 50-80 %, 80-100 %), so a partial
+  spectrum gets the wider interval partial spectra earned. ``std`` in the agent's output is the
+  half-width of the 68 % interval.
+* **coordination-number probability**: the probability of the predicted class is mapped by an
+  isotonic (monotone) fit of out-of-group accuracy against out-of-group confidence, clipped to
+  [1/K, 1]; the other classes share the rest in their proportions. Forests are over-confident out
+  of family (a forest's 0.95 was right ~60 % of the time): this is the number a stop rule may
+  trust. (Temperature scaling was tried first and fitted well by likelihood but raised the
+  expected calibration error: the forests' errors are not a matter of sharpness alone.)
+* **applicability domain**: the mean Euclidean distance from a spectrum's standardized features to
+  its 5 nearest training spectra (up to 1,500 stored; features a partial spectrum lacks count as
+  typical, and the distance is scaled by sqrt(features / features measured)), divided by the
+  median of that distance for a training spectrum to the *other* training spectra (its
+  in-family neighbours). A spectrum is flagged out of domain above the 95th percentile of that
+  in-family distance: a spectrum farther from the training spectra than 95 % of them are from
+  each other. Held-out families of the prototype library score 2-4.
+
+These are the numbers the agent reports and the stop rules use. The arithmetic is the standard
+one (conformal prediction: Vovk et al. 2005, Lei et al. 2018; isotonic calibration: Zadrozny & Elkan 2002), written here against the packed forests rather than through ``mapie``/``quantile-forest``,
+whose estimators would need the scikit-learn forests the agent's fast path replaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+LEVELS: tuple[float, ...] = (0.68, 0.90)
+COVERAGE_EDGES: tuple[float, ...] = (0.0, 0.5, 0.8, 1.0 + 1e-9)
+DOMAIN_K = 5
+DOMAIN_QUANTILE = 0.95
+MAX_REFERENCE = 1500
+
+
+def coverage_band(fraction: np.ndarray | float) -> np.ndarray:
+    """Index of the coverage band (see :data:`COVERAGE_EDGES`) of each coverage fraction."""
+    f = np.clip(np.asarray(fraction, float), 0.0, 1.0)
+    return np.clip(np.searchsorted(COVERAGE_EDGES, f, side="right") - 1, 0, len(COVERAGE_EDGES) - 2)
+
+
+def conformal_quantile(scores: np.ndarray, level: float) -> float:
+    """The ceil((n + 1) L)-th smallest score: split-conformal coverage >= L for exchangeable data."""
+    s = np.sort(np.asarray(scores, float)[np.isfinite(scores)])
+    if not len(s):
+        return float("inf")
+    k = int(np.ceil((len(s) + 1) * level)) - 1
+    return float(s[min(max(k, 0), len(s) - 1)])
+
+
+def apply_confidence_map(proba: np.ndarray, knots_x: list[float], knots_y: list[float]) -> np.ndarray:
+    """Calibrated class probabilities: the top class's mapped through the isotonic knots (linear
+    between them, clipped at the ends), the other classes rescaled to share the rest."""
+    p = np.atleast_2d(np.asarray(proba, float))
+    k = np.argmax(p, axis=1)
+    rows = np.arange(len(p))
+    top = np.interp(p[rows, k], knots_x, knots_y)
+    rest = p.copy()
+    rest[rows, k] = 0.0
+    tot = rest.sum(axis=1, keepdims=True)
+    share = np.where(tot > 0, rest / np.where(tot > 0, tot, 1.0), 1.0 / max(p.shape[1] - 1, 1))
+    share[rows, k] = 0.0
+    out = share * (1.0 - top)[:, None]
+    out[rows, k] = top
+    return out
+
+
+def fit_confidence_map(proba: np.ndarray, y_index: np.ndarray) -> tuple[list[float], list[float]]:
+    """Isotonic fit of 'the predicted class is right' against its probability; returns knots."""
+    from sklearn.isotonic import IsotonicRegression
+
+    conf = proba.max(axis=1)
+    correct = (np.argmax(proba, axis=1) == y_index).astype(float)
+    floor = 1.0 / proba.shape[1]
+    iso = IsotonicRegression(y_min=floor, y_max=1.0, out_of_bounds="clip").fit(conf, correct)
+    xs = np.asarray(iso.X_thresholds_, float)
+    ys = np.asarray(iso.y_thresholds_, float)
+    if len(xs) < 2:  # a single confidence value seen: one level everywhere
+        xs, ys = np.array([0.0, 1.0]), np.full(2, float(ys[0]) if len(ys) else floor)
+    return xs.tolist(), ys.tolist()
+
+
+def expected_calibration_error(proba: np.ndarray, y_index: np.ndarray, bins: int = 10) -> float:
+    """ECE of the top-class probability: sum over confidence bins of |accuracy - confidence| x share."""
+    conf = proba.max(axis=1)
+    correct = np.argmax(proba, axis=1) == y_index
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, bins - 1)
+    return float(sum(abs(correct[idx == b].mean() - conf[idx == b].mean()) * np.mean(idx == b)
+                     for b in range(bins) if np.any(idx == b)))
+
+
+@dataclass
+class DomainModel:
+    """Distance of spectra (features) to the training spectra; see the module docstring."""
+
+    center: np.ndarray
+    scale: np.ndarray
+    reference: np.ndarray  # (m, n_features) standardized training features, float32
+    typical: float = 1.0
+    threshold: float = float("inf")
+
+    @classmethod
+    def fit(cls, F: np.ndarray, rng: np.random.Generator | None = None) -> "DomainModel":
+        F = np.asarray(F, float)
+        center = np.nanmean(F, axis=0)
+        scale = np.nanstd(F, axis=0)
+        center = np.where(np.isfinite(center), center, 0.0)
+        scale = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
+        rows = np.arange(len(F))
+        if len(rows) > MAX_REFERENCE:
+            rows = np.sort((rng or np.random.default_rng(0)).choice(rows, MAX_REFERENCE, replace=False))
+        ref = np.nan_to_num((F[rows] - center) / scale).astype(np.float32)
+        return cls(center=center, scale=scale, reference=ref)
+
+    def distance(self, F: np.ndarray) -> np.ndarray:
+        """Mean distance to the :data:`DOMAIN_K` nearest reference spectra (standardized units)."""
+        F = np.atleast_2d(np.asarray(F, float))
+        measured = np.maximum(np.isfinite(F).sum(axis=1), 1)
+        Z = np.nan_to_num((F - self.center) / self.scale).astype(np.float32)
+        out = np.empty(len(Z))
+        k = min(DOMAIN_K, len(self.reference))
+        r2 = (self.reference.astype(np.float64) ** 2).sum(axis=1)
+        for a in range(0, len(Z), 512):  # bounded memory for large batches
+            z = Z[a:a + 512].astype(np.float64)
+            d2 = (z ** 2).sum(axis=1)[:, None] + r2[None, :] - 2.0 * z @ self.reference.T.astype(np.float64)
+            part = np.partition(np.maximum(d2, 0.0), k - 1, axis=1)[:, :k]
+            out[a:a + 512] = np.sqrt(part).mean(axis=1)
+        return out * np.sqrt(F.shape[1] / measured)  # a partial spectrum is not closer for lacking features
+
+    def in_family_distance(self) -> np.ndarray:
+        """Each reference spectrum's distance to the *other* reference spectra (leave-self-out)."""
+        R = self.reference.astype(np.float64)
+        r2 = (R ** 2).sum(axis=1)
+        k = min(DOMAIN_K, len(R) - 1)
+        out = np.empty(len(R))
+        for a in range(0, len(R), 512):
+            d2 = r2[a:a + 512, None] + r2[None, :] - 2.0 * R[a:a + 512] @ R.T
+            d2[np.arange(len(d2)), np.arange(a, a + len(d2))] = np.inf
+            out[a:a + 512] = np.sqrt(np.maximum(np.partition(d2, k - 1, axis=1)[:, :k], 0.0)).mean(axis=1)
+        return out
+
+    def score(self, F: np.ndarray) -> np.ndarray:
+        """Distance relative to a typical held-out spectrum's (1 = typical)."""
+        return self.distance(F) / self.typical
+
+    def to_arrays(self, prefix: str = "domain__") -> dict[str, np.ndarray]:
+        return {f"{prefix}center": self.center, f"{prefix}scale": self.scale, f"{prefix}reference": self.reference}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], typical: float, threshold: float,
+                    prefix: str = "domain__") -> "DomainModel":
+        return cls(center=arrays[f"{prefix}center"], scale=arrays[f"{prefix}scale"],
+                   reference=arrays[f"{prefix}reference"], typical=typical, threshold=threshold)
+
+
+def difficulty(domain_score: np.ndarray) -> np.ndarray:
+    """sigma(x) of the interval: 1 for a typical spectrum, growing with the domain score."""
+    return 0.5 + 0.5 * np.asarray(domain_score, float)
+
+
+@dataclass
+class Calibration:
+    """What :func:`fit_calibration` learned; JSON-safe except the domain model's arrays."""
+
+    confidence_knots: tuple[list[float], list[float]] = ([0.0, 1.0], [0.0, 1.0])  # identity
+    quantiles: dict[str, list[list[float]]] = field(default_factory=dict)  # prop -> [band][level]
+    domain: DomainModel | None = None
+    method: dict[str, Any] = field(default_factory=dict)
+
+    def meta(self) -> dict[str, Any]:
+        return {"confidence_knots": [list(self.confidence_knots[0]), list(self.confidence_knots[1])],
+                "quantiles": self.quantiles, "levels": list(LEVELS),
+                "coverage_edges": list(COVERAGE_EDGES[:-1]) + [1.0],
+                "domain_typical": self.domain.typical if self.domain else None,
+                "domain_threshold": self.domain.threshold if self.domain else None, "method": self.method}
+
+    def halfwidths(self, prop: str, domain_score: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+        """(rows, levels) interval half-widths in the property's unit."""
+        q = np.asarray(self.quantiles[prop], float)  # (bands, levels)
+        return q[coverage_band(coverage)] * difficulty(domain_score)[:, None]
+
+
+def fit_calibration(y: dict[str, np.ndarray], pred: dict[str, np.ndarray], cn_proba: np.ndarray | None,
+                    cn_classes: np.ndarray | None, domain_score: np.ndarray, coverage: np.ndarray,
+                    full: np.ndarray, domain: DomainModel, method: dict[str, Any]) -> Calibration:
+    """Calibrate from out-of-group predictions.
+
+    ``y``/``pred``: per regression property, labels and predictions of held-out rows (full spectra
+    and masked copies); ``cn_proba`` (rows, classes) and ``y['coordination_number']`` for the
+    classifier; ``domain_score`` and ``coverage`` per row; ``full``: rows that are whole spectra
+    (the domain threshold is set on them). ``domain`` is the final model's domain model, whose
+    ``typical`` and ``threshold`` are set here from the held-out scores.
+    """
+    cal = Calibration(domain=domain, method=method)
+    band = coverage_band(coverage)
+    sigma = difficulty(domain_score)
+    for prop, yy in y.items():
+        if prop == "coordination_number" or prop not in pred:
+            continue
+        ok = np.isfinite(yy) & np.isfinite(pred[prop])
+        scores = np.abs(yy - pred[prop]) / sigma
+        table = []
+        for b in range(len(COVERAGE_EDGES) - 1):
+            sel = ok & (band == b)
+            if sel.sum() < 20:  # too few in this band: use them all (conservative: partial rows included)
+                sel = ok
+            table.append([conformal_quantile(scores[sel], L) for L in LEVELS])
+        cal.quantiles[prop] = table
+    if cn_proba is not None and "coordination_number" in y:
+        yc = y["coordination_number"]
+        ok = np.isin(yc, cn_classes) & np.all(np.isfinite(cn_proba), axis=1)
+        if ok.sum() >= 10:
+            idx = np.searchsorted(cn_classes, yc[ok]).astype(int)
+            cal.confidence_knots = fit_confidence_map(cn_proba[ok], idx)
+            cal.method["cn_ece_out_of_group_raw"] = expected_calibration_error(cn_proba[ok], idx)
+            cal.method["cn_accuracy_out_of_group"] = float(np.mean(np.argmax(cn_proba[ok], axis=1) == idx))
+    return cal
