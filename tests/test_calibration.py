@@ -86,17 +86,23 @@ def test_bundle_keeps_the_calibration_and_predictions_carry_it(calibrated_model,
     np.testing.assert_allclose(cn["proba"].sum(axis=1), 1.0)
     assert set(q["charge"]) >= {"in_domain", "domain_score", "interval68"}
 
-    def edit(a):
-        m = json.loads(str(a["manifest"]))
-        m["calibration"]["quantiles"] = "wide"
-        a["manifest"] = np.array(json.dumps(m))
+    from xanes_agent.models.model import _bundle_digest
 
-    with np.load(tmp_path / "fe.npz", allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    edit(arrays)
-    np.savez_compressed(tmp_path / "bad.npz", **arrays)
+    def edited(resign):
+        with np.load(tmp_path / "fe.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        m = json.loads(str(arrays["manifest"]))
+        m["calibration"]["quantiles"] = "wide"
+        if resign:  # a writer that signs what it wrote: the record itself must still be checked
+            m["digest"] = _bundle_digest(m)
+        arrays["manifest"] = np.array(json.dumps(m))
+        np.savez_compressed(tmp_path / "bad.npz", **arrays)
+        return tmp_path / "bad.npz"
+
+    with pytest.raises(BundleError, match="digest"):
+        ElementModel.load(edited(resign=False))
     with pytest.raises(BundleError, match="calibration"):
-        ElementModel.load(tmp_path / "bad.npz")
+        ElementModel.load(edited(resign=True))
 
 
 def _report(in_domain=True, p=0.95, std=0.005):

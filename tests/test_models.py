@@ -194,3 +194,100 @@ def test_measurement_copies_add_the_noise_and_shift_asked_for():
     assert np.abs(cross - 2.0).max() <= 0.51 and np.ptp(cross) > 0.5  # 0.01: linear interpolation on the grid
     cfg = live_config(n_estimators=3)
     assert cfg.noise[1] > 0 and cfg.e0_jitter > 0 and cfg.min_samples_leaf == 5 and cfg.n_estimators == 3
+
+
+# -- hostile bundles (issue 15): every refusal is a BundleError, before any walk ---------------------
+
+def _resigned(path, out, mutate):
+    """Apply ``mutate`` to the arrays and manifest, then sign the result as a writer would: the
+    hashes are valid, so only the structural checks stand between the file and the compiled walk."""
+    from xanes_agent.models.model import _bundle_digest, _digest
+
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    manifest = json.loads(str(arrays.pop("manifest")))
+    mutate(arrays, manifest)
+    manifest["sha256"] = {k: _digest(v) for k, v in arrays.items()}
+    manifest["digest"] = _bundle_digest(manifest)
+    np.savez_compressed(out, manifest=np.array(json.dumps(manifest)), **arrays)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(cu_subset, tmp_path_factory):
+    cfg = TrainConfig(n_seeds=2, n_estimators=3, calibration_folds=0)
+    return train_element(cu_subset, "Cu", cfg, progress=False).save(tmp_path_factory.mktemp("tiny") / "cu.npz")
+
+
+def test_an_edited_manifest_field_is_refused(tiny_bundle, tmp_path):
+    def flip(a):
+        m = json.loads(str(a["manifest"]))
+        m["featurization"] = "pointwise"
+        a["manifest"] = np.array(json.dumps(m))
+
+    with pytest.raises(BundleError, match="digest"):
+        ElementModel.load(_rewrite(tiny_bundle, tmp_path / "flip.npz", flip))
+
+
+@pytest.mark.parametrize("what, match", [
+    ("child out of range", "out of range"), ("cycle", "cycle"), ("feature index", "feature index"),
+    ("NaN value", "non-finite"), ("shallow depth", "deeper"), ("classes", "class"), ("manifest type", "malformed"),
+])
+def test_signed_but_broken_trees_are_refused_before_any_walk(tiny_bundle, tmp_path, what, match):
+    def mutate(a, m):
+        p = "coordination_number__"
+        inner = np.flatnonzero(a[p + "left"] != np.arange(len(a[p + "left"])))
+        if what == "child out of range":
+            a[p + "left"][inner[0]] = 10**6
+        elif what == "cycle":
+            a[p + "right"][inner[1]] = inner[0]
+        elif what == "feature index":
+            a[p + "feature"][inner[0]] = 9999
+        elif what == "NaN value":
+            a[p + "value"][0, 0] = np.nan
+        elif what == "shallow depth":
+            a[p + "shape"][0] = 1
+        elif what == "classes":
+            a[p + "classes"] = np.array([4.0, 5.0, 6.0, 7.0])
+        elif what == "manifest type":
+            m["properties"]["charge"] = ["not", "a", "dict"]
+
+    with pytest.raises(BundleError, match=match):
+        ElementModel.load(_resigned(tiny_bundle, tmp_path / "bad.npz", mutate))
+
+
+def test_an_oversized_archive_is_refused_before_decompressing(tiny_bundle, monkeypatch):
+    import xanes_agent.models.model as model_module
+
+    monkeypatch.setattr(model_module, "MAX_BUNDLE_BYTES", 1000)
+    with pytest.raises(BundleError, match="refusing to decompress"):
+        ElementModel.load(tiny_bundle)
+
+
+def test_random_node_edits_never_crash_or_hang(tiny_bundle, tmp_path):
+    """Property-based: any signed edit of the node tables loads and predicts, or is a BundleError."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from xanes_agent.agent.predictor import LivePredictor
+
+    names = ["left", "right", "feature", "roots", "tree_forest"]
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(["coordination_number__", "mean_nn_distance__"]), st.sampled_from(names),
+           st.integers(0, 10**6), st.integers(-5, 10**5))
+    def check(prefix, name, where, value):
+        def mutate(a, m):
+            arr = a[prefix + name]
+            arr[where % len(arr)] = value
+
+        out = _resigned(tiny_bundle, tmp_path / "edit.npz", mutate)
+        try:
+            model = ElementModel.load(out)
+        except BundleError:
+            return
+        pred = LivePredictor(model)
+        e = np.linspace(8950, 9060, 120)
+        pred.update(e, 1 / (1 + np.exp(-(e - 8985) / 2)))
+
+    check()

@@ -348,9 +348,10 @@ class XANESAgent(SafeRouter):
         self.run = None
 
     # -- bluesky-adaptive style API ----------------------------------------------------------------
-    def begin(self, element: str, edge: str = "K", uid: str = "adaptive") -> None:
-        """Start a document-less session (for ``ingest``/``suggest`` without a RunEngine)."""
-        self.start({"uid": uid, "element": element, "edge": edge, "time": time.time()})
+    def begin(self, element: str, edge: str = "K", uid: str = "adaptive", md: dict[str, Any] | None = None) -> None:
+        """Start a document-less session (for ``ingest``/``suggest`` without a RunEngine); ``md``
+        is the run's metadata as a start document would carry it (sample, sample_truth, ...)."""
+        self.start({**(md or {}), "uid": uid, "element": element, "edge": edge, "time": time.time()})
 
     def end(self, exit_status: str = "success", reason: str = "") -> dict[str, Any]:
         """Close a session begun with :meth:`begin` (``reason`` goes into the stop document);

@@ -152,7 +152,9 @@ class ElementModel:
             "versions": _versions(), "sha256": {k: _digest(v) for k, v in arrays.items()},
             "calibration": self.calibration.meta() if self.calibration is not None else None,
         }
-        arrays["manifest"] = np.array(json.dumps(manifest, sort_keys=True, default=json_default))
+        manifest = json.loads(json.dumps(manifest, default=json_default))  # plain JSON types, as a reader sees it
+        manifest["digest"] = _bundle_digest(manifest)
+        arrays["manifest"] = np.array(json.dumps(manifest, sort_keys=True))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(tmp, **arrays)
@@ -166,6 +168,17 @@ class ElementModel:
         if not path.is_file():
             raise BundleError(f"{path}: model bundle not found")
         try:
+            return cls._load(path, expect_grid, expect_featurization, expect_element)
+        except BundleError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever a hostile file provokes is a refusal, named
+            raise BundleError(f"{path}: malformed bundle ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _load(cls, path: Path, expect_grid: Grid | None, expect_featurization: str | None,
+              expect_element: str | None) -> "ElementModel":
+        _check_archive(path)
+        try:
             z = np.load(path, allow_pickle=False)
             arrays = {k: z[k] for k in z.files}
         except Exception as exc:  # noqa: BLE001 - zip/npz errors of every kind: say which file
@@ -176,14 +189,19 @@ class ElementModel:
             manifest = json.loads(str(arrays.pop("manifest")))
         except json.JSONDecodeError as exc:
             raise BundleError(f"{path}: manifest is not valid JSON ({exc.msg})") from None
+        if not isinstance(manifest, dict):
+            raise BundleError(f"{path}: manifest is not a JSON object")
         if manifest.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"{path}: format {manifest.get('format')!r} is not {BUNDLE_FORMAT!r}")
         if manifest.get("format_version") != BUNDLE_VERSION:
             raise BundleError(f"{path}: bundle format version {manifest.get('format_version')} is not supported "
                               f"(this xanes-agent reads version {BUNDLE_VERSION}); retrain or upgrade")
         expected = manifest.get("sha256", {})
-        if set(expected) != set(arrays):
+        if not isinstance(expected, dict) or set(expected) != set(arrays):
             raise BundleError(f"{path}: arrays {sorted(set(arrays) ^ set(expected))} do not match the manifest")
+        if manifest.get("digest") != _bundle_digest(manifest):
+            raise BundleError(f"{path}: the manifest does not match its digest (fields edited or corrupted); "
+                              "refusing to load")
         for k, v in arrays.items():
             if _digest(v) != expected[k]:
                 raise BundleError(f"{path}: array {k!r} does not match its sha256 in the manifest "
@@ -196,10 +214,21 @@ class ElementModel:
                               f"{expect_featurization!r} expected")
         if expect_element is not None and manifest["element"] != expect_element:
             raise BundleError(f"{path}: bundle is for {manifest['element']}, not {expect_element}")
+        n_features = len(make_featurizer(manifest["featurization"], grid).fit().feature_names_)
+        if arrays["feature_names"].shape != (n_features,) or arrays["energy_ranges"].shape != (n_features, 2):
+            raise BundleError(f"{path}: {manifest['featurization']} features on this grid are {n_features}, "
+                              f"the bundle names {arrays['feature_names'].shape}")
         props = {}
         for name, meta in manifest["properties"].items():
+            packed = PackedForests.from_arrays(arrays, f"{name}__")
+            try:  # before any compiled walk touches the node table
+                packed.validate(n_features)
+            except ValueError as exc:
+                raise BundleError(f"{path}: {name} forests are not valid trees: {exc}") from None
+            if (meta["kind"] == "classifier") != (packed.classes is not None):
+                raise BundleError(f"{path}: {name} is a {meta['kind']} but its class list says otherwise")
             props[name] = PropertyModel(
-                name=name, label=meta["label"], kind=meta["kind"], packed=PackedForests.from_arrays(arrays, f"{name}__"),
+                name=name, label=meta["label"], kind=meta["kind"], packed=packed,
                 importances=arrays[f"{name}__importances"], importances_std=arrays[f"{name}__importances_std"],
                 metrics=meta["metrics"], n_train=meta["n_train"], n_test=meta["n_test"])
         calibration = None
@@ -207,6 +236,9 @@ class ElementModel:
         if meta:
             try:
                 domain = DomainModel.from_arrays(arrays, float(meta["domain_typical"]), float(meta["domain_threshold"]))
+                if domain.reference.ndim != 2 or domain.reference.shape[1] != n_features or \
+                        domain.center.shape != (n_features,) or domain.scale.shape != (n_features,):
+                    raise ValueError("domain model arrays do not match the features")
                 knots = meta["confidence_knots"]
                 calibration = Calibration(confidence_knots=([float(x) for x in knots[0]], [float(y) for y in knots[1]]),
                                           quantiles={k: [[float(x) for x in band] for band in v]
@@ -221,6 +253,34 @@ class ElementModel:
                    n_spectra=manifest["n_spectra"], sources=manifest["sources"],
                    coverage_curve=manifest.get("coverage_curve", {}), versions=manifest["versions"],
                    calibration=calibration)
+
+
+#: Largest bundle accepted, uncompressed (a study-size model of one element is ~100-200 MB).
+MAX_BUNDLE_BYTES = 512 * 2**20
+MAX_BUNDLE_ENTRIES = 1000
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse a file that would decompress to more than :data:`MAX_BUNDLE_BYTES` (a zip bomb),
+    from the archive's directory alone, before anything is decompressed."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BundleError(f"{path}: not a readable model bundle ({type(exc).__name__}: {exc})") from None
+    total = sum(i.file_size for i in infos)
+    if len(infos) > MAX_BUNDLE_ENTRIES or total > MAX_BUNDLE_BYTES:
+        raise BundleError(f"{path}: {len(infos)} entries, {total / 2**20:.0f} MiB uncompressed: over the limits "
+                          f"({MAX_BUNDLE_ENTRIES}, {MAX_BUNDLE_BYTES / 2**20:.0f} MiB); refusing to decompress")
+
+
+def _bundle_digest(manifest: dict[str, Any]) -> str:
+    """sha256 of the canonical manifest (sorted JSON, without the digest itself); it covers every
+    field and, through the per-array sha256 table inside it, every array."""
+    body = {k: v for k, v in manifest.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def summarize(pm: PropertyModel, per_seed: np.ndarray) -> dict[str, np.ndarray]:

@@ -90,6 +90,76 @@ class PackedForests:
             out[k] = vals[:, self.tree_forest == k].sum(axis=1) / counts[k]
         return out
 
+    def validate(self, n_features: int, max_depth: int = 256) -> None:
+        """Check the node table before anything walks it; ``ValueError`` names the first problem.
+
+        A table from a file may be hostile: a child index out of range makes compiled code read
+        outside the arrays, a cycle makes it loop for ever. Checked: shapes and dtypes agree;
+        children are in range, a leaf points to itself and an internal node's children come after it
+        within its own tree (so no cycle); every node has at most one parent; the depth is at most
+        the declared one (which the vectorized walk relies on) and ``max_depth``; split features are
+        valid column indices; no threshold is NaN and all values are finite; classes match the
+        value columns.
+        """
+        n = len(self.feature)
+        for name in ("threshold", "left", "right", "missing_left"):
+            a = getattr(self, name)
+            if a.ndim != 1 or len(a) != n:
+                raise ValueError(f"node array {name!r} has shape {a.shape}, expected ({n},)")
+        if self.value.ndim != 2 or len(self.value) != n or self.value.shape[1] < 1:
+            raise ValueError(f"value array has shape {self.value.shape}, expected ({n}, outputs)")
+        for name in ("feature", "left", "right", "roots", "tree_forest"):
+            if not np.issubdtype(getattr(self, name).dtype, np.integer):
+                raise ValueError(f"node array {name!r} is not integer ({getattr(self, name).dtype})")
+        if not np.issubdtype(self.threshold.dtype, np.floating) or not np.issubdtype(self.value.dtype, np.floating):
+            raise ValueError("thresholds and values must be floating point")
+        t = len(self.roots)
+        if t == 0 or self.tree_forest.shape != (t,) or self.roots.ndim != 1:
+            raise ValueError("no trees, or roots and tree_forest disagree")
+        if not (0 < self.depth <= max_depth) or self.n_forests < 1:
+            raise ValueError(f"declared depth {self.depth} or forest count {self.n_forests} out of range")
+        if self.tree_forest.min() < 0 or self.tree_forest.max() >= self.n_forests or \
+                len(np.unique(self.tree_forest)) != self.n_forests:
+            raise ValueError("tree_forest does not assign every tree to one of the forests")
+        if self.roots[0] != 0 or np.any(np.diff(self.roots) <= 0) or self.roots[-1] >= n:
+            raise ValueError("tree roots are not increasing node indices inside the table")
+        idx = np.arange(n, dtype=np.int64)
+        end = np.append(self.roots[1:], n).astype(np.int64)  # each tree's nodes: [root, next root)
+        tree_of = np.repeat(np.arange(t), np.diff(np.append(self.roots, n)))
+        left, right = self.left.astype(np.int64), self.right.astype(np.int64)
+        leaf = left == idx
+        if np.any(leaf != (right == idx)):
+            raise ValueError("a node is a leaf on one side only")
+        inner = ~leaf
+        lim = end[tree_of]
+        for name, child in (("left", left), ("right", right)):
+            if np.any(child < 0) or np.any(child >= n):
+                raise ValueError(f"{name} child index out of range")
+            if np.any(inner & ((child <= idx) | (child >= lim))):
+                raise ValueError(f"{name} child does not follow its parent inside the same tree (a cycle or a "
+                                 "link into another tree)")
+        parents = np.bincount(np.concatenate([left[inner], right[inner]]), minlength=n)
+        if np.any(parents > 1) or np.any(parents[self.roots] > 0):
+            raise ValueError("a node has more than one parent")
+        if np.any(inner & ((self.feature < 0) | (self.feature >= n_features))):
+            raise ValueError(f"split feature index outside 0..{n_features - 1}")
+        # an internal threshold may be +-inf (scikit-learn's split of "missing vs the rest"), never NaN
+        if np.any(np.isnan(self.threshold[inner])) or not np.all(np.isfinite(self.value)):
+            raise ValueError("NaN threshold or non-finite value")
+        # depth: walk the levels from the roots (each node is reached once: one parent at most)
+        frontier, level = self.roots.astype(np.int64), 0
+        while True:
+            frontier = frontier[inner[frontier]]
+            if not len(frontier):
+                break
+            level += 1
+            if level > self.depth:
+                raise ValueError(f"trees are deeper than the declared depth {self.depth}")
+            frontier = np.concatenate([left[frontier], right[frontier]])
+        if self.classes is not None and (self.classes.ndim != 1 or len(self.classes) != self.value.shape[1]
+                                         or not np.all(np.isfinite(self.classes))):
+            raise ValueError("class list does not match the value columns")
+
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
         out = {f"{prefix}{name}": getattr(self, name) for name in self.ARRAYS}
         out[f"{prefix}shape"] = np.array([self.depth, self.n_forests], np.int64)

@@ -76,7 +76,7 @@ def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict
 
     def inner():
         uid = yield from bps.open_run(md=_md)
-        agent.begin(md["element"], md.get("edge", "K"), uid=uid)
+        agent.begin(md["element"], md.get("edge", "K"), uid=uid, md=md)
         e_c = yield from survey_and_edge(detectors, motor, edge_energy, energy_field, mu_field, survey,
                                          edge_halfwidth, edge_step, on_points=tell)
         lo, hi, step = survey
@@ -110,7 +110,7 @@ def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict
                 reason = "nothing new to measure (proposals repeat measured points)"
         final = agent.report()
         yield from record("stop", reason=reason, predictions=final.get("predictions"))
-        agent.end()
+        agent.end(reason=reason)
         yield from bps.close_run(exit_status="success", reason=reason)
         return reason
 
