@@ -139,6 +139,13 @@ def test_bad_readings_units_duplicates():
     assert ps.n_dropped == 2 and len(ps) == 3
     with pytest.raises(ValueError, match="differ in length"):
         ps.add([1, 2], [1])
+    # judged reading by reading: a zero, an absurd value and another edge's energy are rejected,
+    # a keV reading among eV ones converted, a boolean mu refused; nothing added before is lost
+    ps.add([0.0, 1e30, 5000.0, 8995.0, 8.996], [0.1, 0.1, 0.1, 0.7, 0.8])
+    ps.add([8997.0], [True])
+    e, mu = ps.arrays()
+    np.testing.assert_allclose(e, [8990.0, 8991.0, 8994.0, 8995.0, 8996.0])
+    assert ps.n_rejected == 4 and ps.n_kev == 5 and "rejected" in ps.summary()
 
 
 def test_nan_readings_never_crash_the_scan(confident_sample, cu_agent_model):

@@ -122,4 +122,18 @@ def test_replay_cli(sample, cu_agent_model, tmp_path, capsys):
     assert len(list((tmp_path / "png").glob("agent_*.png"))) == 1
     bad = tmp_path / "bad.jsonl"
     bad.write_text('["start", {"uid": "x"}]\nnot json\n')
-    assert main(["replay", str(bad), "--models", str(models)]) == 2
+    assert main(["replay", str(bad), "--models", str(models)]) == 2  # nothing usable at all
+    # a recording with a junk line, an unknown document name, and a last run cut off mid-line:
+    # every complete run is still reported, the damage is named, and the exit status says so
+    w = JSONLWriter(tmp_path / "second.jsonl")
+    RunEngine({})(bp.scan([bl.det], bl.mono, 8950, 9060, 50), w, **bl.md)
+    w.close()
+    lines, second = path.read_text().splitlines(), (tmp_path / "second.jsonl").read_text().splitlines()
+    cut = "\n".join(lines + ["garbage{", '["no_such_doc", {}]'] + second[:-3] + [second[-3][:25]]) + "\n"
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_text(cut)
+    capsys.readouterr()
+    assert main(["replay", str(damaged), "--models", str(models)]) == 1
+    out, err = capsys.readouterr()
+    assert out.count("80 points") == 1 and " points" in out.splitlines()[-1]  # the complete run, and the cut one
+    assert "not JSON" in err and "unknown document name" in err and "no stop document" in err

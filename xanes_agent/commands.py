@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -311,6 +312,8 @@ def _print_report(rep: dict) -> None:
             line.append(f"{name} {preds[name]['prediction']:.3f}±{preds[name]['std']:.3f} {unit}".rstrip())
     if rep.get("n_dropped"):
         line.append(f"{rep['n_dropped']} non-finite readings dropped")
+    if rep.get("n_rejected"):
+        line.append(f"{rep['n_rejected']} impossible readings rejected")
     if rep.get("in_domain") is False:
         line.append(f"OUT OF DOMAIN (score {rep['domain_score']:.2f}): unlike the training spectra, treat with care")
     print(", ".join(line))
@@ -345,15 +348,22 @@ def cmd_serve(a: argparse.Namespace) -> int:
 def cmd_replay(a: argparse.Namespace) -> int:
     from .agent.server import replay
 
-    agents = replay(a.file, _store(a), jsonl=a.jsonl, png_dir=a.png_dir, strategy=a.strategy)
-    if not agents:
+    problems: list[str] = []
+    agents = replay(a.file, _store(a), jsonl=a.jsonl, png_dir=a.png_dir, strategy=a.strategy, problems=problems)
+    for p in problems:
+        print(f"warning: {p}", file=sys.stderr)
+    if not any(ag.finished for ag in agents):
+        for ag in agents:
+            for w in ag.warnings:
+                print(f"warning: {w}", file=sys.stderr)
         raise CLIError(f"{a.file}: no run with a start document the agent could use")
     for ag in agents:
         for rep in ag.finished:
             _print_report(rep)
         for w in ag.warnings:
             print(f"warning: {w}")
-    return 0
+    # 0: every line read and every run complete; 1: runs reported, but something was skipped or cut short
+    return 1 if problems else 0
 
 
 def ensure_demo_model(models: Path, element: str, trees: int = 50, quiet: bool = False) -> Path:

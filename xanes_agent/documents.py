@@ -53,17 +53,36 @@ class JSONLWriter:
         self._fh.close()
 
 
-def read_jsonl(path: str | Path) -> Iterator[tuple[str, dict]]:
-    """Yield ``(name, doc)`` pairs; a malformed line raises ``ValueError`` naming file and line."""
+DOCUMENT_NAMES = frozenset({"start", "descriptor", "event", "event_page", "stop", "resource", "datum",
+                            "datum_page", "stream_resource", "stream_datum"})
+
+
+def read_jsonl(path: str | Path, problems: list[str] | None = None) -> Iterator[tuple[str, dict]]:
+    """Yield ``(name, doc)`` pairs.
+
+    Strict by default: a malformed line raises ``ValueError`` naming file and line. With a
+    ``problems`` list, such a line (not JSON, truncated, not ``[name, doc]``, an unknown document
+    name) is skipped and described there instead, so one bad line never costs the runs around it.
+    """
     path = Path(path)
-    with path.open() as fh:
+    with path.open(errors="replace") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
+            why = ""
             try:
-                name, doc = json.loads(line)
-            except (json.JSONDecodeError, ValueError, TypeError) as exc:
-                raise ValueError(f"{path}:{lineno}: not a [name, doc] JSON line ({exc})") from None
-            if not isinstance(name, str) or not isinstance(doc, dict):
-                raise ValueError(f"{path}:{lineno}: expected [name, doc], got {type(name).__name__}, {type(doc).__name__}")
-            yield name, doc
+                item = json.loads(line)
+            except (json.JSONDecodeError, ValueError) as exc:
+                item, why = None, f"not JSON ({exc.msg if hasattr(exc, 'msg') else exc})"
+            if not why:
+                if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                        and isinstance(item[1], dict)):
+                    why = "expected [name, doc]"
+                elif problems is not None and item[0] not in DOCUMENT_NAMES:
+                    why = f"unknown document name {item[0][:40]!r}"
+            if why:
+                if problems is None:
+                    raise ValueError(f"{path}:{lineno}: {why}")
+                problems.append(f"{path}:{lineno}: {why}; line skipped")
+                continue
+            yield item[0], item[1]

@@ -214,7 +214,7 @@ class XANESAgent(SafeRouter):
         keys = {"n_points": {**num, "dtype": "integer"}, "coverage": num, "e0": {**num, "units": "eV"},
                 "edge_located": {**num, "dtype": "boolean"}, "normalization_confident": {**num, "dtype": "boolean"},
                 "update_seconds": {**num, "units": "s"}, "proposals": {**num, "dtype": "string"},
-                "n_dropped": {**num, "dtype": "integer"}}
+                "n_dropped": {**num, "dtype": "integer"}, "n_rejected": {**num, "dtype": "integer"}}
         for name, p in pm.items():
             if p.kind == "classifier":
                 keys.update({"cn": {**num, "dtype": "integer"}, "cn_probability": num, "cn_spread": num,
@@ -293,7 +293,7 @@ class XANESAgent(SafeRouter):
             "n_points": s.n_points, "coverage": s.coverage_fraction, "e0": s.e0 if s.e0 is not None else float("nan"),
             "edge_located": s.edge_located, "normalization_confident": s.normalization_confident,
             "update_seconds": s.seconds, "proposals": json.dumps([p.as_dict() for p in r.proposals]),
-            "n_dropped": r.spectrum.n_dropped}
+            "n_dropped": r.spectrum.n_dropped, "n_rejected": r.spectrum.n_rejected}
         for name, pm in r.predictor.model.properties.items():
             p = s.predictions.get(name)
             if pm.kind == "classifier":
@@ -333,6 +333,8 @@ class XANESAgent(SafeRouter):
         if r is None:
             return
         r.stop_reason = reason or exit_status
+        if r.spectrum.summary():  # one line per run, not one per reading
+            self._warn(f"run {r.uid}: {r.spectrum.summary()}")
         if self.png_dir is not None:
             try:
                 from .view import save_png
@@ -394,7 +396,8 @@ class XANESAgent(SafeRouter):
             return self.finished[-1] if self.finished else {}
         s = r.last
         out: dict[str, Any] = {"raw_run_uid": r.uid, "element": r.element, "n_points": len(r.spectrum),
-                               "n_dropped": r.spectrum.n_dropped, "unit_note": r.spectrum.unit_note,
+                               "n_dropped": r.spectrum.n_dropped, "n_rejected": r.spectrum.n_rejected,
+                               "unit_note": r.spectrum.unit_note,
                                "errors": self.errors, "n_updates": r.n_updates,
                                "charge_label": getattr(r.predictor.model.properties.get("charge"), "label", None)}
         if s is not None:

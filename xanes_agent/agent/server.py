@@ -162,14 +162,25 @@ def serve(subscribe: str, models: ModelStore, publish: str | None = None, max_ru
 
 
 def replay(path: str | Path, models: ModelStore, jsonl: str | Path | None = None, png_dir: str | Path | None = None,
-           **agent_kwargs: Any) -> list[Any]:
-    """Feed a recorded run (JSON lines) to the agent; returns the agents (one per run)."""
+           problems: list[str] | None = None, **agent_kwargs: Any) -> list[Any]:
+    """Feed a recorded run (JSON lines) to the agent; returns the agents (one per run).
+
+    Lines that cannot be read are skipped and described in ``problems`` (when given; else they
+    raise). A run whose stop document never comes (a file cut short) is closed at the end of the
+    file with ``exit_status="fail"`` and reported all the same, and said in ``problems``.
+    """
     writer = JSONLWriter(jsonl) if jsonl else None
     factory = agent_factory(models, emit=[writer] if writer else None, png_dir=png_dir, **agent_kwargs)
     router = SafeRunRouter([factory])
     try:
-        for name, doc in read_jsonl(path):
+        for name, doc in read_jsonl(path, problems):
             router(name, doc)
+        for agent in factory.agents:  # type: ignore[attr-defined]
+            if agent.run is not None:
+                if problems is not None:
+                    problems.append(f"{path}: run {agent.run.uid} has no stop document (file cut short?); "
+                                    "reported from what it holds")
+                agent.end(exit_status="fail", reason="the recording ends before this run's stop document")
     finally:
         if writer is not None:
             writer.close()

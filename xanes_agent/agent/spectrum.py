@@ -10,52 +10,79 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+#: Readings farther than this from the tabulated edge (eV) are not of this edge.
+EDGE_WINDOW = 2000.0
+
+
 @dataclass
 class PartialSpectrum:
-    """Accumulates (energy, mu) readings: sorted, duplicates averaged, non-finite dropped.
+    """Accumulates (energy, mu) readings: sorted, duplicates averaged, bad readings counted.
 
-    ``edge_energy`` (eV, tabulated) lets it detect energies sent in keV by mistake: if the first
-    readings are ~1000x below the edge and x1000 lands within 2 keV of it, all readings of the run
-    are taken as keV, converted, and ``unit_note`` says so.
+    Every reading is judged on its own against ``edge_energy`` (eV, tabulated): within
+    :data:`EDGE_WINDOW` of the edge it is taken as eV; if x1000 lands there instead it is keV sent by
+    mistake and converted (``unit_note`` says how many); otherwise it is impossible for this edge
+    (<= 0, 1e30, another edge's energies) and rejected (``n_rejected``). Non-finite pairs are
+    dropped (``n_dropped``), and so are non-numeric values (``True`` as mu). Each kind is logged
+    once per run; :meth:`summary` says how many in all. Nothing already added is ever lost.
     """
 
     edge_energy: float | None = None
     resolution: float = 1e-3  # eV: readings closer than this are the same energy
     n_dropped: int = 0
-    unit_scale: float | None = None
+    n_rejected: int = 0
+    n_kev: int = 0
     unit_note: str = ""
     _sum: dict[int, float] = field(default_factory=dict)
     _count: dict[int, int] = field(default_factory=dict)
+    _logged: set = field(default_factory=set)
 
-    def _detect_unit(self, energy: np.ndarray) -> None:
-        if self.unit_scale is not None or not len(energy):
-            return
-        self.unit_scale = 1.0
-        if self.edge_energy:
-            med = float(np.median(energy))
-            if abs(med - self.edge_energy) > 2000 and abs(med * 1000 - self.edge_energy) < 2000:
-                self.unit_scale = 1000.0
-                self.unit_note = (f"energies look like keV (median {med:.4f} vs edge {self.edge_energy:.1f} eV): "
-                                  "converted to eV")
-                log.warning(self.unit_note)
+    def _once(self, kind: str, msg: str) -> None:
+        if kind not in self._logged:
+            self._logged.add(kind)
+            log.warning("%s (further ones are counted, not logged)", msg)
 
     def add(self, energy, mu) -> int:
-        """Add readings; returns how many were kept. NaN/inf pairs are dropped and counted."""
-        e = np.atleast_1d(np.asarray(energy, dtype=float))
-        m = np.atleast_1d(np.asarray(mu, dtype=float))
-        if e.shape != m.shape:
-            raise ValueError(f"energy and mu readings differ in length ({e.shape} vs {m.shape})")
+        """Add readings; returns how many were kept."""
+        e_in, m_in = np.atleast_1d(np.asarray(energy)), np.atleast_1d(np.asarray(mu))
+        if e_in.shape != m_in.shape:
+            raise ValueError(f"energy and mu readings differ in length ({e_in.shape} vs {m_in.shape})")
+        if e_in.dtype.kind not in "iuf" or m_in.dtype.kind not in "iuf":
+            self.n_rejected += len(e_in)
+            self._once("type", f"rejected readings of non-numeric type (energy {e_in.dtype}, mu {m_in.dtype})")
+            return 0
+        e, m = e_in.astype(float), m_in.astype(float)
         ok = np.isfinite(e) & np.isfinite(m)
         if (~ok).any():
             self.n_dropped += int((~ok).sum())
-            log.warning("dropped %d non-finite reading(s) (%d so far)", int((~ok).sum()), self.n_dropped)
+            self._once("nan", f"dropped {int((~ok).sum())} non-finite reading(s)")
         e, m = e[ok], m[ok]
-        self._detect_unit(e)
-        e = e * (self.unit_scale or 1.0)
+        if self.edge_energy:
+            ev = np.abs(e - self.edge_energy) <= EDGE_WINDOW
+            kev = ~ev & (np.abs(e * 1000.0 - self.edge_energy) <= EDGE_WINDOW)
+            bad = ~(ev | kev)
+            if kev.any():
+                self.n_kev += int(kev.sum())
+                self.unit_note = f"{self.n_kev} energies looked like keV (edge {self.edge_energy:.1f} eV): converted to eV"
+                self._once("kev", self.unit_note)
+            e = np.where(kev, e * 1000.0, e)
+        else:
+            bad = e <= 0
+        if bad.any():
+            self.n_rejected += int(bad.sum())
+            self._once("range", f"rejected {int(bad.sum())} reading(s) impossible for this edge "
+                                f"(e.g. {e[bad][0]:.6g} eV; edge {self.edge_energy} eV)")
+            e, m = e[~bad], m[~bad]
         for k, v in zip(np.round(e / self.resolution).astype(np.int64), m):
             self._sum[int(k)] = self._sum.get(int(k), 0.0) + float(v)
             self._count[int(k)] = self._count.get(int(k), 0) + 1
-        return int(ok.sum())
+        return len(e)
+
+    def summary(self) -> str:
+        """One line on what was not taken as it came, or ``""``."""
+        parts = [f"{n} {what}" for n, what in ((self.n_dropped, "non-finite readings dropped"),
+                                               (self.n_rejected, "impossible readings rejected"),
+                                               (self.n_kev, "keV readings converted")) if n]
+        return ", ".join(parts)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Sorted unique energies (eV) and the mean mu at each."""
