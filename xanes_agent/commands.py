@@ -44,7 +44,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     for el in elements:
         for feat in a.featurization:
             kw = dict(featurization=feat, normalization=a.normalization, n_seeds=a.seeds,
-                      n_estimators=a.trees, split_seed=a.seed, n_jobs=a.jobs)
+                      n_estimators=a.trees, split_seed=a.seed, n_jobs=a.jobs,
+                      calibration_folds=a.calibration_folds)
             cfg = live_config(**kw) if a.live else TrainConfig(**kw)
             m = train_element(coll, el, cfg, progress=not a.quiet)
             path = m.save(model_path(a.out, el, feat, a.normalization))
@@ -146,6 +147,16 @@ def cmd_info(a: argparse.Namespace) -> int:
         print(f"  {name} ({pm.label}, {pm.kind}, {pm.packed.n_forests} seeds, {len(pm.packed.roots)} trees, "
               f"n_train={pm.n_train}, n_test={pm.n_test})")
         print("    " + json.dumps(pm.metrics))
+    cal = m.calibration
+    if cal is None:
+        print("uncertainty: seed spread only (not calibrated: a predictive uncertainty it is not)")
+    else:
+        print(f"uncertainty: calibrated out of family ({cal.method.get('folds')} folds by "
+              f"{cal.method.get('groups')}, {cal.method.get('n_held_out_spectra')} spectra): "
+              f"{cal.method.get('interval')}; domain flag above score {cal.domain.threshold:.2f}")
+        for name, q in cal.quantiles.items():
+            print(f"    {name}: 68/90 % interval scale per coverage band (0-50, 50-80, 80-100 %): "
+                  + "; ".join(f"{a:.3g}/{b:.3g}" for a, b in q))
     return 0
 
 
@@ -171,6 +182,9 @@ def register_models(sub: argparse._SubParsersAction) -> None:
                    help="train for measured spectra (noise and E0-jitter copies, min_samples_leaf=5): "
                         "the models the agent should use at a beamline")
     t.add_argument("--jobs", type=int, default=None, help="joblib workers (-1: all cores)")
+    t.add_argument("--calibration-folds", type=int, default=5, metavar="K",
+                   help="calibrate intervals, CN probability and the domain flag on K folds by parent structure "
+                        "(0: seed spread only, not a predictive uncertainty)")
     t.add_argument("--out", default="models")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
