@@ -45,7 +45,7 @@ def cmd_train(a: argparse.Namespace) -> int:
         for feat in a.featurization:
             kw = dict(featurization=feat, normalization=a.normalization, n_seeds=a.seeds,
                       n_estimators=a.trees, split_seed=a.seed, n_jobs=a.jobs,
-                      calibration_folds=a.calibration_folds)
+                      calibration_folds=a.calibration_folds, realism_copies=a.experiment_like)
             cfg = live_config(**kw) if a.live else TrainConfig(**kw)
             m = train_element(coll, el, cfg, progress=not a.quiet)
             path = m.save(model_path(a.out, el, feat, a.normalization))
@@ -182,6 +182,9 @@ def register_models(sub: argparse._SubParsersAction) -> None:
                    help="train for measured spectra (noise and E0-jitter copies, min_samples_leaf=5): "
                         "the models the agent should use at a beamline")
     t.add_argument("--jobs", type=int, default=None, help="joblib workers (-1: all cores)")
+    t.add_argument("--experiment-like", type=int, default=0, metavar="N",
+                   help="add N experiment-like copies of each training spectrum (0.5-3 eV broadening, +-1 eV E0, "
+                        "3 %% normalization, noise: xanes_agent.models.realism)")
     t.add_argument("--calibration-folds", type=int, default=5, metavar="K",
                    help="calibrate intervals, CN probability and the domain flag on K folds by parent structure "
                         "(0: seed spread only, not a predictive uncertainty)")

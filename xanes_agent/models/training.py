@@ -74,6 +74,8 @@ class TrainConfig:
     # out-of-group calibration (models.calibration): folds by parent structure, seeds per fold model
     calibration_folds: int = 5
     calibration_seeds: int = 2
+    # experiment-like copies per training spectrum (models.realism: broadening, E0, normalization, noise)
+    realism_copies: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -186,7 +188,6 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
     charge = charge_label(sub)
     targets = {CN: CN, DISTANCE: DISTANCE, "charge": charge}
     props: dict[str, PropertyModel] = {}
-    fitted: dict[str, tuple[np.ndarray, Any]] = {}  # prop -> (train rows, estimator): reused below
     bar = tqdm([p for p in cfg.properties], desc=f"{element} models", disable=not progress)
     for prop in bar:
         label = targets[prop]
@@ -199,8 +200,8 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
         if tr.sum() < 10 or (prop == CN and len(np.unique(y_all[tr])) < 2):
             log.warning("%s %s: too few labelled training spectra (%d); property skipped", element, label, tr.sum())
             continue
-        est = _fit_property(X_grid[tr], y_all[tr], prop, cfg, featurizer, rng, cfg.n_seeds)
-        fitted[prop] = (tr, est)
+        Xtr, ytr = _training_rows(sub, X_grid, np.flatnonzero(tr), y_all, cfg, rng)
+        est = _fit_property(Xtr, ytr, prop, cfg, featurizer, rng, cfg.n_seeds)
         pm = PropertyModel(
             name=prop, label=label, kind="classifier" if prop == CN else "regressor",
             packed=PackedForests.from_sklearn(est.estimators_),
@@ -223,6 +224,20 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
                                               progress=progress)
     model.coverage_curve = coverage_curve(model, X_grid[good & (splits == "test")], sub, good & (splits == "test"))
     return model
+
+
+def _training_rows(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndarray, y: np.ndarray,
+                   cfg: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Grid spectra and labels of ``rows``, joined by ``cfg.realism_copies`` experiment-like copies."""
+    Xtr, ytr = X_grid[rows], y[rows]
+    if cfg.realism_copies:
+        from .realism import Realism, experiment_like_grid
+
+        Xc, src = experiment_like_grid(sub.energy, sub.mu, rows, Realism(copies=cfg.realism_copies),
+                                       cfg.grid, cfg.normalization, rng)
+        keep = np.isfinite(Xc).mean(axis=1) > 0.9
+        Xtr, ytr = np.vstack([Xtr, Xc[keep]]), np.concatenate([ytr, y[src[keep]]])
+    return Xtr, ytr
 
 
 def _fit_property(X: np.ndarray, y: np.ndarray, prop: str, cfg: TrainConfig, featurizer: Any,
@@ -291,7 +306,8 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                 if len(np.unique(y_all[tr][ok])) < 2:
                     proba_out.append(np.full((len(Xall), len(classes)), np.nan))
                     continue
-                est = _fit_property(X_grid[tr][ok], y_all[tr][ok], prop, cfg, featurizer, rng, cfg.calibration_seeds)
+                Xf, yf = _training_rows(sub, X_grid, tr[ok], y_all, cfg, rng)
+                est = _fit_property(Xf, yf, prop, cfg, featurizer, rng, cfg.calibration_seeds)
                 p = est.predict_proba(Fall)
                 full = np.zeros((len(Xall), len(classes)))
                 for j, c in enumerate(est.classes_):
@@ -301,7 +317,8 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                 if ok.sum() < 5:
                     pred_out[prop].append(np.full(len(Xall), np.nan))
                     continue
-                est = _fit_property(X_grid[tr][ok], y_all[tr][ok], prop, cfg, featurizer, rng, cfg.calibration_seeds)
+                Xf, yf = _training_rows(sub, X_grid, tr[ok], y_all, cfg, rng)
+                est = _fit_property(Xf, yf, prop, cfg, featurizer, rng, cfg.calibration_seeds)
                 pred_out[prop].append(est.predict(Fall))
     dist = np.concatenate(dist_out)
     full = np.concatenate(full_out)
