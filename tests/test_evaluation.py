@@ -1,0 +1,50 @@
+"""Out-of-family evaluation helpers and experiment-like training copies."""
+
+import numpy as np
+
+from xanes_agent.models.evaluation import group_folds, out_of_group_predictions, summarize
+from xanes_agent.models.realism import Realism, broaden, experiment_like_grid
+
+
+def test_group_folds_keep_groups_whole_and_stable():
+    groups = np.array([f"mp-{i % 37}" for i in range(500)])
+    folds = group_folds(groups, 5)
+    for g in np.unique(groups):
+        assert len(set(folds[groups == g])) == 1
+    assert len(set(folds.tolist())) == 5
+    grown = np.concatenate([groups, np.array(["mp-new"] * 10)])
+    np.testing.assert_array_equal(group_folds(grown, 5)[:500], folds)  # a growing library keeps its folds
+    few = np.array(["a", "b", "a", "c"])
+    np.testing.assert_array_equal(group_folds(few, 5), [0, 1, 0, 2])  # leave-one-group-out
+
+
+def test_out_of_group_predictions_never_see_their_group():
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(6), 30).astype(str)
+    # each group has its own offset in the label that the features cannot show: out of group it is
+    # unpredictable, so the error must be large; in group it would be small
+    F = rng.normal(size=(180, 4))
+    offset = rng.normal(0, 1.0, 6)[groups.astype(int)]
+    y = {"mean_nn_distance": F[:, 0] + offset, "coordination_number": np.where(F[:, 1] > 0, 6.0, 4.0),
+         "oxidation_state": np.full(180, np.nan)}
+    pred = out_of_group_predictions(F, y, group_folds(groups, 6))
+    s = summarize(y, pred).metrics
+    assert s["distance_mae"] > 0.4 and s["cn_balanced_accuracy"] > 0.8 and s["cn_modal_baseline"] <= 0.6
+
+
+def test_broadening_keeps_area_and_widens():
+    e = np.linspace(0, 100, 2001)
+    peak = np.exp(-0.5 * ((e - 50) / 0.2) ** 2)
+    e2, b = broaden(e, peak, fwhm=3.0)
+    area = lambda x, y: float(np.sum(y) * (x[1] - x[0]))  # noqa: E731 - uniform grids
+    assert abs(area(e2, b) / area(e, peak) - 1) < 0.01
+    half = e2[b > b.max() / 2]
+    expected = np.sqrt(3.0 ** 2 + (2.355 * 0.2) ** 2)
+    assert abs((half[-1] - half[0]) - expected) < 0.15
+
+
+def test_experiment_like_copies_of_computed_spectra(bundled_library):
+    lib = bundled_library.where(element="Fe", source="feff10-project")[:5]
+    X, src = experiment_like_grid(lib.energy, lib.mu, np.arange(5), Realism(copies=3), rng=np.random.default_rng(0))
+    assert X.shape == (15, 100) and sorted(src.tolist()) == sorted(list(range(5)) * 3)
+    assert np.isfinite(X).mean() > 0.9
