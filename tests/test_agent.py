@@ -310,3 +310,49 @@ def test_proposals_go_coarse_then_fine(cu_agent_model):
     assert fine and all(abs(p.step - (g[1] - g[0])) < 1e-9 for p in fine)
     # measured at grid density: nothing left to propose
     assert propose_refining(strat, e0, e0 + np.arange(g[0] - 1, g[-1] + 1, 0.5), cu_agent_model, preds) == []
+
+
+def test_fuzzed_document_streams_never_escape_and_lose_no_valid_point(cu_agent_model):
+    """Property-based (bounded for CI; benchmarks-size fuzzing is for later): a real run's documents
+    with junk spliced in (None, lists, unknown names, broken events, NaN, booleans) never raise out
+    of the router, and every valid reading of the run is counted."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from xanes_agent.agent import ModelStore, agent_factory
+    from xanes_agent.agent.server import SafeRunRouter
+
+    junk = st.one_of(
+        st.tuples(st.just("event"), st.none()), st.tuples(st.none(), st.just({})),
+        st.tuples(st.just("start"), st.lists(st.integers(), max_size=2)),
+        st.tuples(st.text(max_size=8), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2)),
+        st.tuples(st.just("event"), st.fixed_dictionaries({"descriptor": st.just("d1"), "data": st.just({})})),
+        st.tuples(st.just("event_page"), st.fixed_dictionaries(
+            {"descriptor": st.just("d1"), "data": st.fixed_dictionaries(
+                {"e": st.lists(st.floats(allow_nan=True), min_size=1, max_size=3),
+                 "mu": st.lists(st.booleans(), min_size=1, max_size=3)})})),
+    )
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.lists(st.tuples(st.integers(0, 40), junk), max_size=6), st.integers(5, 40))
+    def check(inserts, n):
+        energies = np.linspace(8950, 9060, n)
+        docs = [("start", {"uid": "r1", "time": 0.0, "element": "Cu", "edge": "K",
+                           "xas": {"energy_field": "e", "mu_field": "mu"}}),
+                ("descriptor", {"uid": "d1", "run_start": "r1", "name": "primary", "time": 0.0,
+                                "data_keys": {"e": {"dtype": "number", "shape": [], "source": "x", "units": "eV"},
+                                              "mu": {"dtype": "number", "shape": [], "source": "x"}}})]
+        docs += [("event", {"uid": f"e{i}", "descriptor": "d1", "seq_num": i + 1, "time": 0.0,
+                            "data": {"e": float(x), "mu": float(1 / (1 + np.exp(-(x - 8985))))},
+                            "timestamps": {"e": 0.0, "mu": 0.0}}) for i, x in enumerate(energies)]
+        docs.append(("stop", {"uid": "s1", "run_start": "r1", "time": 0.0, "exit_status": "success"}))
+        for pos, item in sorted(inserts, key=lambda t: t[0], reverse=True):
+            docs.insert(min(2 + pos, len(docs) - 1), item)
+        factory = agent_factory(ModelStore(models={"Cu": cu_agent_model}))
+        router = SafeRunRouter([factory])
+        for name, doc in docs:
+            router(name, doc)  # must not raise
+        reports = [r for a in factory.agents for r in a.finished]
+        assert len(reports) == 1 and reports[0]["n_points"] == n
+
+    check()

@@ -44,6 +44,11 @@ class SafeRunRouter(RunRouter):
         self.errors = 0
 
     def __call__(self, name: str, doc: dict, validate: bool = False) -> Any:
+        if not isinstance(name, str) or not isinstance(doc, dict):
+            self.errors += 1
+            log.warning("skipped a document that is not (name, dict): %s, %s", type(name).__name__,
+                        type(doc).__name__)
+            return None
         if self._missed_start(name, doc):
             return None
         try:
