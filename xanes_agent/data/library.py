@@ -60,6 +60,14 @@ def _job_record_path(cache_dir: str, params: FeffParameters, gid: str) -> Path:
     return Path(cache_dir).parent / "jobs" / params.name / f"{gid.replace('/', '_')}.json"
 
 
+def _write_record(path: Path, record: dict[str, Any]) -> None:
+    """Write a job record atomically (a snapshot may read it while the build runs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record))
+    tmp.replace(path)
+
+
 def _project_job(gen: Any, params: FeffParameters, cache_dir: str, cached_only: bool = False) -> dict[str, Any]:
     """One library site: build its structure, run FEFF (or read the cache), label it.
 
@@ -75,8 +83,11 @@ def _project_job(gen: Any, params: FeffParameters, cache_dir: str, cached_only: 
     host = hasattr(job, "materialize")
     record_path = _job_record_path(cache_dir, params, job.id)
     if host:
-        if record_path.exists():
-            rec = json.loads(record_path.read_text())
+        try:
+            rec = json.loads(record_path.read_text()) if record_path.exists() else None
+        except (OSError, ValueError):  # being written by a running build: not done yet
+            rec = None
+        if rec is not None:
             if rec.get("skipped"):
                 return rec
             res = _load_cached(Path(cache_dir) / rec["key"], rec["key"])
@@ -92,8 +103,7 @@ def _project_job(gen: Any, params: FeffParameters, cache_dir: str, cached_only: 
             reason = f"skipped: structure not built: {type(exc).__name__}: {exc}"[:300]
         if reason:
             rec = {"id": job.id, "ok": False, "skipped": True, "seconds": 0.0, "reason": reason}
-            record_path.parent.mkdir(parents=True, exist_ok=True)
-            record_path.write_text(json.dumps(rec))
+            _write_record(record_path, rec)
             return rec
     else:
         env = site_environment(gen.structure, gen.absorber_index)
@@ -109,8 +119,7 @@ def _project_job(gen: Any, params: FeffParameters, cache_dir: str, cached_only: 
                            "scf_mixing_fallback": res.scf_mixing_fallback, "labels": labels,
                            "provenance": provenance, "key": res.key}
     if host:
-        record_path.parent.mkdir(parents=True, exist_ok=True)
-        record_path.write_text(json.dumps(out))
+        _write_record(record_path, out)
     if res.ok:
         out.update(energy=res.energy, mu=res.mu)
     return out
