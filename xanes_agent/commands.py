@@ -153,7 +153,8 @@ def cmd_info(a: argparse.Namespace) -> int:
     else:
         print(f"uncertainty: calibrated out of family ({cal.method.get('folds')} folds by "
               f"{cal.method.get('groups')}, {cal.method.get('n_held_out_spectra')} spectra): "
-              f"{cal.method.get('interval')}; domain flag above score {cal.domain.threshold:.2f}")
+              f"{cal.method.get('interval')}; domain flag above score {cal.domain.threshold:.2f}; CN probability "
+              f"{cal.method.get('cn_probability', 'calibrated (isotonic map)')}")
         for name, q in cal.quantiles.items():
             print(f"    {name}: 68/90 % interval scale per coverage band (0-50, 50-80, 80-100 %): "
                   + "; ".join(f"{a:.3g}/{b:.3g}" for a, b in q))

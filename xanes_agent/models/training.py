@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 CN_CLASSES = (4, 5, 6)
 CN = "coordination_number"
+#: A CN class must come from at least this many parent structures for its probability to be calibrated.
+MIN_CLASS_PARENTS = 5
 DISTANCE = "mean_nn_distance"
 
 
@@ -337,6 +339,17 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
               "cn": "isotonic map of the predicted class probability",
               "domain": f"{DOMAIN_QUANTILE:.0%} quantile of the training spectra's leave-self-out distance",
               "held_out_flagged": float(np.mean(score[full] > final_domain.threshold))}
+    # the CN map is fitted on folds that hold parents out; a class seen in only a few parents
+    # cannot be held out that way, and the map would learn confidence it has not earned
+    cn_y = labels.get(CN)
+    if cn_y is not None:
+        groups = parent_groups(sub[idx])
+        per_class = {int(c): len(set(groups[cn_y[idx] == c].tolist())) for c in CN_CLASSES if np.any(cn_y[idx] == c)}
+        method["cn_parents_per_class"] = per_class
+        if min(per_class.values(), default=0) < MIN_CLASS_PARENTS:
+            method["cn_probability"] = (f"not calibrated: a CN class comes from fewer than {MIN_CLASS_PARENTS} parent "
+                                        "structures, so leaving parents out cannot show how it fails")
+            proba = None
     return fit_calibration(y, pred, proba, classes, score, np.concatenate(cov_out), full, final_domain, method)
 
 
