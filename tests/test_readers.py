@@ -127,3 +127,38 @@ def test_library_round_trip_and_errors(cu_xmu, tmp_path):
     p.write_bytes(b"garbage")
     with pytest.raises(DataFormatError, match="not a readable .npz"):
         read_library(p)
+
+
+def test_more_malformed_inputs_are_data_format_errors(tmp_path):
+    """Issue 15: an impossible Z, labels that are not an object, a library with corrupt offsets or
+    NaN spectra: each a DataFormatError naming the file, never another exception."""
+    import json
+
+    import numpy as np
+    import pytest
+
+    from xanes_agent.data import DataFormatError, read_spectrum
+    from xanes_agent.data.library import load_bundled_library
+    from xanes_agent.data.readers import read_library, read_mp_json, write_library
+
+    xmu = tmp_path / "xmu.dat"
+    rows = "\n".join(f"{8970 + i} 0 0 {0.1 * i} 0 0" for i in range(30))
+    xmu.write_text("# Abs Z=999\n#  omega e k mu mu0 chi\n" + rows + "\n")
+    with pytest.raises(DataFormatError, match="element"):
+        read_spectrum(xmu)
+    doc = {"spectrum": {"x": [1.0, 2.0, 3.0], "y": [0.1, 0.2, 0.3]}, "absorbing_element": "Cu", "labels": [1, 2]}
+    for labels in ([1, 2], {"coordination_number": "four"}):
+        (tmp_path / "mp.json").write_text(json.dumps({**doc, "labels": labels}))
+        with pytest.raises(DataFormatError, match="labels"):
+            read_mp_json(tmp_path / "mp.json")
+    lib = load_bundled_library()[:5]
+    good = tmp_path / "lib.npz"
+    write_library(lib, good)
+    for key, change in (("offsets", lambda a: a * 3), ("mu", lambda a: np.full_like(a, np.nan))):
+        with np.load(good, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays[key] = change(arrays[key])
+        bad = tmp_path / f"bad_{key}.npz"
+        np.savez_compressed(bad, **arrays)
+        with pytest.raises(DataFormatError, match="corrupt library"):
+            read_library(bad)

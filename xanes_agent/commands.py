@@ -35,7 +35,10 @@ def cmd_train(a: argparse.Namespace) -> int:
 
     coll = _load_collection(a)
     if a.source:
+        sources = sorted(set(coll.source.tolist()))
         coll = coll.where(source=a.source)
+        if not len(coll):
+            raise CLIError(f"--source {a.source}: no such source in the data (have: {', '.join(sources)})")
     elements = a.elements or sorted(set(coll.element.tolist()))
     for el in elements:
         if el not in set(coll.element.tolist()):
@@ -429,9 +432,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    sample = choose_sample(a)  # a wrong --sample-id is said at once, not after minutes of training
     bundle = ensure_demo_model(Path(a.models), a.element, quiet=a.quiet)
     model = ElementModel.load(bundle)
-    sample = choose_sample(a)
     print(f"sample {sample.id} ({sample.source}, held-out split): true labels {sample.labels}")
     bl = make_beamline(sample, seed=a.seed, flux=a.flux, dwell_time=a.dwell, include_truth=True)
     agent_docs = JSONLWriter(out / "agent.jsonl")

@@ -119,7 +119,10 @@ def _element_from_header(header: list[str]) -> str | None:
         if m:
             from xraydb import atomic_symbol
 
-            return atomic_symbol(int(m.group(1)))
+            z = int(m.group(1))
+            if not 1 <= z <= 98:  # xraydb's tables end at Cf; anything else is no element
+                return None
+            return atomic_symbol(z)
     return None
 
 
@@ -182,7 +185,13 @@ def spectrum_from_mp_doc(doc: dict[str, Any], source: str = "<document>") -> Spe
             structure = Structure.from_dict(sdict)
         except Exception as exc:  # noqa: BLE001 - pymatgen raises many types; report the cause
             raise DataFormatError(source, f"'structure' is not a valid pymatgen structure: {exc}") from None
-    labels = {k: float(v) for k, v in (doc.get("labels") or {}).items() if k in LABEL_NAMES}
+    raw_labels = doc.get("labels") or {}
+    if not isinstance(raw_labels, dict):
+        raise DataFormatError(source, f"'labels' must be an object of name: number, got {type(raw_labels).__name__}")
+    try:
+        labels = {k: float(v) for k, v in raw_labels.items() if k in LABEL_NAMES}
+    except (TypeError, ValueError):
+        raise DataFormatError(source, "'labels' values must be numbers") from None
     mid = doc.get("material_id", doc.get("task_id", ""))
     return Spectrum(
         energy=energy, mu=mu, element=element, edge=edge, labels=labels, structure=structure,
@@ -297,6 +306,13 @@ def read_library(path: str | Path) -> SpectrumCollection:
             energy_rel = z["energy_rel"].astype(np.float64)
             mu_flat = z["mu"].astype(np.float64)
             n = len(offsets) - 1
+            # offsets index the flat arrays: they must start at 0, never decrease, end at their length
+            if (offsets.ndim != 1 or n < 0 or not np.issubdtype(offsets.dtype, np.integer)
+                    or (n >= 0 and (offsets[0] != 0 or offsets[-1] != len(mu_flat)))
+                    or np.any(np.diff(offsets) < 2) or len(energy_rel) != len(mu_flat) or len(e_start) != n):
+                raise DataFormatError(p, "corrupt library: spectrum offsets do not match the stored arrays")
+            if not (np.all(np.isfinite(mu_flat)) and np.all(np.isfinite(energy_rel)) and np.all(np.isfinite(e_start))):
+                raise DataFormatError(p, "corrupt library: non-finite energies or mu")
             energy = np.empty(n, dtype=object)
             mu = np.empty(n, dtype=object)
             for i in range(n):
