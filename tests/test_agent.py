@@ -126,6 +126,16 @@ def test_interleaved_runs_kept_apart(confident_sample, cu_agent_model):
     assert len(agents) == 2
     assert [ag.finished[-1]["n_points"] for ag in agents] == [40, 50]
     assert {ag.finished[-1]["raw_run_uid"] for ag in agents} == {a[0][1]["uid"], b[0][1]["uid"]}
+    # one agent subscribed directly cannot follow both: it says so, and keeps what it had
+    direct = XANESAgent(ModelStore(models={"Cu": cu_agent_model}))
+    for name, doc in merged:
+        direct(name, doc)
+    assert any("started before its stop document" in w and "RunRouter" in w for w in direct.warnings)
+    assert [r["raw_run_uid"] for r in direct.finished] == [a[0][1]["uid"], b[0][1]["uid"]]
+    # L3-edge data for a K-edge model: refused with one warning, not analysed
+    other = XANESAgent(ModelStore(models={"Cu": cu_agent_model}))
+    other("start", {**a[0][1], "uid": "l3-run", "edge": "L3"})
+    assert other.run is None and any("L3-edge data" in w for w in other.warnings)
 
 
 def test_bad_readings_units_duplicates():

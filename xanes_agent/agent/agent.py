@@ -173,6 +173,10 @@ class XANESAgent(SafeRouter):
         if self.run is not None and self.run.uid == doc.get("uid"):
             return  # the same start document again (idempotent)
         if self.run is not None:
+            # one agent follows one run: interleaved runs need a RunRouter (agent_factory), say so
+            self._warn(f"run {self.run.uid}: run {doc.get('uid')} started before its stop document; it is closed "
+                       "early with what it holds (for interleaved runs route through "
+                       "RunRouter([agent_factory(models)]))")
             self._finish(exit_status="abort", reason="a new run started before this one stopped")
         md_xas = doc.get("xas") or {}
         element = self.overrides["element"] or doc.get("element")
@@ -183,6 +187,10 @@ class XANESAgent(SafeRouter):
         predictor = self.models.predictor(element)
         if predictor is None:
             self._warn(f"run {doc.get('uid')}: no usable model for {element}: ignoring this run")
+            return
+        if str(edge) != predictor.model.edge:
+            self._warn(f"run {doc.get('uid')}: {element} {edge}-edge data, but the {element} model is for the "
+                       f"{predictor.model.edge} edge: ignoring this run")
             return
         try:
             edge_e = edge_energy(element, edge)
@@ -247,7 +255,8 @@ class XANESAgent(SafeRouter):
         if r is None or doc.get("descriptor") not in r.streams:
             if doc.get("descriptor") not in self._unknown_descriptors:
                 self._unknown_descriptors.add(doc.get("descriptor"))
-                log.info("event page for an unknown run/descriptor (joined mid-run?): waiting for the next start")
+                log.warning("events of descriptor %s, which no run of this agent declared (joined mid-run, or "
+                            "a run closed early): skipped", doc.get("descriptor"))
             return
         data = doc.get("data", {})
         if r.energy_field not in data or r.mu_field not in data:
