@@ -84,3 +84,52 @@ def test_subscriber_counts_and_never_raises(payload, name):
         sub.close()
     assert got[-1] == ("start", {"uid": "ok"})
     assert sub.stats.delivered == len(got) and sub.stats.skipped["callback error"] == len(got)
+
+
+def test_a_proxy_restart_is_logged_not_silent(caplog):
+    """Documents published while the proxy is away are lost: the subscriber says so when the
+    connection drops and when it comes back (a real bluesky Proxy, killed and restarted)."""
+    import logging
+    import socket
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    def free_port():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    pin, pout = free_port(), free_port()
+    code = ("from bluesky.callbacks.zmq import Proxy\n"
+            f"Proxy('tcp://127.0.0.1:{pin}', 'tcp://127.0.0.1:{pout}').start()\n")
+
+    def start():
+        return subprocess.Popen([sys.executable, "-c", code])
+
+    proxy = start()
+    sub = DocumentSubscriber(f"tcp://127.0.0.1:{pout}")
+    thread = threading.Thread(target=sub.run, kwargs={"poll_ms": 50}, daemon=True)
+    caplog.set_level(logging.WARNING, logger="xanes_agent.agent.wire")
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not sub._connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sub._connected
+        proxy.kill()
+        proxy.wait()
+        while "lost the 0MQ proxy" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "lost the 0MQ proxy" in caplog.text
+        proxy = start()
+        deadline = time.monotonic() + 20
+        while "reconnected" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "reconnected" in caplog.text and sub.stats.disconnects == 1
+    finally:
+        sub.stop()
+        thread.join(5)
+        proxy.kill()
+        proxy.wait()
