@@ -162,3 +162,54 @@ def test_more_malformed_inputs_are_data_format_errors(tmp_path):
         np.savez_compressed(bad, **arrays)
         with pytest.raises(DataFormatError, match="corrupt library"):
             read_library(bad)
+
+
+def test_cli_misuse_is_a_one_line_error_with_exit_2(tmp_path, capsys):
+    """Issue 15: misuse of the command line ends in one line naming what was wrong, exit 2."""
+    import pytest
+
+    from xanes_agent.cli import main
+
+    junk = tmp_path / "junk.txt"
+    junk.write_text("junk\n")
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    cases = [["train", "--source", "nope"], ["train", "--library", str(junk)], ["train", "--seeds", "0"],
+             ["info", str(empty)], ["info", str(junk)], ["evaluate", str(junk)], ["simulate", "--flux", "-1"],
+             ["simulate", "--sample-id", "nope"], ["replay", str(junk), "--models", str(tmp_path)],
+             ["library", "info", "--library", str(junk)], ["build-library", "--hosts-per-element", "-5"],
+             ["build-library", "--parameters", "nope"], ["demo", "--sample-id", "nope"]]
+    for argv in cases:
+        try:
+            rc = main(argv)
+        except SystemExit as exc:  # argparse's own refusal
+            rc = exc.code
+        err = capsys.readouterr().err
+        assert rc == 2, (argv, rc, err)
+        assert "Traceback" not in err and "error" in err, (argv, err)
+
+
+def test_any_text_is_read_or_refused_as_a_data_format_error(tmp_path):
+    """Property-based: whatever text a file holds, the readers return a spectrum or raise
+    DataFormatError naming the file, never another exception."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from xanes_agent.data import DataFormatError, read_spectrum
+
+    lines = st.lists(st.one_of(
+        st.text(max_size=30), st.just("# Abs Z=29"), st.just("# Abs Z=0"),
+        st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=1, max_size=7).map(
+            lambda v: " ".join(repr(x) for x in v))), max_size=40)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(lines, st.sampled_from(["xmu.dat", "s.json", "s.csv"]))
+    def check(content, name):
+        path = tmp_path / name
+        path.write_text("\n".join(content), encoding="utf-8", errors="surrogatepass")
+        try:
+            read_spectrum(path, element=None if name != "s.csv" else "Cu")
+        except DataFormatError as exc:
+            assert str(path) in str(exc)
+
+    check()

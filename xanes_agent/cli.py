@@ -27,6 +27,26 @@ def _existing_file(value: str) -> Path:
     return p
 
 
+def _non_negative_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {n}")
+    return n
+
+
+def _positive_float(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
+    if not x > 0 or x == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {value}")
+    return x
+
+
 def _positive_int(value: str) -> int:
     try:
         n = int(value)
@@ -94,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build-library", help="compute the FEFF10 reference library (resumable)")
     b.add_argument("--out", default="xanes_agent/data/reference/library.npz")
     b.add_argument("--per-element", type=_positive_int, default=300)
-    b.add_argument("--hosts-per-element", type=int, default=0, metavar="N",
+    b.add_argument("--hosts-per-element", type=_non_negative_int, default=0, metavar="N",
                    help="also N absorber sites per element in the real Materials Project host oxides of the "
                         "OmniXAS folder (native and isovalently substituted sites; see xanes_agent.data.hosts)")
     b.add_argument("--elements", nargs="+", type=_element, default=list(ELEMENTS))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import _EXTRA_COMMANDS, CLIError, _element, _existing_file, _positive_int
+from .cli import _EXTRA_COMMANDS, CLIError, _element, _existing_file, _non_negative_int, _positive_float, _positive_int
 
 
 def _load_collection(a: argparse.Namespace):
@@ -186,10 +186,10 @@ def register_models(sub: argparse._SubParsersAction) -> None:
                    help="train for measured spectra (noise and E0-jitter copies, min_samples_leaf=5): "
                         "the models the agent should use at a beamline")
     t.add_argument("--jobs", type=int, default=None, help="joblib workers (-1: all cores)")
-    t.add_argument("--experiment-like", type=int, default=0, metavar="N",
+    t.add_argument("--experiment-like", type=_non_negative_int, default=0, metavar="N",
                    help="add N experiment-like copies of each training spectrum (0.5-3 eV broadening, +-1 eV E0, "
                         "3 %% normalization, noise: xanes_agent.models.realism)")
-    t.add_argument("--calibration-folds", type=int, default=5, metavar="K",
+    t.add_argument("--calibration-folds", type=_non_negative_int, default=5, metavar="K",
                    help="calibrate intervals, CN probability and the domain flag on K folds by parent structure "
                         "(0: seed spread only, not a predictive uncertainty)")
     t.add_argument("--out", default="models")
@@ -291,8 +291,8 @@ def sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--library", type=_existing_file, default=None)
     p.add_argument("--source", default=None)
     p.add_argument("--seed", type=int, default=0, help="sample choice and counting-noise seed")
-    p.add_argument("--flux", type=float, default=1e6, help="incident photons per second")
-    p.add_argument("--dwell", type=float, default=1.0, help="seconds per point")
+    p.add_argument("--flux", type=_positive_float, default=1e6, help="incident photons per second")
+    p.add_argument("--dwell", type=_positive_float, default=1.0, help="seconds per point")
     p.add_argument("--truth", action="store_true", help="put the sample's true labels in the start document")
 
 
