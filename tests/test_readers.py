@@ -166,7 +166,6 @@ def test_more_malformed_inputs_are_data_format_errors(tmp_path):
 
 def test_cli_misuse_is_a_one_line_error_with_exit_2(tmp_path, capsys):
     """Issue 15: misuse of the command line ends in one line naming what was wrong, exit 2."""
-    import pytest
 
     from xanes_agent.cli import main
 

@@ -35,10 +35,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -274,26 +274,3 @@ def all_sites(elements: tuple[str, ...], root: str | None = None) -> list[HostSi
     for mat in sorted(p for p in base.iterdir() if (p / "POSCAR").is_file()):
         out.extend(host_sites(mat / "POSCAR", mat.name, elements))
     return out
-
-
-def describe(sites: Iterable[HostSite]) -> dict[str, Any]:
-    """Counts of a plan: per element, sites and parents per planned coordination and kind."""
-    out: dict[str, Any] = {}
-    for s in sites:
-        e = out.setdefault(s.element, {"sites": 0, "parents": set(), "by_cn": {}, "native": 0})
-        e["sites"] += 1
-        e["parents"].add(s.parent)
-        e["native"] += s.native
-        c = e["by_cn"].setdefault(s.cn_estimate, {"sites": 0, "parents": set()})
-        c["sites"] += 1
-        c["parents"].add(s.parent)
-    for e in out.values():
-        e["parents"] = len(e["parents"])
-        for c in e["by_cn"].values():
-            c["parents"] = len(c["parents"])
-    return out
-
-
-def iter_plan_dicts(sites: Iterable[HostSite]) -> Iterator[dict[str, Any]]:
-    for s in sites:
-        yield asdict(s)
