@@ -86,13 +86,15 @@ def find_e0(energy: np.ndarray, mu: np.ndarray, main_rise: bool = True) -> float
 
 
 def pre_edge_level(energy: np.ndarray, mu: np.ndarray, e0: float, below: float = 10.0) -> float:
-    """Pre-edge level: mean mu more than ``below`` eV under E0, else the first point.
+    """Pre-edge level: the 10th percentile of mu more than ``below`` eV under E0, else the first point.
 
     ~0 for computed spectra (FEFF starts near the Fermi level), the sample/detector background for
-    measured ones; subtracting it makes the two comparable.
+    measured ones; subtracting it makes the two comparable. A low percentile rather than the mean:
+    with E0 on the main rise, a strong pre-edge peak (tetrahedral d0 ions) lies in this region, and
+    its mean would lift the level by up to half the edge step.
     """
     pre = mu[energy < e0 - below]
-    return float(pre.mean()) if len(pre) else float(mu[0])
+    return float(np.percentile(pre, 10)) if len(pre) else float(mu[0])
 
 
 def post_edge_normalize(
