@@ -31,7 +31,7 @@ from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library, paren
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
 from xanes_agent.data.readers import read_library
 from xanes_agent.models.calibration import expected_calibration_error
-from xanes_agent.models.evaluation import CN_CLASSES, group_folds
+from xanes_agent.models.evaluation import CN_CLASSES, group_folds, on_cn_classes
 from xanes_agent.models.features import spectra_to_grid
 from xanes_agent.models.training import TrainConfig, mask_low_window, train_element
 
@@ -50,11 +50,8 @@ class Collector:
             pm = model.properties[name]
             y = labels[pm.label]
             if "proba" in p:  # a fold whose training lacked a class: columns on all CN classes
-                cols = np.searchsorted(CN_CLASSES, np.asarray(p["classes"], float))
                 for key in ("proba", "raw_proba"):
-                    full_p = np.zeros((len(y), len(CN_CLASSES)))
-                    full_p[:, cols] = p[key]
-                    p[key] = full_p
+                    p[key] = on_cn_classes(p[key], p["classes"])
                 p["classes"] = np.array(CN_CLASSES)
             self.rows.append({"name": name, "y": y, "full": full, **{k: np.asarray(v) for k, v in p.items()
                                                                        if k != "classes"},

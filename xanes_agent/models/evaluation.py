@@ -31,6 +31,14 @@ CN_CLASSES = (4, 5, 6)
 TARGETS = ("coordination_number", "mean_nn_distance", "oxidation_state")
 
 
+def on_cn_classes(proba: np.ndarray, classes) -> np.ndarray:
+    """Class probabilities of a classifier that knows ``classes`` spread onto the columns of all
+    :data:`CN_CLASSES` (a class the training data lacked gets 0)."""
+    out = np.zeros((len(proba), len(CN_CLASSES)))
+    out[:, [CN_CLASSES.index(int(c)) for c in classes]] = proba
+    return out
+
+
 def group_folds(groups: np.ndarray, n_folds: int = 5) -> np.ndarray:
     """Fold index (0..n_folds-1) of each row, fixed by a hash of its group (parent structure):
     every group lies wholly in one fold, and a group keeps its fold as the library grows. With
@@ -69,10 +77,7 @@ def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.
             clf = SeedEnsembleClassifier(cfg.n_seeds, cfg.n_estimators, min_samples_leaf=cfg.min_samples_leaf,
                                          random_state=cfg.random_state, n_jobs=cfg.n_jobs)
             clf.fit(F_train[ok], y[ok].astype(int))
-            proba = clf.predict_proba(F_test)
-            full = np.zeros((len(F_test), len(CN_CLASSES)))
-            for j, c in enumerate(clf.classes_):
-                full[:, CN_CLASSES.index(int(c))] = proba[:, j]
+            full = on_cn_classes(clf.predict_proba(F_test), clf.classes_)
             out[name] = np.array(CN_CLASSES)[np.argmax(full, axis=1)].astype(float)
             out[name + "_proba"] = full
         else:

@@ -278,7 +278,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
 
     from ..data.library import parent_groups
     from .calibration import DomainModel, fit_calibration
-    from .evaluation import group_folds
+    from .evaluation import group_folds, on_cn_classes
 
     idx = np.flatnonzero(rows)
     folds = group_folds(parent_groups(sub[idx]), cfg.calibration_folds)
@@ -310,11 +310,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                     continue
                 Xf, yf = _training_rows(sub, X_grid, tr[ok], y_all, cfg, rng)
                 est = _fit_property(Xf, yf, prop, cfg, featurizer, rng, cfg.calibration_seeds)
-                p = est.predict_proba(Fall)
-                full = np.zeros((len(Xall), len(classes)))
-                for j, c in enumerate(est.classes_):
-                    full[:, int(np.searchsorted(classes, c))] = p[:, j]
-                proba_out.append(full)
+                proba_out.append(on_cn_classes(est.predict_proba(Fall), est.classes_))
             else:
                 if ok.sum() < 5:
                     pred_out[prop].append(np.full(len(Xall), np.nan))
