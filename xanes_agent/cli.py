@@ -8,10 +8,11 @@ main job (``demo``: a simulated adaptive scan driven by the agent on bundled dat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 log = logging.getLogger("xanes_agent")
 
@@ -58,6 +59,31 @@ def _element(value: str) -> str:
 
 # -- data ---------------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def cluster_client(address: str | None) -> Iterator[Any]:
+    """The Dask client for ``--scheduler ADDRESS`` (None without one), closed afterwards."""
+    if address is None:
+        yield None
+        return
+    from .cluster import ClusterError, connect, describe
+
+    try:
+        client = connect(address)
+    except ClusterError as exc:
+        raise CLIError(str(exc)) from exc
+    try:
+        print(describe(client), flush=True)
+        yield client
+    finally:
+        client.close()
+
+
+def scheduler_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the work as tasks on this Dask scheduler (e.g. tcp://10.0.0.5:8786; "
+                        "pip install 'xanes-agent[cluster]'); default: local processes")
+
+
 def cmd_build_library(a: argparse.Namespace) -> int:
     from .data.feff import PARAMETER_SETS
     from .data.library import build_library, bundled_library_path, table1
@@ -69,10 +95,12 @@ def cmd_build_library(a: argparse.Namespace) -> int:
         if a.resume_from:
             raise CLIError(f"--resume-from {a.resume_from}: no such library file")
         resume = None  # no bundled library (a trimmed install): compute everything
-    lib = build_library(a.out, per_element=a.per_element, elements=a.elements, workers=a.workers,
-                        cache_dir=a.cache, params=PARAMETER_SETS[a.parameters],
-                        include_omnixas=not a.no_omnixas, time_budget=a.time_budget,
-                        cached_only=a.cached_only, resume_from=resume, hosts_per_element=a.hosts_per_element)
+    with cluster_client(None if a.cached_only else a.scheduler) as client:
+        lib = build_library(a.out, per_element=a.per_element, elements=a.elements, workers=a.workers,
+                            cache_dir=a.cache, params=PARAMETER_SETS[a.parameters],
+                            include_omnixas=not a.no_omnixas, time_budget=a.time_budget,
+                            cached_only=a.cached_only, resume_from=resume, hosts_per_element=a.hosts_per_element,
+                            client=client)
     print(table1(lib))
     print(f"wrote {a.out} ({Path(a.out).stat().st_size / 1e6:.1f} MB, {len(lib)} spectra, "
           f"{len(lib.meta['failures'])} calculations left out)")
@@ -119,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep this earlier library's spectra of the same structures and parameters instead "
                         "of running FEFF again (default: the bundled library)")
     b.add_argument("--no-resume", action="store_true", help="compute every spectrum (or take it from --cache)")
+    scheduler_arg(b)
     b.set_defaults(func=cmd_build_library)
 
     lib = sub.add_parser("library", help="inspect a reference library")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .cli import _EXTRA_COMMANDS, CLIError, _element, _existing_file, _non_negative_int, _positive_float, _positive_int
+from .cli import (_EXTRA_COMMANDS, CLIError, _element, _existing_file, _non_negative_int, _positive_float, _positive_int,
+                  cluster_client, scheduler_arg)
 
 
 def _load_collection(a: argparse.Namespace):
@@ -31,7 +34,7 @@ def model_path(out: Path, element: str, featurization: str, normalization: str) 
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from .models.training import TrainConfig, live_config, train_element
+    from .cluster import joblib_on
 
     coll = _load_collection(a)
     if a.source:
@@ -44,6 +47,15 @@ def cmd_train(a: argparse.Namespace) -> int:
         if el not in set(coll.element.tolist()):
             raise CLIError(f"no spectra of {el} in the data (have: {', '.join(sorted(set(coll.element.tolist())))})")
     Path(a.out).mkdir(parents=True, exist_ok=True)
+    with cluster_client(a.scheduler) as client:
+        with (joblib_on(client) if client is not None else contextlib.nullcontext()):
+            _train_all(a, coll, elements)
+    return 0
+
+
+def _train_all(a: argparse.Namespace, coll: Any, elements: list[str]) -> None:
+    from .models.training import TrainConfig, live_config, train_element
+
     for el in elements:
         for feat in a.featurization:
             kw = dict(featurization=feat, normalization=a.normalization, n_seeds=a.seeds,
@@ -56,7 +68,6 @@ def cmd_train(a: argparse.Namespace) -> int:
             for name, pm in m.properties.items():
                 print(f"  {name:20s} ({pm.label}): " + ", ".join(
                     f"{k}={v:.3f}" for k, v in pm.metrics.items() if isinstance(v, float)))
-    return 0
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
@@ -194,6 +205,7 @@ def register_models(sub: argparse._SubParsersAction) -> None:
                         "(0: seed spread only, not a predictive uncertainty)")
     t.add_argument("--out", default="models")
     t.add_argument("--quiet", action="store_true")
+    scheduler_arg(t)
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="metrics of a model bundle on a split of the data")

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -28,6 +29,8 @@ from .collection import LABEL_NAMES, Spectrum, SpectrumCollection
 from .edges import ELEMENTS
 from .feff import REDUCED_PARAMETERS, FeffParameters, check_spectrum, feff_input, run_feff
 from .readers import read_library, write_library
+
+log = logging.getLogger(__name__)
 
 PROJECT_SOURCE = "feff10-project"
 TEST_FRACTION = 0.10
@@ -180,7 +183,7 @@ def compute_project_spectra(
     elements: Iterable[str], per_element: int, cache_dir: str | Path, workers: int = 2,
     params: FeffParameters = REDUCED_PARAMETERS, progress: bool = True, time_budget: float | None = None,
     cached_only: bool = False, prior: SpectrumCollection | None = None, hosts_per_element: int = 0,
-    hosts_root: str | Path | None = None,
+    hosts_root: str | Path | None = None, client: Any = None,
 ) -> tuple[list[Spectrum], list[dict[str, Any]]]:
     """FEFF10 spectra of generated structures and host sites; returns (good spectra, failure records).
 
@@ -193,9 +196,10 @@ def compute_project_spectra(
     (:func:`reusable_spectra`) are taken as they are, so a machine without the FEFF cache grows
     the committed library instead of computing it again; with ``cached_only`` its left-out
     calculations stay recorded as left out.
-    """
-    from tqdm import tqdm
 
+    ``client`` (a ``distributed.Client``) runs the FEFF calculations as tasks on its Dask cluster
+    instead of ``workers`` local processes (see :func:`_results_on_cluster`).
+    """
     from .structures import generate
 
     elements = list(elements)
@@ -220,50 +224,150 @@ def compute_project_spectra(
         else:
             spectra.append(sp)
     gens = {g.id: g for g in order if g.id not in reused}
-    t0 = time.monotonic()
+    if client is not None:
+        results = _results_on_cluster(client, gens, params, Path(cache_dir), time_budget, progress)
+    else:
+        results = _results_local(gens, params, Path(cache_dir), workers, time_budget, cached_only, progress)
+    for r in results:
+        g = gens[r["id"]]
+        if r.get("pending"):
+            if r["id"] in prior_failed:
+                failures.append(prior_failed[r["id"]])
+            continue
+        if not r["ok"]:
+            failures.append({"id": r["id"], "element": g.element, "reason": r["reason"],
+                             **({"skipped": True} if r.get("skipped") else {})})
+            continue
+        parent = getattr(g, "parent", None)
+        spectra.append(Spectrum(
+            energy=r["energy"], mu=r["mu"], element=g.element, edge="K", labels=r["labels"], id=g.id,
+            provenance={"material_id": parent or g.id, **r["provenance"],
+                        **({"parent": parent, "host_species": g.host_species,
+                            "oxidation_state_method": "bond-valence sum posterior (pymatgen BVAnalyzer "
+                                                      "per site)"} if parent else {}),
+                        "feff_parameters": params.name, "feff_seconds": round(r["seconds"], 2),
+                        # None: the parameter set's own SCF mixing; else the bad-counts fallback's
+                        "scf_mixing_fallback": r["scf_mixing_fallback"]},
+        ))
+    return spectra, failures
+
+
+def _results_local(gens: dict[str, Any], params: FeffParameters, cache_dir: Path, workers: int,
+                   time_budget: float | None, cached_only: bool, progress: bool) -> Iterator[dict[str, Any]]:
+    """Job results from a local process pool (or read inline from the cache), as they finish."""
     from concurrent.futures import Future
+
+    from tqdm import tqdm
 
     def run_inline(g):
         f: Future = Future()
         f.set_result(_project_job(g, params, str(cache_dir), cached_only=True))
         return f
 
+    t0 = time.monotonic()
     # reading the cache needs no worker processes
     with (contextlib.nullcontext() if cached_only else _pool(workers)) as pool:
-        futs = {}
-        for gid, g in gens.items():
-            futs[run_inline(g) if cached_only else pool.submit(_project_job, g, params, str(cache_dir))] = gid
-        bar = tqdm(total=len(futs), desc="FEFF10 spectra", disable=not progress, unit="site")
-        for fut in as_completed(futs):
+        futs = [run_inline(g) if cached_only else pool.submit(_project_job, g, params, str(cache_dir))
+                for g in gens.values()]
+        with tqdm(total=len(futs), desc="FEFF10 spectra", disable=not progress, unit="site") as bar:
+            for fut in as_completed(futs):
+                bar.update()
+                if time_budget is not None and time.monotonic() - t0 > time_budget:
+                    for f in futs:
+                        f.cancel()
+                if not fut.cancelled():
+                    yield fut.result()
+
+
+# -- a Dask cluster (xanes_agent.cluster): workers compute in their own scratch space, the client
+# -- owns the cache and writes each finished job into it as it arrives ----------------------------
+
+#: The cache folders a cluster job may write into (relative to the cache root): FEFF entries and
+#: host-site job records; anything else in a job's files is refused.
+_JOB_FOLDERS = ("feff", "jobs")
+
+
+def _cluster_job(gen: Any, params: FeffParameters) -> dict[str, Any]:
+    """One library site on a cluster worker: :func:`_project_job` in a scratch cache, returned with
+    the cache files it wrote (the worker need not share a file system with the client)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="xanes-agent-job-") as tmp:
+        root = Path(tmp)
+        result = _project_job(gen, params, str(root / "feff"))
+        files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {"result": result, "files": files}
+
+
+def _store_job_files(cache_root: Path, files: dict[str, bytes]) -> None:
+    """Write a cluster job's cache files under ``cache_root``, each atomically, records last.
+
+    ``result.json`` (what marks a FEFF entry done) and the host-site job record are written after
+    the spectrum, so a build killed in between leaves an entry that is simply computed again.
+    """
+    def rank(rel: str) -> int:
+        return 2 if rel.startswith("jobs/") else 1 if rel.endswith("/result.json") else 0
+
+    for rel in sorted(files, key=lambda r: (rank(r), r)):
+        parts = Path(rel).parts
+        if not parts or parts[0] not in _JOB_FOLDERS or ".." in parts or Path(rel).is_absolute():
+            raise ValueError(f"a cluster job returned a file outside the cache folders: {rel!r}")
+        path = cache_root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_bytes(files[rel])
+        tmp.replace(path)
+
+
+def _results_on_cluster(client: Any, gens: dict[str, Any], params: FeffParameters, cache_dir: Path,
+                        time_budget: float | None, progress: bool) -> Iterator[dict[str, Any]]:
+    """Job results computed on a Dask cluster, streamed into the local cache as they complete.
+
+    What the cache already holds is read here without a task; every other site is one task
+    (retried :data:`~xanes_agent.cluster.TASK_RETRIES` times if it raises; re-scheduled by Dask if
+    its worker dies). A lost worker costs only its running tasks: each finished one is in the cache
+    already. A task that fails for good is reported as left out for now (not cached), so the next
+    build tries it again.
+    """
+    from distributed import as_completed as dask_completed
+    from tqdm import tqdm
+
+    from ..cluster import TASK_RETRIES, describe
+
+    print(describe(client), flush=True)
+    todo = []
+    for g in gens.values():
+        r = _project_job(g, params, str(cache_dir), cached_only=True)
+        if r.get("pending"):
+            todo.append(g)
+        else:
+            yield r
+    t0 = time.monotonic()
+    # the key names the site and parameter set, so the dashboard shows what runs where; a
+    # resubmission of the same site (another build on the same scheduler) shares its result
+    futs = {client.submit(_cluster_job, g, params, key=f"feff-{params.name}-{g.id}", retries=TASK_RETRIES,
+                          pure=False): g for g in todo}
+    cache_root = cache_dir.parent
+    with tqdm(total=len(futs), desc="FEFF10 spectra (cluster)", disable=not progress, unit="site") as bar:
+        for fut in dask_completed(futs):
             bar.update()
-            if time_budget is not None and time.monotonic() - t0 > time_budget:
-                for f in futs:
-                    f.cancel()
-            if fut.cancelled():
+            g = futs.pop(fut)
+            if time_budget is not None and time.monotonic() - t0 > time_budget and futs:
+                client.cancel(list(futs))
+            if fut.status == "cancelled":
                 continue
-            r = fut.result()
-            g = gens[r["id"]]
-            if r.get("pending"):
-                if r["id"] in prior_failed:
-                    failures.append(prior_failed[r["id"]])
+            try:
+                payload = fut.result()
+                _store_job_files(cache_root, payload["files"])
+            except Exception as exc:  # noqa: BLE001 - one lost site must not end a build
+                log.warning("%s: cluster task failed for good (%s: %s); left out of this build, tried again "
+                            "by the next", g.id, type(exc).__name__, exc)
+                yield {"id": g.id, "ok": False, "pending": True, "reason": f"cluster task failed: {exc}"}
                 continue
-            if not r["ok"]:
-                failures.append({"id": r["id"], "element": g.element, "reason": r["reason"],
-                                 **({"skipped": True} if r.get("skipped") else {})})
-                continue
-            parent = getattr(g, "parent", None)
-            spectra.append(Spectrum(
-                energy=r["energy"], mu=r["mu"], element=g.element, edge="K", labels=r["labels"], id=g.id,
-                provenance={"material_id": parent or g.id, **r["provenance"],
-                            **({"parent": parent, "host_species": g.host_species,
-                                "oxidation_state_method": "bond-valence sum posterior (pymatgen BVAnalyzer "
-                                                          "per site)"} if parent else {}),
-                            "feff_parameters": params.name, "feff_seconds": round(r["seconds"], 2),
-                            # None: the parameter set's own SCF mixing; else the bad-counts fallback's
-                            "scf_mixing_fallback": r["scf_mixing_fallback"]},
-            ))
-        bar.close()
-    return spectra, failures
+            finally:
+                fut.release()
+            # read back through the cache: the same checks and the same arrays as a local build
+            yield _project_job(g, params, str(cache_dir), cached_only=True)
 
 
 def _same_structure(g: Any, provenance: dict[str, Any]) -> bool:
@@ -367,7 +471,7 @@ def build_library(
     cache_dir: str | Path = ".cache", params: FeffParameters = REDUCED_PARAMETERS,
     include_omnixas: bool = True, omnixas_root: str | Path | None = None, progress: bool = True,
     time_budget: float | None = None, cached_only: bool = False, resume_from: str | Path | None = None,
-    hosts_per_element: int = 0,
+    hosts_per_element: int = 0, client: Any = None,
 ) -> SpectrumCollection:
     """Compute (or take from the cache) every spectrum and write the library to ``out``.
 
@@ -376,14 +480,14 @@ def build_library(
 
     ``resume_from`` names an earlier library whose matching spectra are kept rather than computed
     again (see :func:`reusable_spectra`); it is read before ``out`` is written, so both may be the
-    same file.
+    same file. ``client`` (a ``distributed.Client``) runs the FEFF calculations on a Dask cluster.
     """
     cache_dir = Path(cache_dir)
     prior = read_library(resume_from) if resume_from is not None else None
     omnixas = omnixas_collection(omnixas_root, cache_dir, workers, progress, prior=prior) if include_omnixas else None
     spectra, failures = compute_project_spectra(elements, per_element, cache_dir / "feff", workers, params,
                                                 progress, time_budget, cached_only, prior,
-                                                hosts_per_element, omnixas_root)
+                                                hosts_per_element, omnixas_root, client)
     spectra.sort(key=lambda s: (s.element, s.provenance["family"], s.provenance["seed"], s.id))
     project = SpectrumCollection.from_spectra(spectra, source=PROJECT_SOURCE)
     project.split = np.array([split_for(m) for m in project.material_id], dtype=str)
