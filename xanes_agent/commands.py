@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -352,6 +353,137 @@ def _print_report(rep: dict) -> None:
     print(", ".join(line))
 
 
+_PROPERTY_LINES = (("coordination_number", "coordination number"), ("mean_nn_distance", "mean NN distance"),
+                   ("charge", None))
+
+
+def _format_prediction(rec: dict) -> list[str]:
+    """The terminal lines of one ``predict`` record."""
+    head = f"{rec['name']}  [{rec['format']}]  {rec['element']} {rec['edge']}-edge"
+    head += f" ({rec['element_from']})" if rec.get("element_from") and rec["element_from"] != "given" else ""
+    lines = [head + f"  {rec['signal']}"]
+    e0 = f"E0 {rec['e0']:.1f} eV, " if rec.get("e0") else ""
+    lines.append(f"  {rec['n_points']} points {rec['energy_range'][0]:.0f}-{rec['energy_range'][1]:.0f} eV, {e0}"
+                 f"model window covered {100 * rec['coverage']:.0f} %")
+    oxidation = rec.get("charge_label") == "oxidation_state"
+    for name, label in _PROPERTY_LINES:
+        p = rec["predictions"].get(name)
+        if p is None:
+            continue
+        if name == "coordination_number":
+            raw = f" (forest {p['raw_probability']:.2f})" if "raw_probability" in p else ""
+            lines.append(f"  {label:<20s} {int(p['prediction']):d}        P = {p['probability']:.2f}{raw}")
+            continue
+        label = label or ("oxidation state" if oxidation else "charge")
+        unit = "Å" if name == "mean_nn_distance" else ("" if oxidation else "e")
+        fmt = ".3f" if name == "mean_nn_distance" else ".2f"
+        iv = "".join(f"   {lvl} %: [{p[f'interval{lvl}'][0]:{fmt}}, {p[f'interval{lvl}'][1]:{fmt}}]"
+                     for lvl in (68, 90) if f"interval{lvl}" in p)
+        if not iv:  # a bundle without calibration: only the seed spread, and it says so
+            iv = f"   +- {p['std']:{fmt}} (seed spread, not calibrated)"
+        lines.append(f"  {label:<20s} {p['prediction']:{fmt}} {unit:<2s}{iv}")
+    if "in_domain" in rec:
+        lines.append("  domain: " + ("in domain" if rec["in_domain"] else
+                                      "OUT OF DOMAIN: unlike the training spectra, treat with care")
+                     + f" (score {rec['domain_score']:.2f})")
+    for n in rec.get("notes", []):
+        lines.append(f"  note: {n}")
+    return lines
+
+
+def _prediction_png(rec: dict, ms, sig, model, path: Path) -> None:
+    """Measured mu with E0, the model window and the predictions written on it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mu = ms.mu(sig)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
+    ax.plot(ms.energy, mu, ".-", ms=3, lw=0.8, color="k", label=f"mu ({rec['signal']})")
+    if rec.get("e0"):
+        e0 = rec["e0"]
+        ax.axvspan(e0 + model.grid.start, e0 + model.grid.stop, color="tab:blue", alpha=0.12,
+                   label=f"model window E0{model.grid.start:+g}..{model.grid.stop:+g} eV")
+        ax.axvline(e0, color="tab:red", lw=1, label=f"E0 {e0:.1f} eV")
+    text = "\n".join(line.strip() for line in _format_prediction(rec)[2:] if not line.strip().startswith("note"))
+    ax.text(0.98, 0.04, text, transform=ax.transAxes, ha="right", va="bottom", multialignment="left",
+            fontsize=7.5, family="monospace",
+            bbox=dict(facecolor="white", alpha=0.85, edgecolor="0.7"))
+    ax.set_xlabel("energy (eV)")
+    ax.set_ylabel("mu (as measured)")
+    flag = "" if rec.get("in_domain", True) else "  [OUT OF DOMAIN]"
+    ax.set_title(f"{rec['name']}: {rec['element']} {rec['edge']}-edge, {rec['format']}{flag}", fontsize=10)
+    ax.legend(loc="upper left", fontsize=7.5)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    """Predictions on measured spectra from files (XDI, Athena .prj, column files)."""
+    from .agent import ModelStore
+    from .agent.offline import predict_measured
+    from .data.measured import MeasuredFileError, read_measured
+
+    signal = {k: v for k, v in {"mode": a.mode, "mu": a.mu, "i0": a.i0, "it": a.it, "iff": a.if_}.items()
+              if v is not None}
+    demo_models = a.models is None
+    store = ModelStore(Path(a.models or ".cache/models"))
+    if not demo_models and not Path(a.models).is_dir():
+        raise CLIError(f"model folder not found: {a.models}")
+    records, failed, prepared = [], 0, set()
+    for path in a.files:
+        try:
+            spectra = read_measured(path, energy_column=a.energy)
+        except (MeasuredFileError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        for ms in spectra:
+            try:
+                if demo_models:  # the demo's bundled-data model for this element, trained once
+                    from .agent.offline import guess_element
+                    from .data.edges import ELEMENTS
+
+                    el = a.element or ms.element
+                    if el is None:
+                        sig, _ = ms.signal(**signal)
+                        el = guess_element(ms.energy, ms.mu(sig))
+                    if el in ELEMENTS and el not in prepared:
+                        ensure_demo_model(store.folder, el, quiet=a.json)
+                        prepared.add(el)
+                rec = predict_measured(ms, store, element=a.element, edge=a.edge, signal=signal)
+            except ValueError as exc:
+                print(f"error: {ms.name}: {exc}" if ms.name not in str(exc) else f"error: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            records.append(rec)
+            if not a.json:
+                print("\n".join(_format_prediction(rec)))
+            if a.png:
+                out = Path(a.png)
+                out.mkdir(parents=True, exist_ok=True)
+                stem = re.sub(r"[^\w.-]+", "_", rec["name"])
+                sig, _ = ms.signal(**signal)
+                _prediction_png(rec, ms, sig, store.predictor(rec["element"]).model, out / f"{stem}.png")
+                rec["png"] = str(out / f"{stem}.png")
+                if not a.json:
+                    print(f"  figure: {rec['png']}")
+    if a.json:
+        print(json.dumps(records, indent=1, default=float))
+    if not records:
+        raise CLIError("no spectrum could be predicted")
+    return 1 if failed else 0
+
+
+def _run_overrides(a: argparse.Namespace) -> dict[str, Any]:
+    """The agent's keyword arguments from the run-metadata flags that were given."""
+    pairs = {"element": a.element, "edge": a.edge, "energy_field": a.energy_field, "mu_field": a.mu_field,
+             "i0_field": a.i0_field, "it_field": a.it_field, "if_field": a.if_field, "mode": a.mode}
+    return {k: v for k, v in pairs.items() if v is not None}
+
+
 def cmd_serve(a: argparse.Namespace) -> int:
     from .agent.server import serve
 
@@ -360,6 +492,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
               flush=True)
 
     queue_options = None
+    overrides = _run_overrides(a)
+    if a.queue and set(overrides) - {"element", "edge"}:
+        raise CLIError("queue-server mode takes --element/--edge only; name the fields in the plans' md['xas']")
     if a.queue:
         queue_options = {"detectors": a.detectors, "motor": a.motor, "batch_size": a.batch_size,
                          "max_points": a.max_points, "stability": {"updates": a.stable_updates},
@@ -367,7 +502,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
                                         "charge_std": a.charge_std}}
     reports = serve(a.subscribe, _store(a), publish=a.publish, max_runs=a.max_runs, jsonl=a.jsonl,
                     png_dir=a.png_dir, ready=ready, strategy=a.strategy, queue=a.queue, queue_options=queue_options,
-                    max_sessions=a.max_sessions)
+                    max_sessions=a.max_sessions, **overrides)
     if a.queue:
         for d in reports:
             what = d.get("reason") or d.get("why") or (d.get("plan") or {}).get("kwargs", {}).get("ranges", "")
@@ -382,7 +517,8 @@ def cmd_replay(a: argparse.Namespace) -> int:
     from .agent.server import replay
 
     problems: list[str] = []
-    agents = replay(a.file, _store(a), jsonl=a.jsonl, png_dir=a.png_dir, strategy=a.strategy, problems=problems)
+    agents = replay(a.file, _store(a), jsonl=a.jsonl, png_dir=a.png_dir, strategy=a.strategy, problems=problems,
+                    **_run_overrides(a))
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)
     if not any(ag.finished for ag in agents):
@@ -491,6 +627,37 @@ def register_agent(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--strategy", choices=list(STRATEGIES), default="importance_uncertainty")
         p.add_argument("--jsonl", default=None, help="also write the agent's documents here")
         p.add_argument("--png-dir", default=None, help="save a PNG of the agent's view at the end of each run")
+        f = p.add_argument_group("run metadata", "override what the start documents say (by default read under the "
+                                 "conventions of xanes_agent.data.signals, and guessed from the stream's field names "
+                                 "where they say nothing, with a warning)")
+        f.add_argument("--element", type=_element, default=None, help="absorbing element of every run")
+        f.add_argument("--edge", default=None, help="absorption edge (default: the start document's, else K)")
+        f.add_argument("--energy-field", default=None, help="the energy field (eV)")
+        f.add_argument("--mu-field", default=None, help="a field that holds mu")
+        f.add_argument("--i0-field", default=None, help="incident intensity (with --it-field or --if-field)")
+        f.add_argument("--it-field", default=None, help="transmitted intensity: mu = ln(I0/It)")
+        f.add_argument("--if-field", default=None, help="fluorescence intensity: mu = If/I0")
+        f.add_argument("--mode", choices=["mu", "transmission", "fluorescence"], default=None)
+
+    pr = sub.add_parser("predict", help="predictions on measured spectra: XDI, Athena .prj or column files",
+                        description="Predictions with calibrated intervals on measured spectra. mu is formed from "
+                                    "the file's columns: a mu column, else transmission ln(I0/It), else "
+                                    "fluorescence If/I0 (the choice is printed; flags override it).")
+    pr.add_argument("files", nargs="+", type=_existing_file, metavar="FILE")
+    pr.add_argument("--models", default=None, help="folder of model bundles (default: the demo's models, trained "
+                                                   "once per element on the bundled library)")
+    pr.add_argument("--element", type=_element, default=None, help="absorber (default: from the file, else "
+                                                                   "guessed from the edge position)")
+    pr.add_argument("--edge", default=None, help="absorption edge (default: from the file, else K)")
+    pr.add_argument("--mode", choices=["mu", "transmission", "fluorescence"], default=None)
+    pr.add_argument("--energy", default=None, metavar="COLUMN", help="energy column (name or 1-based number)")
+    pr.add_argument("--mu", default=None, metavar="COLUMN", help="column that holds mu")
+    pr.add_argument("--i0", default=None, metavar="COLUMN", help="incident-intensity column")
+    pr.add_argument("--it", default=None, metavar="COLUMN", help="transmitted-intensity column")
+    pr.add_argument("--if", dest="if_", default=None, metavar="COLUMN", help="fluorescence column")
+    pr.add_argument("--json", action="store_true", help="print the records as JSON instead of the table")
+    pr.add_argument("--png", default=None, metavar="DIR", help="also write one figure per spectrum here")
+    pr.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("serve", help="run the agent on a 0MQ document stream (separate process)")
     s.add_argument("--subscribe", default="127.0.0.1:5578", help="0MQ proxy output (HOST:PORT), loopback by default")

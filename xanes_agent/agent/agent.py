@@ -4,9 +4,12 @@
 ``RunRouter`` (several interleaved runs, one agent per run via :func:`agent_factory`), or to a 0MQ
 ``RemoteDispatcher`` (``xanes-agent serve``). For each run it
 
-1. reads ``element``, ``edge`` and ``xas.energy_field``/``xas.mu_field`` from the start document
-   (explicit constructor arguments override them; without ``xas`` the descriptor's eV-unit key and
-   hinted field are used),
+1. reads the element and edge from the start document under the conventions of
+   :mod:`xanes_agent.data.signals` (``element``, ``XDI.Element.symbol`` ...), and the fields:
+   ``xas.energy_field`` and either ``xas.mu_field`` or detector fields (``xas.i0_field`` with
+   ``xas.it_field`` for transmission, ln(I0/It), or ``xas.if_field`` for fluorescence, If/I0);
+   constructor arguments override them; what is not named is chosen from the descriptor (the
+   eV-unit key; mu, I0/It or If/I0 by name, else the hinted field) and the guess is said once,
 2. rebuilds the partial spectrum from ``event_page`` documents natively (single events are packed
    into pages by ``DocumentRouter``), dropping NaN readings and averaging repeated energies,
 3. after each page updates the seed-ensemble predictions (fast path) and the proposals,
@@ -30,6 +33,7 @@ import numpy as np
 from event_model import DocumentRouter, compose_run
 
 from ..data.edges import edge_energy
+from ..data.signals import ELEMENT_KEYS, Signal, choose_signal, find_edge, find_element, find_energy
 from ..models.model import BundleError, ElementModel
 from .predictor import LivePredictor, LiveState
 from .spectrum import PartialSpectrum, stream_fields
@@ -108,6 +112,47 @@ class RunState:
     sample: str = ""  # the start document's sample id, if any
     truth: dict[str, float] = field(default_factory=dict)  # true labels, where the start document carries them
     stop_reason: str = ""
+    signal: Signal | None = None  # how mu is formed from the primary stream's fields
+    detectors: dict[str, str | None] = field(default_factory=dict)  # named i0/it/iff fields and mode
+
+
+def choose_fields(descriptor: dict, energy_field: str | None, mu_field: str | None,
+                  detectors: dict[str, str | None]) -> tuple[str, Signal, str]:
+    """(energy field, signal, what was guessed or "") for a primary-stream descriptor.
+
+    Named fields win (and must exist). Otherwise energy is the data key in eV, else one named like
+    an energy; mu is a mu field, else transmission (I0, It), else fluorescence (If, I0) by name
+    (:func:`~xanes_agent.data.signals.choose_signal`), else the first hinted field as mu.
+    Raises ValueError saying what is missing.
+    """
+    keys = descriptor.get("data_keys", {})
+    names = list(keys)
+    guesses = []
+    if energy_field is None:
+        energy_field, _ = stream_fields(descriptor)  # the key declared in eV: not a guess
+        if energy_field is None:
+            energy_field = find_energy(names)
+            if energy_field is None:
+                raise ValueError("no energy field (none in eV, none named like an energy)")
+            guesses.append(f"energy taken from the field {energy_field!r} (no units declared: eV assumed)")
+    elif energy_field not in keys:
+        raise ValueError(f"energy field {energy_field!r} not in the stream")
+    named = {k: v for k, v in detectors.items() if v is not None}
+    if mu_field is not None:
+        if mu_field not in keys:
+            raise ValueError(f"mu field {mu_field!r} not in the stream")
+        return energy_field, Signal("mu", (mu_field,)), ", ".join(guesses)
+    try:
+        signal, note = choose_signal(names, exclude=[energy_field], **named)
+    except ValueError:
+        if named:
+            raise
+        _, hinted = stream_fields(descriptor, energy_field)
+        if hinted is None:
+            raise
+        signal, note = Signal("mu", (hinted,)), f"mu taken from the hinted field {hinted!r}"
+    guesses += [note] if note else []
+    return energy_field, signal, ", ".join(guesses)
 
 
 class SafeRouter(DocumentRouter):
@@ -132,11 +177,13 @@ class XANESAgent(SafeRouter):
                  element: str | None = None, edge: str | None = None, energy_field: str | None = None,
                  mu_field: str | None = None, emit: Callable[[str, dict], Any] | Iterable | None = None,
                  min_interval: float = 0.0, n_proposals: int = 3, png_dir: str | Path | None = None,
-                 proposal_step: float | None = 1.5) -> None:
+                 proposal_step: float | None = 1.5, i0_field: str | None = None, it_field: str | None = None,
+                 if_field: str | None = None, mode: str | None = None) -> None:
         super().__init__()
         self.models = models
         self.strategy = make_strategy(strategy) if isinstance(strategy, str) else strategy
-        self.overrides = {"element": element, "edge": edge, "energy_field": energy_field, "mu_field": mu_field}
+        self.overrides = {"element": element, "edge": edge, "energy_field": energy_field, "mu_field": mu_field,
+                          "i0": i0_field, "it": it_field, "iff": if_field, "mode": mode}
         self.subscribers: list[Callable[[str, dict], Any]] = (
             [] if emit is None else [emit] if callable(emit) else list(emit))
         self.min_interval = min_interval
@@ -178,30 +225,46 @@ class XANESAgent(SafeRouter):
                        "early with what it holds (for interleaved runs route through "
                        "RunRouter([agent_factory(models)]))")
             self._finish(exit_status="abort", reason="a new run started before this one stopped")
-        md_xas = doc.get("xas") or {}
-        element = self.overrides["element"] or doc.get("element")
-        edge = self.overrides["edge"] or doc.get("edge") or "K"
+        md_xas = doc.get("xas") if isinstance(doc.get("xas"), dict) else {}
+        uid = doc.get("uid")
+        element, key = self.overrides["element"], None
+        if element is None:
+            element, key = find_element(doc)
+        edge, edge_key = self.overrides["edge"], None
+        if edge is None:
+            edge, edge_key = find_edge(doc)
         if not isinstance(element, str):
-            self._warn(f"run {doc.get('uid')}: start document has no 'element' (and none was given): ignoring this run")
+            self._warn(f"run {uid}: the start document names no element (looked under {', '.join(ELEMENT_KEYS)}; "
+                       "give --element, or add the key with xanes_agent.data.signals.add_convention): ignoring this run")
             return
+        if key not in (None, "element"):
+            self._warn(f"run {uid}: element {element} taken from the start document's {key!r}")
+        if edge is None:
+            edge = "K"
+            self._warn(f"run {uid}: no edge in the start document: K edge assumed")
+        elif edge_key not in (None, "edge"):
+            self._warn(f"run {uid}: edge {edge} taken from the start document's {edge_key!r}")
         predictor = self.models.predictor(element)
         if predictor is None:
-            self._warn(f"run {doc.get('uid')}: no usable model for {element}: ignoring this run")
+            self._warn(f"run {uid}: no usable model for {element}: ignoring this run")
             return
         if str(edge) != predictor.model.edge:
-            self._warn(f"run {doc.get('uid')}: {element} {edge}-edge data, but the {element} model is for the "
+            self._warn(f"run {uid}: {element} {edge}-edge data, but the {element} model is for the "
                        f"{predictor.model.edge} edge: ignoring this run")
             return
         try:
             edge_e = edge_energy(element, edge)
         except ValueError as exc:
-            self._warn(f"run {doc.get('uid')}: {exc}: ignoring this run")
+            self._warn(f"run {uid}: {exc}: ignoring this run")
             return
+        o = self.overrides
         self.run = RunState(
             uid=doc["uid"], element=element, edge=edge,
-            energy_field=self.overrides["energy_field"] or md_xas.get("energy_field"),
-            mu_field=self.overrides["mu_field"] or md_xas.get("mu_field"),
-            spectrum=PartialSpectrum(edge_energy=edge_e), predictor=predictor)
+            energy_field=o["energy_field"] or md_xas.get("energy_field"),
+            mu_field=o["mu_field"] or md_xas.get("mu_field"),
+            spectrum=PartialSpectrum(edge_energy=edge_e), predictor=predictor,
+            detectors={"i0": o["i0"] or md_xas.get("i0_field"), "it": o["it"] or md_xas.get("it_field"),
+                       "iff": o["iff"] or md_xas.get("if_field"), "mode": o["mode"] or md_xas.get("mode")})
         sample, truth = doc.get("sample"), doc.get("sample_truth")
         self.run.sample = str(sample.get("id", "")) if isinstance(sample, dict) else str(sample or "")
         if isinstance(truth, dict):  # the simulator's ground truth, for the view only
@@ -216,7 +279,9 @@ class XANESAgent(SafeRouter):
             "strategy": self.strategy.name, "charge_label": pm["charge"].label if "charge" in pm else None,
             "model": {"featurization": r.predictor.model.featurization,
                       "training_data_hash": r.predictor.model.training_data_hash},
-            "plan_name": "xanes_agent_predictions"})
+            # what stock callbacks (LiveTable, BestEffortCallback) read from any start document
+            "plan_name": "xanes_agent_predictions", "plan_type": "callback",
+            "scan_id": raw_start.get("scan_id") if isinstance(raw_start.get("scan_id"), int) else 0})
         self._emit("start", r.compose.start_doc)
         num = {"dtype": "number", "shape": [], "source": AGENT_NAME}
         keys = {"n_points": {**num, "dtype": "integer"}, "coverage": num, "e0": {**num, "units": "eV"},
@@ -242,13 +307,21 @@ class XANESAgent(SafeRouter):
         r = self.run
         if r is None or doc.get("run_start") != r.uid:
             return
-        r.streams[doc["uid"]] = doc.get("name", "primary")
-        keys = doc.get("data_keys", {})
-        r.energy_field, r.mu_field = stream_fields(doc, r.energy_field, r.mu_field)
-        missing = [f for f in (r.energy_field, r.mu_field) if f is None or f not in keys]
-        if missing and doc.get("name", "primary") == "primary":
-            self._warn(f"run {r.uid}: stream {doc.get('name')!r} lacks the energy/mu fields "
-                       f"({r.energy_field!r}, {r.mu_field!r}); set xas.energy_field/mu_field in the start document")
+        name = doc.get("name", "primary")
+        r.streams[doc["uid"]] = name
+        if name != "primary" or r.signal is not None:
+            return  # the spectrum comes from the primary stream; its first descriptor decides
+        keys = list(doc.get("data_keys", {}))
+        try:
+            r.energy_field, r.signal, guessed = choose_fields(doc, r.energy_field, r.mu_field, r.detectors)
+        except ValueError as exc:
+            self._warn(f"run {r.uid}: cannot form a spectrum from the primary stream ({exc}; fields: "
+                       f"{', '.join(keys)}); set xas.energy_field with xas.mu_field or xas.i0_field/it_field/"
+                       "if_field in the start document, or give them as flags: no predictions for this run")
+            return
+        r.mu_field = r.signal.fields[0] if r.signal.mode == "mu" else None
+        if guessed:
+            self._warn(f"run {r.uid}: {guessed} (name the fields in xas.* of the start document to be sure)")
 
     def event_page(self, doc: dict) -> None:
         r = self.run
@@ -259,10 +332,10 @@ class XANESAgent(SafeRouter):
                             "a run closed early): skipped", doc.get("descriptor"))
             return
         data = doc.get("data", {})
-        if r.energy_field not in data or r.mu_field not in data:
-            return  # another stream (e.g. baseline)
+        if r.signal is None or r.energy_field not in data or not r.signal.present_in(data):
+            return  # another stream (e.g. baseline), or a run whose fields could not be found
         try:
-            r.spectrum.add(data[r.energy_field], data[r.mu_field])
+            r.spectrum.add(data[r.energy_field], r.signal.mu(data))
         except (TypeError, ValueError) as exc:
             self._warn(f"run {r.uid}: malformed event page ({exc}); page dropped, data so far kept")
             return

@@ -1,0 +1,176 @@
+"""The agent on runs that record detector signals and name the absorber another way, and stock
+bluesky callbacks on the agent's own output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import bluesky.plans as bp
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from event_model import compose_run
+
+from xanes_agent.agent import ModelStore, XANESAgent
+from xanes_agent.simulator import make_beamline, sample_from_library
+
+XDI_MD = {"XDI": {"Element": {"symbol": "Cu", "edge": "K"}}, "sample": {"id": "pellet-7"}}
+
+
+@pytest.fixture
+def sample(bundled_library):
+    return sample_from_library(bundled_library, element="Cu", split="test", rng=5, coordination_number=4.0)
+
+
+def _scan(sample, md, omit_mu: bool, seed: int = 0, **agent_kw):
+    bl = make_beamline(sample, seed=seed, flux=1e9)
+    if omit_mu:  # a transmission detector as beamlines have it: two ion chambers, no mu field
+        bl.det.mu.kind = "omitted"
+    agent = XANESAgent(ModelStore(models=agent_kw.pop("models")), **agent_kw)
+    RE = RunEngine({})
+    RE.subscribe(agent)
+    RE(bp.scan([bl.det], bl.mono, 8950, 9060, 111), **md)
+    return agent
+
+
+def test_transmission_chambers_and_an_xdi_style_start_document(sample, cu_agent_model):
+    """I0 and It only, element under XDI.Element.symbol: the agent forms ln(I0/It) and finds Cu,
+    says both once, and predicts exactly what it predicts from the same counts' mu field."""
+    models = {"Cu": cu_agent_model}
+    plain = _scan(sample, make_beamline(sample).md, omit_mu=False, models=models)
+    other = _scan(sample, XDI_MD, omit_mu=True, models=models)
+    assert plain.warnings == []
+    assert other.warnings == [
+        "run %s: element Cu taken from the start document's 'XDI.Element.symbol'" % other.finished[0]["raw_run_uid"],
+        "run %s: edge K taken from the start document's 'XDI.Element.edge'" % other.finished[0]["raw_run_uid"],
+        "run %s: transmission ln(det_i0/det_it) from the field names (name the fields in xas.* of the start "
+        "document to be sure)" % other.finished[0]["raw_run_uid"],
+    ]
+    a, b = plain.finished[0], other.finished[0]
+    assert a["n_points"] == b["n_points"] == 111
+    for name, p in a["predictions"].items():
+        assert b["predictions"][name]["prediction"] == p["prediction"]
+
+
+def test_named_detector_fields_and_flags_override_and_say_nothing(sample, cu_agent_model):
+    md = {**XDI_MD, "element": "Cu", "edge": "K",
+          "xas": {"energy_field": "mono_energy", "i0_field": "det_i0", "it_field": "det_it"}}
+    agent = _scan(sample, md, omit_mu=True, models={"Cu": cu_agent_model})
+    assert agent.warnings == [] and agent.finished[0]["n_points"] == 111
+    # a flag names what the metadata does not
+    agent = _scan(sample, {"purpose": "no metadata at all"}, omit_mu=True, models={"Cu": cu_agent_model},
+                  element="Cu", i0_field="det_i0", it_field="det_it")
+    assert agent.warnings == ["run %s: no edge in the start document: K edge assumed" %
+                              agent.finished[0]["raw_run_uid"]]
+    assert agent.finished[0]["n_points"] == 111
+
+
+def test_a_run_the_agent_cannot_use_says_why_once(sample, cu_agent_model):
+    agent = _scan(sample, {"purpose": "no element anywhere"}, omit_mu=True, models={"Cu": cu_agent_model})
+    assert len(agent.warnings) == 1 and "names no element (looked under element, XDI.Element.symbol" in \
+           agent.warnings[0] and agent.finished == []
+    agent = _scan(sample, {"element": "Cu", "edge": "K", "xas": {"it_field": "nope"}}, omit_mu=True,
+                  models={"Cu": cu_agent_model})
+    assert len(agent.warnings) == 1, agent.warnings
+    assert "It field 'nope' not found" in agent.warnings[0] and "no predictions for this run" in agent.warnings[0]
+
+
+def test_fluorescence_events_from_documents(cu_agent_model, bundled_library):
+    """If/I0 from an event stream composed with event-model (no mu field, no units on energy)."""
+    sub = bundled_library.where(element="Cu", source="feff10-project", split="test")
+    e, mu = sub.energy[0], sub.mu[0]
+    ok = np.isfinite(e) & np.isfinite(mu)
+    e, mu = e[ok], mu[ok]
+    i0 = np.full(len(e), 2e5)
+    iff = 0.05 * mu * i0
+    agent = XANESAgent(ModelStore(models={"Cu": cu_agent_model}))
+    # keys with dots are not allowed in start documents: nested, in lower case
+    run = compose_run(metadata={"xdi": {"element": {"symbol": "cu", "edge": "k"}}})
+    agent("start", run.start_doc)
+    num = {"dtype": "number", "shape": [], "source": "sim"}
+    desc = run.compose_descriptor(name="primary", data_keys={"energy": num, "I0": num, "IFluor": num})
+    agent("descriptor", desc.descriptor_doc)
+    agent("event_page", desc.compose_event_page(data={"energy": e.tolist(), "I0": i0.tolist(), "IFluor": iff.tolist()},
+                                                timestamps={k: [0.0] * len(e) for k in ("energy", "I0", "IFluor")},
+                                                seq_num=list(range(1, len(e) + 1))))
+    agent("stop", run.compose_stop())
+    uid = run.start_doc["uid"]
+    assert agent.warnings == [f"run {uid}: element Cu taken from the start document's 'XDI.Element.symbol'",
+                              f"run {uid}: edge K taken from the start document's 'XDI.Element.edge'",
+                              f"run {uid}: energy taken from the field 'energy' (no units declared: eV assumed), "
+                              "fluorescence IFluor/I0 from the field names (name the fields in xas.* of the start "
+                              "document to be sure)"]
+    direct = agent.models.predictor("Cu").update(e, mu).predictions
+    assert agent.finished[0]["predictions"]["coordination_number"]["prediction"] == \
+           direct["coordination_number"]["prediction"]
+    assert agent.finished[0]["predictions"]["mean_nn_distance"]["prediction"] == pytest.approx(
+        float(direct["mean_nn_distance"]["prediction"]), abs=1e-9)
+
+
+def test_stock_callbacks_work_on_the_agents_predictions(sample, cu_agent_model, capsys, caplog):
+    """LiveTable and BestEffortCallback need plan_type/scan_id/plan_name on a start document."""
+    from bluesky.callbacks import LiveTable
+    from bluesky.callbacks.best_effort import BestEffortCallback
+
+    table = LiveTable(["cn", "cn_probability", "distance", "distance_std", "charge"], stream_name="predictions")
+    bec = BestEffortCallback()
+    bec.disable_plots()
+    errors = []
+
+    def guarded(cb):
+        def call(name, doc):
+            try:
+                cb(name, doc)
+            except Exception as exc:  # noqa: BLE001 - the agent would swallow it; the test must see it
+                errors.append(exc)
+        return call
+
+    agent = _scan(sample, make_beamline(sample).md, omit_mu=False, models={"Cu": cu_agent_model},
+                  emit=[guarded(table), guarded(bec)])
+    assert errors == [] and agent.errors == 0
+    # bluesky's callbacks swallow their own exceptions into an ERROR log line: none may be there
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+    out = capsys.readouterr().out
+    assert "cn_probability |" in out and "|       111 |" in out  # LiveTable's rows, one per update
+    assert "callback xanes_agent_predictions" in out and "(scan num: 1)" in out  # its closing line
+    assert "Transient Scan ID: 1" in out and "New stream: 'predictions'" in out  # BestEffortCallback
+
+
+def test_serve_end_to_end_on_runs_in_another_convention(sample, cu_agent_model, tmp_path, zmq_proxy):
+    """A real proxy, ``serve`` in its own process, a RunEngine publishing a run that records only
+    I0/It and names the element XDI's way: the agent reports the run and what it guessed."""
+    from bluesky.callbacks.zmq import Publisher
+
+    from xanes_agent.agent.wire import pack
+
+    models = tmp_path / "models"
+    cu_agent_model.save(models / "Cu-polynomial-post_edge.npz")
+    in_addr, out_addr = zmq_proxy
+    proc = subprocess.Popen([sys.executable, "-m", "xanes_agent", "serve", "--subscribe", out_addr,
+                             "--models", str(models), "--max-runs", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    publisher = Publisher(in_addr, serializer=pack)
+    try:
+        assert "listening" in proc.stdout.readline()
+        time.sleep(1.0)  # 0MQ slow joiner
+        bl = make_beamline(sample, seed=0, flux=1e9)
+        bl.det.mu.kind = "omitted"
+        RE = RunEngine({})
+        RE.subscribe(publisher)
+        for attempt in range(3):  # on a busy machine the subscription may take hold mid-run
+            RE(bp.scan([bl.det], bl.mono, 8950, 9060, 90), **XDI_MD)
+            try:
+                out, _ = proc.communicate(timeout=30 if attempt < 2 else 120)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        publisher.close()  # an open socket would hang the 0MQ context's teardown at exit
+    assert proc.returncode == 0, out
+    assert "90 points" in out and "CN" in out, out
+    assert out.count("taken from the start document's 'XDI.Element.symbol'") == 1, out
+    assert out.count("transmission ln(det_i0/det_it) from the field names") == 1, out
