@@ -371,7 +371,8 @@ def _format_prediction(rec: dict) -> list[str]:
         if p is None:
             continue
         if name == "coordination_number":
-            raw = f" (forest {p['raw_probability']:.2f})" if "raw_probability" in p else ""
+            forest = max(p["raw_proba"]) if "raw_proba" in p else None  # before calibration
+            raw = f" (forests {forest:.2f})" if forest is not None and abs(forest - p["probability"]) > 5e-3 else ""
             lines.append(f"  {label:<20s} {int(p['prediction']):d}        P = {p['probability']:.2f}{raw}")
             continue
         label = label or ("oxidation state" if oxidation else "charge")
@@ -514,18 +515,32 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 
 def cmd_replay(a: argparse.Namespace) -> int:
-    from .agent.server import replay
+    from .agent.server import replay, replay_documents
+    from .catalog import CatalogError, is_tiled_uri, tiled_documents
 
     problems: list[str] = []
-    agents = replay(a.file, _store(a), jsonl=a.jsonl, png_dir=a.png_dir, strategy=a.strategy, problems=problems,
-                    **_run_overrides(a))
+    if is_tiled_uri(a.source):
+        docs = tiled_documents(a.source, uids=a.uid or (), search=a.search or (), limit=a.limit,
+                               api_key=a.api_key, problems=problems)
+        try:
+            agents = replay_documents(docs, a.source, _store(a), jsonl=a.jsonl, png_dir=a.png_dir,
+                                      strategy=a.strategy, problems=problems, **_run_overrides(a))
+        except CatalogError as exc:
+            raise CLIError(str(exc)) from exc
+    else:
+        if a.uid or a.search:
+            raise CLIError("--uid and --search select runs in a Tiled catalog (give an http(s):// address)")
+        if not Path(a.source).is_file():
+            raise CLIError(f"file not found: {a.source}")
+        agents = replay(a.source, _store(a), jsonl=a.jsonl, png_dir=a.png_dir, strategy=a.strategy,
+                        problems=problems, **_run_overrides(a))
     for p in problems:
         print(f"warning: {p}", file=sys.stderr)
     if not any(ag.finished for ag in agents):
         for ag in agents:
             for w in ag.warnings:
                 print(f"warning: {w}", file=sys.stderr)
-        raise CLIError(f"{a.file}: no run with a start document the agent could use")
+        raise CLIError(f"{a.source}: no run with a start document the agent could use")
     for ag in agents:
         for rep in ag.finished:
             _print_report(rep)
@@ -680,8 +695,14 @@ def register_agent(sub: argparse._SubParsersAction) -> None:
     common(s)
     s.set_defaults(func=cmd_serve)
 
-    r = sub.add_parser("replay", help="feed a recorded run (JSON lines) to the agent")
-    r.add_argument("file", type=_existing_file)
+    r = sub.add_parser("replay", help="feed recorded runs to the agent: a JSON-lines file or a Tiled catalog")
+    r.add_argument("source", metavar="FILE|URI", help="a JSON-lines recording, or a Tiled address "
+                                                      "(http://HOST:PORT[/path]; pip install 'xanes-agent[tiled]')")
+    r.add_argument("--uid", nargs="+", default=None, help="Tiled: these runs (start-document uids)")
+    r.add_argument("--search", nargs="+", default=None, metavar="KEY=VALUE",
+                   help="Tiled: runs whose start document matches, e.g. element=Cu sample.id=pellet-7")
+    r.add_argument("--limit", type=_non_negative_int, default=20, help="Tiled: the most recent N runs (0: all)")
+    r.add_argument("--api-key", default=None, help="Tiled API key (default: $TILED_API_KEY)")
     common(r)
     r.set_defaults(func=cmd_replay)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import signal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from event_model import RunRouter
 
@@ -177,16 +177,23 @@ def replay(path: str | Path, models: ModelStore, jsonl: str | Path | None = None
     raise). A run whose stop document never comes (a file cut short) is closed at the end of the
     file with ``exit_status="fail"`` and reported all the same, and said in ``problems``.
     """
+    return replay_documents(read_jsonl(path, problems), str(path), models, jsonl, png_dir, problems, **agent_kwargs)
+
+
+def replay_documents(documents: Iterable[tuple[str, dict]], source: str, models: ModelStore,
+                     jsonl: str | Path | None = None, png_dir: str | Path | None = None,
+                     problems: list[str] | None = None, **agent_kwargs: Any) -> list[Any]:
+    """Feed recorded ``(name, doc)`` pairs (a file, a Tiled catalog) to the agent, one agent per run."""
     writer = JSONLWriter(jsonl) if jsonl else None
     factory = agent_factory(models, emit=[writer] if writer else None, png_dir=png_dir, **agent_kwargs)
     router = SafeRunRouter([factory])
     try:
-        for name, doc in read_jsonl(path, problems):
+        for name, doc in documents:
             router(name, doc)
         for agent in factory.agents:  # type: ignore[attr-defined]
             if agent.run is not None:
                 if problems is not None:
-                    problems.append(f"{path}: run {agent.run.uid} has no stop document (file cut short?); "
+                    problems.append(f"{source}: run {agent.run.uid} has no stop document (cut short?); "
                                     "reported from what it holds")
                 agent.end(exit_status="fail", reason="the recording ends before this run's stop document")
     finally:
