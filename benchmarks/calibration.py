@@ -215,11 +215,13 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--no-transfer", action="store_true")
     ap.add_argument("--out", default="out/calibration")
+    ap.add_argument("--interval-unit", choices=["parent", "spectrum"], default="parent",
+                    help="conformal quantile for a new parent structure (default) or a new spectrum (the old rule)")
     a = ap.parse_args()
     lib = read_library(a.library) if a.library else load_bundled_library()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = TrainConfig(n_seeds=a.seeds, n_estimators=a.trees, n_jobs=-1)
+    cfg = TrainConfig(n_seeds=a.seeds, n_estimators=a.trees, n_jobs=-1, interval_unit=a.interval_unit)
     project = lib.where(source=PROJECT_SOURCE)
     results: dict[str, Collector] = {}
     table: dict[str, dict] = {}

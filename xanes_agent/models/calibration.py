@@ -33,7 +33,11 @@ spectra and on masked (partially measured) copies:
   median of that distance for a training spectrum to the *other* training spectra (its
   in-family neighbours). A spectrum is flagged out of domain above the 95th percentile of that
   in-family distance: a spectrum farther from the training spectra than 95 % of them are from
-  each other. Held-out families of the prototype library score 2-4.
+  each other. Held-out families of the prototype library score 2-4. For a model trained for
+  measured spectra (noise and E0-jitter copies), each feature's scale includes its spread under
+  that measurement noise and the in-family distances are those of measured-like copies: the
+  fine polynomial orders that noise alone moves otherwise flagged every measured spectrum (a
+  clean held-out Cu spectrum scored 0.99, the same with 0.25 % counting noise 3.6).
 
 These are the numbers the agent reports and the stop rules use. The arithmetic is the standard
 one (conformal prediction: Vovk et al. 2005, Lei et al. 2018; isotonic calibration: Zadrozny & Elkan 2002), written here against the packed forests rather than through ``mapie``/``quantile-forest``,
@@ -67,6 +71,30 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
         return float("inf")
     k = int(np.ceil((len(s) + 1) * level)) - 1
     return float(s[min(max(k, 0), len(s) - 1)])
+
+
+def group_conformal_quantile(scores: np.ndarray, groups: np.ndarray, level: float) -> float:
+    """The conformal quantile for a spectrum of a *new group* (an unseen parent structure).
+
+    Spectra of one parent are near copies of each other, so the exchangeable units are the groups,
+    not the spectra: every group weighs 1 in all (its spectra share it) and the finite-sample
+    correction counts groups, ``L (G + 1) / G`` (the pooled-CDF rule of Dunn, Wasserman & Ramdas,
+    "Distribution-free prediction sets for two-layer hierarchical models", JASA 2022). A family
+    of 40 near-identical spectra then counts once, like a host structure with one site.
+    """
+    scores = np.asarray(scores, float)
+    ok = np.isfinite(scores)
+    s, g = scores[ok], np.asarray(groups)[ok]
+    if not len(s):
+        return float("inf")
+    _, inv, counts = np.unique(g, return_inverse=True, return_counts=True)
+    n_groups = len(counts)
+    target = level * (n_groups + 1) / n_groups
+    if target >= 1.0:
+        return float(s.max())
+    order = np.argsort(s, kind="stable")
+    cdf = np.cumsum(1.0 / counts[inv][order]) / n_groups
+    return float(s[order][min(int(np.searchsorted(cdf, target - 1e-12)), len(s) - 1)])
 
 
 def apply_confidence_map(proba: np.ndarray, knots_x: list[float], knots_y: list[float]) -> np.ndarray:
@@ -120,19 +148,33 @@ class DomainModel:
     reference: np.ndarray  # (m, n_features) standardized training features, float32
     typical: float = 1.0
     threshold: float = float("inf")
+    # measured-like copies of the reference rows (fit only; not stored in a bundle)
+    measured: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
-    def fit(cls, F: np.ndarray, rng: np.random.Generator | None = None) -> "DomainModel":
+    def fit(cls, F: np.ndarray, rng: np.random.Generator | None = None, F_measured: np.ndarray | None = None
+            ) -> "DomainModel":
+        """Reference and scale from training features ``F``.
+
+        ``F_measured``: the same rows as a measurement would give them (noise, E0 jitter: the
+        copies a live model trains on). Each feature's scale then includes its measurement
+        variance, so features that noise alone moves (the fine polynomial orders) do not make every
+        measured spectrum look foreign, and :meth:`in_family_distance` is taken from those copies.
+        """
         F = np.asarray(F, float)
         center = np.nanmean(F, axis=0)
-        scale = np.nanstd(F, axis=0)
+        spread = np.nanvar(F, axis=0)
+        if F_measured is not None:
+            spread = spread + np.nan_to_num(np.nanvar(np.asarray(F_measured, float) - F, axis=0))
+        scale = np.sqrt(spread)
         center = np.where(np.isfinite(center), center, 0.0)
         scale = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
         rows = np.arange(len(F))
         if len(rows) > MAX_REFERENCE:
             rows = np.sort((rng or np.random.default_rng(0)).choice(rows, MAX_REFERENCE, replace=False))
         ref = np.nan_to_num((F[rows] - center) / scale).astype(np.float32)
-        return cls(center=center, scale=scale, reference=ref)
+        return cls(center=center, scale=scale, reference=ref,
+                   measured=None if F_measured is None else np.asarray(F_measured, float)[rows])
 
     def distance(self, F: np.ndarray) -> np.ndarray:
         """Mean distance to the :data:`DOMAIN_K` nearest reference spectra (standardized units)."""
@@ -150,15 +192,21 @@ class DomainModel:
         return out * np.sqrt(F.shape[1] / measured)  # a partial spectrum is not closer for lacking features
 
     def in_family_distance(self) -> np.ndarray:
-        """Each reference spectrum's distance to the *other* reference spectra (leave-self-out)."""
+        """Each reference spectrum's distance to the *other* reference spectra (leave-self-out);
+        from its measured copy where :meth:`fit` was given those."""
         R = self.reference.astype(np.float64)
+        measured = self.measured
+        Q = R if measured is None else np.nan_to_num((measured - self.center) / self.scale)
         r2 = (R ** 2).sum(axis=1)
+        q2 = (Q ** 2).sum(axis=1)
         k = min(DOMAIN_K, len(R) - 1)
         out = np.empty(len(R))
         for a in range(0, len(R), 512):
-            d2 = r2[a:a + 512, None] + r2[None, :] - 2.0 * R[a:a + 512] @ R.T
+            d2 = q2[a:a + 512, None] + r2[None, :] - 2.0 * Q[a:a + 512] @ R.T
             d2[np.arange(len(d2)), np.arange(a, a + len(d2))] = np.inf
             out[a:a + 512] = np.sqrt(np.maximum(np.partition(d2, k - 1, axis=1)[:, :k], 0.0)).mean(axis=1)
+        if measured is not None:  # a partial copy (E0 jitter at the window's ends) is scaled as in distance()
+            out *= np.sqrt(measured.shape[1] / np.maximum(np.isfinite(measured).sum(axis=1), 1))
         return out
 
     def score(self, F: np.ndarray) -> np.ndarray:
@@ -204,14 +252,17 @@ class Calibration:
 
 def fit_calibration(y: dict[str, np.ndarray], pred: dict[str, np.ndarray], cn_proba: np.ndarray | None,
                     cn_classes: np.ndarray | None, domain_score: np.ndarray, coverage: np.ndarray,
-                    full: np.ndarray, domain: DomainModel, method: dict[str, Any]) -> Calibration:
+                    full: np.ndarray, domain: DomainModel, method: dict[str, Any],
+                    groups: np.ndarray | None = None) -> Calibration:
     """Calibrate from out-of-group predictions.
 
     ``y``/``pred``: per regression property, labels and predictions of held-out rows (full spectra
     and masked copies); ``cn_proba`` (rows, classes) and ``y['coordination_number']`` for the
     classifier; ``domain_score`` and ``coverage`` per row; ``full``: rows that are whole spectra
     (the domain threshold is set on them). ``domain`` is the final model's domain model, whose
-    ``typical`` and ``threshold`` are set here from the held-out scores.
+    ``typical`` and ``threshold`` are set here from the held-out scores. ``groups``: the parent
+    structure of each row; given, the interval quantiles are those for a new parent
+    (:func:`group_conformal_quantile`), else for a new spectrum (:func:`conformal_quantile`).
     """
     cal = Calibration(domain=domain, method=method)
     band = coverage_band(coverage)
@@ -226,7 +277,10 @@ def fit_calibration(y: dict[str, np.ndarray], pred: dict[str, np.ndarray], cn_pr
             sel = ok & (band == b)
             if sel.sum() < 20:  # too few in this band: use them all (conservative: partial rows included)
                 sel = ok
-            table.append([conformal_quantile(scores[sel], L) for L in LEVELS])
+            if groups is None:
+                table.append([conformal_quantile(scores[sel], L) for L in LEVELS])
+            else:
+                table.append([group_conformal_quantile(scores[sel], groups[sel], L) for L in LEVELS])
         cal.quantiles[prop] = table
     if cn_proba is not None and "coordination_number" in y:
         yc = y["coordination_number"]

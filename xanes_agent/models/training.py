@@ -76,6 +76,9 @@ class TrainConfig:
     # out-of-group calibration (models.calibration): folds by parent structure, seeds per fold model
     calibration_folds: int = 5
     calibration_seeds: int = 2
+    # what the interval's coverage is for: a spectrum of a new "parent" structure (each held-out
+    # parent weighs 1) or a new "spectrum" (each held-out spectrum weighs 1)
+    interval_unit: str = "parent"
     # experiment-like copies per training spectrum (models.realism: broadening, E0, normalization, noise)
     realism_copies: int = 0
 
@@ -281,11 +284,12 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     from .evaluation import group_folds, on_cn_classes
 
     idx = np.flatnonzero(rows)
-    folds = group_folds(parent_groups(sub[idx]), cfg.calibration_folds)
+    parents = parent_groups(sub[idx])
+    folds = group_folds(parents, cfg.calibration_folds)
     rng = np.random.default_rng(cfg.split_seed + 7)
     y_out: dict[str, list] = {p: [] for p in labels}
     pred_out: dict[str, list] = {p: [] for p in labels if p != CN}
-    proba_out, dist_out, cov_out, full_out = [], [], [], []
+    proba_out, dist_out, cov_out, full_out, group_out = [], [], [], [], []
     classes = np.array(CN_CLASSES, dtype=float)
     for f in tqdm(np.unique(folds), desc="calibration folds", disable=not progress):
         tr, te = idx[folds != f], idx[folds == f]
@@ -293,13 +297,17 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
             continue
         Xte = X_grid[te]
         masked = [Xte] + [mask_low_window(Xte, frac) for frac in (0.3, 0.5, 0.75)] + [augment(Xte, 2, rng)[0][2 * len(te):]]
+        if _measures(cfg):  # a live model meets measured spectra: calibrate on measured-like copies too
+            masked.append(measurement_copies(Xte, cfg.grid, cfg.noise, cfg.e0_jitter, rng))
         Xall = np.vstack(masked)
         Fall = featurizer.transform(Xall)
         rep = len(masked)
-        domain = DomainModel.fit(featurizer.transform(X_grid[tr]), rng)
+        domain = DomainModel.fit(featurizer.transform(X_grid[tr]), rng, _measured_features(X_grid[tr], cfg,
+                                                                                            featurizer, rng))
         dist_out.append(domain.distance(Fall))
         cov_out.append(np.isfinite(Xall).mean(axis=1))
         full_out.append(np.arange(len(Xall)) < len(te))
+        group_out.append(np.tile(parents[folds == f], rep))
         for prop, y_all in labels.items():
             y_rep = np.tile(y_all[te], rep)
             y_out[prop].append(y_rep)
@@ -320,7 +328,8 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                 pred_out[prop].append(est.predict(Fall))
     dist = np.concatenate(dist_out)
     full = np.concatenate(full_out)
-    final_domain = DomainModel.fit(featurizer.transform(X_grid[idx]), rng)
+    final_domain = DomainModel.fit(featurizer.transform(X_grid[idx]), rng,
+                                   _measured_features(X_grid[idx], cfg, featurizer, rng))
     in_family = final_domain.in_family_distance()
     final_domain.typical = float(np.median(in_family))
     final_domain.threshold = float(np.quantile(in_family, DOMAIN_QUANTILE) / final_domain.typical)
@@ -331,9 +340,12 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     method = {"folds": int(len(np.unique(folds))), "groups": "parent structure (data.library.parent_groups)",
               "seeds_per_fold_model": cfg.calibration_seeds, "n_held_out_spectra": int(len(idx)),
               "masked_copies": "low 30/50/75 % of the window, 1-3 random gaps",
-              "interval": "split-conformal, |y - pred| / (0.5 + 0.5 domain score), per coverage band",
+              "interval": "split-conformal for a new parent structure (each parent weighs 1; Dunn et al. 2022), "
+                          "|y - pred| / (0.5 + 0.5 domain score), per coverage band",
               "cn": "isotonic map of the predicted class probability",
-              "domain": f"{DOMAIN_QUANTILE:.0%} quantile of the training spectra's leave-self-out distance",
+              "domain": f"{DOMAIN_QUANTILE:.0%} quantile of the training spectra's leave-self-out distance"
+                        + (" (from measurement-like copies; feature scales include measurement noise)"
+                           if _measures(cfg) else ""),
               "held_out_flagged": float(np.mean(score[full] > final_domain.threshold))}
     # the CN map is fitted on folds that hold parents out; a class seen in only a few parents
     # cannot be held out that way, and the map would learn confidence it has not earned
@@ -346,7 +358,24 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
             method["cn_probability"] = (f"not calibrated: a CN class comes from fewer than {MIN_CLASS_PARENTS} parent "
                                         "structures, so leaving parents out cannot show how it fails")
             proba = None
-    return fit_calibration(y, pred, proba, classes, score, np.concatenate(cov_out), full, final_domain, method)
+    if cfg.interval_unit not in ("parent", "spectrum"):
+        raise ValueError(f"interval_unit {cfg.interval_unit!r}: 'parent' or 'spectrum'")
+    if cfg.interval_unit == "spectrum":
+        method["interval"] = "split-conformal for a new spectrum, |y - pred| / (0.5 + 0.5 domain score), per coverage band"
+    return fit_calibration(y, pred, proba, classes, score, np.concatenate(cov_out), full, final_domain, method,
+                           groups=np.concatenate(group_out) if cfg.interval_unit == "parent" else None)
+
+
+def _measures(cfg: TrainConfig) -> bool:
+    return cfg.noise[1] > 0 or cfg.e0_jitter > 0
+
+
+def _measured_features(X: np.ndarray, cfg: TrainConfig, featurizer: Any, rng: np.random.Generator
+                       ) -> np.ndarray | None:
+    """Features of measurement-like copies of ``X`` (rows aligned), for a model trained on them."""
+    if not _measures(cfg):
+        return None
+    return featurizer.transform(measurement_copies(X, cfg.grid, cfg.noise, cfg.e0_jitter, rng))
 
 
 def evaluate_property(pm: PropertyModel, F: np.ndarray, y: np.ndarray, train_labels: np.ndarray | None = None
