@@ -75,3 +75,22 @@ def zmq_proxy():
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture
+def scan_until_served():
+    """Run a plan until a ``serve`` process (started with ``--max-runs 1``) has reported and exited.
+
+    On a busy machine the agent's 0MQ subscription can take hold mid-run: the agent then skips that
+    run (it saw no start) and waits for the next, so the plan runs again. Returns what the
+    process printed."""
+    def run(RE, plan, md: dict, proc, attempts: int = 3) -> str:
+        for attempt in range(attempts):
+            RE(plan(), **md)
+            try:
+                return proc.communicate(timeout=30 if attempt < attempts - 1 else 120)[0]
+            except subprocess.TimeoutExpired:
+                continue
+        proc.kill()
+        return proc.communicate()[0]
+    return run

@@ -138,7 +138,8 @@ def test_stock_callbacks_work_on_the_agents_predictions(sample, cu_agent_model, 
     assert "Transient Scan ID: 1" in out and "New stream: 'predictions'" in out  # BestEffortCallback
 
 
-def test_serve_end_to_end_on_runs_in_another_convention(sample, cu_agent_model, tmp_path, zmq_proxy):
+def test_serve_end_to_end_on_runs_in_another_convention(sample, cu_agent_model, tmp_path, zmq_proxy,
+                                                        scan_until_served):
     """A real proxy, ``serve`` in its own process, a RunEngine publishing a run that records only
     I0/It and names the element XDI's way: the agent reports the run and what it guessed."""
     from bluesky.callbacks.zmq import Publisher
@@ -159,13 +160,7 @@ def test_serve_end_to_end_on_runs_in_another_convention(sample, cu_agent_model, 
         bl.det.mu.kind = "omitted"
         RE = RunEngine({})
         RE.subscribe(publisher)
-        for attempt in range(3):  # on a busy machine the subscription may take hold mid-run
-            RE(bp.scan([bl.det], bl.mono, 8950, 9060, 90), **XDI_MD)
-            try:
-                out, _ = proc.communicate(timeout=30 if attempt < 2 else 120)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        out = scan_until_served(RE, lambda: bp.scan([bl.det], bl.mono, 8950, 9060, 90), XDI_MD, proc)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -32,7 +32,7 @@ class _Exploit:
         return (pathlib.Path.touch, (pathlib.Path(self.marker),))
 
 
-def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path, zmq_proxy):
+def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path, zmq_proxy, scan_until_served):
     """``serve`` behind a real proxy: hostile messages first (a pickle that would create a file, an
     unknown document name, junk), then a real run published as msgpack. Nothing is executed, the
     bad messages are counted and named, and the run is still analysed."""
@@ -74,15 +74,7 @@ def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path, zm
         RE.subscribe(publisher)
         raw = []
         RE.subscribe(lambda n, d: raw.append((n, d)))
-        # On a busy machine the subscription can still take hold mid-run: the agent then skips
-        # that run (it saw no start) and waits for the next, so scan again until it reports.
-        for attempt in range(3):
-            RE(bp.scan([bl.det], bl.mono, 8950, 9060, 120), **bl.md)
-            try:
-                out, _ = proc.communicate(timeout=30 if attempt < 2 else 120)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        out = scan_until_served(RE, lambda: bp.scan([bl.det], bl.mono, 8950, 9060, 120), bl.md, proc)
     finally:
         if proc.poll() is None:
             proc.kill()
