@@ -129,6 +129,50 @@ def test_bundle_keeps_the_calibration_and_predictions_carry_it(calibrated_model,
         ElementModel.load(edited(resign=True))
 
 
+def test_a_cn_map_for_out_of_domain_spectra_learns_their_lower_accuracy_and_survives_the_bundle(
+        calibrated_model, bundled_library, tmp_path):
+    from xanes_agent.models.calibration import fit_calibration
+    from xanes_agent.models.model import BundleError, ElementModel, _bundle_digest
+
+    rng = np.random.default_rng(3)
+    n = 400
+    conf = rng.uniform(0.5, 1.0, n)
+    far = np.arange(n) >= n // 2
+    right = rng.random(n) < np.where(far, 0.5 * conf, conf)  # far spectra: right half as often
+    proba = np.column_stack([conf, 1 - conf, np.zeros(n)])
+    y = np.where(right, 4.0, 5.0)
+    groups = np.arange(n) // 4  # four spectra per parent
+    domain = calibrated_model.calibration.domain
+    score = np.where(far, domain.threshold * 2, domain.threshold / 2)
+    cal = fit_calibration({"coordination_number": y}, {}, proba, np.array([4.0, 5.0, 6.0]), score,
+                          np.ones(n), np.ones(n, bool), domain, {}, groups=groups, cn_map="domain")
+    near_p = apply_confidence_map(proba[:5], *cal.confidence_knots)[:, 0]
+    far_p = apply_confidence_map(proba[:5], *cal.confidence_knots_far)[:, 0]
+    assert np.all(far_p < near_p)
+    one = fit_calibration({"coordination_number": y}, {}, proba, np.array([4.0, 5.0, 6.0]), score,
+                          np.ones(n), np.ones(n, bool), domain, {}, groups=groups)
+    assert one.confidence_knots_far is None
+
+    model = calibrated_model
+    saved = model.calibration
+    try:
+        model.calibration = cal
+        path = model.save(tmp_path / "fe_far.npz")
+    finally:
+        model.calibration = saved
+    back = ElementModel.load(path)
+    assert back.calibration.confidence_knots_far == cal.confidence_knots_far
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    m = json.loads(str(arrays["manifest"]))
+    m["calibration"]["confidence_knots_out_of_domain"] = [[0.0, 2.0], [0.5, 0.4]]  # not a map
+    m["digest"] = _bundle_digest(m)
+    arrays["manifest"] = np.array(json.dumps(m))
+    np.savez_compressed(tmp_path / "bad_knots.npz", **arrays)
+    with pytest.raises(BundleError, match="calibration record is malformed"):
+        ElementModel.load(tmp_path / "bad_knots.npz")
+
+
 def _report(in_domain=True, p=0.95, std=0.005):
     pred = {"coordination_number": {"prediction": 6, "probability": p, "in_domain": in_domain},
             "mean_nn_distance": {"prediction": 2.0, "std": std, "in_domain": in_domain},

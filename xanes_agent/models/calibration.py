@@ -56,6 +56,7 @@ COVERAGE_EDGES: tuple[float, ...] = (0.0, 0.5, 0.8, 1.0 + 1e-9)
 DOMAIN_K = 5
 DOMAIN_QUANTILE = 0.95
 MAX_REFERENCE = 1500
+MIN_STRATUM = 30
 
 
 def coverage_band(fraction: np.ndarray | float) -> np.ndarray:
@@ -114,19 +115,39 @@ def apply_confidence_map(proba: np.ndarray, knots_x: list[float], knots_y: list[
     return out
 
 
-def fit_confidence_map(proba: np.ndarray, y_index: np.ndarray) -> tuple[list[float], list[float]]:
-    """Isotonic fit of 'the predicted class is right' against its probability; returns knots."""
+def fit_confidence_map(proba: np.ndarray, y_index: np.ndarray, weights: np.ndarray | None = None
+                       ) -> tuple[list[float], list[float]]:
+    """Isotonic fit of 'the predicted class is right' against its probability; returns knots.
+    ``weights``: per row (e.g. 1 / spectra of its parent, so each parent structure counts once)."""
     from sklearn.isotonic import IsotonicRegression
 
     conf = proba.max(axis=1)
     correct = (np.argmax(proba, axis=1) == y_index).astype(float)
     floor = 1.0 / proba.shape[1]
-    iso = IsotonicRegression(y_min=floor, y_max=1.0, out_of_bounds="clip").fit(conf, correct)
+    iso = IsotonicRegression(y_min=floor, y_max=1.0, out_of_bounds="clip").fit(conf, correct, sample_weight=weights)
     xs = np.asarray(iso.X_thresholds_, float)
     ys = np.asarray(iso.y_thresholds_, float)
     if len(xs) < 2:  # a single confidence value seen: one level everywhere
         xs, ys = np.array([0.0, 1.0]), np.full(2, float(ys[0]) if len(ys) else floor)
     return xs.tolist(), ys.tolist()
+
+
+def check_knots(knots: Any) -> tuple[list[float], list[float]]:
+    """Confidence-map knots read from a file: two equal-length lists, x increasing in [0, 1],
+    y in [0, 1]. Raises ValueError otherwise."""
+    xs, ys = ([float(v) for v in knots[0]], [float(v) for v in knots[1]])
+    if len(xs) != len(ys) or len(xs) < 2 or np.any(np.diff(xs) < 0) or not (
+            np.all(np.isfinite(xs + ys)) and min(xs + ys) >= 0.0 and max(xs + ys) <= 1.0):
+        raise ValueError("confidence-map knots must be two equal lists in [0, 1] with x increasing")
+    return xs, ys
+
+
+def group_weights(groups: np.ndarray | None, n: int) -> np.ndarray | None:
+    """1 / (rows of the same group) per row, so each group weighs 1; None without groups."""
+    if groups is None:
+        return None
+    _, inv, counts = np.unique(np.asarray(groups)[:n], return_inverse=True, return_counts=True)
+    return 1.0 / counts[inv]
 
 
 def expected_calibration_error(proba: np.ndarray, y_index: np.ndarray, bins: int = 10) -> float:
@@ -233,12 +254,16 @@ class Calibration:
     """What :func:`fit_calibration` learned; JSON-safe except the domain model's arrays."""
 
     confidence_knots: tuple[list[float], list[float]] = ([0.0, 1.0], [0.0, 1.0])  # identity
+    # the map for spectra flagged out of domain, where forests are right less often (None: the one map)
+    confidence_knots_far: tuple[list[float], list[float]] | None = None
     quantiles: dict[str, list[list[float]]] = field(default_factory=dict)  # prop -> [band][level]
     domain: DomainModel | None = None
     method: dict[str, Any] = field(default_factory=dict)
 
     def meta(self) -> dict[str, Any]:
         return {"confidence_knots": [list(self.confidence_knots[0]), list(self.confidence_knots[1])],
+                **({"confidence_knots_out_of_domain": [list(k) for k in self.confidence_knots_far]}
+                   if self.confidence_knots_far is not None else {}),
                 "quantiles": self.quantiles, "levels": list(LEVELS),
                 "coverage_edges": list(COVERAGE_EDGES[:-1]) + [1.0],
                 "domain_typical": self.domain.typical if self.domain else None,
@@ -253,7 +278,7 @@ class Calibration:
 def fit_calibration(y: dict[str, np.ndarray], pred: dict[str, np.ndarray], cn_proba: np.ndarray | None,
                     cn_classes: np.ndarray | None, domain_score: np.ndarray, coverage: np.ndarray,
                     full: np.ndarray, domain: DomainModel, method: dict[str, Any],
-                    groups: np.ndarray | None = None) -> Calibration:
+                    groups: np.ndarray | None = None, cn_map: str = "single") -> Calibration:
     """Calibrate from out-of-group predictions.
 
     ``y``/``pred``: per regression property, labels and predictions of held-out rows (full spectra
@@ -262,7 +287,9 @@ def fit_calibration(y: dict[str, np.ndarray], pred: dict[str, np.ndarray], cn_pr
     (the domain threshold is set on them). ``domain`` is the final model's domain model, whose
     ``typical`` and ``threshold`` are set here from the held-out scores. ``groups``: the parent
     structure of each row; given, the interval quantiles are those for a new parent
-    (:func:`group_conformal_quantile`), else for a new spectrum (:func:`conformal_quantile`).
+    (:func:`group_conformal_quantile`), else for a new spectrum (:func:`conformal_quantile`);
+    the CN map then weighs each parent once too. ``cn_map="domain"`` fits one CN map for
+    in-domain and one for out-of-domain spectra (each needs :data:`MIN_STRATUM` rows).
     """
     cal = Calibration(domain=domain, method=method)
     band = coverage_band(coverage)
@@ -287,7 +314,18 @@ def fit_calibration(y: dict[str, np.ndarray], pred: dict[str, np.ndarray], cn_pr
         ok = np.isin(yc, cn_classes) & np.all(np.isfinite(cn_proba), axis=1)
         if ok.sum() >= 10:
             idx = np.searchsorted(cn_classes, yc[ok]).astype(int)
-            cal.confidence_knots = fit_confidence_map(cn_proba[ok], idx)
+            w = None if groups is None else group_weights(np.asarray(groups)[ok], int(ok.sum()))
+            cal.confidence_knots = fit_confidence_map(cn_proba[ok], idx, w)
             cal.method["cn_ece_out_of_group_raw"] = expected_calibration_error(cn_proba[ok], idx)
             cal.method["cn_accuracy_out_of_group"] = float(np.mean(np.argmax(cn_proba[ok], axis=1) == idx))
+            far = np.asarray(domain_score)[ok] > domain.threshold
+            if cn_map == "domain" and far.sum() >= MIN_STRATUM and (~far).sum() >= MIN_STRATUM:
+                # out-of-domain spectra are right less often at the same forest confidence: a map each
+                near = ~far
+                cal.confidence_knots = fit_confidence_map(cn_proba[ok][near], idx[near],
+                                                          None if w is None else w[near])
+                cal.confidence_knots_far = fit_confidence_map(cn_proba[ok][far], idx[far],
+                                                              None if w is None else w[far])
+                cal.method["cn_accuracy_out_of_group_far"] = float(np.mean(np.argmax(cn_proba[ok][far], axis=1)
+                                                                           == idx[far]))
     return cal

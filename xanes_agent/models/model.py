@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..documents import json_default
-from .calibration import Calibration, DomainModel, apply_confidence_map
+from .calibration import Calibration, DomainModel, apply_confidence_map, check_knots
 from .features import Grid, make_featurizer
 from .packed import PackedForests
 
@@ -103,6 +103,8 @@ class ElementModel:
             p.update(domain_score=score, in_domain=in_domain, calibrated=np.ones(len(F), bool))
             if "proba" in p:  # the predicted class stays the forests' argmax; its probability is calibrated
                 proba = apply_confidence_map(p["proba"], *cal.confidence_knots)
+                if cal.confidence_knots_far is not None and (~in_domain).any():
+                    proba[~in_domain] = apply_confidence_map(p["proba"][~in_domain], *cal.confidence_knots_far)
                 k = np.argmax(p["proba"], axis=1)
                 p.update(raw_proba=p["proba"], proba=proba, probability=proba[np.arange(len(k)), k])
             elif name in cal.quantiles:
@@ -239,8 +241,9 @@ class ElementModel:
                 if domain.reference.ndim != 2 or domain.reference.shape[1] != n_features or \
                         domain.center.shape != (n_features,) or domain.scale.shape != (n_features,):
                     raise ValueError("domain model arrays do not match the features")
-                knots = meta["confidence_knots"]
-                calibration = Calibration(confidence_knots=([float(x) for x in knots[0]], [float(y) for y in knots[1]]),
+                far = meta.get("confidence_knots_out_of_domain")
+                calibration = Calibration(confidence_knots=check_knots(meta["confidence_knots"]),
+                                          confidence_knots_far=None if far is None else check_knots(far),
                                           quantiles={k: [[float(x) for x in band] for band in v]
                                                      for k, v in meta["quantiles"].items()},
                                           domain=domain, method=meta.get("method", {}))

@@ -79,6 +79,8 @@ class TrainConfig:
     # what the interval's coverage is for: a spectrum of a new "parent" structure (each held-out
     # parent weighs 1) or a new "spectrum" (each held-out spectrum weighs 1)
     interval_unit: str = "parent"
+    # CN probability map: "single" (one isotonic map) or "domain" (one each for in- and out-of-domain)
+    cn_map: str = "single"
     # experiment-like copies per training spectrum (models.realism: broadening, E0, normalization, noise)
     realism_copies: int = 0
 
@@ -362,8 +364,11 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
         raise ValueError(f"interval_unit {cfg.interval_unit!r}: 'parent' or 'spectrum'")
     if cfg.interval_unit == "spectrum":
         method["interval"] = "split-conformal for a new spectrum, |y - pred| / (0.5 + 0.5 domain score), per coverage band"
+    if cfg.cn_map not in ("single", "domain"):
+        raise ValueError(f"cn_map {cfg.cn_map!r}: 'single' or 'domain'")
     return fit_calibration(y, pred, proba, classes, score, np.concatenate(cov_out), full, final_domain, method,
-                           groups=np.concatenate(group_out) if cfg.interval_unit == "parent" else None)
+                           groups=np.concatenate(group_out) if cfg.interval_unit == "parent" else None,
+                           cn_map=cfg.cn_map)
 
 
 def _measures(cfg: TrainConfig) -> bool:
