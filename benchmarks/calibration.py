@@ -234,7 +234,7 @@ def main() -> None:
     ap.add_argument("--out", default="out/calibration")
     ap.add_argument("--interval-unit", choices=["parent", "spectrum"], default="parent",
                     help="conformal quantile for a new parent structure (default) or a new spectrum (the old rule)")
-    ap.add_argument("--cn-map", choices=["single", "domain"], default="single",
+    ap.add_argument("--cn-map", choices=["single", "domain"], default="domain",
                     help="one CN probability map, or one each for in- and out-of-domain spectra")
     a = ap.parse_args()
     lib = read_library(a.library) if a.library else load_bundled_library()

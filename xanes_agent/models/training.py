@@ -79,8 +79,9 @@ class TrainConfig:
     # what the interval's coverage is for: a spectrum of a new "parent" structure (each held-out
     # parent weighs 1) or a new "spectrum" (each held-out spectrum weighs 1)
     interval_unit: str = "parent"
-    # CN probability map: "single" (one isotonic map) or "domain" (one each for in- and out-of-domain)
-    cn_map: str = "single"
+    # CN probability map: "domain" (one isotonic map each for in- and out-of-domain spectra) or
+    # "single" (one map); benchmarks/calibration.py measured both (README)
+    cn_map: str = "domain"
     # experiment-like copies per training spectrum (models.realism: broadening, E0, normalization, noise)
     realism_copies: int = 0
 
