@@ -12,7 +12,8 @@ and edge pass), plain energy order, random order, uniform coarse-to-fine (8, 4, 
 passes), and bluesky's own ``adaptive_scan`` (slope-adaptive step, run on the simulator with a real
 RunEngine; its points are not on the grid, and it reaches the decision or not within its own run).
 
-    python benchmarks/points_to_decision.py [--samples 60] [--out out/points_to_decision]
+    python benchmarks/points_to_decision.py [--element Cu] [--samples 60] [--out out/points_to_decision]
+        [--strategies importance_uncertainty importance_only]   # the plan's own two only (quicker)
 """
 
 from __future__ import annotations
@@ -131,7 +132,11 @@ def bluesky_adaptive(sample, seed, lo, hi):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=60)
-    ap.add_argument("--model", default=None, help="a Cu bundle (default: the demo's, trained if needed)")
+    ap.add_argument("--element", default="Cu", help="absorber of the held-out spectra (and of the model)")
+    ap.add_argument("--model", default=None, help="a bundle of --element (default: the demo's, trained if needed)")
+    ap.add_argument("--strategies", nargs="+", default=None, metavar="NAME",
+                    help="only these (default: all: importance_uncertainty importance_only coarse_to_fine random "
+                         "energy_order bluesky_adaptive_scan)")
     ap.add_argument("--out", default="out/points_to_decision")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
@@ -140,22 +145,27 @@ def main() -> None:
     if a.model is None:  # the demo's model (live preset), trained once and cached
         from xanes_agent.commands import ensure_demo_model
 
-        a.model = ensure_demo_model(Path(".cache/models"), "Cu")
-    model = ElementModel.load(a.model)
+        a.model = ensure_demo_model(Path(".cache/models"), a.element)
+    model = ElementModel.load(a.model, expect_element=a.element)
     pred = LivePredictor(model)
-    lib = load_bundled_library().where(element="Cu", split="test")
+    lib = load_bundled_library().where(element=a.element, split="test")
     lib = lib[np.isin(lib.labels["coordination_number"], (4, 5, 6))]
     rng = np.random.default_rng(a.seed)
     picks = rng.choice(len(lib), min(a.samples, len(lib)), replace=False)
-    e_tab = edge_energy("Cu")
+    e_tab = edge_energy(a.element)
     grid = np.arange(e_tab - 20, e_tab + 100 + 1e-9, 0.5)
     n = len(grid)
     names = ["importance_uncertainty", "importance_only", "coarse_to_fine", "random", "energy_order",
              "bluesky_adaptive_scan"]
+    if a.strategies:
+        unknown = set(a.strategies) - set(names)
+        if unknown:
+            raise SystemExit(f"unknown strategies: {', '.join(sorted(unknown))}")
+        names = [nm for nm in names if nm in a.strategies]
     needed = {k: [] for k in names}
     traces = {k: [] for k in names}
     truth_cn, repeat = [], []
-    stops = {k: [] for k in names[:2]}
+    stops = {k: [] for k in names if k in ("importance_uncertainty", "importance_only")}
     for j, i in enumerate(picks):
         sample = sample_from_library(lib, sample_id=str(lib.ids[i]))
         bl = make_beamline(sample, seed=a.seed + j, flux=1e6)
@@ -170,7 +180,7 @@ def main() -> None:
         repeat.append(same(decision(pred.update(grid, np.log(r2.poisson(i0) / r2.poisson(it)))), ref))
         truth_cn.append(sample.labels["coordination_number"])
         checkpoints_fixed = list(range(3, n + 1, 3)) + ([n] if n % 3 else [])
-        for name in names[:2]:
+        for name in [nm for nm in names if nm in stops]:
             order, cps = agent_order(pred, grid, mu, make_strategy(name), e_tab)
             k, tr = evaluate(pred, grid, mu, order, cps, ref)
             needed[name].append(k)
@@ -182,14 +192,17 @@ def main() -> None:
             stops[name].append((tr[i][0] / n, same(tr[i][1], ref), tr[i][1] is not None and
                                 tr[i][1][0] == sample.labels["coordination_number"]))
         for name, order in fixed_orders(n, np.random.default_rng(a.seed + j)).items():
+            if name not in names:
+                continue
             k, tr = evaluate(pred, grid, mu, order, checkpoints_fixed, ref)
             needed[name].append(k)
             traces[name].append(tr)
-        ev = bluesky_adaptive(sample, a.seed + j, grid[0], grid[-1])
-        cps = list(range(6, len(ev) + 1, 6)) + [len(ev)]
-        k, tr = evaluate(pred, ev[:, 0], ev[:, 1], np.arange(len(ev)), cps, ref)
-        needed["bluesky_adaptive_scan"].append(k)
-        traces["bluesky_adaptive_scan"].append(tr)
+        if "bluesky_adaptive_scan" in names:
+            ev = bluesky_adaptive(sample, a.seed + j, grid[0], grid[-1])
+            cps = list(range(6, len(ev) + 1, 6)) + [len(ev)]
+            k, tr = evaluate(pred, ev[:, 0], ev[:, 1], np.arange(len(ev)), cps, ref)
+            needed["bluesky_adaptive_scan"].append(k)
+            traces["bluesky_adaptive_scan"].append(tr)
         print(f"sample {j + 1}/{len(picks)} {sample.id}: " +
               ", ".join(f"{nm}={(needed[nm][-1] or float('nan')) / n:.0%}" for nm in names), flush=True)
     truth_cn = np.array(truth_cn)
@@ -211,7 +224,7 @@ def main() -> None:
         # the share of samples that have (and keep) the full-scan decision by each budget
         reached_curves[name] = [float(np.mean(frc <= b + 1e-9)) for b in budgets]
         rows.append((name, np.median(frc), np.percentile(frc, 25), np.percentile(frc, 75), ok.mean(), acc))
-    lines = [f"{len(truth_cn)} held-out Cu spectra, full scan {n} points at 0.5 eV; decision = same CN, "
+    lines = [f"{len(truth_cn)} held-out {a.element} spectra, full scan {n} points at 0.5 eV; decision = same CN, "
              f"distance within {TOL['mean_nn_distance']} A, charge within {TOL['charge']} e; a second full scan "
              f"(another noise draw) reproduces it for {np.mean(repeat):.0%} of samples",
              "| strategy | median fraction | Q1 | Q3 | reached | CN accuracy @20% | @30% | @50% | @100% |",
