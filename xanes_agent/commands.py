@@ -444,13 +444,10 @@ def cmd_predict(a: argparse.Namespace) -> int:
         for ms in spectra:
             try:
                 if demo_models:  # the demo's bundled-data model for this element, trained once
-                    from .agent.offline import guess_element
+                    from .agent.offline import prepare
                     from .data.edges import ELEMENTS
 
-                    el = a.element or ms.element
-                    if el is None:
-                        sig, _ = ms.signal(**signal)
-                        el = guess_element(ms.energy, ms.mu(sig))
+                    el = prepare(ms, a.element, signal).element
                     if el in ELEMENTS and el not in prepared:
                         ensure_demo_model(store.folder, el, quiet=a.json)
                         prepared.add(el)

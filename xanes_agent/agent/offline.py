@@ -9,13 +9,14 @@ coverage, the domain flag and the E0 used.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..data.edges import ELEMENTS, edge_energy
 from ..data.measured import MeasuredSpectrum
-from ..data.signals import Signal
+from ..data.signals import Signal, find_element
 from ..models.normalization import find_e0
 from .agent import ModelStore
 
@@ -35,9 +36,22 @@ def guess_element(energy: np.ndarray, mu: np.ndarray) -> str | None:
     return best if abs(edge_energy(best) - e0) <= GUESS_WINDOW_EV else None
 
 
-def predict_measured(ms: MeasuredSpectrum, store: ModelStore, element: str | None = None, edge: str | None = None,
-                     signal: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One record for ``ms`` (see the module docstring). Raises ValueError naming what is missing."""
+@dataclass
+class Prepared:
+    """A measured spectrum ready for a model: usable points, how mu was formed, the absorber and
+    how it was found, and notes for the user."""
+
+    energy: np.ndarray
+    mu: np.ndarray
+    signal: Signal
+    element: str
+    element_from: str
+    notes: list[str]
+
+
+def prepare(ms: MeasuredSpectrum, element: str | None = None, signal: dict[str, Any] | None = None) -> Prepared:
+    """Form mu (given fields, else by name) and decide the absorber (given, else the file's, else
+    guessed from the edge position). Raises ValueError naming what is missing."""
     sig, note = ms.signal(**(signal or {}))
     mu = ms.mu(sig)
     notes = [n for n in (note, ms.energy_note) if n]
@@ -49,8 +63,8 @@ def predict_measured(ms: MeasuredSpectrum, store: ModelStore, element: str | Non
     energy, mu = ms.energy[ok], mu[ok]
     how = "given"
     if element is None:
-        element, key = ms.element, find_element_key(ms)
-        how = f"file field {key}" if element else ""
+        element, key = find_element(ms.meta)
+        how = f"file field {key}"
     if element is None:
         element = guess_element(energy, mu)
         how = "guessed from the edge position"
@@ -58,6 +72,14 @@ def predict_measured(ms: MeasuredSpectrum, store: ModelStore, element: str | Non
             raise ValueError(f"{ms.name}: no element in the file and no K edge of {', '.join(ELEMENTS)} near its "
                              "steepest rise; give --element")
         notes.append(f"element {element} guessed from the edge position")
+    return Prepared(energy, mu, sig, element, how, notes)
+
+
+def predict_measured(ms: MeasuredSpectrum, store: ModelStore, element: str | None = None, edge: str | None = None,
+                     signal: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One record for ``ms`` (see the module docstring). Raises ValueError naming what is missing."""
+    prep = prepare(ms, element, signal)
+    energy, mu, sig, element, how, notes = prep.energy, prep.mu, prep.signal, prep.element, prep.element_from, prep.notes
     edge = edge or ms.edge or "K"
     predictor = store.predictor(element)
     if predictor is None:
@@ -90,12 +112,6 @@ def predict_measured(ms: MeasuredSpectrum, store: ModelStore, element: str | Non
     return rec
 
 
-def find_element_key(ms: MeasuredSpectrum) -> str | None:
-    from ..data.signals import find_element
-
-    return find_element(ms.meta)[1]
-
-
 def _plain(v: Any) -> Any:
     a = np.asarray(v)
     if a.ndim == 0:
@@ -104,4 +120,4 @@ def _plain(v: Any) -> Any:
     return a.tolist()
 
 
-__all__ = ["GUESS_WINDOW_EV", "Signal", "guess_element", "predict_measured"]
+__all__ = ["GUESS_WINDOW_EV", "Prepared", "guess_element", "predict_measured", "prepare"]
