@@ -120,3 +120,16 @@ def test_simulate_cli(tmp_path, cu_xmu):
                  "--png", str(png)]) == 0
     assert sum(1 for n, _ in read_jsonl(out) if n == "event") == 30
     assert png.stat().st_size > 10_000
+    # run again into the same file: it holds that run only (it used to gain a second one)
+    assert main(["simulate", "--file", str(cu_xmu), "--element", "Cu", "--points", "20", "--out", str(out)]) == 0
+    docs = list(read_jsonl(out))
+    assert [n for n, _ in docs].count("start") == 1 and sum(1 for n, _ in docs if n == "event") == 20
+
+
+def test_jsonl_writer_starts_afresh_unless_told_to_append(tmp_path):
+    path = tmp_path / "log.jsonl"
+    for append in (False, False, True):
+        w = JSONLWriter(path, append=append)
+        w("start", {"uid": f"u{append}", "time": 0.0})
+        w.close()
+    assert [d["uid"] for _, d in read_jsonl(path)] == ["uFalse", "uTrue"]

@@ -38,12 +38,16 @@ def _clean(o: Any) -> Any:
 
 
 class JSONLWriter:
-    """A callback that appends every document to a JSON-lines file (flushed per document)."""
+    """A callback that writes every document to a JSON-lines file (flushed per document).
 
-    def __init__(self, path: str | Path) -> None:
+    The file is started afresh, so a command's output holds that command's runs only; ``append``
+    keeps what the file already holds (a long-running service's log across restarts).
+    """
+
+    def __init__(self, path: str | Path, append: bool = False) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = self.path.open("a")
+        self._fh = self.path.open("a" if append else "w")
 
     def __call__(self, name: str, doc: dict) -> None:
         self._fh.write(json.dumps([name, _clean(doc)], default=json_default) + "\n")

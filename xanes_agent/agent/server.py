@@ -99,7 +99,7 @@ def serve(subscribe: str, models: ModelStore, publish: str | None = None, max_ru
     publisher = Publisher(_loopback(publish), prefix=AGENT_PREFIX, serializer=pack) if publish else None
     if publisher is not None:
         outputs.append(publisher)
-    writer = JSONLWriter(jsonl) if jsonl else None
+    writer = JSONLWriter(jsonl, append=True) if jsonl else None  # a service's log: kept across restarts
     if writer is not None:
         outputs.append(writer)
     # the agent's own documents come back through the proxy: dropped unread
