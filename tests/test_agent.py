@@ -366,3 +366,19 @@ def test_fuzzed_document_streams_never_escape_and_lose_no_valid_point(cu_agent_m
         assert len(reports) == 1 and reports[0]["n_points"] == n
 
     check()
+
+
+def test_model_store_names_its_choice_among_normalizations(cu_agent_model, tmp_path, caplog):
+    """Bundles of two normalizations for one element: the post-edge one (the study's default) is
+    taken and the choice is logged with the alternative; normalization= picks the other."""
+    from xanes_agent.agent import ModelStore
+
+    for norm in ("max", "post_edge"):
+        cu_agent_model.save(tmp_path / f"Cu-polynomial-{norm}.npz")
+    store = ModelStore(tmp_path)
+    assert store.predictor("Cu") is not None and store.paths["Cu"].name == "Cu-polynomial-post_edge.npz"
+    assert "several bundles (Cu-polynomial-max.npz, Cu-polynomial-post_edge.npz): using Cu-polynomial-post_edge.npz" \
+        in caplog.text
+    chosen = ModelStore(tmp_path, normalization="max")
+    assert chosen.predictor("Cu") is not None and chosen.paths["Cu"].name == "Cu-polynomial-max.npz"
+    assert ModelStore(tmp_path, normalization="area").predictor("Cu") is None  # none of that kind: said

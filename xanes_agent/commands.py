@@ -331,7 +331,7 @@ def _store(a: argparse.Namespace):
     folder = Path(a.models)
     if not folder.is_dir():
         raise CLIError(f"model folder not found: {folder} (train one with 'xanes-agent train')")
-    return ModelStore(folder)
+    return ModelStore(folder, normalization=getattr(a, "normalization", None))
 
 
 def _print_report(rep: dict) -> None:
@@ -633,9 +633,12 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 def register_agent(sub: argparse._SubParsersAction) -> None:
     from .agent.strategies import STRATEGIES
+    from .models.normalization import NORMALIZATIONS
 
     def common(p):
         p.add_argument("--models", default="models", help="folder of model bundles")
+        p.add_argument("--normalization", choices=NORMALIZATIONS, default=None,
+                       help="which bundles where the folder holds several per element (default: post_edge)")
         p.add_argument("--strategy", choices=list(STRATEGIES), default="importance_uncertainty")
         p.add_argument("--jsonl", default=None, help="also write the agent's documents here")
         p.add_argument("--png-dir", default=None, help="save a PNG of the agent's view at the end of each run")
