@@ -158,6 +158,13 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset):
     for name in ("performance.png", "coverage.png", "parity_Cu.png", "importance_Cu.png"):
         assert (tmp_path / "rep" / name).stat().st_size > 5000
     assert "| Cu | polynomial |" in (tmp_path / "rep" / "summary.md").read_text()
+    # --source is honoured (it was ignored), and a source the data lack is named
+    sources = sorted(set(cu_subset.source.tolist()))
+    assert main(["report", "--models", str(models), "--library", str(lib), "--source", sources[0],
+                 "--out", str(tmp_path / "rep1")]) == 0
+    assert (tmp_path / "rep1" / "parity_Cu.png").stat().st_size > 5000
+    assert main(["report", "--models", str(models), "--library", str(lib), "--source", "no-such-source",
+                 "--out", str(tmp_path / "rep2")]) == 2
     assert main(["train", "--library", str(lib), "--elements", "Ti", "--out", str(models)]) == 2
 
 

@@ -124,6 +124,11 @@ def cmd_report(a: argparse.Namespace) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     coll = _load_collection(a)
+    if a.source:
+        sources = sorted(set(coll.source.tolist()))
+        coll = coll.where(source=a.source)
+        if not len(coll):
+            raise CLIError(f"--source {a.source}: no such source in the data (have: {', '.join(sources)})")
     written = [report.performance_figure(models, out / "performance.png"),
                report.coverage_figure(models, out / "coverage.png")]
     for el in sorted({m.element for m in models}):
@@ -140,7 +145,7 @@ def cmd_report(a: argparse.Namespace) -> int:
         written.append(report.parity_figure(
             ref, {k: v[ok] for k, v in truth.items()},
             {k: {kk: vv[ok] for kk, vv in v.items() if kk != "classes"} for k, v in preds.items()},
-            out / f"parity_{el}.png"))
+            out / f"parity_{el}.png", source=", ".join(sorted(set(test.source.tolist())))))
         wl = ref.featurize(X)[:, -1] if ref.featurization == "polynomial" else None
         written.append(report.importance_figure(poly, point, wl, out / f"importance_{el}.png"))
     (out / "summary.md").write_text("# xanes-agent model report\n\n" + report.metrics_table(models) + "\n")

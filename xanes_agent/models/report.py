@@ -83,7 +83,9 @@ def performance_figure(models: Sequence[ElementModel], path: Path) -> Path:
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8, loc="lower left")
-    fig.suptitle("Held-out performance per element (error bars: std over 10 seeds)")
+    seeds = sorted({int(m.config.get("n_seeds", 0)) for m in models} - {0})
+    fig.suptitle("Held-out performance per element (error bars: std over "
+                 f"{'/'.join(map(str, seeds)) or 'the'} seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -91,7 +93,9 @@ def performance_figure(models: Sequence[ElementModel], path: Path) -> Path:
 
 
 def parity_figure(model: ElementModel, truth: dict[str, np.ndarray], preds: dict[str, dict[str, np.ndarray]],
-                  path: Path) -> Path:
+                  path: Path, source: str = "") -> Path:
+    """Predicted against true values of the spectra given; R^2 is of those points (``source``
+    names which data they are, for the title)."""
     plt = _plt()
     props = [p for p in ("mean_nn_distance", "charge") if p in preds]
     fig, axes = plt.subplots(1, max(1, len(props)), figsize=(4.6 * max(1, len(props)), 4.2), squeeze=False)
@@ -101,11 +105,15 @@ def parity_figure(model: ElementModel, truth: dict[str, np.ndarray], preds: dict
         lo, hi = np.nanmin([y.min(), pr["prediction"].min()]), np.nanmax([y.max(), pr["prediction"].max()])
         ax.plot([lo, hi], [lo, hi], "k--", lw=1)
         pm = model.properties[p]
-        unit = "Å" if p == "mean_nn_distance" else "e"
-        ax.set_xlabel(f"true {pm.label} ({unit})")
-        ax.set_ylabel(f"predicted ({unit})")
-        r2 = pm.metrics.get("r2_mean", np.nan)
-        ax.set_title(f"{model.element} {pm.label}: $R^2$={r2:.2f}")
+        # an oxidation state has no unit; "e" only for a charge that is one
+        unit = "Å" if p == "mean_nn_distance" else ("" if pm.label == "oxidation_state" else "e")
+        ax.set_xlabel(f"true {pm.label}" + (f" ({unit})" if unit else ""))
+        ax.set_ylabel("predicted" + (f" ({unit})" if unit else ""))
+        ok = np.isfinite(y) & np.isfinite(pr["prediction"])
+        r2 = (1.0 - np.sum((y[ok] - pr["prediction"][ok]) ** 2) / np.sum((y[ok] - y[ok].mean()) ** 2)
+              if ok.sum() > 1 and np.ptp(y[ok]) > 0 else np.nan)
+        where = f", {source}" if source else ""
+        ax.set_title(f"{model.element} {pm.label}: $R^2$={r2:.2f} (n={int(ok.sum())}{where})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
