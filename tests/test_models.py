@@ -154,6 +154,8 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset):
                  "--permutation", "1"]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert len(metrics["coordination_number"]["permutation_importance_top10"]) == 10
+    # no training labels here, so no modal baseline (it used to print NaN)
+    assert "modal_baseline_accuracy" not in metrics["coordination_number"]
     assert main(["report", "--models", str(models), "--library", str(lib), "--out", str(tmp_path / "rep")]) == 0
     for name in ("performance.png", "coverage.png", "parity_Cu.png", "importance_Cu.png"):
         assert (tmp_path / "rep" / name).stat().st_size > 5000

@@ -84,6 +84,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         coll = coll.where(source=a.source)
     if not len(coll):
         raise CLIError(f"no {m.element} spectra in the chosen data/split")
+    src, counts = np.unique(coll.source, return_counts=True)
+    print(f"{m.element}, split {a.split}: {len(coll)} spectra from " + ", ".join(f"{s_} ({c})" for s_, c in zip(src, counts))
+          + ("" if len(src) == 1 or a.source else " (pooled; --source SOURCE for one)"))
     X, e0 = spectra_to_grid(coll.energy, coll.mu, m.grid, m.normalization)
     F = m.featurize(X)
     results = {}

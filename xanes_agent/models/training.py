@@ -394,15 +394,14 @@ def evaluate_property(pm: PropertyModel, F: np.ndarray, y: np.ndarray, train_lab
         acc = (pred == y[None, :]).mean(axis=1)
         f1 = np.array([f1_score(y, p, labels=classes, average=None, zero_division=0) for p in pred])
         ens = classes[np.argmax(per.mean(axis=0), axis=1)]
-        modal = np.nan
-        if train_labels is not None and len(train_labels):
+        out = {"accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std()),
+               "ensemble_accuracy": float(np.mean(ens == y)),
+               "f1_per_class": {str(int(c)): [float(f1[:, j].mean()), float(f1[:, j].std())]
+                                for j, c in enumerate(classes)}, "n_test": int(len(y))}
+        if train_labels is not None and len(train_labels):  # the baseline needs the training labels
             vals, counts = np.unique(train_labels, return_counts=True)
-            modal = float(np.mean(y == vals[np.argmax(counts)]))
-        return {"accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std()),
-                "ensemble_accuracy": float(np.mean(ens == y)),
-                "f1_per_class": {str(int(c)): [float(f1[:, j].mean()), float(f1[:, j].std())]
-                                 for j, c in enumerate(classes)},
-                "modal_baseline_accuracy": modal, "n_test": int(len(y))}
+            out["modal_baseline_accuracy"] = float(np.mean(y == vals[np.argmax(counts)]))
+        return out
     pred = per[:, :, 0]
     r2 = np.array([r2_score(y, p) for p in pred]) if len(y) > 1 else np.array([np.nan])
     mae = np.array([mean_absolute_error(y, p) for p in pred])
