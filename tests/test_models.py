@@ -138,7 +138,7 @@ def test_augment_masks():
     assert np.isnan(A[20:]).any(axis=1).all()
 
 
-def test_cli_train_info_evaluate_report(tmp_path, cu_subset):
+def test_cli_train_info_evaluate_report(tmp_path, cu_subset, capsys):
     from xanes_agent.cli import main
     from xanes_agent.data import write_library
 
@@ -154,6 +154,9 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset):
                  "--permutation", "1"]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert len(metrics["coordination_number"]["permutation_importance_top10"]) == 10
+    top = capsys.readouterr().out.split("permutation top-10: ")[1].splitlines()[0].split(", ")
+    # each feature with its energy range (the white-line energy is a feature of its own)
+    assert len(top) == 10 and all(n.endswith(" eV]") or n == "white_line_energy" for n in top), top
     # no training labels here, so no modal baseline (it used to print NaN)
     assert "modal_baseline_accuracy" not in metrics["coordination_number"]
     assert main(["report", "--models", str(models), "--library", str(lib), "--out", str(tmp_path / "rep")]) == 0

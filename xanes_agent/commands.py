@@ -108,8 +108,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             results[name]["permutation_importance_top10"] = {
                 str(m.feature_names[i]): [float(mean[i]), float(std[i])] for i in top}
             impurity = np.argsort(pm.importances)[::-1][:10]
-            print(f"  permutation top-10: {', '.join(str(m.feature_names[i]).split('[')[0] for i in top)}")
-            print(f"  impurity    top-10: {', '.join(str(m.feature_names[i]).split('[')[0] for i in impurity)}")
+            # whole names: the energy range is what a feature means (pointwise names are all "mu[...]")
+            print(f"  permutation top-10: {', '.join(str(m.feature_names[i]) for i in top)}")
+            print(f"  impurity    top-10: {', '.join(str(m.feature_names[i]) for i in impurity)}")
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1))
     return 0
