@@ -33,8 +33,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .agent import AGENT_NAME, ModelStore, SafeRouter, XANESAgent, is_agent_output
-from .spectrum import stream_fields
+from .agent import AGENT_NAME, ModelStore, SafeRouter, XANESAgent, choose_fields, is_agent_output
 from .stopping import (DEFAULT_STABILITY, DEFAULT_THRESHOLDS, cn_probability, decision_of, stable_reason,
                        stop_reason)
 
@@ -126,19 +125,29 @@ class QueueSuggester(SafeRouter):
         if key is None:
             return
         s = self.sessions[key]
-        e_field, mu_field = stream_fields(doc, s.xas.get("energy_field"), s.xas.get("mu_field"))
-        self._streams[doc["uid"]] = (key, e_field, mu_field)
+        # the agent's own rule: named fields, else the eV key and mu, I0/It or If/I0 by name
+        detectors = {"i0": s.xas.get("i0_field"), "it": s.xas.get("it_field"), "iff": s.xas.get("if_field"),
+                     "mode": s.xas.get("mode")}
+        try:
+            e_field, signal, guessed = choose_fields(doc, s.xas.get("energy_field"), s.xas.get("mu_field"), detectors)
+        except ValueError as exc:
+            if doc.get("name", "primary") == "primary":
+                log.warning("sample %s: cannot form a spectrum from the primary stream (%s)", key, exc)
+            return
+        if guessed and doc.get("name", "primary") == "primary":
+            log.warning("sample %s: %s", key, guessed)
+        self._streams[doc["uid"]] = (key, e_field, signal)
 
     def event_page(self, doc: dict) -> None:
-        key, e_field, mu_field = self._streams.get(doc.get("descriptor"), (None, None, None))
+        key, e_field, signal = self._streams.get(doc.get("descriptor"), (None, None, None))
         if key is None:
             return
         data = doc.get("data", {})
-        if e_field not in data or mu_field not in data:
+        if e_field not in data or not signal.present_in(data):
             return
         s = self.sessions[key]
         try:
-            s.agent.ingest(data[e_field], data[mu_field])
+            s.agent.ingest(data[e_field], signal.mu(data))
         except (TypeError, ValueError) as exc:
             self._decide("page_dropped", s, why=str(exc))
 
