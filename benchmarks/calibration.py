@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xanes_agent.data.edges import ELEMENTS
+from xanes_agent.foundation.edges import ELEMENTS
 from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library, parent_groups
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
 from xanes_agent.data.readers import read_library

@@ -27,10 +27,10 @@ import numpy as np
 from xanes_agent.agent.predictor import LivePredictor
 from xanes_agent.agent.stopping import DEFAULT_STABILITY, stable_reason
 from xanes_agent.agent.strategies import make_strategy, propose_refining
-from xanes_agent.data.edges import edge_energy
+from xanes_agent.foundation.edges import edge_energy
 from xanes_agent.data.library import load_bundled_library
 from xanes_agent.models.model import ElementModel
-from xanes_agent.models.normalization import find_e0
+from xanes_agent.foundation.normalization import find_e0
 from xanes_agent.plans.xas import (DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, NORM_HALFWIDTH, NORM_OFFSET,
                                    coarse_edge, range_energies)
 from xanes_agent.simulator import make_beamline, sample_from_library

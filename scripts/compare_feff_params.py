@@ -22,7 +22,7 @@ from tqdm import tqdm
 from xanes_agent.data import read_poscar, read_xmu
 from xanes_agent.data.feff import PARAMETER_SETS, feff_input, run_feff
 from xanes_agent.data.omnixas import iter_entries
-from xanes_agent.models.normalization import post_edge_normalize
+from xanes_agent.foundation.normalization import post_edge_normalize
 
 
 def choose(n: int) -> list:

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 
 from xanes_agent.data.library import load_bundled_library  # noqa: E402
 from xanes_agent.data.readers import read_library  # noqa: E402
-from xanes_agent.models.normalization import post_edge_normalize  # noqa: E402
+from xanes_agent.foundation.normalization import post_edge_normalize  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--library", default=None, help="a library .npz (default: the bundled one)")

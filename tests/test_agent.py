@@ -11,7 +11,7 @@ from event_model import DocumentNames, RunRouter, pack_event_page, schema_valida
 from xanes_agent.agent import ModelStore, PartialSpectrum, XANESAgent, agent_factory, make_strategy
 from xanes_agent.agent.predictor import LivePredictor
 from xanes_agent.models.fast import HAVE_NUMBA, FusedForests
-from xanes_agent.models.normalization import find_e0
+from xanes_agent.foundation.normalization import find_e0
 from xanes_agent.simulator import make_beamline, sample_from_library
 
 

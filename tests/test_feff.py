@@ -82,7 +82,7 @@ def test_unphysical_spectra_are_rejected():
 
 
 def test_a_two_step_edge_is_not_an_anomalous_pre_edge_peak():
-    from xanes_agent.models.normalization import find_e0
+    from xanes_agent.foundation.normalization import find_e0
 
     e = np.linspace(0, 60, 241)
     # a first step to 0.95 of the post-edge level, then a sharper white line: the steepest rise

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from xanes_agent.data.edges import ELEMENTS
+from xanes_agent.foundation.edges import ELEMENTS
 from xanes_agent.data.library import PROJECT_SOURCE, parent_groups, split_for, table1
 
 

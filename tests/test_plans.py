@@ -7,8 +7,8 @@ from bluesky import RunEngine
 from event_model import DocumentNames, schema_validators
 
 from xanes_agent.agent import ModelStore, XANESAgent
-from xanes_agent.data.edges import edge_energy
-from xanes_agent.models.normalization import find_e0
+from xanes_agent.foundation.edges import edge_energy
+from xanes_agent.foundation.normalization import find_e0
 from xanes_agent.plans import adaptive_xanes_scan
 from xanes_agent.simulator import make_beamline, sample_from_library
 
@@ -79,7 +79,8 @@ def test_queue_safe_plans_measure_what_they_say(bundled_library):
     RE(xas_survey_scan([bl.det], bl.mono, edge_energy("Cu"), md=bl.md))
     e = np.array([d["data"][bl.mono.readback.name] for n, d in docs if n == "event"])
     e0 = find_e0(sample.energy, sample.mu)
-    from xanes_agent.plans.xas import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, range_energies
+    from xanes_agent.foundation.energies import range_energies
+    from xanes_agent.plans.xas import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY
 
     n_survey = len(range_energies(*DEFAULT_SURVEY))
     n_edge = len(range_energies(-DEFAULT_EDGE_HALFWIDTH, DEFAULT_EDGE_HALFWIDTH, 0.5))

@@ -9,7 +9,7 @@ from ophyd.utils import LimitError
 
 from xanes_agent.data import read_xmu
 from xanes_agent.documents import JSONLWriter, read_jsonl
-from xanes_agent.models.normalization import find_e0
+from xanes_agent.foundation.normalization import find_e0
 from xanes_agent.simulator import Sample, make_beamline
 
 

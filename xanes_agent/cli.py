@@ -49,7 +49,7 @@ _positive_float = _number(float, lambda x: 0 < x < float("inf"), "a positive fin
 
 
 def _element(value: str) -> str:
-    from .data.edges import ELEMENTS
+    from .foundation.edges import ELEMENTS
 
     v = value.capitalize()
     if v not in ELEMENTS:
@@ -123,7 +123,7 @@ def cmd_library_info(a: argparse.Namespace) -> int:
 # -- entry point ---------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data.edges import ELEMENTS
+    from .foundation.edges import ELEMENTS
 
     p = argparse.ArgumentParser(prog="xanes-agent", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .foundation.properties import CHARGE, DISTANCE, PROPERTIES, REGRESSORS, charge_title
 from .cli import (_EXTRA_COMMANDS, CLIError, _element, _existing_file, _non_negative_int, _positive_float, _positive_int,
                   cluster_client, scheduler_arg)
 
@@ -187,7 +188,7 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 def register_models(sub: argparse._SubParsersAction) -> None:
     from .models.features import FEATURIZATIONS
-    from .models.normalization import NORMALIZATIONS
+    from .foundation.normalization import NORMALIZATIONS
 
     def data_args(p):
         p.add_argument("--library", type=_existing_file, default=None, help="library .npz (default: bundled)")
@@ -264,7 +265,7 @@ def cmd_simulate(a: argparse.Namespace) -> int:
     from bluesky import RunEngine
 
     from .documents import JSONLWriter
-    from .models.normalization import find_e0
+    from .foundation.normalization import find_e0
     from .simulator import make_beamline
 
     sample = choose_sample(a)
@@ -349,9 +350,9 @@ def _print_report(rep: dict) -> None:
     if "coordination_number" in preds:
         p = preds["coordination_number"]
         line.append(f"CN {int(p['prediction'])} (p={p['probability']:.2f})")
-    # an oxidation state has no unit; "e" only for a charge that is one
-    for name, unit in (("mean_nn_distance", "A"), ("charge", "" if rep.get("charge_label") == "oxidation_state" else "e")):
+    for name in REGRESSORS:  # an oxidation state has no unit; "e" only for a charge that is one
         if name in preds:
+            unit = PROPERTIES[name].unit_for(rep.get("charge_label") if name == CHARGE else None, display=True)
             line.append(f"{name} {preds[name]['prediction']:.3f}±{preds[name]['std']:.3f} {unit}".rstrip())
     if rep.get("n_dropped"):
         line.append(f"{rep['n_dropped']} non-finite readings dropped")
@@ -362,10 +363,6 @@ def _print_report(rep: dict) -> None:
     print(", ".join(line))
 
 
-_PROPERTY_LINES = (("coordination_number", "coordination number"), ("mean_nn_distance", "mean NN distance"),
-                   ("charge", None))
-
-
 def _format_prediction(rec: dict) -> list[str]:
     """The terminal lines of one ``predict`` record."""
     head = f"{rec['name']}  [{rec['format']}]  {rec['element']} {rec['edge']}-edge"
@@ -374,19 +371,18 @@ def _format_prediction(rec: dict) -> list[str]:
     e0 = f"E0 {rec['e0']:.1f} eV, " if rec.get("e0") else ""
     lines.append(f"  {rec['n_points']} points {rec['energy_range'][0]:.0f}-{rec['energy_range'][1]:.0f} eV, {e0}"
                  f"model window covered {100 * rec['coverage']:.0f} %")
-    oxidation = rec.get("charge_label") == "oxidation_state"
-    for name, label in _PROPERTY_LINES:
+    for name, prop in PROPERTIES.items():
         p = rec["predictions"].get(name)
         if p is None:
             continue
-        if name == "coordination_number":
+        label = charge_title(rec.get("charge_label")) if name == CHARGE else prop.title
+        if prop.kind == "classifier":
             forest = max(p["raw_proba"]) if "raw_proba" in p else None  # before calibration
             raw = f" (forests {forest:.2f})" if forest is not None and abs(forest - p["probability"]) > 5e-3 else ""
             lines.append(f"  {label:<20s} {int(p['prediction']):d}        P = {p['probability']:.2f}{raw}")
             continue
-        label = label or ("oxidation state" if oxidation else "charge")
-        unit = "Å" if name == "mean_nn_distance" else ("" if oxidation else "e")
-        fmt = ".3f" if name == "mean_nn_distance" else ".2f"
+        unit = prop.unit_for(rec.get("charge_label") if name == CHARGE else None, display=True)
+        fmt = ".3f" if name == DISTANCE else ".2f"
         iv = "".join(f"   {lvl} %: [{p[f'interval{lvl}'][0]:{fmt}}, {p[f'interval{lvl}'][1]:{fmt}}]"
                      for lvl in (68, 90) if f"interval{lvl}" in p)
         if not iv:  # a bundle without calibration: only the seed spread, and it says so
@@ -454,7 +450,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
             try:
                 if demo_models:  # the demo's bundled-data model for this element, trained once
                     from .agent.offline import prepare
-                    from .data.edges import ELEMENTS
+                    from .foundation.edges import ELEMENTS
 
                     el = prepare(ms, a.element, signal).element
                     if el in ELEMENTS and el not in prepared:
@@ -595,7 +591,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
     from .agent.view import save_png
     from .documents import JSONLWriter
     from .models.model import ElementModel
-    from .models.normalization import find_e0
+    from .foundation.normalization import find_e0
     from .plans import adaptive_xanes_scan
     from .simulator import make_beamline
 
@@ -620,7 +616,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
             last_state["run"] = agent.run
 
     agent.subscribe(keep)
-    from .data.edges import edge_energy
+    from .foundation.edges import edge_energy
 
     RE(adaptive_xanes_scan([bl.det], bl.mono, agent, edge_energy=edge_energy(a.element), md=bl.md,
                                        max_points=a.max_points))
@@ -642,7 +638,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 def register_agent(sub: argparse._SubParsersAction) -> None:
     from .agent.strategies import STRATEGIES
-    from .models.normalization import NORMALIZATIONS
+    from .foundation.normalization import NORMALIZATIONS
 
     def common(p):
         p.add_argument("--models", default="models", help="folder of model bundles")

@@ -6,35 +6,10 @@ Shared by the simulator (which records runs) and the agent (which replays them).
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
-
-
-def json_default(o: Any) -> Any:
-    """``json.dumps(default=...)`` for NumPy values (anything else becomes its ``str``)."""
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.generic):
-        return o.item()
-    return str(o)
-
-
-def _clean(o: Any) -> Any:
-    # JSON has no NaN/inf: write them as null so that every line is valid JSON for any reader
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, np.ndarray):
-        return _clean(o.tolist())
-    if isinstance(o, np.generic):
-        return _clean(o.item())
-    return o
+from .foundation.jsonsafe import json_default, json_safe
 
 
 class JSONLWriter:
@@ -50,7 +25,7 @@ class JSONLWriter:
         self._fh = self.path.open("a" if append else "w")
 
     def __call__(self, name: str, doc: dict) -> None:
-        self._fh.write(json.dumps([name, _clean(doc)], default=json_default) + "\n")
+        self._fh.write(json.dumps([name, json_safe(doc)], default=json_default) + "\n")
         self._fh.flush()
 
     def close(self) -> None:

@@ -32,7 +32,8 @@ from typing import Any, Callable, Iterable
 import numpy as np
 from event_model import DocumentRouter, compose_run
 
-from ..data.edges import edge_energy
+from ..foundation.edges import edge_energy
+from ..foundation.properties import PROPERTIES
 from ..data.signals import ELEMENT_KEYS, Signal, choose_signal, find_edge, find_element, find_energy
 from ..models.model import BundleError, ElementModel
 from .predictor import LivePredictor, LiveState
@@ -310,8 +311,8 @@ class XANESAgent(SafeRouter):
                 keys.update({"cn": {**num, "dtype": "integer"}, "cn_probability": num, "cn_spread": num,
                              "cn_proba": {**num, "dtype": "array", "shape": [len(p.packed.classes)]}})
             else:
-                unit = "Angstrom" if name == "mean_nn_distance" else ("e" if p.label != "oxidation_state" else "")
-                short = "distance" if name == "mean_nn_distance" else name
+                unit = PROPERTIES[name].unit_for(p.label)
+                short = PROPERTIES[name].short
                 keys.update({short: {**num, "units": unit}, f"{short}_std": {**num, "units": unit},
                              f"{short}_seed_std": {**num, "units": unit},
                              **{f"{short}_{end}{lvl}": {**num, "units": unit} for end in ("lo", "hi") for lvl in (68, 90)}})
@@ -400,7 +401,7 @@ class XANESAgent(SafeRouter):
                             cn_spread=float(p["spread"]) if p else np.nan,
                             cn_proba=np.asarray(p["proba"]).tolist() if p else [np.nan] * len(pm.packed.classes))
             else:
-                short = "distance" if name == "mean_nn_distance" else name
+                short = PROPERTIES[name].short
                 data[short] = float(p["prediction"]) if p else np.nan
                 data[f"{short}_std"] = float(p["std"]) if p else np.nan  # calibrated 68 % half-width
                 data[f"{short}_seed_std"] = float(p.get("seed_std", p["std"])) if p else np.nan

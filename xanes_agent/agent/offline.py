@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ..data.edges import ELEMENTS, edge_energy
+from ..foundation.edges import ELEMENTS, edge_energy
 from ..data.measured import MeasuredSpectrum
 from ..data.signals import Signal, find_element
-from ..models.normalization import find_e0
+from ..foundation.normalization import find_e0
 from .agent import ModelStore
 
 #: An edge is taken as an element's K edge when the steepest rise lies within this many eV of the

@@ -11,7 +11,7 @@ import numpy as np
 from ..models.fast import FusedForests
 from ..models.features import coverage_mask, to_grid
 from ..models.model import ElementModel, summarize
-from ..models.normalization import find_e0, normalize
+from ..foundation.normalization import find_e0, normalize
 
 
 @dataclass

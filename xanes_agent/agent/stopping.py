@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..foundation.properties import CN, PROPERTIES, REGRESSORS
+
 DEFAULT_THRESHOLDS = {"cn_probability": 0.9, "distance_std": 0.01, "charge_std": 0.05}
 # stop when the window is covered and the last `updates` decisions agree within these (A, e)
 DEFAULT_STABILITY = {"updates": 3, "distance": 0.01, "charge": 0.05, "cn_probability": 0.6}
@@ -25,13 +27,12 @@ def decision_of(report: dict[str, Any]) -> tuple | None:
     preds = report.get("predictions") or {}
     if not preds or not report.get("edge_located"):
         return None
-    get = (lambda k: float(preds[k]["prediction"]) if k in preds else None)
-    return get("coordination_number"), get("mean_nn_distance"), get("charge")
+    return tuple(float(preds[k]["prediction"]) if k in preds else None for k in PROPERTIES)
 
 
 def cn_probability(report: dict[str, Any]) -> float | None:
     """The calibrated probability of the predicted CN in a report; None if there is none."""
-    cn = (report.get("predictions") or {}).get("coordination_number")
+    cn = (report.get("predictions") or {}).get(CN)
     return float(cn["probability"]) if cn is not None else None
 
 
@@ -47,7 +48,7 @@ def stable_reason(decisions: list[tuple | None], coverage: float, stability: dic
         return ""
     last = decisions[-n:]
     ref = last[-1]
-    tol = (0.0, stability["distance"], stability["charge"])
+    tol = tuple(stability[p.stability] if p.stability else 0.0 for p in PROPERTIES.values())
     for d in last:
         for v, r, t in zip(d, ref, tol):
             if v is not None and r is not None and abs(v - r) > t + 1e-12:
@@ -65,15 +66,15 @@ def stop_reason(report: dict[str, Any], thresholds: dict[str, float]) -> str:
     first = next(iter(preds.values()))
     if not first.get("in_domain", True):
         return ""  # out of the model's domain: never 'confident', however narrow the numbers look
-    cn = preds.get("coordination_number")
+    cn = preds.get(CN)
     if cn is not None:
         if cn["probability"] < thresholds["cn_probability"]:
             return ""
         checks.append(f"P(CN={int(cn['prediction'])})={cn['probability']:.2f}")
-    for name, key in (("mean_nn_distance", "distance_std"), ("charge", "charge_std")):
+    for name in REGRESSORS:
         p = preds.get(name)
         if p is not None:
-            if p["std"] > thresholds[key]:
+            if p["std"] > thresholds[PROPERTIES[name].threshold]:
                 return ""
             checks.append(f"{name} std={p['std']:.3g}")
     return "confident: " + ", ".join(checks)

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..foundation.energies import chunk_energies
 from ..models.features import coverage_mask
 
 UNCERTAINTY_SCALE = {"mean_nn_distance": 0.05, "charge": 0.25}
@@ -56,12 +57,6 @@ class Proposal:
     def as_dict(self) -> dict[str, Any]:
         return {"start": self.start, "stop": self.stop, "step": self.step, "score": self.score,
                 "strategy": self.strategy, "uid": self.uid}
-
-
-def chunk_energies(start: float, stop: float, step: float) -> np.ndarray:
-    """Energies (eV) from ``start`` to ``stop``, both included, evenly spaced at most ``step`` apart."""
-    n = max(2, int(np.ceil((stop - start) / step - 1e-9)) + 1)
-    return np.linspace(start, stop, n)
 
 
 def uncertainties(predictions: dict[str, dict[str, Any]]) -> dict[str, float]:

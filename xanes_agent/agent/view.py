@@ -21,13 +21,11 @@ from typing import Any
 
 import numpy as np
 
-_SHORT = {"mean_nn_distance": "distance", "charge": "charge"}
+from ..foundation.properties import PROPERTIES, REGRESSORS
 
 
 def _unit(model: Any, name: str) -> str:
-    if name == "mean_nn_distance":
-        return "Å"
-    return "" if model.properties[name].label == "oxidation_state" else "e"
+    return PROPERTIES[name].unit_for(model.properties[name].label, display=True)
 
 
 def draw(fig, run: Any) -> None:
@@ -65,7 +63,7 @@ def draw(fig, run: Any) -> None:
             ax_p.legend(fontsize=7, loc="upper left")
             ax_p.set_title(f"CN {int(cn['prediction'])}, P = {cn['probability']:.2f}", fontsize=9)
         txt = []
-        for name in ("mean_nn_distance", "charge"):
+        for name in REGRESSORS:
             p = s.predictions.get(name)
             if p is not None:
                 label = model.properties[name].label.replace("_", " ")
@@ -119,8 +117,8 @@ def _draw_history(axes, run: Any, model: Any) -> None:
         ax.set_ylim(0, 1.02)
         ax.legend(fontsize=7)
     ax.set_xlabel("points measured")
-    for ax, name in zip(axes[1:], ("mean_nn_distance", "charge")):
-        short = _SHORT[name]
+    for ax, name in zip(axes[1:], REGRESSORS):
+        short = PROPERTIES[name].short
         ax.set_xlabel("points measured")
         if not h or short not in h[0] or name not in model.properties:
             continue

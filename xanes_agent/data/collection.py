@@ -20,22 +20,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-LABEL_NAMES: tuple[str, ...] = (
-    "coordination_number",
-    "mean_nn_distance",
-    "oxidation_state",
-    "feff_charge_transfer",
-    "bader_charge",
-)
-
-LABEL_UNITS: dict[str, str] = {
-    "coordination_number": "",
-    "mean_nn_distance": "Angstrom",
-    "oxidation_state": "e",
-    "feff_charge_transfer": "e",
-    "bader_charge": "e",
-}
-
+from ..foundation.properties import LABEL_NAMES
 
 @dataclass
 class Spectrum:

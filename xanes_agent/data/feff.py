@@ -155,7 +155,7 @@ def check_spectrum(energy: np.ndarray, mu: np.ndarray) -> str:
         return f"negative absorption (min {mu.min():.3g})"
     if np.mean(mu[: max(2, n // 10)]) * 2 > post:
         return "no absorption edge (post-edge level below twice the pre-edge level)"
-    from ..models.normalization import find_e0
+    from ..foundation.normalization import find_e0
 
     # the plain maximum derivative: this acceptance rule was set (and the library judged) with it
     e0 = find_e0(energy, mu, main_rise=False)

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from .collection import LABEL_NAMES, Spectrum, SpectrumCollection
-from .edges import ELEMENTS
+from ..foundation.edges import ELEMENTS
 from .feff import REDUCED_PARAMETERS, FeffParameters, check_spectrum, feff_input, run_feff
 from .readers import read_library, write_library
 

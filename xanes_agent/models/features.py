@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from .normalization import normalize
+from ..foundation.normalization import normalize
 
 
 @dataclass(frozen=True)

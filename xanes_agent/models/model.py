@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..documents import json_default
+from ..foundation.jsonsafe import json_default
 from .calibration import Calibration, DomainModel, apply_confidence_map, check_knots
 from .features import Grid, make_featurizer
 from .packed import PackedForests
@@ -43,10 +43,6 @@ class PropertyModel:
     metrics: dict[str, Any] = field(default_factory=dict)
     n_train: int = 0
     n_test: int = 0
-
-    @property
-    def unit(self) -> str:
-        return {"coordination_number": "", "mean_nn_distance": "Angstrom"}.get(self.name, "e")
 
 
 @dataclass

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .features import DEFAULT_GRID, Grid, to_grid
-from .normalization import normalize
+from ..foundation.normalization import normalize
 
 
 @dataclass(frozen=True)

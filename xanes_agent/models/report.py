@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..foundation.properties import PROPERTIES, REGRESSORS
 from .model import ElementModel
 
 ORDER_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a"]
@@ -97,7 +98,7 @@ def parity_figure(model: ElementModel, truth: dict[str, np.ndarray], preds: dict
     """Predicted against true values of the spectra given; R^2 is of those points (``source``
     names which data they are, for the title)."""
     plt = _plt()
-    props = [p for p in ("mean_nn_distance", "charge") if p in preds]
+    props = [p for p in REGRESSORS if p in preds]
     fig, axes = plt.subplots(1, max(1, len(props)), figsize=(4.6 * max(1, len(props)), 4.2), squeeze=False)
     for ax, p in zip(axes[0], props):
         y, pr = truth[p], preds[p]
@@ -105,8 +106,7 @@ def parity_figure(model: ElementModel, truth: dict[str, np.ndarray], preds: dict
         lo, hi = np.nanmin([y.min(), pr["prediction"].min()]), np.nanmax([y.max(), pr["prediction"].max()])
         ax.plot([lo, hi], [lo, hi], "k--", lw=1)
         pm = model.properties[p]
-        # an oxidation state has no unit; "e" only for a charge that is one
-        unit = "Å" if p == "mean_nn_distance" else ("" if pm.label == "oxidation_state" else "e")
+        unit = PROPERTIES[p].unit_for(pm.label, display=True)
         ax.set_xlabel(f"true {pm.label}" + (f" ({unit})" if unit else ""))
         ax.set_ylabel("predicted" + (f" ({unit})" if unit else ""))
         ok = np.isfinite(y) & np.isfinite(pr["prediction"])

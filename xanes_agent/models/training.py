@@ -31,6 +31,7 @@ import numpy as np
 from sklearn.metrics import f1_score, mean_absolute_error, r2_score
 
 from ..data.collection import SpectrumCollection
+from ..foundation.properties import CHARGE, CHARGE_LABELS, CN, DISTANCE
 from .calibration import DOMAIN_QUANTILE, Calibration
 from .ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor
 from .features import DEFAULT_GRID, Grid, make_featurizer, spectra_to_grid
@@ -40,16 +41,14 @@ from .packed import PackedForests
 log = logging.getLogger(__name__)
 
 CN_CLASSES = (4, 5, 6)
-CN = "coordination_number"
 #: A CN class must come from at least this many parent structures for its probability to be calibrated.
 MIN_CLASS_PARENTS = 5
-DISTANCE = "mean_nn_distance"
 
 
 def charge_label(coll: SpectrumCollection) -> str:
     """The charge-like label the data really carry: Bader charge, else FEFF charge transfer, else
     the formal oxidation state (named as what it is)."""
-    for name, need in (("bader_charge", 0.5), ("feff_charge_transfer", 0.8), ("oxidation_state", 0.0)):
+    for name, need in zip(CHARGE_LABELS, (0.5, 0.8, 0.0)):
         v = coll.labels[name]
         if len(v) and np.isfinite(v).mean() > need:
             return name
@@ -72,7 +71,7 @@ class TrainConfig:
     oversample: bool = True
     n_jobs: int | None = None
     grid: Grid = field(default_factory=lambda: DEFAULT_GRID)
-    properties: tuple[str, ...] = (CN, DISTANCE, "charge")
+    properties: tuple[str, ...] = (CN, DISTANCE, CHARGE)
     # out-of-group calibration (models.calibration): folds by parent structure, seeds per fold model
     calibration_folds: int = 5
     calibration_seeds: int = 2

@@ -21,8 +21,8 @@ import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
 
-from ..agent.strategies import chunk_energies
-from ..models.normalization import find_e0
+from ..foundation.energies import range_energies
+from ..foundation.normalization import find_e0
 
 DEFAULT_SURVEY = (-30.0, 70.0, 5.0)  # eV relative to the tabulated edge: start, stop, step
 DEFAULT_EDGE_HALFWIDTH = 5.0  # eV either side of the coarse edge, measured in edge_step steps
@@ -40,14 +40,6 @@ def xas_fields(detectors: Sequence[Any], motor: Any, md: dict[str, Any] | None) 
             raise ValueError(f"no mu field: give md['xas']['mu_field'] or hint one on {detectors[0].name}")
         mu = hinted[0]
     return energy, mu
-
-
-def range_energies(start: float, stop: float, step: float) -> np.ndarray:
-    """Energies (eV) from ``start`` to ``stop``, both included, evenly spaced at most ``step`` eV
-    apart (exactly ``step`` when it divides the range)."""
-    if not step > 0 or not np.isfinite([start, stop, step]).all() or stop < start:
-        raise ValueError(f"bad energy range [{start}, {stop}, {step}] (need start <= stop, step > 0, in eV)")
-    return chunk_energies(start, stop, step)
 
 
 def coarse_edge(energies: Sequence[float], mu: Sequence[float]) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..data.edges import edge_energy
+from ..foundation.edges import edge_energy
 from .devices import EnergyAxis, TransmissionDetector
 from .samples import Sample
 
