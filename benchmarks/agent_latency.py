@@ -118,7 +118,7 @@ def main() -> None:
             data={"E": list(e[k:k + n]), "mu": list(mu[k:k + n])}, timestamps={"E": [0.0] * n, "mu": [0.0] * n},
             seq_num=list(range(k + 1, k + n + 1))))
     dt = time.perf_counter() - t
-    upd = [h["update_seconds"] for h in agent.run.history]
+    upd = [h["update_seconds"] for h in agent.snapshot().history]
     print(f"  sustained: 1000 events in 100 event_pages -> {1000 / dt:,.0f} events/s "
           f"({100 / dt:,.0f} full updates/s; full update p50 {np.median(upd) * 1e3:.2f} ms incl. "
           f"normalize+grid+featurize; model of {sum(len(p.packed.feature) for p in small.properties.values()):,} nodes)")

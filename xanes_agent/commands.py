@@ -609,13 +609,6 @@ def cmd_demo(a: argparse.Namespace) -> int:
     RE.subscribe(raw)
     stop_doc = {}
     RE.subscribe(lambda name, doc: stop_doc.update(doc) if name == "stop" else None)
-    last_state = {}
-
-    def keep(name, doc):
-        if name == "event" and agent.run is not None:
-            last_state["run"] = agent.run
-
-    agent.subscribe(keep)
     from .foundation.edges import edge_energy
 
     RE(adaptive_xanes_scan([bl.det], bl.mono, agent, edge_energy=edge_energy(a.element), md=bl.md,
@@ -630,8 +623,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
     print(f"adaptive scan stopped after {n_adaptive} points ({n_adaptive / n_full:.0%} of a {n_full}-point "
           f"0.5 eV scan): {reason}")
     _print_report(rep)
-    if "run" in last_state:
-        png = save_png(last_state["run"], out / "adaptive_scan.png")
+    snap = agent.snapshot()
+    if snap is not None:
+        png = save_png(snap, out / "adaptive_scan.png")
         print(f"wrote {png}, {out / 'scan.jsonl'} (raw documents), {out / 'agent.jsonl'} (agent documents)")
     return 0
 

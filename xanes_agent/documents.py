@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from .foundation.jsonsafe import json_default, json_safe
 

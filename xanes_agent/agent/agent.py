@@ -22,7 +22,6 @@ and ``report``. A failure inside the agent is logged and counted, never raised i
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -30,82 +29,16 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import numpy as np
-from event_model import DocumentRouter, compose_run
-
+from ..data.signals import ELEMENT_KEYS, Signal, find_edge, find_element
 from ..foundation.edges import edge_energy
-from ..foundation.properties import PROPERTIES
-from ..data.signals import ELEMENT_KEYS, Signal, choose_signal, find_edge, find_element, find_energy
-from ..models.model import BundleError, ElementModel
+from .output import PredictionsRun, event_data
 from .predictor import LivePredictor, LiveState
-from .spectrum import PartialSpectrum, stream_fields
+from .routing import SafeRouter, is_agent_output
+from .spectrum import PartialSpectrum, choose_fields
+from .store import ModelStore
 from .strategies import Proposal, Strategy, make_strategy, propose_refining
 
 log = logging.getLogger(__name__)
-
-AGENT_NAME = "xanes-agent"  # the ``agent`` key of the agent's own start documents
-
-
-def is_agent_output(start_doc: dict) -> bool:
-    """Whether a start document opens one of the agent's own output runs (echoed back over 0MQ)."""
-    return start_doc.get("agent") == AGENT_NAME
-
-
-class ModelStore:
-    """Element models loaded lazily from a folder of bundles (``<El>-<featurization>-<norm>.npz``).
-
-    Where the folder holds an element's bundles of several normalizations, ``normalization`` picks
-    one; without it the study's default (post-edge) is taken if present, and the choice is logged
-    with the alternatives. A bundle that fails to load (corrupt, tampered, wrong version) is
-    reported once and that element gets no predictions; the agent keeps running.
-    """
-
-    def __init__(self, folder: str | Path | None = None, models: dict[str, ElementModel] | None = None,
-                 featurization: str = "polynomial", engine: str = "auto", normalization: str | None = None) -> None:
-        self.folder = Path(folder) if folder else None
-        self.featurization = featurization
-        self.normalization = normalization
-        self.engine = engine
-        self._models: dict[str, ElementModel] = dict(models or {})
-        self._predictors: dict[str, LivePredictor] = {}
-        self.errors: dict[str, str] = {}
-        self.paths: dict[str, Path] = {}  # the bundle each element's model came from
-
-    def _bundle(self, element: str) -> Path | None:
-        cands = sorted(self.folder.glob(f"{element}-{self.featurization}-*.npz")) or sorted(
-            self.folder.glob(f"{element}-*.npz"))
-        if self.normalization is not None:
-            cands = [c for c in cands if c.stem.endswith(f"-{self.normalization}")]
-        if len(cands) > 1:
-            default = [c for c in cands if c.stem.endswith("-post_edge")]
-            chosen = (default or cands)[0]
-            log.warning("%s: several bundles (%s): using %s (choose with normalization=...)", element,
-                        ", ".join(c.name for c in cands), chosen.name)
-            return chosen
-        return cands[0] if cands else None
-
-    def predictor(self, element: str) -> LivePredictor | None:
-        if element in self._predictors:
-            return self._predictors[element]
-        if element in self.errors:
-            return None
-        model = self._models.get(element)
-        if model is None and self.folder is not None:
-            path = self._bundle(element)
-            if path is not None:
-                try:
-                    model = ElementModel.load(path, expect_element=element)
-                except BundleError as exc:
-                    self.errors[element] = str(exc)
-                    log.error("model for %s not usable: %s", element, exc)
-                    return None
-                self.paths[element] = path
-        if model is None:
-            self.errors[element] = f"no model for {element}"
-            log.error("no model for %s (folder %s)", element, self.folder)
-            return None
-        self._predictors[element] = LivePredictor(model, self.engine)
-        return self._predictors[element]
-
 
 @dataclass
 class RunState:
@@ -123,8 +56,7 @@ class RunState:
     done: dict[str, Proposal] = field(default_factory=dict)
     n_updates: int = 0
     last_update: float = 0.0
-    compose: Any = None
-    desc: Any = None
+    output: Any = None  # the PredictionsRun of this run
     history: list[dict[str, Any]] = field(default_factory=list)
     warned_domain: bool = False
     sample: str = ""  # the start document's sample id, if any
@@ -134,58 +66,28 @@ class RunState:
     detectors: dict[str, str | None] = field(default_factory=dict)  # named i0/it/iff fields and mode
 
 
-def choose_fields(descriptor: dict, energy_field: str | None, mu_field: str | None,
-                  detectors: dict[str, str | None]) -> tuple[str, Signal, str]:
-    """(energy field, signal, what was guessed or "") for a primary-stream descriptor.
+@dataclass(frozen=True)
+class RunSnapshot:
+    """A run as a view sees it: plain data, copied, so the agent may go on. Energies in eV."""
 
-    Named fields win (and must exist). Otherwise energy is the data key in eV, else one named like
-    an energy; mu is a mu field, else transmission (I0, It), else fluorescence (If, I0) by name
-    (:func:`~xanes_agent.data.signals.choose_signal`), else the first hinted field as mu.
-    Raises ValueError saying what is missing.
-    """
-    keys = descriptor.get("data_keys", {})
-    names = list(keys)
-    guesses = []
-    if energy_field is None:
-        energy_field, _ = stream_fields(descriptor)  # the key declared in eV: not a guess
-        if energy_field is None:
-            energy_field = find_energy(names)
-            if energy_field is None:
-                raise ValueError("no energy field (none in eV, none named like an energy)")
-            guesses.append(f"energy taken from the field {energy_field!r} (no units declared: eV assumed)")
-    elif energy_field not in keys:
-        raise ValueError(f"energy field {energy_field!r} not in the stream")
-    named = {k: v for k, v in detectors.items() if v is not None}
-    if mu_field is not None:
-        if mu_field not in keys:
-            raise ValueError(f"mu field {mu_field!r} not in the stream")
-        return energy_field, Signal("mu", (mu_field,)), ", ".join(guesses)
-    try:
-        signal, note = choose_signal(names, exclude=[energy_field], **named)
-    except ValueError:
-        if named:
-            raise
-        _, hinted = stream_fields(descriptor, energy_field)
-        if hinted is None:
-            raise
-        signal, note = Signal("mu", (hinted,)), f"mu taken from the hinted field {hinted!r}"
-    guesses += [note] if note else []
-    return energy_field, signal, ", ".join(guesses)
+    uid: str
+    element: str
+    edge: str
+    sample: str
+    truth: dict[str, float]
+    energy: np.ndarray
+    mu: np.ndarray
+    state: LiveState | None  # the latest update (None before the first)
+    model: Any  # the ElementModel
+    proposals: tuple[Proposal, ...]
+    history: tuple[dict[str, Any], ...]  # every update's event data
+    stop_reason: str
 
-
-class SafeRouter(DocumentRouter):
-    """A ``DocumentRouter`` that never raises into its caller (the RunEngine, a dispatcher): a
-    failure on a document is logged and counted in ``errors``, and the next document is handled."""
-
-    errors: int = 0
-
-    def __call__(self, name: str, doc: dict, validate: bool = False):
-        try:
-            return super().__call__(name, doc, validate)
-        except Exception as exc:  # noqa: BLE001 - the scan must never die of a consumer
-            self.errors += 1
-            log.exception("%s failed on a %r document (%s); continuing", type(self).__name__, name, exc)
-            return None
+    @classmethod
+    def of(cls, r: RunState) -> "RunSnapshot":
+        e, mu = r.spectrum.arrays()
+        return cls(r.uid, r.element, r.edge, r.sample, dict(r.truth), e.copy(), mu.copy(), r.last, r.predictor.model,
+                   tuple(r.proposals), tuple(r.history), r.stop_reason)
 
 
 class XANESAgent(SafeRouter):
@@ -214,12 +116,16 @@ class XANESAgent(SafeRouter):
         self.errors = 0
         self.warnings: list[str] = []
         self.finished: list[dict[str, Any]] = []  # summaries of stopped runs
+        self._last: RunSnapshot | None = None  # the last stopped run, for views
         self._unknown_descriptors: set[str] = set()
 
     def subscribe(self, callback: Callable[[str, dict], Any]) -> None:
         self.subscribers.append(callback)
 
-    def _emit(self, name: str, doc: dict) -> None:
+    def emit(self, name: str, doc: dict) -> None:
+        """Send one of the agent's own documents to every subscriber (``DocumentRouter.emit``; the
+        subscribers are held strongly, unlike event-model's single weak ``emit``, so a lambda or a
+        ``JSONLWriter`` made inline keeps receiving)."""
         for cb in self.subscribers:
             try:
                 cb(name, doc)
@@ -291,35 +197,9 @@ class XANESAgent(SafeRouter):
 
     def _open_output(self, raw_start: dict) -> None:
         r = self.run
-        pm = r.predictor.model.properties
-        r.compose = compose_run(metadata={
-            "raw_run_uid": r.uid, "agent": AGENT_NAME, "element": r.element, "edge": r.edge,
-            "strategy": self.strategy.name, "charge_label": pm["charge"].label if "charge" in pm else None,
-            "model": {"featurization": r.predictor.model.featurization,
-                      "training_data_hash": r.predictor.model.training_data_hash},
-            # what stock callbacks (LiveTable, BestEffortCallback) read from any start document
-            "plan_name": "xanes_agent_predictions", "plan_type": "callback",
-            "scan_id": raw_start.get("scan_id") if isinstance(raw_start.get("scan_id"), int) else 0})
-        self._emit("start", r.compose.start_doc)
-        num = {"dtype": "number", "shape": [], "source": AGENT_NAME}
-        keys = {"n_points": {**num, "dtype": "integer"}, "coverage": num, "e0": {**num, "units": "eV"},
-                "edge_located": {**num, "dtype": "boolean"}, "normalization_confident": {**num, "dtype": "boolean"},
-                "update_seconds": {**num, "units": "s"}, "proposals": {**num, "dtype": "string"},
-                "n_dropped": {**num, "dtype": "integer"}, "n_rejected": {**num, "dtype": "integer"}}
-        for name, p in pm.items():
-            if p.kind == "classifier":
-                keys.update({"cn": {**num, "dtype": "integer"}, "cn_probability": num, "cn_spread": num,
-                             "cn_proba": {**num, "dtype": "array", "shape": [len(p.packed.classes)]}})
-            else:
-                unit = PROPERTIES[name].unit_for(p.label)
-                short = PROPERTIES[name].short
-                keys.update({short: {**num, "units": unit}, f"{short}_std": {**num, "units": unit},
-                             f"{short}_seed_std": {**num, "units": unit},
-                             **{f"{short}_{end}{lvl}": {**num, "units": unit} for end in ("lo", "hi") for lvl in (68, 90)}})
-        keys.update({"in_domain": {**num, "dtype": "boolean"}, "domain_score": num,
-                     "calibrated": {**num, "dtype": "boolean"}, "cn_raw_probability": num})
-        r.desc = r.compose.compose_descriptor(name="predictions", data_keys=keys)
-        self._emit("descriptor", r.desc.descriptor_doc)
+        r.output = PredictionsRun(raw_start, r.uid, r.element, r.edge, r.predictor.model, self.strategy.name)
+        for name, doc in r.output.opening():
+            self.emit(name, doc)
 
     def descriptor(self, doc: dict) -> None:
         r = self.run
@@ -382,46 +262,19 @@ class XANESAgent(SafeRouter):
                                            n=self.n_proposals, step=self.proposal_step)
         else:
             r.proposals = []
-        data = self._event_data(state, r)
+        data = event_data(state, r.predictor.model, r.spectrum, r.proposals)
+        self._check_domain(data, state, r)
         r.history.append(data)
-        ev = r.desc.compose_event(data=data, timestamps={k: time.time() for k in data})
-        self._emit("event", ev)
+        self.emit("event", r.output.event(data))
         return state
 
-    def _event_data(self, s: LiveState, r: RunState) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "n_points": s.n_points, "coverage": s.coverage_fraction, "e0": s.e0 if s.e0 is not None else float("nan"),
-            "edge_located": s.edge_located, "normalization_confident": s.normalization_confident,
-            "update_seconds": s.seconds, "proposals": json.dumps([p.as_dict() for p in r.proposals]),
-            "n_dropped": r.spectrum.n_dropped, "n_rejected": r.spectrum.n_rejected}
-        for name, pm in r.predictor.model.properties.items():
-            p = s.predictions.get(name)
-            if pm.kind == "classifier":
-                data.update(cn=int(p["prediction"]) if p else -1, cn_probability=float(p["probability"]) if p else np.nan,
-                            cn_spread=float(p["spread"]) if p else np.nan,
-                            cn_proba=np.asarray(p["proba"]).tolist() if p else [np.nan] * len(pm.packed.classes))
-            else:
-                short = PROPERTIES[name].short
-                data[short] = float(p["prediction"]) if p else np.nan
-                data[f"{short}_std"] = float(p["std"]) if p else np.nan  # calibrated 68 % half-width
-                data[f"{short}_seed_std"] = float(p.get("seed_std", p["std"])) if p else np.nan
-                for lvl in (68, 90):
-                    iv = p.get(f"interval{lvl}") if p else None
-                    data[f"{short}_lo{lvl}"] = float(iv[0]) if iv is not None else np.nan
-                    data[f"{short}_hi{lvl}"] = float(iv[1]) if iv is not None else np.nan
-        first = next(iter(s.predictions.values()), None)
-        data["in_domain"] = bool(first["in_domain"]) if first is not None and "in_domain" in first else True
-        data["domain_score"] = float(first["domain_score"]) if first is not None and "domain_score" in first else np.nan
-        data["calibrated"] = bool(first["calibrated"]) if first is not None and "calibrated" in first else False
-        cn = s.predictions.get("coordination_number")
-        data["cn_raw_probability"] = float(np.max(cn["raw_proba"])) if cn is not None and "raw_proba" in cn else \
-            data.get("cn_probability", np.nan)
+    def _check_domain(self, data: dict[str, Any], s: LiveState, r: RunState) -> None:
         if not data["in_domain"] and not r.warned_domain and s.coverage_fraction >= 0.99:
             r.warned_domain = True
             self._warn(f"run {r.uid}: the spectrum is unlike the {r.element} model's training spectra (domain score "
                        f"{data['domain_score']:.2f}, flagged above {self._domain_threshold(r):.2f}): predictions are "
                        "out of domain; their intervals are widened but treat them with care")
-        return data
+
 
     @staticmethod
     def _domain_threshold(r: "RunState") -> float:
@@ -440,14 +293,29 @@ class XANESAgent(SafeRouter):
                 from .view import save_png
 
                 self.png_dir.mkdir(parents=True, exist_ok=True)
-                save_png(r, self.png_dir / f"agent_{r.uid[:8]}.png")
+                save_png(RunSnapshot.of(r), self.png_dir / f"agent_{r.uid[:8]}.png")
             except Exception:  # noqa: BLE001 - a plotting problem never costs the run
                 self.errors += 1
                 log.exception("could not save the agent PNG")
-        stop = r.compose.compose_stop(exit_status=exit_status, reason=reason)
-        self._emit("stop", stop)
+        self.emit("stop", r.output.stop(exit_status, reason))
         self.finished.append(self.report())
+        self._last = RunSnapshot.of(r)
         self.run = None
+
+    # -- for views and callers --------------------------------------------------------------------
+    @property
+    def in_run(self) -> str | None:
+        """The uid of the run being followed, or None between runs."""
+        return self.run.uid if self.run is not None else None
+
+    @property
+    def n_points(self) -> int:
+        """Distinct energies of the current run (0 between runs)."""
+        return len(self.run.spectrum) if self.run is not None else 0
+
+    def snapshot(self) -> RunSnapshot | None:
+        """The current run (else the last stopped one) as a :class:`RunSnapshot`; None before any."""
+        return RunSnapshot.of(self.run) if self.run is not None else self._last
 
     # -- bluesky-adaptive style API ----------------------------------------------------------------
     def begin(self, element: str, edge: str = "K", uid: str = "adaptive", md: dict[str, Any] | None = None) -> None:

@@ -18,7 +18,7 @@ from ..foundation.edges import ELEMENTS, edge_energy
 from ..data.measured import MeasuredSpectrum
 from ..data.signals import Signal, find_element
 from ..foundation.normalization import find_e0
-from .agent import ModelStore
+from .store import ModelStore
 
 #: An edge is taken as an element's K edge when the steepest rise lies within this many eV of the
 #: tabulated energy (chemical shifts in oxides are < 20 eV; the 3d K edges are > 500 eV apart).

@@ -33,7 +33,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-from .agent import AGENT_NAME, ModelStore, SafeRouter, XANESAgent, choose_fields, is_agent_output
+from .agent import XANESAgent
+from .routing import AGENT_NAME, SafeRouter, is_agent_output
+from .spectrum import choose_fields
+from .store import ModelStore
 from .stopping import (DEFAULT_STABILITY, DEFAULT_THRESHOLDS, cn_probability, decision_of, stable_reason,
                        stop_reason)
 
@@ -56,8 +59,7 @@ class Session:
 
     @property
     def n_points(self) -> int:
-        r = self.agent.run
-        return len(r.spectrum) if r is not None else 0
+        return self.agent.n_points
 
 
 class QueueSuggester(SafeRouter):
@@ -113,7 +115,7 @@ class QueueSuggester(SafeRouter):
                 return
             agent = XANESAgent(self.models, strategy=self.strategy, emit=self.emit, n_proposals=self.batch_size)
             agent.begin(element, edge, uid=key)
-            if agent.run is None:
+            if agent.in_run is None:
                 self._decide("ignored", None, run=doc.get("uid"), why="; ".join(agent.warnings) or "no model")
                 return
             s = self.sessions[key] = Session(key, element, edge, agent, dict(doc.get("xas") or {}))

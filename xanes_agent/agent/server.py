@@ -21,61 +21,13 @@ import signal
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from event_model import RunRouter
-
 from ..documents import JSONLWriter, read_jsonl
-from .agent import AGENT_NAME, ModelStore, agent_factory, is_agent_output
+from .agent import agent_factory
+from .routing import AGENT_NAME, SafeRunRouter, is_agent_output
+from .store import ModelStore
 
 log = logging.getLogger(__name__)
 AGENT_PREFIX = AGENT_NAME.encode()  # the topic the agent publishes under
-
-
-class SafeRunRouter(RunRouter):
-    """A ``RunRouter`` for documents from outside: it skips the documents of a run whose start it
-    never saw (the agent started, or its 0MQ subscription took hold, in the middle of that run),
-    with one warning per run, and logs instead of raising on any other failure, so no document
-    stops a served agent. ``seen_starts``: uids of the runs it routes."""
-
-    def __init__(self, factories: list, **kwargs: Any) -> None:
-        super().__init__(factories, **kwargs)
-        self.seen_starts: set[str] = set()
-        self.joined_late: set[str] = set()  # runs whose start was missed
-        self._late_descriptors: set[str] = set()
-        self.errors = 0
-
-    def __call__(self, name: str, doc: dict, validate: bool = False) -> Any:
-        if not isinstance(name, str) or not isinstance(doc, dict):
-            self.errors += 1
-            log.warning("skipped a document that is not (name, dict): %s, %s", type(name).__name__,
-                        type(doc).__name__)
-            return None
-        if self._missed_start(name, doc):
-            return None
-        try:
-            return super().__call__(name, doc, validate)
-        except Exception as exc:  # noqa: BLE001 - a served agent must outlive any one document
-            self.errors += 1
-            # a malformed document from outside: one line (a traceback per fuzzed message floods the log)
-            log.warning("a %r document could not be routed (%s: %s); skipped, %d so far", name,
-                        type(exc).__name__, exc, self.errors)
-            log.debug("routing failure", exc_info=True)
-            return None
-
-    def _missed_start(self, name: str, doc: dict) -> bool:
-        if name == "start":
-            self.seen_starts.add(doc.get("uid"))
-            return False
-        if name in ("event", "event_page"):
-            return doc.get("descriptor") in self._late_descriptors
-        run = doc.get("run_start")
-        if name not in ("descriptor", "stop") or run is None or run in self.seen_starts:
-            return False  # (a document without run_start goes on to fail, and be logged, as malformed)
-        if name == "descriptor":
-            self._late_descriptors.add(doc.get("uid"))
-        if run not in self.joined_late:
-            self.joined_late.add(run)
-            log.warning("run %s: its start document was not seen (joined mid-run); its documents are skipped", run)
-        return True
 
 
 def _loopback(address: str) -> str:
@@ -191,9 +143,9 @@ def replay_documents(documents: Iterable[tuple[str, dict]], source: str, models:
         for name, doc in documents:
             router(name, doc)
         for agent in factory.agents:  # type: ignore[attr-defined]
-            if agent.run is not None:
+            if agent.in_run is not None:
                 if problems is not None:
-                    problems.append(f"{source}: run {agent.run.uid} has no stop document (cut short?); "
+                    problems.append(f"{source}: run {agent.in_run} has no stop document (cut short?); "
                                     "reported from what it holds")
                 agent.end(exit_status="fail", reason="the recording ends before this run's stop document")
     finally:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..data.signals import Signal, choose_signal, find_energy
+
 log = logging.getLogger(__name__)
 
 
@@ -107,3 +109,42 @@ def stream_fields(descriptor: dict, energy_field: str | None = None,
         hinted = [f for h in (descriptor.get("hints") or {}).values() for f in h.get("fields", [])]
         mu_field = next((f for f in hinted if f in keys and f != energy_field), None)
     return energy_field, mu_field
+
+
+def choose_fields(descriptor: dict, energy_field: str | None, mu_field: str | None,
+                  detectors: dict[str, str | None]) -> tuple[str, Signal, str]:
+    """(energy field, signal, what was guessed or "") for a primary-stream descriptor.
+
+    Named fields win (and must exist). Otherwise energy is the data key in eV, else one named like
+    an energy; mu is a mu field, else transmission (I0, It), else fluorescence (If, I0) by name
+    (:func:`~xanes_agent.data.signals.choose_signal`), else the first hinted field as mu.
+    Raises ValueError saying what is missing.
+    """
+    keys = descriptor.get("data_keys", {})
+    names = list(keys)
+    guesses = []
+    if energy_field is None:
+        energy_field, _ = stream_fields(descriptor)  # the key declared in eV: not a guess
+        if energy_field is None:
+            energy_field = find_energy(names)
+            if energy_field is None:
+                raise ValueError("no energy field (none in eV, none named like an energy)")
+            guesses.append(f"energy taken from the field {energy_field!r} (no units declared: eV assumed)")
+    elif energy_field not in keys:
+        raise ValueError(f"energy field {energy_field!r} not in the stream")
+    named = {k: v for k, v in detectors.items() if v is not None}
+    if mu_field is not None:
+        if mu_field not in keys:
+            raise ValueError(f"mu field {mu_field!r} not in the stream")
+        return energy_field, Signal("mu", (mu_field,)), ", ".join(guesses)
+    try:
+        signal, note = choose_signal(names, exclude=[energy_field], **named)
+    except ValueError:
+        if named:
+            raise
+        _, hinted = stream_fields(descriptor, energy_field)
+        if hinted is None:
+            raise
+        signal, note = Signal("mu", (hinted,)), f"mu taken from the hinted field {hinted!r}"
+    guesses += [note] if note else []
+    return energy_field, signal, ", ".join(guesses)

@@ -29,13 +29,13 @@ def _unit(model: Any, name: str) -> str:
 
 
 def draw(fig, run: Any) -> None:
-    """Draw the state of a :class:`~xanes_agent.agent.agent.RunState` on ``fig`` (cleared first)."""
+    """Draw a :class:`~xanes_agent.agent.agent.RunSnapshot` (``agent.snapshot()``) on ``fig`` (cleared first)."""
     fig.clf()
     axes = fig.subplots(2, 3)
     ax_s, ax_p, ax_i = axes[0]
-    e, mu = run.spectrum.arrays()
-    s = run.last
-    model = run.predictor.model
+    e, mu = run.energy, run.mu
+    s = run.state
+    model = run.model
     ax_s.plot(e, mu, "o", ms=2.5, label="measured")
     ax_s.set_xlabel("energy (eV)")
     ax_s.set_ylabel("mu (measured)")
@@ -89,8 +89,8 @@ def draw(fig, run: Any) -> None:
     ax_i.set_ylabel("importance density (1/eV)")
     ax_i.set_title("importance; measured (green), proposed (orange)", fontsize=9)
     _draw_history(axes[1], run, model)
-    stop = f"  —  stopped: {run.stop_reason}" if getattr(run, "stop_reason", "") else ""
-    fig.suptitle(f"run {run.uid[:8]}" + (f", sample {run.sample}" if getattr(run, "sample", "") else "") +
+    stop = f"  —  stopped: {run.stop_reason}" if run.stop_reason else ""
+    fig.suptitle(f"run {run.uid[:8]}" + (f", sample {run.sample}" if run.sample else "") +
                  f"; model {model.element} {model.featurization}, {model.n_spectra} spectra"
                  f" ({'calibrated out of family' if calibrated else 'seed spread only'}){stop}", fontsize=9)
     fig.tight_layout()
@@ -99,7 +99,7 @@ def draw(fig, run: Any) -> None:
 def _draw_history(axes, run: Any, model: Any) -> None:
     """The answer against the number of points: CN probability, distance and charge with intervals."""
     h = [d for d in run.history if d.get("edge_located")]
-    truth = getattr(run, "truth", {}) or {}
+    truth = run.truth
     n = np.array([d["n_points"] for d in h], float)
     ood = np.array([not d.get("in_domain", True) for d in h], bool)
     ax = axes[0]
@@ -152,20 +152,25 @@ def save_png(run: Any, path: str | Path) -> Path:
 
 
 class LiveAgentView:
-    """Subscribe to an agent (``agent.subscribe(view)``) to redraw a figure on each update."""
+    """A figure that follows an agent live: ``agent.subscribe(LiveAgentView(agent))`` redraws on
+    every ``every``-th update (in IPython with an interactive backend), from ``agent.snapshot()``."""
 
     def __init__(self, agent: Any, fig: Any = None, every: int = 1) -> None:
         import matplotlib.pyplot as plt
 
         self.agent = agent
         self.fig = fig or plt.figure(figsize=(15, 8))
-        self.every = every
+        self.every = max(1, int(every))
+        self.n_drawn = 0
         self._n = 0
 
     def __call__(self, name: str, doc: dict) -> None:
-        if name != "event" or self.agent.run is None:
+        if name not in ("event", "stop"):
             return
         self._n += 1
-        if self._n % self.every == 0:
-            draw(self.fig, self.agent.run)
-            self.fig.canvas.draw_idle()
+        snap = self.agent.snapshot()
+        if snap is None or (name == "event" and self._n % self.every):
+            return
+        draw(self.fig, snap)
+        self.n_drawn += 1
+        self.fig.canvas.draw_idle()

@@ -1,0 +1,68 @@
+"""Where the agent's models come from: bundles in a folder, loaded on first use and validated."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ..models.model import BundleError, ElementModel
+from .predictor import LivePredictor
+
+log = logging.getLogger(__name__)
+
+
+class ModelStore:
+    """Element models loaded lazily from a folder of bundles (``<El>-<featurization>-<norm>.npz``).
+
+    Where the folder holds an element's bundles of several normalizations, ``normalization`` picks
+    one; without it the study's default (post-edge) is taken if present, and the choice is logged
+    with the alternatives. A bundle that fails to load (corrupt, tampered, wrong version) is
+    reported once and that element gets no predictions; the agent keeps running.
+    """
+
+    def __init__(self, folder: str | Path | None = None, models: dict[str, ElementModel] | None = None,
+                 featurization: str = "polynomial", engine: str = "auto", normalization: str | None = None) -> None:
+        self.folder = Path(folder) if folder else None
+        self.featurization = featurization
+        self.normalization = normalization
+        self.engine = engine
+        self._models: dict[str, ElementModel] = dict(models or {})
+        self._predictors: dict[str, LivePredictor] = {}
+        self.errors: dict[str, str] = {}
+        self.paths: dict[str, Path] = {}  # the bundle each element's model came from
+
+    def _bundle(self, element: str) -> Path | None:
+        cands = sorted(self.folder.glob(f"{element}-{self.featurization}-*.npz")) or sorted(
+            self.folder.glob(f"{element}-*.npz"))
+        if self.normalization is not None:
+            cands = [c for c in cands if c.stem.endswith(f"-{self.normalization}")]
+        if len(cands) > 1:
+            default = [c for c in cands if c.stem.endswith("-post_edge")]
+            chosen = (default or cands)[0]
+            log.warning("%s: several bundles (%s): using %s (choose with normalization=...)", element,
+                        ", ".join(c.name for c in cands), chosen.name)
+            return chosen
+        return cands[0] if cands else None
+
+    def predictor(self, element: str) -> LivePredictor | None:
+        if element in self._predictors:
+            return self._predictors[element]
+        if element in self.errors:
+            return None
+        model = self._models.get(element)
+        if model is None and self.folder is not None:
+            path = self._bundle(element)
+            if path is not None:
+                try:
+                    model = ElementModel.load(path, expect_element=element)
+                except BundleError as exc:
+                    self.errors[element] = str(exc)
+                    log.error("model for %s not usable: %s", element, exc)
+                    return None
+                self.paths[element] = path
+        if model is None:
+            self.errors[element] = f"no model for {element}"
+            log.error("no model for %s (folder %s)", element, self.folder)
+            return None
+        self._predictors[element] = LivePredictor(model, self.engine)
+        return self._predictors[element]
