@@ -7,8 +7,9 @@ points, read from one noise draw per sample, so strategies differ only in order.
 class, distance within 0.01 A, charge within 0.05 e of the full scan's; a strategy "reaches" it at
 the first point count from which its predictions stay within those bounds for the rest of its run.
 
-Strategies: the agent's (importance x uncertainty), importance-only (both after the plan's survey
-and edge pass), plain energy order, random order, uniform coarse-to-fine (8, 4, 2, 1, 0.5 eV
+Strategies: the agent's (importance x uncertainty) and importance-only, both driven by the plan's own
+policy (``AdaptivePolicy``: survey, edge and normalization passes, proposals, stop rules) with a real
+``XANESAgent``, exactly as ``adaptive_xanes_scan`` and the queue suggester drive it; plain energy order, random order, uniform coarse-to-fine (8, 4, 2, 1, 0.5 eV
 passes), and bluesky's own ``adaptive_scan`` (slope-adaptive step, run on the simulator with a real
 RunEngine; its points are not on the grid, and it reaches the decision or not within its own run).
 
@@ -24,71 +25,75 @@ from pathlib import Path
 
 import numpy as np
 
+from xanes_agent.agent import ModelStore, XANESAgent
+from xanes_agent.agent.policy import AdaptivePolicy, Stop
 from xanes_agent.agent.predictor import LivePredictor
-from xanes_agent.agent.stopping import DEFAULT_STABILITY, stable_reason
-from xanes_agent.agent.strategies import make_strategy, propose_refining
-from xanes_agent.foundation.edges import edge_energy
+from xanes_agent.agent.stopping import DEFAULT_STABILITY, agree, decision_of
 from xanes_agent.data.library import load_bundled_library
+from xanes_agent.foundation.edges import edge_energy
+from xanes_agent.foundation.energies import range_energies
+from xanes_agent.models.demo import ensure_demo_model
 from xanes_agent.models.model import ElementModel
-from xanes_agent.foundation.normalization import find_e0
-from xanes_agent.plans.xas import (DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, NORM_HALFWIDTH, NORM_OFFSET,
-                                   coarse_edge, range_energies)
 from xanes_agent.simulator import make_beamline, sample_from_library
 
-# the issue's decision tolerance (A, e); the plan's "answer stable" rule uses the same by default
-TOL = {"mean_nn_distance": 0.01, "charge": 0.05}
+# the decision tolerance (A, e) is the plan's own "answer stable" tolerance
+TOL = {"mean_nn_distance": DEFAULT_STABILITY["distance"], "charge": DEFAULT_STABILITY["charge"]}
 
 
 def decision(state):
-    if not state.edge_located or not state.predictions:
-        return None
-    p = state.predictions
-    return (int(p["coordination_number"]["prediction"]), float(p["mean_nn_distance"]["prediction"]),
-            float(p["charge"]["prediction"]))
+    """The decision of a predictor state (CN, distance in A, charge), as the policy reads a report."""
+    return decision_of({"predictions": state.predictions, "edge_located": state.edge_located})
 
 
 def same(d, ref):
-    return d is not None and d[0] == ref[0] and abs(d[1] - ref[1]) <= TOL["mean_nn_distance"] and \
-        abs(d[2] - ref[2]) <= TOL["charge"]
+    return agree(d, ref, DEFAULT_STABILITY)
 
 
-def agent_order(pred, grid, mu, strategy, e_tab, survey=DEFAULT_SURVEY, edge_half=DEFAULT_EDGE_HALFWIDTH,
-                step=1.5):
-    """Indices of grid points in the order ``adaptive_xanes_scan`` measures them with ``strategy``
-    (its default survey, edge and normalization passes, then one proposal at a time at ``step`` eV), each planned
-    energy snapped to the nearest point of the 0.5 eV grid."""
-    n = len(grid)
-    taken = np.zeros(n, bool)
-    order = []
+def policy_run(model, grid, mu, strategy, e_tab):
+    """Drive the plan's own policy (:class:`AdaptivePolicy`, the plan's defaults) with a real
+    :class:`XANESAgent` on one noisy spectrum, each planned energy snapped to the nearest point of
+    the 0.5 eV grid; after the policy stops, go on with the agent's proposals (then energy order)
+    to the whole grid, so the point where the full-scan decision is reached can be found even
+    where the plan stops before it. Returns (order, trace, stop): trace = [(n_points, decision,
+    coverage, P(CN))] after each step; stop = (n_points, reason)."""
+    agent = XANESAgent(ModelStore(models={model.element: model}), strategy=strategy)
+    agent.begin(model.element, model.edge, uid="points-to-decision")
+    policy = AdaptivePolicy(e_tab)
+    taken = np.zeros(len(grid), bool)
+    order, trace = [], []
 
-    def take(energies):
+    def take(energies, uid=None):
+        new = []
         for e in np.atleast_1d(energies):
             i = int(np.argmin(np.abs(grid - e)))
             if abs(grid[i] - e) <= 0.5 and not taken[i]:
                 taken[i] = True
-                order.append(i)
+                new.append(i)
+        order.extend(new)
+        if new:
+            agent.ingest(grid[new], mu[new], uid=uid)
+        rep = agent.report()
+        cn = (rep.get("predictions") or {}).get("coordination_number")
+        trace.append((len(order), decision_of(rep), rep.get("coverage", 0.0),
+                      float(cn["probability"]) if cn and rep.get("edge_located") else None))
 
-    take(range_energies(e_tab + survey[0], e_tab + survey[1], survey[2]))
-    idx = np.array(order)
-    e_c = coarse_edge(grid[idx], mu[idx])
-    take(range_energies(e_c - edge_half, e_c + edge_half, 0.5))
-    idx = np.sort(np.array(order))
-    e0 = find_e0(grid[idx], mu[idx])
-    # the plan's normalization pass
-    take(range_energies(e0 + NORM_OFFSET - NORM_HALFWIDTH, e0 + NORM_OFFSET + NORM_HALFWIDTH, 0.5))
-    checkpoints = [len(order)]
-    while not taken.all():
-        sel = np.sort(order)
-        st = pred.update(grid[sel], mu[sel])
-        props = propose_refining(strategy, st.e0, grid[sel], pred.model, st.predictions, n=1,
-                                 step=step) if st.edge_located else []
+    stop = None
+    while stop is None:
+        action = policy.next(grid[order], mu[order], agent.report(), agent.suggest)
+        if isinstance(action, Stop):
+            stop = (len(order), action.reason)
+            break
+        for m in action:
+            take(m.energies, m.uid)
+    while not taken.all():  # beyond the plan's stop: the counterfactual rest of the scan
         before = len(order)
+        props = agent.suggest(1)
         if props:
-            take(props[0].energies())
+            take(range_energies(props[0]["start"], props[0]["stop"], props[0]["step"]), props[0]["uid"])
         if len(order) == before:  # window covered (or nothing proposable): the rest in energy order
             take(grid[np.flatnonzero(~taken)[:12]])
-        checkpoints.append(len(order))
-    return np.array(order), checkpoints
+    agent.end()
+    return np.array(order), trace, stop
 
 
 def fixed_orders(n, rng):
@@ -101,20 +106,23 @@ def fixed_orders(n, rng):
     return {"energy_order": np.arange(n), "random": rng.permutation(n), "coarse_to_fine": np.array(coarse_to_fine)}
 
 
+def needed_points(trace, ref):
+    """The first point count from which every later decision of ``trace`` is ``ref``, or None."""
+    for i in range(len(trace)):
+        if all(same(t[1], ref) for t in trace[i:]):
+            return trace[i][0]
+    return None
+
+
 def evaluate(pred, energies, mu, order, checkpoints, ref):
-    """(points needed or None, [(n_points, decision)])."""
+    """(points needed or None, [(n_points, decision, coverage, P(CN))])."""
     trace = []
     for k in checkpoints:
         idx = np.sort(order[:k])
         st = pred.update(energies[idx], mu[idx])
         cn = st.predictions.get("coordination_number") if st.edge_located else None
         trace.append((k, decision(st), st.coverage_fraction, float(cn["probability"]) if cn else None))
-    needed = None
-    for i in range(len(trace)):
-        if all(same(t[1], ref) for t in trace[i:]):
-            needed = trace[i][0]
-            break
-    return needed, trace
+    return needed_points(trace, ref), trace
 
 
 def bluesky_adaptive(sample, seed, lo, hi):
@@ -143,8 +151,6 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.model is None:  # the demo's model (live preset), trained once and cached
-        from xanes_agent.commands import ensure_demo_model
-
         a.model = ensure_demo_model(Path(".cache/models"), a.element)
     model = ElementModel.load(a.model, expect_element=a.element)
     pred = LivePredictor(model)
@@ -181,16 +187,13 @@ def main() -> None:
         truth_cn.append(sample.labels["coordination_number"])
         checkpoints_fixed = list(range(3, n + 1, 3)) + ([n] if n % 3 else [])
         for name in [nm for nm in names if nm in stops]:
-            order, cps = agent_order(pred, grid, mu, make_strategy(name), e_tab)
-            k, tr = evaluate(pred, grid, mu, order, cps, ref)
-            needed[name].append(k)
+            order, tr, (k_stop, reason) = policy_run(model, grid, mu, name, e_tab)
+            needed[name].append(needed_points(tr, ref))
             traces[name].append(tr)
-            # where the plan's own stop rule (answer stable) would end the scan, and with what answer
-            for i in range(len(tr)):
-                if stable_reason([t[1] for t in tr[:i + 1]], tr[i][2], DEFAULT_STABILITY, tr[i][3]):
-                    break
-            stops[name].append((tr[i][0] / n, same(tr[i][1], ref), tr[i][1] is not None and
-                                tr[i][1][0] == sample.labels["coordination_number"]))
+            # where the plan's own policy stopped, and with what answer
+            at_stop = [t for t in tr if t[0] <= k_stop][-1]
+            stops[name].append((k_stop / n, same(at_stop[1], ref), at_stop[1] is not None and
+                                at_stop[1][0] == sample.labels["coordination_number"], reason.split(":")[0]))
         for name, order in fixed_orders(n, np.random.default_rng(a.seed + j)).items():
             if name not in names:
                 continue
@@ -238,13 +241,14 @@ def main() -> None:
     for name in names:
         lines.append(f"| {name} | " + " | ".join(f"{r:.2f} / {c:.2f}" for r, c in
                                                  zip(reached_curves[name], acc_curves[name])) + " |")
-    lines += ["", "Where the plan's own stop rule (window covered, last 3 decisions agree within the tolerances) "
-              "ends the scan:", "| strategy | median fraction at stop | Q1 | Q3 | full-scan decision at stop | "
-              "CN accuracy at stop |", "|---|---|---|---|---|---|"]
+    lines += ["", "Where the plan's own policy (AdaptivePolicy, the plan's defaults) ends the scan:",
+              "| strategy | median fraction at stop | Q1 | Q3 | full-scan decision at stop | "
+              "CN accuracy at stop | stop reasons |", "|---|---|---|---|---|---|---|"]
     for name, st_ in stops.items():
         f = np.array([x[0] for x in st_])
         lines.append(f"| {name} | {np.median(f):.0%} | {np.percentile(f, 25):.0%} | {np.percentile(f, 75):.0%} | "
-                     f"{np.mean([x[1] for x in st_]):.0%} | {np.mean([x[2] for x in st_]):.2f} |")
+                     f"{np.mean([x[1] for x in st_]):.0%} | {np.mean([x[2] for x in st_]):.2f} | " +
+                     ", ".join(f"{r} {c}" for r, c in zip(*np.unique([x[3] for x in st_], return_counts=True))) + " |")
     table = "\n".join(lines)
     print(table)
     (out / "table.md").write_text(table + "\n")

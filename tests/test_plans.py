@@ -80,13 +80,13 @@ def test_queue_safe_plans_measure_what_they_say(bundled_library):
     e = np.array([d["data"][bl.mono.readback.name] for n, d in docs if n == "event"])
     e0 = find_e0(sample.energy, sample.mu)
     from xanes_agent.foundation.energies import range_energies
-    from xanes_agent.plans.xas import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY
+    from xanes_agent.agent.policy import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY
 
     n_survey = len(range_energies(*DEFAULT_SURVEY))
     n_edge = len(range_energies(-DEFAULT_EDGE_HALFWIDTH, DEFAULT_EDGE_HALFWIDTH, 0.5))
     fine = e[n_survey:n_survey + n_edge]  # after the survey: 0.5 eV steps around the edge it found
     mu = np.array([d["data"][bl.det.mu.name] for n, d in docs if n == "event"])
-    from xanes_agent.plans.xas import coarse_edge
+    from xanes_agent.agent.policy import coarse_edge
 
     assert np.allclose(np.diff(fine), 0.5)
     assert np.median(fine) == pytest.approx(coarse_edge(e[:n_survey], mu[:n_survey]), abs=0.26)
@@ -104,7 +104,7 @@ def test_queue_safe_plans_measure_what_they_say(bundled_library):
 
 
 def test_coarse_edge_is_within_half_a_step_of_the_true_edge():
-    from xanes_agent.plans.xas import coarse_edge
+    from xanes_agent.agent.policy import coarse_edge
 
     e = np.arange(8950.0, 9050.0, 5.0)
     for true in (8979.0, 8981.5, 8983.9):

@@ -8,12 +8,13 @@ by its own uid. Each session has its own :class:`~xanes_agent.agent.agent.XANESA
 accumulates every point of every run of the session. When a run of an open session stops, the
 suggester
 
-1. checks the stop criteria of ``adaptive_xanes_scan`` (:func:`~xanes_agent.agent.stopping.stop_reason`
-   thresholds, :func:`~xanes_agent.agent.stopping.stable_reason` over the decisions after each
-   run), the session's point budget, and whether the last run added any new energy: if one
-   holds, the session is closed with that reason (recorded in ``decisions`` and in the agent's
-   own stop document); if the edge is not located yet, the session stays open and nothing is
-   suggested (a survey of the same session brings it on);
+1. asks the session's :class:`~xanes_agent.agent.policy.AdaptivePolicy` (the same policy as
+   ``adaptive_xanes_scan``, without its opening passes: the survey is a plan of its own) whether a
+   stop rule holds (confident, stable over the decisions after each run, the point budget,
+   nothing new measured by the last suggestion, nothing left to propose): if one does, the
+   session is closed with that reason (recorded in ``decisions`` and in the agent's own stop
+   document); if the edge is not located yet, the session stays open and nothing is suggested (a
+   survey of the same session brings it on);
 2. else asks the agent for ``batch_size`` ranges and adds ONE ``xas_ranges_scan`` item to the back
    of the queue with ``REManagerAPI.item_add(BPlan(...))``. Its arguments are JSON-safe (device
    names, numbers, lists, strings) and its ``md`` carries ``xas_session`` and ``suggested_by``
@@ -37,8 +38,8 @@ from .agent import XANESAgent
 from .routing import AGENT_NAME, SafeRouter, is_agent_output
 from .spectrum import choose_fields
 from .store import ModelStore
-from .stopping import (DEFAULT_STABILITY, DEFAULT_THRESHOLDS, cn_probability, decision_of, stable_reason,
-                       stop_reason)
+from .policy import AdaptivePolicy, Stop
+from .stopping import DEFAULT_STABILITY, DEFAULT_THRESHOLDS
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,9 @@ class Session:
     element: str
     edge: str
     agent: XANESAgent
+    policy: AdaptivePolicy
     xas: dict[str, Any] = field(default_factory=dict)
     runs: list[str] = field(default_factory=list)
-    decisions: list[tuple | None] = field(default_factory=list)  # after each run
-    counts: list[int] = field(default_factory=list)  # distinct energies measured, after each run
     closed: str = ""  # the reason, once closed
 
     @property
@@ -118,7 +118,9 @@ class QueueSuggester(SafeRouter):
             if agent.in_run is None:
                 self._decide("ignored", None, run=doc.get("uid"), why="; ".join(agent.warnings) or "no model")
                 return
-            s = self.sessions[key] = Session(key, element, edge, agent, dict(doc.get("xas") or {}))
+            policy = AdaptivePolicy(agent.run.spectrum.edge_energy, opening=False, batch_size=self.batch_size,
+                                    max_points=self.max_points, thresholds=self.thresholds, stability=self.stability)
+            s = self.sessions[key] = Session(key, element, edge, agent, policy, dict(doc.get("xas") or {}))
         s.runs.append(doc["uid"])
         self._run_session[doc["uid"]] = key
 
@@ -161,27 +163,21 @@ class QueueSuggester(SafeRouter):
         if s.closed:
             return
         report = s.agent.report()
-        s.decisions.append(decision_of(report))
-        s.counts.append(s.n_points)
-        reason = stop_reason(report, self.thresholds) or \
-            stable_reason(s.decisions, report.get("coverage", 0.0), self.stability, cn_probability(report))
-        if not reason and s.n_points >= self.max_points:
-            reason = f"point budget reached ({s.n_points} >= {self.max_points})"
-        if not reason and len(s.counts) > 1 and s.counts[-1] == s.counts[-2]:
-            reason = "nothing new measured by the last run (repeated energies): not suggesting it again"
-        if reason:
-            return self._close(s, reason, report)
+        stop = s.policy.observe(report, s.n_points)
+        if stop is not None:
+            return self._close(s, stop.reason, report)
         if self._waiting(key):
             self._decide("skipped", s, why="a suggestion for this session is still waiting in the queue")
             return
-        proposals = s.agent.suggest(self.batch_size)
-        if not proposals and not report.get("edge_located"):
+        snap = s.agent.snapshot()
+        action = s.policy.propose(report, snap.energy if snap is not None else [], s.agent.suggest)
+        if isinstance(action, Stop):
+            return self._close(s, action.reason, report)
+        if action[0].kind == "survey":
             # the session stays open: a survey (or any run) that reaches the edge brings it on
             self._decide("waiting", s, why="edge not located yet: queue a survey (xas_survey_scan) for this session")
             return
-        if not proposals:
-            return self._close(s, "nothing left to propose (model window measured)", report)
-        self._suggest(s, proposals, after_run=doc.get("run_start"))
+        self._suggest(s, [m.info for m in action], after_run=doc.get("run_start"))
 
     # -- the queue ---------------------------------------------------------------------------------
     def plan_for(self, s: Session, proposals: list[dict[str, Any]], after_run: str | None) -> dict[str, Any]:

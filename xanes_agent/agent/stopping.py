@@ -36,6 +36,18 @@ def cn_probability(report: dict[str, Any]) -> float | None:
     return float(cn["probability"]) if cn is not None else None
 
 
+def agree(d: tuple | None, ref: tuple | None, stability: dict[str, float]) -> bool:
+    """Whether decision ``d`` is the same answer as ``ref``: the same CN, the regressors within
+    their ``stability`` tolerances (A, e). A property either lacks is not compared."""
+    if d is None or ref is None:
+        return False
+    for p, v, r in zip(PROPERTIES.values(), d, ref):
+        t = stability[p.stability] if p.stability else 0.0
+        if v is not None and r is not None and abs(v - r) > t + 1e-12:
+            return False
+    return True
+
+
 def stable_reason(decisions: list[tuple | None], coverage: float, stability: dict[str, float],
                   probability: float | None = None) -> str:
     """Why the answer has stopped changing, or ``""``: the model window is covered (``coverage``
@@ -46,13 +58,10 @@ def stable_reason(decisions: list[tuple | None], coverage: float, stability: dic
         return ""
     if probability is not None and probability < stability.get("cn_probability", 0.0):
         return ""
-    last = decisions[-n:]
-    ref = last[-1]
+    ref = decisions[-1]
+    if not all(agree(d, ref, stability) for d in decisions[-n:]):
+        return ""
     tol = tuple(stability[p.stability] if p.stability else 0.0 for p in PROPERTIES.values())
-    for d in last:
-        for v, r, t in zip(d, ref, tol):
-            if v is not None and r is not None and abs(v - r) > t + 1e-12:
-                return ""
     p = f", P={probability:.2f}" if probability is not None else ""
     return f"stable: the last {n} updates agree (CN {ref[0]:.0f}{p}, within {tol[1]} A and {tol[2]} e)"
 

@@ -19,15 +19,9 @@ from typing import Any, Iterable, Sequence
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
-import numpy as np
 
+from ..agent.policy import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, AdaptivePolicy
 from ..foundation.energies import range_energies
-from ..foundation.normalization import find_e0
-
-DEFAULT_SURVEY = (-30.0, 70.0, 5.0)  # eV relative to the tabulated edge: start, stop, step
-DEFAULT_EDGE_HALFWIDTH = 5.0  # eV either side of the coarse edge, measured in edge_step steps
-NORM_OFFSET, NORM_HALFWIDTH = 50.0, 1.0  # eV: the post-edge normalization point E0 + 50, measured +-1
-
 
 def xas_fields(detectors: Sequence[Any], motor: Any, md: dict[str, Any] | None) -> tuple[str, str]:
     """(energy field, mu field): from ``md['xas']``, else the motor's and first detector's hints."""
@@ -40,22 +34,6 @@ def xas_fields(detectors: Sequence[Any], motor: Any, md: dict[str, Any] | None) 
             raise ValueError(f"no mu field: give md['xas']['mu_field'] or hint one on {detectors[0].name}")
         mu = hinted[0]
     return energy, mu
-
-
-def coarse_edge(energies: Sequence[float], mu: Sequence[float]) -> float:
-    """Centre (eV) of the steepest rise between consecutive coarse points: the true edge lies
-    within half a survey step of it (a max-derivative *point* can be a whole step off)."""
-    e = np.asarray(energies, float)
-    m = np.asarray(mu, float)
-    ok = np.isfinite(e) & np.isfinite(m)
-    e, m = e[ok], m[ok]
-    order = np.argsort(e)
-    e, m = e[order], m[order]
-    if len(e) < 3:
-        return float("nan")
-    slope = np.diff(m) / np.maximum(np.diff(e), 1e-9)
-    i = int(np.argmax(slope))
-    return float(0.5 * (e[i] + e[i + 1]))
 
 
 def measure(detectors, motor, energies: Iterable[float], energy_field: str, mu_field: str,
@@ -72,52 +50,36 @@ def measure(detectors, motor, energies: Iterable[float], energy_field: str, mu_f
     return es, mus
 
 
-def survey_and_edge(detectors, motor, edge_energy: float, energy_field: str, mu_field: str,
-                    survey: Sequence[float] = DEFAULT_SURVEY, edge_halfwidth: float = DEFAULT_EDGE_HALFWIDTH, edge_step: float = 0.5,
-                    on_points=None, norm_offset: float | None = NORM_OFFSET, norm_halfwidth: float = NORM_HALFWIDTH):
-    """Per-step stub: the coarse survey, then ``edge_step`` eV steps over +-``edge_halfwidth`` eV
-    around the steepest coarse rise, then (``norm_offset`` not None) the same steps over
-    +-``norm_halfwidth`` eV around E0 + ``norm_offset``, where the post-edge normalization takes its
-    value: measured there, not interpolated across the survey's coarse steps. ``on_points(energies,
-    mu)`` is called after each pass. Returns the coarse edge estimate (eV)."""
-    es, mus = [], []  # every point of the passes so far
-
-    def one_pass(start: float, stop: float, step: float):
-        e, m = yield from measure(detectors, motor, range_energies(start, stop, step), energy_field, mu_field)
-        if on_points is not None:
-            on_points(e, m)
+def opening_passes(detectors, motor, policy: AdaptivePolicy, energy_field: str, mu_field: str):
+    """Per-step stub: the policy's survey, edge and normalization passes (see
+    :mod:`xanes_agent.agent.policy`), each measured as the policy places it from what the passes
+    before it read. Returns (energies in eV, mu) as lists."""
+    es: list[float] = []
+    mus: list[float] = []
+    for _ in range(3):
+        (m,) = policy.next(es, mus)
+        e, mu = yield from measure(detectors, motor, m.energies, energy_field, mu_field)
         es.extend(e)
-        mus.extend(m)
-
-    lo, hi, step = survey
-    yield from one_pass(edge_energy + lo, edge_energy + hi, step)
-    e_c = coarse_edge(es, mus)
-    if not np.isfinite(e_c):
-        e_c = edge_energy
-    yield from one_pass(e_c - edge_halfwidth, e_c + edge_halfwidth, edge_step)
-    if norm_offset is not None:
-        order = np.argsort(es)
-        e0 = find_e0(np.array(es)[order], np.array(mus)[order])  # NaN for < 8 points
-        if not np.isfinite(e0):
-            e0 = e_c
-        yield from one_pass(e0 + norm_offset - norm_halfwidth, e0 + norm_offset + norm_halfwidth, edge_step)
-    return e_c
+        mus.extend(mu)
+    return es, mus
 
 
 def xas_survey_scan(detectors, motor, edge_energy: float, *, survey: Sequence[float] = DEFAULT_SURVEY,
                     edge_halfwidth: float = DEFAULT_EDGE_HALFWIDTH, edge_step: float = 0.5, md: dict[str, Any] | None = None):
-    """One run: coarse survey around ``edge_energy`` (eV, the tabulated edge) and a fine edge pass."""
+    """One run: coarse survey around ``edge_energy`` (eV, the tabulated edge), a fine edge pass and
+    the post-edge normalization pass (the opening of :class:`~xanes_agent.agent.policy.AdaptivePolicy`)."""
     energy_field, mu_field = xas_fields(detectors, motor, md)
     _md = {"plan_name": "xas_survey_scan", "detectors": [d.name for d in detectors], "motors": [motor.name],
            "plan_args": {"edge_energy": edge_energy, "survey": list(survey), "edge_halfwidth": edge_halfwidth,
                          "edge_step": edge_step},
            "plan_pattern": "xas_survey", "hints": {"dimensions": [([energy_field], "primary")]}, **(md or {})}
+    policy = AdaptivePolicy(edge_energy, survey=survey, edge_halfwidth=edge_halfwidth, edge_step=edge_step)
 
     @bpp.stage_decorator(list(detectors) + [motor])
     @bpp.run_decorator(md=_md)
     def inner():
-        return (yield from survey_and_edge(detectors, motor, edge_energy, energy_field, mu_field,
-                                           survey, edge_halfwidth, edge_step))
+        yield from opening_passes(detectors, motor, policy, energy_field, mu_field)
+        return policy.edge_centre
 
     return (yield from inner())
 

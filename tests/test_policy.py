@@ -1,0 +1,143 @@
+"""The one adaptive policy: pure, so every rule is checked here without a RunEngine; then the plan
+driving it on the simulator (abort closes the agent's run too)."""
+
+import numpy as np
+import pytest
+
+from xanes_agent.agent.policy import (DEFAULT_SURVEY, NORM_OFFSET, AdaptivePolicy, Measure, Stop, coarse_edge,
+                                      new_energies)
+from xanes_agent.foundation.normalization import find_e0
+
+EDGE = 8979.0
+
+
+def _edge_spectrum(e, e0=8990.0):
+    return 1.0 / (1.0 + np.exp(-(np.asarray(e) - e0) / 1.5)) + 0.002 * (np.asarray(e) - e0).clip(0)
+
+
+def _report(cn=6, p=0.95, d=2.0, d_std=0.005, q=2.0, q_std=0.02, coverage=1.0, in_domain=True, located=True):
+    preds = {"coordination_number": {"prediction": cn, "probability": p, "in_domain": in_domain},
+             "mean_nn_distance": {"prediction": d, "std": d_std}, "charge": {"prediction": q, "std": q_std}}
+    return {"predictions": preds, "edge_located": located, "coverage": coverage}
+
+
+def _opened():
+    pol = AdaptivePolicy(EDGE)
+    es, mus = [], []
+    for kind in ("survey", "edge", "normalization"):
+        (m,) = pol.next(es, mus)
+        assert isinstance(m, Measure) and m.kind == kind
+        es += list(m.energies)
+        mus += list(_edge_spectrum(m.energies))
+    return pol, np.array(es), np.array(mus)
+
+
+def test_opening_passes_are_placed_from_what_was_read():
+    pol = AdaptivePolicy(EDGE)
+    (survey,) = pol.next([], [])
+    lo, hi, step = DEFAULT_SURVEY
+    assert survey.energies[0] == EDGE + lo and survey.energies[-1] == EDGE + hi
+    assert np.allclose(np.diff(survey.energies), step)
+    mu = _edge_spectrum(survey.energies)
+    (edge,) = pol.next(survey.energies, mu)
+    assert edge.info["centre"] == pytest.approx(coarse_edge(survey.energies, mu))
+    assert abs(edge.info["centre"] - 8990.0) <= step / 2 and np.allclose(np.diff(edge.energies), 0.5)
+    es = np.concatenate([survey.energies, edge.energies])
+    ms = _edge_spectrum(es)
+    (norm,) = pol.next(es, ms)
+    order = np.argsort(es)
+    assert np.median(norm.energies) == pytest.approx(find_e0(es[order], ms[order]) + NORM_OFFSET)
+    with pytest.raises(ValueError, match="suggest"):
+        pol.next(es, ms, _report(p=0.5))
+
+
+def test_stop_rules_in_the_order_the_plan_checks_them():
+    pol, es, mus = _opened()
+    assert pol.next(es, mus, _report()).reason.startswith("confident")
+    assert pol.next(es, mus, _report(p=0.2)).reason.startswith("confident")  # a stopped policy stays stopped
+    pol, es, mus = _opened()
+    out = pol.next(es, mus, _report(in_domain=False), suggest=lambda n: [])
+    assert out == Stop("nothing left to propose (model window covered)")  # never 'confident' out of domain
+    pol, es, mus = _opened()
+    pol.max_points = len(es)
+    assert "point budget" in pol.next(es, mus, _report(p=0.5), suggest=lambda n: []).reason
+    pol, es, mus = _opened()
+    pol.max_time = 1.0
+    assert "time budget" in pol.next(es, mus, _report(p=0.5), suggest=lambda n: [], elapsed=2.0).reason
+    pol, es, mus = _opened()
+    assert "edge not located" in pol.next(es, mus, _report(located=False), suggest=lambda n: []).reason
+
+
+def test_stable_answer_stops_after_agreeing_updates_with_a_decided_cn():
+    pol, es, mus = _opened()
+    far = {"start": 9100.0, "stop": 9110.0, "step": 1.0, "uid": "u", "score": 1.0}
+    unsure = _report(p=0.7, d_std=0.05)  # stable, but not confident
+    for i in range(2):
+        action = pol.next(np.concatenate([es, 9300 + np.arange(3 * (i + 1))]), mus, unsure,
+                          suggest=lambda n: [{**far, "start": far["start"] + 20 * i, "stop": far["stop"] + 20 * i}])
+        assert isinstance(action, list)
+    out = pol.next(np.concatenate([es, 9300 + np.arange(9)]), mus, unsure, suggest=lambda n: [far])
+    assert out.reason.startswith("stable: the last 3 updates agree (CN 6, P=0.70")
+    pol, es, mus = _opened()  # the same answer at P = 0.5 is not a decision
+    for i in range(4):
+        out = pol.next(np.concatenate([es, 9100 + np.arange(5 * (i + 1))]), mus, _report(p=0.5, d_std=0.05),
+                       suggest=lambda n: [{**far, "start": 9200.0 + 20 * i, "stop": 9210.0 + 20 * i}])
+        assert isinstance(out, list)
+
+
+def test_proposals_skip_measured_energies_respect_the_budget_and_stop_when_nothing_is_new():
+    pol, es, mus = _opened()
+    pol.max_points = len(es) + 4
+    pol.batch_size = 2
+    proposals = [{"start": es[0], "stop": es[0] + 10, "step": 1.0, "uid": "a", "score": 0.9},
+                 {"start": 9200.0, "stop": 9210.0, "step": 1.0, "uid": "b", "score": 0.5}]
+    out = pol.next(es, mus, _report(p=0.5), suggest=lambda n: proposals[:n])
+    assert [m.uid for m in out] == ["a", "b"] and sum(len(m.energies) for m in out) == 4
+    assert new_energies(out[0].energies, es).size == len(out[0].energies)  # none measured already
+    # the proposals were measured without adding a point (e.g. all readings dropped): stop, do not loop
+    assert pol.next(es, mus, _report(p=0.5), suggest=lambda n: proposals[:n]).reason.startswith("nothing new measured")
+    pol, es, mus = _opened()
+    again = [{"start": es.min(), "stop": es.min() + 5.0, "step": 5.0, "uid": "c", "score": 1.0}]
+    assert pol.next(es, mus, _report(p=0.5), suggest=lambda n: again).reason.startswith("nothing new to measure")
+
+
+def test_without_opening_the_policy_asks_for_the_survey_until_the_edge_is_found():
+    pol = AdaptivePolicy(EDGE, opening=False)
+    (m,) = pol.next([], [], {"edge_located": False}, suggest=lambda n: [])
+    assert m.kind == "survey" and not pol.stopped
+
+
+def test_new_energies():
+    assert np.allclose(new_energies([1.0, 1.1, 2.0, 3.5], [1.05, 3.0]), [2.0, 3.5])
+    assert np.allclose(new_energies([1.0, 2.0], []), [1.0, 2.0])
+
+
+def test_an_aborted_scan_closes_the_agents_run(bundled_library, cu_agent_model):
+    """A detector that fails mid-scan: the RunEngine closes the raw run, the plan's finalize step
+    closes the agent's run with exit_status 'abort' (before, it was left open, without a stop)."""
+    from bluesky import RunEngine
+
+    from xanes_agent.agent import ModelStore, XANESAgent
+    from xanes_agent.foundation.edges import edge_energy
+    from xanes_agent.plans import adaptive_xanes_scan
+    from xanes_agent.simulator import make_beamline, sample_from_library
+
+    sample = sample_from_library(bundled_library, element="Cu", split="test", rng=3)
+    bl = make_beamline(sample, seed=0, flux=1e9)
+    calls = {"n": 0}
+    real_trigger = bl.det.trigger
+
+    def failing_trigger():
+        calls["n"] += 1
+        if calls["n"] > 30:
+            raise RuntimeError("detector lost")
+        return real_trigger()
+
+    bl.det.trigger = failing_trigger
+    out = []
+    agent = XANESAgent(ModelStore(models={"Cu": cu_agent_model}), emit=lambda n, d: out.append((n, d)))
+    with pytest.raises(RuntimeError, match="detector lost"):
+        RunEngine({})(adaptive_xanes_scan([bl.det], bl.mono, agent, edge_energy=edge_energy("Cu"), md=bl.md))
+    assert agent.in_run is None
+    assert out[-1][0] == "stop" and out[-1][1]["exit_status"] == "abort"
+    assert agent.snapshot().stop_reason == "the scan ended before a stop rule held" and len(agent.snapshot().energy) > 0

@@ -1,0 +1,220 @@
+"""The adaptive policy: what to measure next, and when to stop. Pure: no I/O, no plans, no models.
+
+One small state machine, driven alike by the in-process plan
+(:func:`~xanes_agent.plans.adaptive.adaptive_xanes_scan`), the queue-server suggester
+(:class:`~xanes_agent.agent.queue.QueueSuggester`) and ``benchmarks/points_to_decision.py``:
+
+1. **survey**: a coarse pass across the model window around the tabulated edge (default 5 eV
+   steps from edge - 30 eV to edge + 70 eV);
+2. **edge**: ``edge_step`` eV steps over +-``edge_halfwidth`` eV around the steepest coarse
+   interval (:func:`coarse_edge`), so E0 and the model window are placed to sub-eV precision;
+3. **normalization**: the same steps over E0 + 50 +- 1 eV, where the post-edge normalization
+   takes its value (measured there, not interpolated across the survey's coarse steps);
+4. **proposals**: the agent's next ``batch_size`` ranges (importance x calibrated uncertainty),
+   each without the energies already measured, until a stop rule holds.
+
+Stop rules, checked before every proposal (:meth:`AdaptivePolicy.observe`): confident
+(:func:`~.stopping.stop_reason`: in domain, calibrated CN probability and interval half-widths
+within the thresholds), stable (:func:`~.stopping.stable_reason`: window covered, the last
+decisions agree, the CN a decision), the point budget, the time budget, the last proposals
+measured nothing new, nothing left to propose.
+
+A driver calls :meth:`AdaptivePolicy.next` with everything measured so far and the agent's report,
+measures what it returns (a list of :class:`Measure`), tells the agent, and calls again until it
+gets a :class:`Stop`. Without the opening passes (``opening=False``: the queue server runs the
+survey as its own plan) a policy whose edge is not located yet asks for the survey again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..foundation.energies import range_energies
+from ..foundation.normalization import find_e0
+from .stopping import DEFAULT_STABILITY, DEFAULT_THRESHOLDS, cn_probability, decision_of, stable_reason, stop_reason
+
+DEFAULT_SURVEY = (-30.0, 70.0, 5.0)  # eV relative to the tabulated edge: start, stop, step
+DEFAULT_EDGE_HALFWIDTH = 5.0  # eV either side of the coarse edge, measured in edge_step steps
+NORM_OFFSET, NORM_HALFWIDTH = 50.0, 1.0  # eV: the post-edge normalization point E0 + 50, measured +-1
+SAME_POINT = 0.2  # eV: a planned energy this close to a measured one is not measured again
+
+
+@dataclass(frozen=True)
+class Measure:
+    """Measure ``energies`` (eV, in this order). ``kind``: survey, edge, normalization or proposal;
+    ``info``: what the plan records in its ``decisions`` stream (the range, or the proposal with its
+    uid and score); ``uid``: the proposal's uid, to tell the agent with the readings."""
+
+    kind: str
+    energies: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+    uid: str | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Stop measuring, because ``reason`` (recorded in the decisions stream and the stop document)."""
+
+    reason: str
+
+
+def coarse_edge(energies: Sequence[float], mu: Sequence[float]) -> float:
+    """Centre (eV) of the steepest rise between consecutive points: the true edge lies within half
+    a survey step of it (a max-derivative *point* can be a whole step off). NaN for < 3 points."""
+    e = np.asarray(energies, float)
+    m = np.asarray(mu, float)
+    ok = np.isfinite(e) & np.isfinite(m)
+    e, m = e[ok], m[ok]
+    order = np.argsort(e)
+    e, m = e[order], m[order]
+    if len(e) < 3:
+        return float("nan")
+    slope = np.diff(m) / np.maximum(np.diff(e), 1e-9)
+    i = int(np.argmax(slope))
+    return float(0.5 * (e[i] + e[i + 1]))
+
+
+def new_energies(planned: np.ndarray, measured: np.ndarray, tol: float = SAME_POINT) -> np.ndarray:
+    """``planned`` (eV) without the energies within ``tol`` eV of one ``measured`` already."""
+    planned = np.asarray(planned, float)
+    measured = np.asarray(measured, float)
+    if not len(measured) or not len(planned):
+        return planned
+    ref = np.sort(measured)
+    i = np.searchsorted(ref, planned)
+    below, above = ref[np.clip(i - 1, 0, len(ref) - 1)], ref[np.clip(i, 0, len(ref) - 1)]
+    return planned[np.minimum(np.abs(planned - below), np.abs(planned - above)) > tol]
+
+
+class AdaptivePolicy:
+    """See the module docstring. Energies in eV; ``thresholds``/``stability`` update
+    :data:`~.stopping.DEFAULT_THRESHOLDS`/:data:`~.stopping.DEFAULT_STABILITY`.
+
+    Parameters
+    ----------
+    edge_energy : float
+        The tabulated edge (eV) the survey is placed around.
+    survey : (start, stop, step)
+        The survey pass, eV relative to ``edge_energy``.
+    edge_halfwidth, edge_step : float
+        The edge pass: +-``edge_halfwidth`` eV around the coarse edge in ``edge_step`` eV steps
+        (also the normalization pass's step).
+    opening : bool
+        Whether this policy measures the survey, edge and normalization passes itself.
+    batch_size : int
+        Ranges asked of the agent per step.
+    max_points, max_time : int, float or None
+        Point budget (distinct energies) and time budget (s).
+    """
+
+    def __init__(self, edge_energy: float, *, survey: Sequence[float] = DEFAULT_SURVEY,
+                 edge_halfwidth: float = DEFAULT_EDGE_HALFWIDTH, edge_step: float = 0.5, opening: bool = True,
+                 batch_size: int = 1, max_points: int = 250, max_time: float | None = None,
+                 thresholds: dict[str, float] | None = None, stability: dict[str, float] | None = None) -> None:
+        self.edge_energy = float(edge_energy)
+        self.survey = tuple(float(v) for v in survey)
+        self.edge_halfwidth = float(edge_halfwidth)
+        self.edge_step = float(edge_step)
+        self.batch_size = int(batch_size)
+        self.max_points = int(max_points)
+        self.max_time = max_time
+        self.thresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+        self.stability = {**DEFAULT_STABILITY, **(stability or {})}
+        self.phase = "survey" if opening else "proposals"
+        self.opening = opening
+        self.decisions: list[tuple | None] = []  # the decision observed before each proposal step
+        self.edge_centre: float | None = None  # eV, the coarse edge of the survey
+        self.stopped = ""
+        self._n_at_proposal: int | None = None  # points measured when the last proposals were made
+
+    # -- the opening passes ----------------------------------------------------------------------
+    def survey_pass(self) -> Measure:
+        lo, hi, step = self.survey
+        return Measure("survey", range_energies(self.edge_energy + lo, self.edge_energy + hi, step),
+                       {"energies": [self.edge_energy + lo, self.edge_energy + hi, step]})
+
+    def edge_pass(self, energies: np.ndarray, mu: np.ndarray) -> Measure:
+        e_c = coarse_edge(energies, mu)
+        self.edge_centre = e_c if np.isfinite(e_c) else self.edge_energy
+        h = self.edge_halfwidth
+        # a contiguous fine pass, survey points inside it included: the edge is measured in one sweep
+        return Measure("edge", range_energies(self.edge_centre - h, self.edge_centre + h, self.edge_step),
+                       {"centre": self.edge_centre, "halfwidth": h, "step": self.edge_step})
+
+    def normalization_pass(self, energies: np.ndarray, mu: np.ndarray) -> Measure:
+        order = np.argsort(energies)
+        e0 = find_e0(np.asarray(energies, float)[order], np.asarray(mu, float)[order])  # NaN for < 8 points
+        if not np.isfinite(e0):
+            e0 = self.edge_centre if self.edge_centre is not None else self.edge_energy
+        c = e0 + NORM_OFFSET
+        return Measure("normalization", range_energies(c - NORM_HALFWIDTH, c + NORM_HALFWIDTH, self.edge_step),
+                       {"e0": e0, "centre": c, "halfwidth": NORM_HALFWIDTH, "step": self.edge_step})
+
+    # -- the loop --------------------------------------------------------------------------------
+    def observe(self, report: dict[str, Any], n_points: int, elapsed: float = 0.0) -> Stop | None:
+        """Record the agent's current answer and check every stop rule; a :class:`Stop` if one holds."""
+        self.decisions.append(decision_of(report))
+        reason = stop_reason(report, self.thresholds) or stable_reason(
+            self.decisions, report.get("coverage", 0.0), self.stability, cn_probability(report))
+        if not reason and n_points >= self.max_points:
+            reason = f"point budget reached ({n_points} >= {self.max_points})"
+        if not reason and self.max_time is not None and elapsed > self.max_time:
+            reason = f"time budget reached ({self.max_time} s)"
+        if not reason and self._n_at_proposal is not None and n_points <= self._n_at_proposal:
+            reason = "nothing new measured by the last proposals (repeated energies)"
+        return self._stop(reason) if reason else None
+
+    def propose(self, report: dict[str, Any], energies: np.ndarray,
+                suggest: Callable[[int], list[dict[str, Any]]]) -> list[Measure] | Stop:
+        """The next proposals from ``suggest(batch_size)`` (the agent's), as measures of the
+        energies not yet measured, within the point budget."""
+        if not report.get("edge_located"):
+            if self.opening:
+                return self._stop("edge not located after the survey and edge passes; no proposal")
+            return [self.survey_pass()]  # the queue runs it as its own plan
+        proposals = suggest(self.batch_size)
+        if not proposals:
+            return self._stop("nothing left to propose (model window covered)")
+        self._n_at_proposal = len(energies)
+        budget = self.max_points - len(energies)
+        done = np.asarray(energies, float)
+        out = []
+        for p in proposals:
+            es = new_energies(range_energies(p["start"], p["stop"], p["step"]), done)[:max(budget, 0)]
+            budget -= len(es)
+            done = np.concatenate([done, es])
+            out.append(Measure("proposal", es, dict(p), uid=p.get("uid")))
+        if not any(len(m.energies) for m in out):
+            return self._stop("nothing new to measure (proposals repeat measured points)")
+        return out
+
+    def next(self, energies: np.ndarray, mu: np.ndarray, report: dict[str, Any] | None = None,
+             suggest: Callable[[int], list[dict[str, Any]]] | None = None, elapsed: float = 0.0) -> list[Measure] | Stop:
+        """What to do after what is measured so far (``energies`` in eV, ``mu``) and the agent's
+        ``report``; ``suggest`` is the agent's ``suggest``. See the module docstring."""
+        if self.stopped:
+            return Stop(self.stopped)
+        energies = np.asarray(energies, float)
+        mu = np.asarray(mu, float)
+        if self.phase == "survey":
+            self.phase = "edge"
+            return [self.survey_pass()]
+        if self.phase == "edge":
+            self.phase = "normalization"
+            return [self.edge_pass(energies, mu)]
+        if self.phase == "normalization":
+            self.phase = "proposals"
+            return [self.normalization_pass(energies, mu)]
+        stop = self.observe(report or {}, len(energies), elapsed)
+        if stop is not None:
+            return stop
+        if suggest is None:
+            raise ValueError("the proposal phase needs the agent's suggest")
+        return self.propose(report or {}, energies, suggest)
+
+    def _stop(self, reason: str) -> Stop:
+        self.stopped = reason
+        return Stop(reason)
