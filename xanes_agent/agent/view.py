@@ -174,3 +174,34 @@ class LiveAgentView:
         draw(self.fig, snap)
         self.n_drawn += 1
         self.fig.canvas.draw_idle()
+
+
+def prediction_png(rec: dict, energy: np.ndarray, mu: np.ndarray, model: Any, path: str | Path,
+                   lines: list[str]) -> Path:
+    """One measured spectrum's figure (``predict --png``): mu against energy (eV) with E0, the
+    model window and the prediction ``lines`` written on it; ``rec`` is the ``predict`` record."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110)
+    ax.plot(energy, mu, ".-", ms=3, lw=0.8, color="k", label=f"mu ({rec['signal']})")
+    if rec.get("e0"):
+        e0 = rec["e0"]
+        ax.axvspan(e0 + model.grid.start, e0 + model.grid.stop, color="tab:blue", alpha=0.12,
+                   label=f"model window E0{model.grid.start:+g}..{model.grid.stop:+g} eV")
+        ax.axvline(e0, color="tab:red", lw=1, label=f"E0 {e0:.1f} eV")
+    text = "\n".join(line.strip() for line in lines if not line.strip().startswith("note"))
+    ax.text(0.98, 0.04, text, transform=ax.transAxes, ha="right", va="bottom", multialignment="left",
+            fontsize=7.5, family="monospace",
+            bbox=dict(facecolor="white", alpha=0.85, edgecolor="0.7"))
+    ax.set_xlabel("energy (eV)")
+    ax.set_ylabel("mu (as measured)")
+    flag = "" if rec.get("in_domain", True) else "  [OUT OF DOMAIN]"
+    ax.set_title(f"{rec['name']}: {rec['element']} {rec['edge']}-edge, {rec['format']}{flag}", fontsize=10)
+    ax.legend(loc="upper left", fontsize=7.5)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

@@ -28,6 +28,12 @@ BUNDLE_FORMAT = "xanes-agent-model"
 BUNDLE_VERSION = 2  # 2: out-of-group calibration (intervals, CN confidence map, domain model)
 
 
+def bundle_path(folder: str | Path, element: str, featurization: str, normalization: str) -> Path:
+    """Where a bundle lives in a model folder: ``<folder>/<El>-<featurization>-<normalization>.npz``
+    (what ``train`` writes and :class:`~xanes_agent.agent.store.ModelStore` looks for)."""
+    return Path(folder) / f"{element}-{featurization}-{normalization}.npz"
+
+
 class BundleError(ValueError):
     """A model bundle that cannot be trusted or used; the message names the file and the reason."""
 

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -178,3 +178,65 @@ def coverage_figure(models: Sequence[ElementModel], path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def evaluate_bundle(model: ElementModel, coll: Any, permutation: int = 0) -> dict[str, dict[str, Any]]:
+    """Metrics of ``model`` on the spectra of ``coll`` (its element only), per property: accuracy
+    (CN) or R^2/MAE (distance in A, charge label); with ``permutation`` repeats also the ten most
+    important features by permutation and by impurity (whole names: the energy range is what a
+    feature means). Each property's dict carries ``label`` and ``n``."""
+    from .features import spectra_to_grid
+    from .training import CN_CLASSES, evaluate_property, permutation_importance
+
+    coll = coll.where(element=model.element)
+    X, e0 = spectra_to_grid(coll.energy, coll.mu, model.grid, model.normalization)
+    F = model.featurize(X)
+    results: dict[str, dict[str, Any]] = {}
+    for name, pm in model.properties.items():
+        y = coll.labels[pm.label]
+        ok = np.isfinite(y) & np.isfinite(e0)
+        if pm.kind == "classifier":
+            ok &= np.isin(y, CN_CLASSES)
+        if ok.sum() < 2:
+            continue
+        res = {"label": pm.label, "n": int(ok.sum()), **evaluate_property(pm, F[ok], y[ok])}
+        if permutation:
+            mean, std = permutation_importance(pm, F[ok], y[ok], n_repeats=permutation)
+            top = np.argsort(mean)[::-1][:10]
+            res["permutation_importance_top10"] = {str(model.feature_names[i]): [float(mean[i]), float(std[i])]
+                                                   for i in top}
+            res["impurity_importance_top10"] = [str(model.feature_names[i])
+                                                for i in np.argsort(pm.importances)[::-1][:10]]
+        results[name] = res
+    return results
+
+
+def write_report(models: Sequence[ElementModel], coll: Any, out: Path) -> list[Path]:
+    """The report of ``models`` into folder ``out``: performance and coverage figures, per element a
+    parity plot on ``coll``'s held-out split (titled with its sources) and an importance figure,
+    and ``summary.md`` (the metrics table). Returns the files written."""
+    from .features import spectra_to_grid
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [performance_figure(models, out / "performance.png"), coverage_figure(models, out / "coverage.png")]
+    for el in sorted({m.element for m in models}):
+        poly = next((m for m in models if m.element == el and m.featurization == "polynomial"), None)
+        point = next((m for m in models if m.element == el and m.featurization == "pointwise"), None)
+        ref = poly or point
+        test = coll.where(element=el, split="test")
+        if not len(test):
+            continue
+        X, _ = spectra_to_grid(test.energy, test.mu, ref.grid, ref.normalization)
+        preds = ref.predict_grid(X)
+        truth = {n: test.labels[pm.label] for n, pm in ref.properties.items()}
+        ok = np.all([np.isfinite(truth[n]) for n in truth if n != "coordination_number"], axis=0)
+        written.append(parity_figure(
+            ref, {k: v[ok] for k, v in truth.items()},
+            {k: {kk: vv[ok] for kk, vv in v.items() if kk != "classes"} for k, v in preds.items()},
+            out / f"parity_{el}.png", source=", ".join(sorted(set(test.source.tolist())))))
+        wl = ref.featurize(X)[:, -1] if ref.featurization == "polynomial" else None
+        written.append(importance_figure(poly, point, wl, out / f"importance_{el}.png"))
+    (out / "summary.md").write_text("# xanes-agent model report\n\n" + metrics_table(models) + "\n")
+    written.append(out / "summary.md")
+    return written

@@ -1,0 +1,172 @@
+"""Subcommands of the models room: ``train``, ``evaluate``, ``report``, ``info``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .args import (CLIError, cluster_client, data_args, element_arg, existing_file, load_collection, non_negative_int,
+                   positive_int, scheduler_arg)
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from ..cluster import joblib_on
+
+    coll = load_collection(a)
+    if a.source:
+        sources = sorted(set(coll.source.tolist()))
+        coll = coll.where(source=a.source)
+        if not len(coll):
+            raise CLIError(f"--source {a.source}: no such source in the data (have: {', '.join(sources)})")
+    elements = a.elements or sorted(set(coll.element.tolist()))
+    for el in elements:
+        if el not in set(coll.element.tolist()):
+            raise CLIError(f"no spectra of {el} in the data (have: {', '.join(sorted(set(coll.element.tolist())))})")
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    with cluster_client(a.scheduler) as client:
+        with (joblib_on(client) if client is not None else contextlib.nullcontext()):
+            _train_all(a, coll, elements)
+    return 0
+
+
+def _train_all(a: argparse.Namespace, coll: Any, elements: list[str]) -> None:
+    from ..models.model import bundle_path
+    from ..models.training import TrainConfig, live_config, train_element
+
+    for el in elements:
+        for feat in a.featurization:
+            kw = dict(featurization=feat, normalization=a.normalization, n_seeds=a.seeds,
+                      n_estimators=a.trees, split_seed=a.seed, n_jobs=a.jobs,
+                      calibration_folds=a.calibration_folds, realism_copies=a.experiment_like)
+            cfg = live_config(**kw) if a.live else TrainConfig(**kw)
+            m = train_element(coll, el, cfg, progress=not a.quiet)
+            path = m.save(bundle_path(a.out, el, feat, a.normalization))
+            print(f"{el} {feat}: wrote {path}")
+            for name, pm in m.properties.items():
+                print(f"  {name:20s} ({pm.label}): " + ", ".join(
+                    f"{k}={v:.3f}" for k, v in pm.metrics.items() if isinstance(v, float)))
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from ..models.model import ElementModel
+    from ..models.report import evaluate_bundle
+
+    m = ElementModel.load(a.model)
+    coll = load_collection(a).where(element=m.element)
+    if a.split != "all":
+        coll = coll.where(split=a.split)
+    if a.source:
+        coll = coll.where(source=a.source)
+    if not len(coll):
+        raise CLIError(f"no {m.element} spectra in the chosen data/split")
+    src, counts = np.unique(coll.source, return_counts=True)
+    print(f"{m.element}, split {a.split}: {len(coll)} spectra from " + ", ".join(f"{s_} ({c})" for s_, c in zip(src, counts))
+          + ("" if len(src) == 1 or a.source else " (pooled; --source SOURCE for one)"))
+    results = evaluate_bundle(m, coll, permutation=a.permutation)
+    for name, res in results.items():
+        print(f"{name:20s} ({res['label']}, n={res['n']}): " + ", ".join(
+            f"{k}={v:.3f}" for k, v in res.items() if isinstance(v, float)))
+        if a.permutation:
+            print(f"  permutation top-10: {', '.join(res['permutation_importance_top10'])}")
+            print(f"  impurity    top-10: {', '.join(res['impurity_importance_top10'])}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from ..models import report
+    from ..models.model import ElementModel
+
+    paths = sorted(Path(a.models).glob("*.npz"))
+    if not paths:
+        raise CLIError(f"no model bundles (*.npz) in {a.models}")
+    models = [ElementModel.load(p) for p in paths]
+    coll = load_collection(a)
+    if a.source:
+        sources = sorted(set(coll.source.tolist()))
+        coll = coll.where(source=a.source)
+        if not len(coll):
+            raise CLIError(f"--source {a.source}: no such source in the data (have: {', '.join(sources)})")
+    written = report.write_report(models, coll, Path(a.out))
+    print(report.metrics_table(models))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    from ..models.model import ElementModel
+
+    m = ElementModel.load(a.model)
+    print(f"{a.model}: {m.element} {m.edge}-edge, {m.featurization} features ({len(m.feature_names)}), "
+          f"{m.normalization} normalization, grid {m.grid.start:+g}..{m.grid.stop:+g} eV x {m.grid.n}")
+    print(f"trained on {m.n_spectra} spectra from {', '.join(m.sources)}; data sha256 {m.training_data_hash[:16]}...")
+    print(f"versions: {m.versions}")
+    for name, pm in m.properties.items():
+        print(f"  {name} ({pm.label}, {pm.kind}, {pm.packed.n_forests} seeds, {len(pm.packed.roots)} trees, "
+              f"n_train={pm.n_train}, n_test={pm.n_test})")
+        print("    " + json.dumps(pm.metrics))
+    cal = m.calibration
+    if cal is None:
+        print("uncertainty: seed spread only (not calibrated: a predictive uncertainty it is not)")
+    else:
+        print(f"uncertainty: calibrated out of family ({cal.method.get('folds')} folds by "
+              f"{cal.method.get('groups')}, {cal.method.get('n_held_out_spectra')} spectra): "
+              f"{cal.method.get('interval')}; domain flag above score {cal.domain.threshold:.2f}; CN probability "
+              f"{cal.method.get('cn_probability', 'calibrated (isotonic map)')}")
+        for name, q in cal.quantiles.items():
+            print(f"    {name}: 68/90 % interval scale per coverage band (0-50, 50-80, 80-100 %): "
+                  + "; ".join(f"{a:.3g}/{b:.3g}" for a, b in q))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..models.features import FEATURIZATIONS
+    from ..foundation.normalization import NORMALIZATIONS
+
+    t = sub.add_parser("train", help="train seed-ensemble forests per element")
+    data_args(t)
+    t.add_argument("--elements", nargs="+", type=element_arg, default=None)
+    t.add_argument("--featurization", nargs="+", choices=FEATURIZATIONS, default=["polynomial"])
+    t.add_argument("--normalization", choices=NORMALIZATIONS, default="post_edge")
+    t.add_argument("--seeds", type=positive_int, default=10)
+    t.add_argument("--trees", type=positive_int, default=100)
+    t.add_argument("--seed", type=int, default=0, help="split and forest seed (recorded in the bundle)")
+    t.add_argument("--live", action="store_true",
+                   help="train for measured spectra (noise and E0-jitter copies, min_samples_leaf=5): "
+                        "the models the agent should use at a beamline")
+    t.add_argument("--jobs", type=int, default=None, help="joblib workers (-1: all cores)")
+    t.add_argument("--experiment-like", type=non_negative_int, default=0, metavar="N",
+                   help="add N experiment-like copies of each training spectrum (0.5-3 eV broadening, +-1 eV E0, "
+                        "3 %% normalization, noise: xanes_agent.models.realism)")
+    t.add_argument("--calibration-folds", type=non_negative_int, default=5, metavar="K",
+                   help="calibrate intervals, CN probability and the domain flag on K folds by parent structure "
+                        "(0: seed spread only, not a predictive uncertainty)")
+    t.add_argument("--out", default="models")
+    t.add_argument("--quiet", action="store_true")
+    scheduler_arg(t)
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="metrics of a model bundle on a split of the data")
+    e.add_argument("model", type=existing_file)
+    data_args(e)
+    e.add_argument("--split", choices=["test", "train", "all"], default="test")
+    e.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    e.add_argument("--permutation", type=int, default=0, metavar="REPEATS",
+                   help="also compute permutation importance on the split with this many repeats")
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("report", help="PNG figures and a markdown summary of trained models")
+    r.add_argument("--models", default="models")
+    data_args(r)
+    r.add_argument("--out", default="report")
+    r.set_defaults(func=cmd_report)
+
+    i = sub.add_parser("info", help="describe a model bundle")
+    i.add_argument("model", type=existing_file)
+    i.set_defaults(func=cmd_info)
