@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from xanes_agent.data.omnixas import default_root
-
 ROOT = Path(__file__).resolve().parents[1]
+#: 40 OmniXAS materials vendored with their licence (tests/fixtures/omnixas_cu/README.md): every test
+#: reads these, never ../shared, so a fresh clone runs them all; the process and its children see them
+#: as the OmniXAS folder.
+OMNIXAS_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "omnixas_cu"
+os.environ["XANES_AGENT_OMNIXAS"] = str(OMNIXAS_FIXTURE)
 
 
 @pytest.fixture(scope="session")
 def omnixas_root() -> Path:
-    root = default_root()
-    if not root.is_dir():
-        pytest.skip(f"OmniXAS reference data not found at {root} (shared/ beside the checkout)")
-    return root
+    return OMNIXAS_FIXTURE
 
 
 @pytest.fixture(scope="session")
