@@ -125,6 +125,29 @@ def test_oversampling_balances_training_classes_only():
 def test_estimators_clone():
     c = clone(SeedEnsembleClassifier(n_seeds=2, max_features=0.5))
     assert c.get_params()["max_features"] == 0.5 and not hasattr(c, "estimators_")
+    with pytest.raises(TypeError):
+        SeedEnsembleRegressor(3, 10)  # keyword-only, as scikit-learn's own estimators
+
+
+def test_seed_ensembles_take_any_random_state():
+    """An int reproduces the study's seeds (random_state + s); None, a RandomState or a Generator
+    draws them (an int arithmetic on None used to fail)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5))
+    y = np.where(X[:, 0] > 0.3, 6, np.where(X[:, 0] < -0.3, 4, 5))
+    a = SeedEnsembleClassifier(n_seeds=3, n_estimators=5, random_state=7).fit(X, y)
+    assert [e.random_state for e in a.estimators_] == [7, 8, 9]
+    for rs in (None, np.random.RandomState(1), np.random.default_rng(2)):
+        r = SeedEnsembleRegressor(n_seeds=3, n_estimators=5, random_state=rs).fit(X, X[:, 1])
+        assert len({e.random_state for e in r.estimators_}) == 3
+    b = SeedEnsembleClassifier(n_seeds=3, n_estimators=5, random_state=np.random.RandomState(3)).fit(X, y)
+    c = SeedEnsembleClassifier(n_seeds=3, n_estimators=5, random_state=np.random.RandomState(3)).fit(X, y)
+    assert np.array_equal(b.predict_proba(X), c.predict_proba(X))
+    pipe = make_pipeline(StandardScaler(), SeedEnsembleClassifier(n_seeds=2, n_estimators=5)).fit(X, y)
+    assert pipe.score(X, y) > 0.8
 
 
 def test_augment_masks():

@@ -17,6 +17,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 
@@ -45,10 +46,17 @@ def _fit_one(forest, X, y, oversample_seed):
 
 
 class _SeedEnsemble(BaseEstimator):
+    """The shared part of both ensembles; parameters as scikit-learn's forests', keyword-only.
+
+    ``random_state``: an int gives the forests seeds ``random_state + s`` (s = 0 .. n_seeds - 1; the
+    over-sampling of seed s uses ``random_state + 1000 + s``), so a bundle is reproduced from its
+    recorded seed; ``None``, a ``RandomState`` or a ``Generator`` draws the seeds from it.
+    """
+
     _forest_cls: type
 
-    def __init__(self, n_seeds: int = 10, n_estimators: int = 100, max_features="sqrt",
-                 min_samples_leaf: int = 1, max_depth: int | None = None, random_state: int = 0,
+    def __init__(self, *, n_seeds: int = 10, n_estimators: int = 100, max_features="sqrt",
+                 min_samples_leaf: int = 1, max_depth: int | None = None, random_state=0,
                  n_jobs: int | None = None):
         self.n_seeds = n_seeds
         self.n_estimators = n_estimators
@@ -58,12 +66,25 @@ class _SeedEnsemble(BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
 
-    def _forests(self):
+    def _seeds(self) -> tuple[list[int], list[int]]:
+        """(forest seeds, over-sampling seeds), one each per ensemble member."""
+        n = int(self.n_seeds)
+        if isinstance(self.random_state, (int, np.integer)) and not isinstance(self.random_state, bool):
+            base = int(self.random_state)
+            return [base + s for s in range(n)], [base + 1000 + s for s in range(n)]
+        rs = self.random_state
+        if isinstance(rs, np.random.Generator):
+            draws = rs.integers(0, 2**31 - 1, size=2 * n)
+        else:
+            draws = check_random_state(rs).randint(0, 2**31 - 1, size=2 * n)
+        return [int(d) for d in draws[:n]], [int(d) for d in draws[n:]]
+
+    def _forests(self, seeds: list[int]):
         return [
             self._forest_cls(n_estimators=self.n_estimators, max_features=self.max_features,
                              min_samples_leaf=self.min_samples_leaf, max_depth=self.max_depth,
-                             random_state=self.random_state + s, n_jobs=1)
-            for s in range(self.n_seeds)
+                             random_state=sd, n_jobs=1)
+            for sd in seeds
         ]
 
     def _fit(self, X, y, oversample: bool):
@@ -71,10 +92,12 @@ class _SeedEnsemble(BaseEstimator):
         y = np.asarray(y)
         if X.ndim != 2 or len(X) != len(y):
             raise ValueError(f"X must be 2-D with one row per label, got X {X.shape} and y {y.shape}")
-        seeds = [self.random_state + 1000 + s if oversample else None for s in range(self.n_seeds)]
+        forest_seeds, sample_seeds = self._seeds()
+        if not oversample:
+            sample_seeds = [None] * len(forest_seeds)
         # each seed is one job: deterministic for a given random_state whatever n_jobs is
         self.estimators_ = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_one)(f, X, y, sd) for f, sd in zip(self._forests(), seeds))
+            delayed(_fit_one)(f, X, y, sd) for f, sd in zip(self._forests(forest_seeds), sample_seeds))
         self.n_features_in_ = X.shape[1]
         imp = np.array([e.feature_importances_ for e in self.estimators_])
         self.feature_importances_ = imp.mean(axis=0)
@@ -87,10 +110,12 @@ class SeedEnsembleClassifier(ClassifierMixin, _SeedEnsemble):
 
     _forest_cls = RandomForestClassifier
 
-    def __init__(self, n_seeds: int = 10, n_estimators: int = 100, max_features="sqrt",
-                 min_samples_leaf: int = 1, max_depth: int | None = None, random_state: int = 0,
+    def __init__(self, *, n_seeds: int = 10, n_estimators: int = 100, max_features="sqrt",
+                 min_samples_leaf: int = 1, max_depth: int | None = None, random_state=0,
                  n_jobs: int | None = None, oversample: bool = True):
-        super().__init__(n_seeds, n_estimators, max_features, min_samples_leaf, max_depth, random_state, n_jobs)
+        super().__init__(n_seeds=n_seeds, n_estimators=n_estimators, max_features=max_features,
+                         min_samples_leaf=min_samples_leaf, max_depth=max_depth, random_state=random_state,
+                         n_jobs=n_jobs)
         self.oversample = oversample
 
     def fit(self, X, y):
@@ -115,10 +140,12 @@ class SeedEnsembleRegressor(RegressorMixin, _SeedEnsemble):
 
     _forest_cls = RandomForestRegressor
 
-    def __init__(self, n_seeds: int = 10, n_estimators: int = 100, max_features=1 / 3,
-                 min_samples_leaf: int = 1, max_depth: int | None = None, random_state: int = 0,
+    def __init__(self, *, n_seeds: int = 10, n_estimators: int = 100, max_features=1 / 3,
+                 min_samples_leaf: int = 1, max_depth: int | None = None, random_state=0,
                  n_jobs: int | None = None):
-        super().__init__(n_seeds, n_estimators, max_features, min_samples_leaf, max_depth, random_state, n_jobs)
+        super().__init__(n_seeds=n_seeds, n_estimators=n_estimators, max_features=max_features,
+                         min_samples_leaf=min_samples_leaf, max_depth=max_depth, random_state=random_state,
+                         n_jobs=n_jobs)
 
     def fit(self, X, y):
         return self._fit(X, np.asarray(y, float), oversample=False)

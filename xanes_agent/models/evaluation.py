@@ -74,7 +74,7 @@ def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.
             ok &= np.isin(y, CN_CLASSES)
             if len(np.unique(y[ok])) < 2:
                 continue
-            clf = SeedEnsembleClassifier(cfg.n_seeds, cfg.n_estimators, min_samples_leaf=cfg.min_samples_leaf,
+            clf = SeedEnsembleClassifier(n_seeds=cfg.n_seeds, n_estimators=cfg.n_estimators, min_samples_leaf=cfg.min_samples_leaf,
                                          random_state=cfg.random_state, n_jobs=cfg.n_jobs)
             clf.fit(F_train[ok], y[ok].astype(int))
             full = on_cn_classes(clf.predict_proba(F_test), clf.classes_)
@@ -83,7 +83,7 @@ def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.
         else:
             if ok.sum() < 5:
                 continue
-            reg = SeedEnsembleRegressor(cfg.n_seeds, cfg.n_estimators, min_samples_leaf=cfg.min_samples_leaf,
+            reg = SeedEnsembleRegressor(n_seeds=cfg.n_seeds, n_estimators=cfg.n_estimators, min_samples_leaf=cfg.min_samples_leaf,
                                         random_state=cfg.random_state, n_jobs=cfg.n_jobs)
             out[name] = reg.fit(F_train[ok], y[ok]).predict(F_test)
     return out

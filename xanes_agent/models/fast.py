@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .packed import PackedForests
+from .packed import PackedForests, concat_tables
 
 try:  # optional compiled walk
     from numba import njit
@@ -94,39 +94,21 @@ class FusedForests:
     @classmethod
     def from_packed(cls, packed: dict[str, PackedForests]) -> "FusedForests":
         names = list(packed)
-        width = max(p.value.shape[1] for p in packed.values())
-        feats, thr, lefts, rights, miss, vals, roots, groups = [], [], [], [], [], [], [], []
-        node_off, group_off, offsets = 0, 0, []
-        for name in names:
-            p = packed[name]
-            feats.append(p.feature)
-            thr.append(p.threshold)
-            lefts.append(p.left + node_off)
-            rights.append(p.right + node_off)
-            miss.append(p.missing_left)
-            v = np.zeros((len(p.value), width))
-            v[:, : p.value.shape[1]] = p.value
-            vals.append(v)
-            roots.append(p.roots + node_off)
-            groups.append(p.tree_forest + group_off)
-            offsets.append(group_off)
-            node_off += len(p.feature)
-            group_off += p.n_forests
-        tree_group = np.concatenate(groups).astype(np.int64)
-        counts = np.bincount(tree_group, minlength=group_off)
-        feature, left, right = np.concatenate(feats), np.concatenate(lefts), np.concatenate(rights)
+        tab, offsets = concat_tables([packed[n].table() for n in names], [packed[n].n_forests for n in names])
+        tree_group = tab.owner.astype(np.int64)
+        counts = np.bincount(tree_group, minlength=sum(packed[n].n_forests for n in names))
+        feature, left, right = tab.feature, tab.left, tab.right
         idx = np.arange(len(feature))
         leaf = left == idx
         nodes = None
         if np.all(left[~leaf] == idx[~leaf] + 1) and feature.max(initial=0) < 256:
             code = np.where(leaf, -1, right.astype(np.int64) * 512 + feature.astype(np.int64) * 2
-                            + np.concatenate(miss).astype(np.int64))
-            nodes = np.ascontiguousarray(np.stack([np.concatenate(thr), code.astype(np.float64)], axis=1))
+                            + tab.missing_left.astype(np.int64))
+            nodes = np.ascontiguousarray(np.stack([tab.threshold, code.astype(np.float64)], axis=1))
         fused = cls(names, [packed[n].n_forests for n in names], [packed[n].value.shape[1] for n in names],
-                   np.concatenate(feats).astype(np.int64), np.concatenate(thr).astype(np.float64),
-                   np.concatenate(lefts).astype(np.int64), np.concatenate(rights).astype(np.int64),
-                   np.concatenate(miss).astype(np.uint8), np.vstack(vals), np.concatenate(roots).astype(np.int64),
-                   tree_group, 1.0 / counts, offsets, packed)
+                    feature.astype(np.int64), tab.threshold.astype(np.float64), left.astype(np.int64),
+                    right.astype(np.int64), tab.missing_left.astype(np.uint8), tab.value, tab.roots.astype(np.int64),
+                    tree_group, 1.0 / counts, offsets, packed)
         fused.nodes = nodes
         return fused
 

@@ -174,7 +174,6 @@ class PolynomialFeaturizer(_GridFeaturizer):
             ranges.append(WHITE_LINE_RANGE)
         self.feature_names_ = np.array(names)
         self.energy_ranges_ = np.array(ranges, float)
-        self.coefficient_order_ = np.array([int(nm.split("_a")[1][0]) if "_a" in nm else -1 for nm in names])
         self.n_features_in_ = n
         return self
 

@@ -16,8 +16,53 @@ scikit-learn's ``predict``/``predict_proba`` (verified in the tests).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
+
+
+@dataclass
+class NodeTable:
+    """Trees as flat node arrays: a leaf is its own left and right child (feature 0, threshold
+    +inf); ``roots`` index each tree's root node, ``owner`` the group (seed, or property x seed) of each
+    tree."""
+
+    feature: np.ndarray
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    missing_left: np.ndarray
+    value: np.ndarray  # (n_nodes, width)
+    roots: np.ndarray
+    owner: np.ndarray
+
+
+def concat_tables(tables: Sequence[NodeTable], owners: Sequence[int]) -> tuple[NodeTable, list[int]]:
+    """One node table of several: child and root indices shifted by the nodes before each table,
+    owner ids by ``owners`` (how many groups each table holds) before it, values zero-padded to the
+    widest. Returns the table and each input's first owner id. The one place trees are joined:
+    packing a property's seeds and fusing an element's properties both use it."""
+    width = max(t.value.shape[1] for t in tables)
+    node_off, owner_off, starts = 0, 0, []
+    parts: dict[str, list[np.ndarray]] = {f: [] for f in NodeTable.__dataclass_fields__}
+    for t, n_own in zip(tables, owners):
+        parts["feature"].append(t.feature)
+        parts["threshold"].append(t.threshold)
+        parts["left"].append(t.left + node_off)
+        parts["right"].append(t.right + node_off)
+        parts["missing_left"].append(t.missing_left)
+        v = np.zeros((len(t.value), width))
+        v[:, : t.value.shape[1]] = t.value
+        parts["value"].append(v)
+        parts["roots"].append(t.roots + node_off)
+        parts["owner"].append(t.owner + owner_off)
+        starts.append(owner_off)
+        node_off += len(t.feature)
+        owner_off += n_own
+    arrays = {k: np.concatenate(v) if k != "value" else np.vstack(v) for k, v in parts.items()}
+    for k in ("left", "right", "roots", "owner"):  # int32 tables stay int32 past the shift
+        arrays[k] = arrays[k].astype(parts[k][0].dtype)
+    return NodeTable(**arrays), starts
 
 
 @dataclass
@@ -41,33 +86,32 @@ class PackedForests:
     @classmethod
     def from_sklearn(cls, forests) -> "PackedForests":
         """Pack fitted ``RandomForestClassifier``/``Regressor`` objects (one per seed)."""
-        feats, thrs, lefts, rights, miss, vals, roots, owner = [], [], [], [], [], [], [], []
-        offset, depth = 0, 0
         classes = getattr(forests[0], "classes_", None)
+        trees, depth = [], 0
         for k, forest in enumerate(forests):
             for est in forest.estimators_:
                 t = est.tree_
                 n = t.node_count
                 leaf = t.children_left < 0
                 idx = np.arange(n)
-                feats.append(np.where(leaf, 0, t.feature).astype(np.int32))
-                thrs.append(np.where(leaf, np.inf, t.threshold))
-                lefts.append((np.where(leaf, idx, t.children_left) + offset).astype(np.int32))
-                rights.append((np.where(leaf, idx, t.children_right) + offset).astype(np.int32))
-                mgl = getattr(t, "missing_go_to_left", np.zeros(n, np.uint8))
-                miss.append(np.where(leaf, 1, mgl).astype(np.uint8))
                 v = t.value[:, 0, :].astype(float)
                 if classes is not None:
                     v = v / np.maximum(v.sum(axis=1, keepdims=True), 1e-300)
-                vals.append(v)
-                roots.append(offset)
-                owner.append(k)
-                offset += n
+                mgl = getattr(t, "missing_go_to_left", np.zeros(n, np.uint8))
+                trees.append(NodeTable(
+                    np.where(leaf, 0, t.feature).astype(np.int32), np.where(leaf, np.inf, t.threshold),
+                    np.where(leaf, idx, t.children_left).astype(np.int32),
+                    np.where(leaf, idx, t.children_right).astype(np.int32),
+                    np.where(leaf, 1, mgl).astype(np.uint8), v, np.zeros(1, np.int32), np.full(1, k, np.int32)))
                 depth = max(depth, t.max_depth)
-        return cls(np.concatenate(feats), np.concatenate(thrs), np.concatenate(lefts), np.concatenate(rights),
-                   np.concatenate(miss), np.concatenate(vals), np.array(roots, np.int32),
-                   np.array(owner, np.int32), int(depth), len(forests),
-                   None if classes is None else np.asarray(classes))
+        tab, _ = concat_tables(trees, [0] * len(trees))  # owners are the seeds' own indices
+        return cls(tab.feature, tab.threshold, tab.left, tab.right, tab.missing_left, tab.value, tab.roots,
+                   tab.owner, int(depth), len(forests), None if classes is None else np.asarray(classes))
+
+    def table(self) -> "NodeTable":
+        """Its nodes as a :class:`NodeTable` (owner = seed of each tree)."""
+        return NodeTable(self.feature, self.threshold, self.left, self.right, self.missing_left, self.value,
+                         self.roots, self.tree_forest)
 
     def leaves(self, X: np.ndarray) -> np.ndarray:
         """Leaf index reached in every tree, shape (n_rows, n_trees)."""

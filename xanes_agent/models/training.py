@@ -260,12 +260,14 @@ def _fit_property(X: np.ndarray, y: np.ndarray, prop: str, cfg: TrainConfig, fea
     F = featurizer.transform(Xa)
     yy = y[src]
     if prop == CN:
-        est = SeedEnsembleClassifier(n_seeds, cfg.n_estimators, cfg.max_features_classifier,
-                                     cfg.min_samples_leaf, random_state=cfg.split_seed, n_jobs=cfg.n_jobs,
+        est = SeedEnsembleClassifier(n_seeds=n_seeds, n_estimators=cfg.n_estimators,
+                                     max_features=cfg.max_features_classifier,
+                                     min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.split_seed, n_jobs=cfg.n_jobs,
                                      oversample=cfg.oversample)
         return est.fit(F, yy.astype(int))
-    est = SeedEnsembleRegressor(n_seeds, cfg.n_estimators, cfg.max_features_regressor,
-                                cfg.min_samples_leaf, random_state=cfg.split_seed, n_jobs=cfg.n_jobs)
+    est = SeedEnsembleRegressor(n_seeds=n_seeds, n_estimators=cfg.n_estimators,
+                                max_features=cfg.max_features_regressor,
+                                min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.split_seed, n_jobs=cfg.n_jobs)
     return est.fit(F, yy)
 
 
