@@ -49,13 +49,15 @@ def main() -> None:
     m = np.isin(cn, (4, 5, 6))
     leaf = a.min_samples_leaf
     ests = {
-        "coordination_number": SeedEnsembleClassifier(n_estimators=a.trees, n_jobs=-1, min_samples_leaf=leaf).fit(F[m], cn[m].astype(int)),
+        "coordination_number": SeedEnsembleClassifier(n_estimators=a.trees, n_jobs=-1, min_samples_leaf=leaf).fit(
+            F[m], cn[m].astype(int)),
         "mean_nn_distance": SeedEnsembleRegressor(n_estimators=a.trees, n_jobs=-1, min_samples_leaf=leaf).fit(
             F[np.isfinite(lib.labels["mean_nn_distance"][ok][src])],
             lib.labels["mean_nn_distance"][ok][src][np.isfinite(lib.labels["mean_nn_distance"][ok][src])]),
     }
     q = lib.labels[charge_label(lib)][ok][src]
-    ests["charge"] = SeedEnsembleRegressor(n_estimators=a.trees, n_jobs=-1, min_samples_leaf=leaf).fit(F[np.isfinite(q)], q[np.isfinite(q)])
+    ok = np.isfinite(q)
+    ests["charge"] = SeedEnsembleRegressor(n_estimators=a.trees, n_jobs=-1, min_samples_leaf=leaf).fit(F[ok], q[ok])
     fused = FusedForests.from_packed({k: PackedForests.from_sklearn(e.estimators_) for k, e in ests.items()})
     fused.warm_up(F.shape[1])
     rows = feat.transform(Xg[ok][:50])
@@ -87,7 +89,8 @@ def main() -> None:
               np.abs(fu["mean_nn_distance"][:, :, 0] - sk["mean_nn_distance"]).max())
     nodes = len(fused.feature)
     print(f"3 properties x 10 seeds x {a.trees} trees = {len(fused.roots)} trees, {nodes:,} nodes; "
-          f"min_samples_leaf {leaf}; trained on {len(F)} rows (augmented); one row per call, one thread; max |fused - sklearn| = {err:.1e}")
+          f"min_samples_leaf {leaf}; trained on {len(F)} rows (augmented); one row per call, one thread; "
+          f"max |fused - sklearn| = {err:.1e}")
     base = res["scikit-learn"][0]
     for name, (p50, p99) in res.items():
         print(f"  {name:14s} p50 {p50:8.3f} ms   p99 {p99:8.3f} ms   speed-up vs sklearn {base / p50:7.1f}x")
@@ -99,7 +102,8 @@ def main() -> None:
     from xanes_agent.models.model import ElementModel
     from xanes_agent.models.training import TrainConfig, train_element
 
-    small = train_element(lib[:400], "Cu", TrainConfig(n_estimators=a.trees, n_jobs=-1, min_samples_leaf=leaf), progress=False)
+    cfg = TrainConfig(n_estimators=a.trees, n_jobs=-1, min_samples_leaf=leaf)
+    small = train_element(lib[:400], "Cu", cfg, progress=False)
     small = ElementModel.load(small.save("/tmp/_bench_model.npz"))
     agent = XANESAgent(ModelStore(models={"Cu": small}))
     s = lib.spectrum(0)
@@ -121,7 +125,8 @@ def main() -> None:
     upd = [h["update_seconds"] for h in agent.snapshot().history]
     print(f"  sustained: 1000 events in 100 event_pages -> {1000 / dt:,.0f} events/s "
           f"({100 / dt:,.0f} full updates/s; full update p50 {np.median(upd) * 1e3:.2f} ms incl. "
-          f"normalize+grid+featurize; model of {sum(len(p.packed.feature) for p in small.properties.values()):,} nodes)")
+          f"normalize+grid+featurize; model of {sum(len(p.packed.feature) for p in small.properties.values()):,} "
+          "nodes)")
 
 
 if __name__ == "__main__":

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from xanes_agent.foundation.edges import ELEMENTS
 from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library, parent_groups
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
 from xanes_agent.data.readers import read_library
+from xanes_agent.foundation.edges import ELEMENTS
 from xanes_agent.models.calibration import expected_calibration_error
 from xanes_agent.models.evaluation import CN_CLASSES, group_folds, on_cn_classes
 from xanes_agent.models.features import spectra_to_grid
@@ -280,7 +280,8 @@ def main() -> None:
 def _print(name: str, s: dict, seconds: float) -> None:
     g = lambda k, fmt="{:.2f}": fmt.format(s[k]) if k in s and s[k] == s[k] else "-"  # noqa: E731
     print(f"| {name} | {g('mean_nn_distance_cov68')} | {g('mean_nn_distance_cov90')} "
-          f"| {g('mean_nn_distance_cov68_per_parent')} / {g('mean_nn_distance_cov90_per_parent')} | {g('charge_cov68')} "
+          f"| {g('mean_nn_distance_cov68_per_parent')} / {g('mean_nn_distance_cov90_per_parent')} "
+          f"| {g('charge_cov68')} "
           f"| {g('charge_cov90')} | {g('charge_cov68_per_parent')} / {g('charge_cov90_per_parent')} "
           f"| {g('cn_accuracy')} | {g('cn_ece_raw', '{:.3f}')} / {g('cn_ece_calibrated', '{:.3f}')} "
           f"| {g('cn_accuracy_per_parent')}, {g('cn_ece_raw_per_parent', '{:.3f}')} / "

@@ -9,7 +9,8 @@ the first point count from which its predictions stay within those bounds for th
 
 Strategies: the agent's (importance x uncertainty) and importance-only, both driven by the plan's own
 policy (``AdaptivePolicy``: survey, edge and normalization passes, proposals, stop rules) with a real
-``XANESAgent``, exactly as ``adaptive_xanes_scan`` and the queue suggester drive it; plain energy order, random order, uniform coarse-to-fine (8, 4, 2, 1, 0.5 eV
+``XANESAgent``, exactly as ``adaptive_xanes_scan`` and the queue suggester drive it; plain energy order,
+random order, uniform coarse-to-fine (8, 4, 2, 1, 0.5 eV
 passes), and bluesky's own ``adaptive_scan`` (slope-adaptive step, run on the simulator with a real
 RunEngine; its points are not on the grid, and it reaches the decision or not within its own run).
 
@@ -254,7 +255,8 @@ def main() -> None:
     (out / "table.md").write_text(table + "\n")
     (out / "results.json").write_text(json.dumps({"needed": needed, "n_full": n, "budgets": budgets.tolist(),
                                                   "cn_accuracy": acc_curves,
-                                                  "reached_by_budget": reached_curves, "repeatability": float(np.mean(repeat))},
+                                                  "reached_by_budget": reached_curves,
+                                                  "repeatability": float(np.mean(repeat))},
                                                  indent=1))
     import matplotlib
 

@@ -293,7 +293,8 @@ def main() -> int:
             t0 = time.perf_counter()
             r = fn()
             results.append((name, r))
-            print(f"{name} ({time.perf_counter() - t0:.0f} s): " + ", ".join(f"{k} {v}" for k, v in r.items()), flush=True)
+            print(f"{name} ({time.perf_counter() - t0:.0f} s): " + ", ".join(f"{k} {v}" for k, v in r.items()),
+                  flush=True)
     must_be_zero = [("documents", "exceptions escaping"), ("documents", "valid readings lost"),
                     ("documents", "impossible readings taken"), ("bundles", "crash"), ("bundles", "hang"),
                     ("bundles", "other exception"), ("files", "other exceptions")]

@@ -17,10 +17,11 @@ and for Cu, across codes and parameter sets, with parents kept apart in 5 folds 
 
 Printed per row: n, groups, CN balanced accuracy and accuracy beside the modal baseline (the
 evaluated rows' most frequent class), distance MAE (A) and R^2 beside the baseline MAE (of the
-evaluated rows' median), oxidation-state MAE beside its baseline. ``--augment experiment`` adds experiment-like copies of the training spectra
-(:mod:`xanes_agent.models.realism`; test spectra untouched). Writes a markdown table, a JSON file
-and a confusion-matrix PNG per configuration under ``--out``. Each configuration is one seed x
-``--trees`` trees per fold (a study-size ensemble differs by a few hundredths).
+evaluated rows' median), oxidation-state MAE beside its baseline. ``--augment experiment`` adds
+experiment-like copies of the training spectra (:mod:`xanes_agent.models.realism`; test spectra
+untouched). Writes a markdown table, a JSON file and a confusion-matrix PNG per configuration
+under ``--out``. Each configuration is one seed x ``--trees`` trees per fold (a study-size ensemble
+differs by a few hundredths).
 """
 
 from __future__ import annotations
@@ -32,12 +33,19 @@ from pathlib import Path
 
 import numpy as np
 
-from xanes_agent.foundation.edges import ELEMENTS
 from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library, parent_groups
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
 from xanes_agent.data.readers import read_library
-from xanes_agent.models.evaluation import (CN_CLASSES, TARGETS, EvalConfig, fit_predict, group_folds,
-                                           out_of_group_predictions, summarize)
+from xanes_agent.foundation.edges import ELEMENTS
+from xanes_agent.models.evaluation import (
+    CN_CLASSES,
+    TARGETS,
+    EvalConfig,
+    fit_predict,
+    group_folds,
+    out_of_group_predictions,
+    summarize,
+)
 from xanes_agent.models.features import make_featurizer, spectra_to_grid
 from xanes_agent.models.realism import Realism, experiment_like_grid
 

@@ -49,9 +49,11 @@ for name, (energy, mu) in cases.items():
                  "find_e0": float(find_e0(energy, mu)), "edge_step": float(g.edge_step),
                  "norm": np.asarray(g.norm).tolist(), "pre_edge": np.asarray(g.pre_edge).tolist(),
                  "post_edge": np.asarray(g.post_edge).tolist(),
-                 "params": {k: float(getattr(g.pre_edge_details, k)) for k in ("pre1", "pre2", "norm1", "norm2", "nnorm")}}
+                 "params": {k: float(getattr(g.pre_edge_details, k))
+                            for k in ("pre1", "pre2", "norm1", "norm2", "nnorm")}}
 import larch  # noqa: E402
 
 path = ROOT / "tests" / "fixtures" / "larch_pre_edge.json"
 path.write_text(json.dumps({"larch_version": larch.__version__, "cases": out}))
-print(f"wrote {path} (larch {larch.__version__}): " + ", ".join(f"{k}: e0={v['e0']:.2f} step={v['edge_step']:.4f}" for k, v in out.items()))
+print(f"wrote {path} (larch {larch.__version__}): "
+      + ", ".join(f"{k}: e0={v['e0']:.2f} step={v['edge_step']:.4f}" for k, v in out.items()))

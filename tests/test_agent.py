@@ -10,8 +10,8 @@ from event_model import DocumentNames, RunRouter, pack_event_page, schema_valida
 
 from xanes_agent.agent import ModelStore, PartialSpectrum, XANESAgent, agent_factory, make_strategy
 from xanes_agent.agent.predictor import LivePredictor
-from xanes_agent.models.fast import HAVE_NUMBA, FusedForests
 from xanes_agent.foundation.normalization import find_e0
+from xanes_agent.models.fast import HAVE_NUMBA, FusedForests
 from xanes_agent.simulator import make_beamline, sample_from_library
 
 
@@ -113,7 +113,8 @@ def test_interleaved_runs_kept_apart(confident_sample, cu_agent_model):
     for seed, (lo, hi) in enumerate([(8950, 9060), (8990, 9030)]):
         bl = make_beamline(confident_sample, seed=seed, flux=1e10)
         run = []
-        RunEngine({})(bp.scan([bl.det], bl.mono, lo, hi, 40 + 10 * seed), lambda n, d: run.append((n, d)), **bl.md)
+        RunEngine({})(bp.scan([bl.det], bl.mono, lo, hi, 40 + 10 * seed), lambda n, d, run=run: run.append((n, d)),
+                      **bl.md)
         docs.append(run)
     a, b = docs
     merged = [a[0], b[0], a[1], b[1]] + [x for pair in zip(a[2:-1], b[2:-1]) for x in pair] + \
@@ -185,7 +186,7 @@ def _two_runs(sample) -> list[list[tuple[str, dict]]]:
     runs = []
     for _ in range(2):
         docs: list[tuple[str, dict]] = []
-        RunEngine({})(bp.scan([bl.det], bl.mono, 8960, 9060, 30), lambda n, d: docs.append((n, d)), **bl.md)
+        RunEngine({})(bp.scan([bl.det], bl.mono, 8960, 9060, 30), lambda n, d, docs=docs: docs.append((n, d)), **bl.md)
         runs.append(docs)
     return runs
 

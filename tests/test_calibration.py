@@ -7,9 +7,16 @@ import numpy as np
 import pytest
 
 from xanes_agent.agent.stopping import DEFAULT_STABILITY, DEFAULT_THRESHOLDS, stable_reason, stop_reason
-from xanes_agent.models.calibration import (COVERAGE_EDGES, DomainModel, apply_confidence_map, conformal_quantile,
-                                            coverage_band, expected_calibration_error, fit_confidence_map,
-                                            group_conformal_quantile)
+from xanes_agent.models.calibration import (
+    COVERAGE_EDGES,
+    DomainModel,
+    apply_confidence_map,
+    conformal_quantile,
+    coverage_band,
+    expected_calibration_error,
+    fit_confidence_map,
+    group_conformal_quantile,
+)
 
 
 def test_conformal_quantile_covers_exchangeable_data():

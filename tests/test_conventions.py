@@ -42,11 +42,12 @@ def test_transmission_chambers_and_an_xdi_style_start_document(sample, cu_agent_
     plain = _scan(sample, make_beamline(sample).md, omit_mu=False, models=models)
     other = _scan(sample, XDI_MD, omit_mu=True, models=models)
     assert plain.warnings == []
+    uid = other.finished[0]["raw_run_uid"]
     assert other.warnings == [
-        "run %s: element Cu taken from the start document's 'XDI.Element.symbol'" % other.finished[0]["raw_run_uid"],
-        "run %s: edge K taken from the start document's 'XDI.Element.edge'" % other.finished[0]["raw_run_uid"],
-        "run %s: transmission ln(det_i0/det_it) from the field names (name the fields in xas.* of the start "
-        "document to be sure)" % other.finished[0]["raw_run_uid"],
+        f"run {uid}: element Cu taken from the start document's 'XDI.Element.symbol'",
+        f"run {uid}: edge K taken from the start document's 'XDI.Element.edge'",
+        f"run {uid}: transmission ln(det_i0/det_it) from the field names (name the fields in xas.* of the start "
+        "document to be sure)",
     ]
     a, b = plain.finished[0], other.finished[0]
     assert a["n_points"] == b["n_points"] == 111
@@ -62,8 +63,7 @@ def test_named_detector_fields_and_flags_override_and_say_nothing(sample, cu_age
     # a flag names what the metadata does not
     agent = _scan(sample, {"purpose": "no metadata at all"}, omit_mu=True, models={"Cu": cu_agent_model},
                   element="Cu", i0_field="det_i0", it_field="det_it")
-    assert agent.warnings == ["run %s: no edge in the start document: K edge assumed" %
-                              agent.finished[0]["raw_run_uid"]]
+    assert agent.warnings == [f"run {agent.finished[0]['raw_run_uid']}: no edge in the start document: K edge assumed"]
     assert agent.finished[0]["n_points"] == 111
 
 

@@ -3,8 +3,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.pipeline import make_pipeline
 
-from xanes_agent.models.features import (DEFAULT_GRID, PointwiseFeaturizer, PolynomialFeaturizer, coverage_mask,
-                                         to_grid)
+from xanes_agent.models.features import DEFAULT_GRID, PointwiseFeaturizer, PolynomialFeaturizer, coverage_mask, to_grid
 
 
 def test_polynomial_shape_and_names():

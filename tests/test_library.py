@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from xanes_agent.foundation.edges import ELEMENTS
 from xanes_agent.data.library import PROJECT_SOURCE, parent_groups, split_for, table1
+from xanes_agent.foundation.edges import ELEMENTS
 
 
 def test_project_source_covers_every_element_with_two_cn_classes(bundled_library):
@@ -175,8 +175,9 @@ def test_substituted_site_is_dilute_isovalent_and_rescaled(small_hosts):
     s = g.structure
     assert min(s.lattice.abc) >= MIN_CELL_LENGTH
     assert s[g.absorber_index].specie.symbol == sub.element
+    host = read_poscar(sub.poscar)
     assert sum(site.specie.symbol == sub.element for site in s) == sum(
-        site.specie.symbol == sub.element for site in read_poscar(sub.poscar)) * (len(s) // len(read_poscar(sub.poscar))) + 1
+        site.specie.symbol == sub.element for site in host) * (len(s) // len(host)) + 1
     shell = first_shell(s, g.absorber_index)
     assert len(shell) == sub.cn_estimate
     assert np.mean([n.nn_distance for n in shell]) == pytest.approx(sub.target_distance, abs=1e-6)

@@ -11,8 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xanes_agent.foundation.normalization import (athena_normalize, find_e0, max_normalize, normalize,
-                                              post_edge_normalize)
+from xanes_agent.foundation.normalization import (
+    athena_normalize,
+    find_e0,
+    max_normalize,
+    normalize,
+    post_edge_normalize,
+)
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "larch_pre_edge.json").read_text())
 

@@ -79,8 +79,8 @@ def test_queue_safe_plans_measure_what_they_say(bundled_library):
     RE(xas_survey_scan([bl.det], bl.mono, edge_energy("Cu"), md=bl.md))
     e = np.array([d["data"][bl.mono.readback.name] for n, d in docs if n == "event"])
     e0 = find_e0(sample.energy, sample.mu)
-    from xanes_agent.foundation.energies import range_energies
     from xanes_agent.agent.policy import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY
+    from xanes_agent.foundation.energies import range_energies
 
     n_survey = len(range_energies(*DEFAULT_SURVEY))
     n_edge = len(range_energies(-DEFAULT_EDGE_HALFWIDTH, DEFAULT_EDGE_HALFWIDTH, 0.5))

@@ -4,8 +4,15 @@ driving it on the simulator (abort closes the agent's run too)."""
 import numpy as np
 import pytest
 
-from xanes_agent.agent.policy import (DEFAULT_SURVEY, NORM_OFFSET, AdaptivePolicy, Measure, Stop, coarse_edge,
-                                      new_energies)
+from xanes_agent.agent.policy import (
+    DEFAULT_SURVEY,
+    NORM_OFFSET,
+    AdaptivePolicy,
+    Measure,
+    Stop,
+    coarse_edge,
+    new_energies,
+)
 from xanes_agent.foundation.normalization import find_e0
 
 EDGE = 8979.0
@@ -74,14 +81,15 @@ def test_stable_answer_stops_after_agreeing_updates_with_a_decided_cn():
     unsure = _report(p=0.7, d_std=0.05)  # stable, but not confident
     for i in range(2):
         action = pol.next(np.concatenate([es, 9300 + np.arange(3 * (i + 1))]), mus, unsure,
-                          suggest=lambda n: [{**far, "start": far["start"] + 20 * i, "stop": far["stop"] + 20 * i}])
+                          suggest=lambda n, i=i: [{**far, "start": far["start"] + 20 * i,
+                                                   "stop": far["stop"] + 20 * i}])
         assert isinstance(action, list)
     out = pol.next(np.concatenate([es, 9300 + np.arange(9)]), mus, unsure, suggest=lambda n: [far])
     assert out.reason.startswith("stable: the last 3 updates agree (CN 6, P=0.70")
     pol, es, mus = _opened()  # the same answer at P = 0.5 is not a decision
     for i in range(4):
         out = pol.next(np.concatenate([es, 9100 + np.arange(5 * (i + 1))]), mus, _report(p=0.5, d_std=0.05),
-                       suggest=lambda n: [{**far, "start": 9200.0 + 20 * i, "stop": 9210.0 + 20 * i}])
+                       suggest=lambda n, i=i: [{**far, "start": 9200.0 + 20 * i, "stop": 9210.0 + 20 * i}])
         assert isinstance(out, list)
 
 

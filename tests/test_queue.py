@@ -75,9 +75,10 @@ def stack(tmp_path, bundled_library, zmq_proxy):
         try:
             api.status()
             break
-        except Exception:
+        except Exception as exc:
             if time.monotonic() - t0 > 60:
-                raise RuntimeError("RE Manager did not answer: " + (tmp_path / "re_manager.log").read_text()[-2000:])
+                log = (tmp_path / "re_manager.log").read_text()[-2000:]
+                raise RuntimeError("RE Manager did not answer: " + log) from exc
             time.sleep(0.5)
     api.environment_open()
     api.wait_for_idle(timeout=120)

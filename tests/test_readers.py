@@ -3,8 +3,17 @@ import json
 import numpy as np
 import pytest
 
-from xanes_agent.data import (DataFormatError, SpectrumCollection, read_library, read_mp_json, read_poscar,
-                              read_spectrum, read_two_column, read_xmu, write_library)
+from xanes_agent.data import (
+    DataFormatError,
+    SpectrumCollection,
+    read_library,
+    read_mp_json,
+    read_poscar,
+    read_spectrum,
+    read_two_column,
+    read_xmu,
+    write_library,
+)
 
 
 def test_xmu_real_file(cu_xmu):

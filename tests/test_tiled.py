@@ -43,9 +43,9 @@ def tiled_server(tmp_path_factory):
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                     break
-            except OSError:
+            except OSError as exc:
                 if proc.poll() is not None:
-                    raise RuntimeError((root / "server.log").read_text())
+                    raise RuntimeError((root / "server.log").read_text()) from exc
                 time.sleep(0.2)
         yield uri
     finally:

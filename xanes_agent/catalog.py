@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -134,7 +135,8 @@ def tiled_documents(uri: str, uids: Iterable[str] = (), search: Iterable[str] = 
         try:
             yield from run_documents(run)
         except Exception as exc:  # noqa: BLE001 - one unreadable run must not end a replay
-            msg = f"{uri}: run {getattr(run, 'item', {}).get('id', '?')} could not be read ({type(exc).__name__}: {exc})"
+            rid = getattr(run, "item", {}).get("id", "?")
+            msg = f"{uri}: run {rid} could not be read ({type(exc).__name__}: {exc})"
             if problems is None:
                 raise CatalogError(msg) from exc
             problems.append(msg)

@@ -6,8 +6,8 @@ Shared by the simulator (which records runs) and the agent (which replays them).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .foundation.jsonsafe import json_default, json_safe
 

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
+
 from ..data.signals import ELEMENT_KEYS, Signal, find_edge, find_element
 from ..foundation.edges import edge_energy
 from .output import PredictionsRun, event_data
@@ -84,7 +86,7 @@ class RunSnapshot:
     stop_reason: str
 
     @classmethod
-    def of(cls, r: RunState) -> "RunSnapshot":
+    def of(cls, r: RunState) -> RunSnapshot:
         e, mu = r.spectrum.arrays()
         return cls(r.uid, r.element, r.edge, r.sample, dict(r.truth), e.copy(), mu.copy(), r.last, r.predictor.model,
                    tuple(r.proposals), tuple(r.history), r.stop_reason)
@@ -159,7 +161,8 @@ class XANESAgent(SafeRouter):
             edge, edge_key = find_edge(doc)
         if not isinstance(element, str):
             self._warn(f"run {uid}: the start document names no element (looked under {', '.join(ELEMENT_KEYS)}; "
-                       "give --element, or add the key with xanes_agent.data.signals.add_convention): ignoring this run")
+                       "give --element, or add the key with xanes_agent.data.signals.add_convention): "
+                       "ignoring this run")
             return
         if key not in (None, "element"):
             self._warn(f"run {uid}: element {element} taken from the start document's {key!r}")
@@ -277,7 +280,7 @@ class XANESAgent(SafeRouter):
 
 
     @staticmethod
-    def _domain_threshold(r: "RunState") -> float:
+    def _domain_threshold(r: RunState) -> float:
         cal = r.predictor.model.calibration
         return float(cal.domain.threshold) if cal is not None and cal.domain is not None else float("nan")
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ..foundation.edges import ELEMENTS, edge_energy
 from ..data.measured import MeasuredSpectrum
 from ..data.signals import Signal, find_element
+from ..foundation.edges import ELEMENTS, edge_energy
 from ..foundation.normalization import find_e0
 from .store import ModelStore
 
@@ -79,7 +79,8 @@ def predict_measured(ms: MeasuredSpectrum, store: ModelStore, element: str | Non
                      signal: dict[str, Any] | None = None) -> dict[str, Any]:
     """One record for ``ms`` (see the module docstring). Raises ValueError naming what is missing."""
     prep = prepare(ms, element, signal)
-    energy, mu, sig, element, how, notes = prep.energy, prep.mu, prep.signal, prep.element, prep.element_from, prep.notes
+    energy, mu, sig, element = prep.energy, prep.mu, prep.signal, prep.element
+    how, notes = prep.element_from, prep.notes
     edge = edge or ms.edge or "K"
     predictor = store.predictor(element)
     if predictor is None:

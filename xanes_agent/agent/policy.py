@@ -27,8 +27,9 @@ survey as its own plan) a policy whose edge is not located yet asks for the surv
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -192,7 +193,8 @@ class AdaptivePolicy:
         return out
 
     def next(self, energies: np.ndarray, mu: np.ndarray, report: dict[str, Any] | None = None,
-             suggest: Callable[[int], list[dict[str, Any]]] | None = None, elapsed: float = 0.0) -> list[Measure] | Stop:
+             suggest: Callable[[int], list[dict[str, Any]]] | None = None,
+             elapsed: float = 0.0) -> list[Measure] | Stop:
         """What to do after what is measured so far (``energies`` in eV, ``mu``) and the agent's
         ``report``; ``suggest`` is the agent's ``suggest``. See the module docstring."""
         if self.stopped:

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from ..foundation.normalization import find_e0, normalize
 from ..models.fast import FusedForests
 from ..models.features import coverage_mask, to_grid
 from ..models.model import ElementModel, summarize
-from ..foundation.normalization import find_e0, normalize
 
 
 @dataclass

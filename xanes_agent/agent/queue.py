@@ -31,15 +31,16 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .agent import XANESAgent
+from .policy import AdaptivePolicy, Stop
 from .routing import AGENT_NAME, SafeRouter, is_agent_output
 from .spectrum import choose_fields
-from .store import ModelStore
-from .policy import AdaptivePolicy, Stop
 from .stopping import DEFAULT_STABILITY, DEFAULT_THRESHOLDS
+from .store import ModelStore
 
 log = logging.getLogger(__name__)
 

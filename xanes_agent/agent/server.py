@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..documents import JSONLWriter, read_jsonl
 from .agent import agent_factory

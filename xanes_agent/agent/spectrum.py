@@ -64,7 +64,8 @@ class PartialSpectrum:
             bad = ~(ev | kev)
             if kev.any():
                 self.n_kev += int(kev.sum())
-                self.unit_note = f"{self.n_kev} energies looked like keV (edge {self.edge_energy:.1f} eV): converted to eV"
+                self.unit_note = (f"{self.n_kev} energies looked like keV (edge {self.edge_energy:.1f} eV): "
+                                  "converted to eV")
                 self._once("kev", self.unit_note)
             e = np.where(kev, e * 1000.0, e)
         else:

@@ -24,8 +24,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -190,8 +191,8 @@ class DocumentSubscriber:
         return None
 
     def _watch_connection(self) -> None:
-        from zmq.utils.monitor import recv_monitor_message
         import zmq
+        from zmq.utils.monitor import recv_monitor_message
 
         while self._monitor.poll(0):
             event = recv_monitor_message(self._monitor)["event"]

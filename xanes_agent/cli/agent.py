@@ -49,8 +49,8 @@ def cmd_predict(a: argparse.Namespace) -> int:
             try:
                 if demo_models:  # the demo's bundled-data model for this element, trained once
                     from ..agent.offline import prepare
-                    from ..models.demo import ensure_demo_model
                     from ..foundation.edges import ELEMENTS
+                    from ..models.demo import ensure_demo_model
 
                     el = prepare(ms, a.element, signal).element
                     if el in ELEMENTS and el not in prepared:
@@ -160,9 +160,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
     from ..agent import ModelStore, XANESAgent
     from ..agent.view import save_png
     from ..documents import JSONLWriter
+    from ..foundation.normalization import find_e0
     from ..models.demo import ensure_demo_model
     from ..models.model import ElementModel
-    from ..foundation.normalization import find_e0
     from ..plans import adaptive_xanes_scan
     from ..simulator import make_beamline
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 
 class CLIError(Exception):
@@ -82,17 +83,25 @@ def data_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_collection(a: argparse.Namespace):
-    """The training/evaluation data: ``--data`` files (MP JSON, xmu.dat) or a library (bundled default)."""
+    """The spectra a command works on: ``--data`` files (MP JSON, xmu.dat) or a library (bundled
+    default), only ``--source`` where given (a source the data lack is an error naming those it has)."""
     from ..data import SpectrumCollection, read_spectrum
     from ..data.library import load_bundled_library
     from ..data.readers import read_library
 
     if getattr(a, "data", None):
-        spectra = [read_spectrum(p) for p in a.data]
-        return SpectrumCollection.from_spectra(spectra, source="user")
-    if getattr(a, "library", None):
-        return read_library(a.library)
-    return load_bundled_library()
+        coll = SpectrumCollection.from_spectra([read_spectrum(p) for p in a.data], source="user")
+    elif getattr(a, "library", None):
+        coll = read_library(a.library)
+    else:
+        coll = load_bundled_library()
+    source = getattr(a, "source", None)
+    if source:
+        sources = sorted(set(coll.source.tolist()))
+        coll = coll.where(source=source)
+        if not len(coll):
+            raise CLIError(f"--source {source}: no such source in the data (have: {', '.join(sources)})")
+    return coll
 
 
 def sample_args(p: argparse.ArgumentParser) -> None:

@@ -10,19 +10,23 @@ from typing import Any
 
 import numpy as np
 
-from .args import (CLIError, cluster_client, data_args, element_arg, existing_file, load_collection, non_negative_int,
-                   positive_int, scheduler_arg)
+from .args import (
+    CLIError,
+    cluster_client,
+    data_args,
+    element_arg,
+    existing_file,
+    load_collection,
+    non_negative_int,
+    positive_int,
+    scheduler_arg,
+)
 
 
 def cmd_train(a: argparse.Namespace) -> int:
     from ..cluster import joblib_on
 
     coll = load_collection(a)
-    if a.source:
-        sources = sorted(set(coll.source.tolist()))
-        coll = coll.where(source=a.source)
-        if not len(coll):
-            raise CLIError(f"--source {a.source}: no such source in the data (have: {', '.join(sources)})")
     elements = a.elements or sorted(set(coll.element.tolist()))
     for el in elements:
         if el not in set(coll.element.tolist()):
@@ -60,12 +64,11 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     coll = load_collection(a).where(element=m.element)
     if a.split != "all":
         coll = coll.where(split=a.split)
-    if a.source:
-        coll = coll.where(source=a.source)
     if not len(coll):
         raise CLIError(f"no {m.element} spectra in the chosen data/split")
     src, counts = np.unique(coll.source, return_counts=True)
-    print(f"{m.element}, split {a.split}: {len(coll)} spectra from " + ", ".join(f"{s_} ({c})" for s_, c in zip(src, counts))
+    print(f"{m.element}, split {a.split}: {len(coll)} spectra from "
+          + ", ".join(f"{s_} ({c})" for s_, c in zip(src, counts))
           + ("" if len(src) == 1 or a.source else " (pooled; --source SOURCE for one)"))
     results = evaluate_bundle(m, coll, permutation=a.permutation)
     for name, res in results.items():
@@ -88,11 +91,6 @@ def cmd_report(a: argparse.Namespace) -> int:
         raise CLIError(f"no model bundles (*.npz) in {a.models}")
     models = [ElementModel.load(p) for p in paths]
     coll = load_collection(a)
-    if a.source:
-        sources = sorted(set(coll.source.tolist()))
-        coll = coll.where(source=a.source)
-        if not len(coll):
-            raise CLIError(f"--source {a.source}: no such source in the data (have: {', '.join(sources)})")
     written = report.write_report(models, coll, Path(a.out))
     print(report.metrics_table(models))
     print("wrote " + ", ".join(str(p) for p in written))
@@ -126,8 +124,8 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..models.features import FEATURIZATIONS
     from ..foundation.normalization import NORMALIZATIONS
+    from ..models.features import FEATURIZATIONS
 
     t = sub.add_parser("train", help="train seed-ensemble forests per element")
     data_args(t)

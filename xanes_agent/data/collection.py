@@ -15,12 +15,14 @@ Missing labels are NaN: an oxidation state is never stored under ``bader_charge`
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..foundation.properties import LABEL_NAMES
+
 
 @dataclass
 class Spectrum:
@@ -102,7 +104,7 @@ class SpectrumCollection:
         source: str | Sequence[str] = "user",
         split: str | Sequence[str] = "train",
         meta: Mapping[str, Any] | None = None,
-    ) -> "SpectrumCollection":
+    ) -> SpectrumCollection:
         n = len(spectra)
         src = [source] * n if isinstance(source, str) else list(source)
         spl = [split] * n if isinstance(split, str) else list(split)
@@ -125,7 +127,7 @@ class SpectrumCollection:
         )
 
     @classmethod
-    def concatenate(cls, parts: Sequence["SpectrumCollection"]) -> "SpectrumCollection":
+    def concatenate(cls, parts: Sequence[SpectrumCollection]) -> SpectrumCollection:
         parts = [p for p in parts if len(p)]
         if not parts:
             return cls.from_spectra([])
@@ -151,7 +153,7 @@ class SpectrumCollection:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __getitem__(self, index: Any) -> "SpectrumCollection":
+    def __getitem__(self, index: Any) -> SpectrumCollection:
         """Row selection by boolean mask, integer array or slice; always returns a collection."""
         idx = np.arange(len(self))[index]
         idx = np.atleast_1d(idx)
@@ -188,7 +190,7 @@ class SpectrumCollection:
         source: str | None = None,
         split: str | None = None,
         edge: str | None = None,
-    ) -> "SpectrumCollection":
+    ) -> SpectrumCollection:
         """Filter by exact column values; ``None`` means no constraint."""
         mask = np.ones(len(self), dtype=bool)
         for col, val in (("element", element), ("source", source), ("split", split), ("edge", edge)):

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import sys
 import json
+import os
 import re
 import shutil
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -35,10 +35,11 @@ from __future__ import annotations
 import hashlib
 import itertools
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 

@@ -18,15 +18,16 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
-from .collection import LABEL_NAMES, Spectrum, SpectrumCollection
 from ..foundation.edges import ELEMENTS
+from .collection import LABEL_NAMES, Spectrum, SpectrumCollection
 from .feff import REDUCED_PARAMETERS, FeffParameters, check_spectrum, feff_input, run_feff
 from .readers import read_library, write_library
 

@@ -9,9 +9,9 @@ any part of it that the project redistributes (``data/reference/LICENSE-omnixas`
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 SOURCE = "omnixas-feff9"
 

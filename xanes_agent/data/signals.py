@@ -13,8 +13,9 @@ Everything here is pure: names in, a :class:`Signal` (or a reason) out.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 

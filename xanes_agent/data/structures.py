@@ -17,9 +17,10 @@ Every structure records its family, lattice parameters, strain, displacement siz
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Iterator
+from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -171,7 +172,7 @@ class GeneratedStructure:
         return f"{self.family}-{self.element}-{self.seed}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _prototype(family_name: str, element: str) -> tuple[Any, float]:
     """The ideal (undistorted, scaled) structure; cached because space-group expansion is slow."""
     from pymatgen.core import Lattice, Structure

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 #: The absorbers of the study (3d transition metals, K edges in oxides).
 ELEMENTS: tuple[str, ...] = ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu")
 
 
-@lru_cache(maxsize=None)
+@cache
 def edge_energy(element: str, edge: str = "K") -> float:
     """Tabulated edge energy in eV (e.g. ``edge_energy("Cu") == 8979.0``)."""
     import xraydb

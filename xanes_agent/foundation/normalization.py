@@ -121,7 +121,8 @@ def post_edge_normalize(
         confident = False
         reason = f"E0+{offset:g} eV ({target:.1f} eV) not measured yet; scaled by mu at {energy[-1]:.1f} eV"
     if not np.isfinite(scale) or scale <= 0:
-        return Normalized(energy, mu * np.nan, e0, scale, "post_edge", False, f"non-positive post-edge value {scale:.3g}")
+        return Normalized(energy, mu * np.nan, e0, scale, "post_edge", False,
+                          f"non-positive post-edge value {scale:.3g}")
     return Normalized(energy, (mu - pre) / scale, e0, scale, "post_edge", confident, reason)
 
 

@@ -40,7 +40,8 @@ CHARGE = "charge"
 
 PROPERTIES: dict[str, Property] = {
     CN: Property(CN, "classifier", "cn", "coordination number", "", "", "cn_probability", ""),
-    DISTANCE: Property(DISTANCE, "regressor", "distance", "mean NN distance", "Angstrom", "Å", "distance_std", "distance"),
+    DISTANCE: Property(DISTANCE, "regressor", "distance", "mean NN distance", "Angstrom", "Å", "distance_std",
+                       "distance"),
     CHARGE: Property(CHARGE, "regressor", "charge", "charge", "e", "e", "charge_std", "charge"),
 }
 #: The regressors, in the order tables and figures show them.

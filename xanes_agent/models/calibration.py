@@ -40,7 +40,8 @@ spectra and on masked (partially measured) copies:
   clean held-out Cu spectrum scored 0.99, the same with 0.25 % counting noise 3.6).
 
 These are the numbers the agent reports and the stop rules use. The arithmetic is the standard
-one (conformal prediction: Vovk et al. 2005, Lei et al. 2018; isotonic calibration: Zadrozny & Elkan 2002), written here against the packed forests rather than through ``mapie``/``quantile-forest``,
+one (conformal prediction: Vovk et al. 2005, Lei et al. 2018; isotonic calibration: Zadrozny &
+Elkan 2002), written here against the packed forests rather than through ``mapie``/``quantile-forest``,
 whose estimators would need the scikit-learn forests the agent's fast path replaces.
 """
 
@@ -174,7 +175,7 @@ class DomainModel:
 
     @classmethod
     def fit(cls, F: np.ndarray, rng: np.random.Generator | None = None, F_measured: np.ndarray | None = None
-            ) -> "DomainModel":
+            ) -> DomainModel:
         """Reference and scale from training features ``F``.
 
         ``F_measured``: the same rows as a measurement would give them (noise, E0 jitter: the
@@ -239,7 +240,7 @@ class DomainModel:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], typical: float, threshold: float,
-                    prefix: str = "domain__") -> "DomainModel":
+                    prefix: str = "domain__") -> DomainModel:
         return cls(center=arrays[f"{prefix}center"], scale=arrays[f"{prefix}scale"],
                    reference=arrays[f"{prefix}reference"], typical=typical, threshold=threshold)
 

@@ -19,8 +19,9 @@ Pure functions of arrays: the benchmark ``benchmarks/transfer.py`` reads the lib
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, mean_absolute_error, r2_score
@@ -74,8 +75,9 @@ def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.
             ok &= np.isin(y, CN_CLASSES)
             if len(np.unique(y[ok])) < 2:
                 continue
-            clf = SeedEnsembleClassifier(n_seeds=cfg.n_seeds, n_estimators=cfg.n_estimators, min_samples_leaf=cfg.min_samples_leaf,
-                                         random_state=cfg.random_state, n_jobs=cfg.n_jobs)
+            clf = SeedEnsembleClassifier(n_seeds=cfg.n_seeds, n_estimators=cfg.n_estimators,
+                                         min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.random_state,
+                                         n_jobs=cfg.n_jobs)
             clf.fit(F_train[ok], y[ok].astype(int))
             full = on_cn_classes(clf.predict_proba(F_test), clf.classes_)
             out[name] = np.array(CN_CLASSES)[np.argmax(full, axis=1)].astype(float)
@@ -83,8 +85,9 @@ def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.
         else:
             if ok.sum() < 5:
                 continue
-            reg = SeedEnsembleRegressor(n_seeds=cfg.n_seeds, n_estimators=cfg.n_estimators, min_samples_leaf=cfg.min_samples_leaf,
-                                        random_state=cfg.random_state, n_jobs=cfg.n_jobs)
+            reg = SeedEnsembleRegressor(n_seeds=cfg.n_seeds, n_estimators=cfg.n_estimators,
+                                        min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.random_state,
+                                        n_jobs=cfg.n_jobs)
             out[name] = reg.fit(F_train[ok], y[ok]).predict(F_test)
     return out
 

@@ -92,7 +92,7 @@ class FusedForests:
     nodes: np.ndarray | None = None  # compact (threshold, code) records, see _walk_compact_python
 
     @classmethod
-    def from_packed(cls, packed: dict[str, PackedForests]) -> "FusedForests":
+    def from_packed(cls, packed: dict[str, PackedForests]) -> FusedForests:
         names = list(packed)
         tab, offsets = concat_tables([packed[n].table() for n in names], [packed[n].n_forests for n in names])
         tree_group = tab.owner.astype(np.int64)

@@ -167,7 +167,7 @@ class ElementModel:
 
     @classmethod
     def load(cls, path: str | Path, expect_grid: Grid | None = None, expect_featurization: str | None = None,
-             expect_element: str | None = None) -> "ElementModel":
+             expect_element: str | None = None) -> ElementModel:
         path = Path(path)
         if not path.is_file():
             raise BundleError(f"{path}: model bundle not found")
@@ -180,7 +180,7 @@ class ElementModel:
 
     @classmethod
     def _load(cls, path: Path, expect_grid: Grid | None, expect_featurization: str | None,
-              expect_element: str | None) -> "ElementModel":
+              expect_element: str | None) -> ElementModel:
         _check_archive(path)
         try:
             z = np.load(path, allow_pickle=False)

@@ -15,8 +15,8 @@ scikit-learn's ``predict``/``predict_proba`` (verified in the tests).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -84,7 +84,7 @@ class PackedForests:
     ARRAYS = ("feature", "threshold", "left", "right", "missing_left", "value", "roots", "tree_forest")
 
     @classmethod
-    def from_sklearn(cls, forests) -> "PackedForests":
+    def from_sklearn(cls, forests) -> PackedForests:
         """Pack fitted ``RandomForestClassifier``/``Regressor`` objects (one per seed)."""
         classes = getattr(forests[0], "classes_", None)
         trees, depth = [], 0
@@ -108,7 +108,7 @@ class PackedForests:
         return cls(tab.feature, tab.threshold, tab.left, tab.right, tab.missing_left, tab.value, tab.roots,
                    tab.owner, int(depth), len(forests), None if classes is None else np.asarray(classes))
 
-    def table(self) -> "NodeTable":
+    def table(self) -> NodeTable:
         """Its nodes as a :class:`NodeTable` (owner = seed of each tree)."""
         return NodeTable(self.feature, self.threshold, self.left, self.right, self.missing_left, self.value,
                          self.roots, self.tree_forest)
@@ -212,7 +212,7 @@ class PackedForests:
         return out
 
     @classmethod
-    def from_arrays(cls, arrays, prefix: str) -> "PackedForests":
+    def from_arrays(cls, arrays, prefix: str) -> PackedForests:
         depth, n_forests = (int(v) for v in arrays[f"{prefix}shape"])
         classes = arrays[f"{prefix}classes"] if f"{prefix}classes" in arrays else None
         return cls(*(np.asarray(arrays[f"{prefix}{name}"]) for name in cls.ARRAYS), depth=depth,

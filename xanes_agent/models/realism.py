@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .features import DEFAULT_GRID, Grid, to_grid
 from ..foundation.normalization import normalize
+from .features import DEFAULT_GRID, Grid, to_grid
 
 
 @dataclass(frozen=True)

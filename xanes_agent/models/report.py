@@ -12,8 +12,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,8 @@ def _plt():
 
 
 def metrics_table(models: Sequence[ElementModel]) -> str:
-    rows = ["| element | features | n (test) | CN accuracy | modal baseline | distance R^2 | distance MAE (A) | charge label | charge R^2 | charge MAE (e) |",
+    rows = ["| element | features | n (test) | CN accuracy | modal baseline | distance R^2 | distance MAE (A) "
+            "| charge label | charge R^2 | charge MAE |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for m in sorted(models, key=lambda m: (m.element, m.featurization)):
         cn = m.properties.get("coordination_number")
@@ -168,7 +170,8 @@ def coverage_figure(models: Sequence[ElementModel], path: Path) -> Path:
     for m in sorted(models, key=lambda m: m.element):
         cc = m.coverage_curve
         if "coordination_number" in cc:
-            ax.plot(np.array(cc["fractions"]) * 100, cc["coordination_number"], "o-", label=f"{m.element} ({m.featurization})")
+            ax.plot(np.array(cc["fractions"]) * 100, cc["coordination_number"], "o-",
+                    label=f"{m.element} ({m.featurization})")
     ax.set_xlabel("window measured from the low-energy side (%)")
     ax.set_ylabel("held-out CN accuracy")
     ax.set_ylim(0, 1)

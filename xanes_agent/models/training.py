@@ -90,7 +90,7 @@ class TrainConfig:
         return d
 
 
-def live_config(**overrides: Any) -> "TrainConfig":
+def live_config(**overrides: Any) -> TrainConfig:
     """The preset for models the live agent uses on measured (noisy) spectra; see module docstring."""
     return TrainConfig(**{"noise": (5e-4, 5e-3), "e0_jitter": 0.5, "min_samples_leaf": 5, **overrides})
 
@@ -262,8 +262,8 @@ def _fit_property(X: np.ndarray, y: np.ndarray, prop: str, cfg: TrainConfig, fea
     if prop == CN:
         est = SeedEnsembleClassifier(n_seeds=n_seeds, n_estimators=cfg.n_estimators,
                                      max_features=cfg.max_features_classifier,
-                                     min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.split_seed, n_jobs=cfg.n_jobs,
-                                     oversample=cfg.oversample)
+                                     min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.split_seed,
+                                     n_jobs=cfg.n_jobs, oversample=cfg.oversample)
         return est.fit(F, yy.astype(int))
     est = SeedEnsembleRegressor(n_seeds=n_seeds, n_estimators=cfg.n_estimators,
                                 max_features=cfg.max_features_regressor,
@@ -300,7 +300,8 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
         if not len(te) or not len(tr):
             continue
         Xte = X_grid[te]
-        masked = [Xte] + [mask_low_window(Xte, frac) for frac in (0.3, 0.5, 0.75)] + [augment(Xte, 2, rng)[0][2 * len(te):]]
+        masked = ([Xte] + [mask_low_window(Xte, frac) for frac in (0.3, 0.5, 0.75)]
+                  + [augment(Xte, 2, rng)[0][2 * len(te):]])
         if _measures(cfg):  # a live model meets measured spectra: calibrate on measured-like copies too
             masked.append(measurement_copies(Xte, cfg.grid, cfg.noise, cfg.e0_jitter, rng))
         Xall = np.vstack(masked)
@@ -365,7 +366,8 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     if cfg.interval_unit not in ("parent", "spectrum"):
         raise ValueError(f"interval_unit {cfg.interval_unit!r}: 'parent' or 'spectrum'")
     if cfg.interval_unit == "spectrum":
-        method["interval"] = "split-conformal for a new spectrum, |y - pred| / (0.5 + 0.5 domain score), per coverage band"
+        method["interval"] = ("split-conformal for a new spectrum, |y - pred| / (0.5 + 0.5 domain score), "
+                              "per coverage band")
     if cfg.cn_map not in ("single", "domain"):
         raise ValueError(f"cn_map {cfg.cn_map!r}: 'single' or 'domain'")
     return fit_calibration(y, pred, proba, classes, score, np.concatenate(cov_out), full, final_domain, method,

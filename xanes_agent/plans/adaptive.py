@@ -38,7 +38,8 @@ from .xas import measure, xas_fields
 
 
 def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict[str, Any],
-                        survey: tuple[float, float, float] = DEFAULT_SURVEY, edge_halfwidth: float = DEFAULT_EDGE_HALFWIDTH,
+                        survey: tuple[float, float, float] = DEFAULT_SURVEY,
+                        edge_halfwidth: float = DEFAULT_EDGE_HALFWIDTH,
                         edge_step: float = 0.5, batch_size: int = 1, max_points: int = 250,
                         max_time: float | None = None, thresholds: dict[str, float] | None = None,
                         stability: dict[str, float] | None = None):

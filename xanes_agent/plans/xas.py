@@ -15,13 +15,15 @@ No ``from __future__ import annotations`` here: the queue server validates plan 
 the real annotation objects.
 """
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 
 from ..agent.policy import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, AdaptivePolicy
 from ..foundation.energies import range_energies
+
 
 def xas_fields(detectors: Sequence[Any], motor: Any, md: dict[str, Any] | None) -> tuple[str, str]:
     """(energy field, mu field): from ``md['xas']``, else the motor's and first detector's hints."""
@@ -65,7 +67,8 @@ def opening_passes(detectors, motor, policy: AdaptivePolicy, energy_field: str, 
 
 
 def xas_survey_scan(detectors, motor, edge_energy: float, *, survey: Sequence[float] = DEFAULT_SURVEY,
-                    edge_halfwidth: float = DEFAULT_EDGE_HALFWIDTH, edge_step: float = 0.5, md: dict[str, Any] | None = None):
+                    edge_halfwidth: float = DEFAULT_EDGE_HALFWIDTH, edge_step: float = 0.5,
+                    md: dict[str, Any] | None = None):
     """One run: coarse survey around ``edge_energy`` (eV, the tabulated edge), a fine edge pass and
     the post-edge normalization pass (the opening of :class:`~xanes_agent.agent.policy.AdaptivePolicy`)."""
     energy_field, mu_field = xas_fields(detectors, motor, md)
