@@ -383,3 +383,29 @@ def test_model_store_names_its_choice_among_normalizations(cu_agent_model, tmp_p
     chosen = ModelStore(tmp_path, normalization="max")
     assert chosen.predictor("Cu") is not None and chosen.paths["Cu"].name == "Cu-polynomial-max.npz"
     assert ModelStore(tmp_path, normalization="area").predictor("Cu") is None  # none of that kind: said
+
+
+def test_live_view_follows_the_agent_from_its_snapshots(confident_sample, cu_agent_model, tmp_path):
+    """LiveAgentView subscribed to the agent redraws from agent.snapshot() during a real scan and
+    once more at the stop; the snapshot outlives the run (the agent goes on to the next)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from xanes_agent.agent.view import LiveAgentView, save_png
+
+    bl = make_beamline(confident_sample, seed=0, flux=1e10, include_truth=True)
+    agent = XANESAgent(ModelStore(models={"Cu": cu_agent_model}))
+    view = LiveAgentView(agent, fig=plt.figure(figsize=(12, 7)), every=20)
+    agent.subscribe(view)
+    e0 = find_e0(confident_sample.energy, confident_sample.mu)
+    RunEngine({})(bp.list_scan([bl.det], bl.mono, list(np.arange(e0 - 30, e0 + 60 + 1e-9, 0.5))), agent, **bl.md)
+    n_events = len(agent.snapshot().history)
+    assert view.n_drawn == n_events // 20 + 1  # every 20th update, and the final one at the stop
+    titles = [ax.get_title() for ax in view.fig.axes]
+    assert any(t.startswith("CN ") for t in titles) and "true CN" in " ".join(titles)
+    snap = agent.snapshot()
+    assert agent.in_run is None and snap.stop_reason == "success" and len(snap.energy) == 181
+    assert save_png(snap, tmp_path / "view.png").stat().st_size > 10_000
+    plt.close(view.fig)

@@ -93,7 +93,29 @@ class RunSnapshot:
 
 
 class XANESAgent(SafeRouter):
-    """See the module docstring. ``emit`` receives the agent's own ``(name, doc)`` documents."""
+    """See the module docstring.
+
+    Parameters
+    ----------
+    models : ModelStore
+        Where each element's model comes from.
+    strategy : str or Strategy
+        How proposals are scored (``agent.strategies.STRATEGIES``; default importance x
+        calibrated uncertainty).
+    element, edge, energy_field, mu_field, i0_field, it_field, if_field, mode : str, optional
+        Override what the start documents say (by default read under the conventions of
+        :mod:`xanes_agent.data.signals`, else guessed from the descriptor, said once).
+    emit : callable or iterable of callables, optional
+        Receives the agent's own ``(name, doc)`` documents (more with :meth:`subscribe`).
+    min_interval : float
+        Seconds between model updates while pages arrive (0: after every page).
+    n_proposals : int
+        Ranges carried in each update's ``proposals`` field.
+    png_dir : str or Path, optional
+        Save the view of each run here when it stops.
+    proposal_step : float or None
+        Spacing (eV) of proposed ranges; None: the model grid's own.
+    """
 
     def __init__(self, models: ModelStore, strategy: str | Strategy = "importance_uncertainty",
                  element: str | None = None, edge: str | None = None, energy_field: str | None = None,
@@ -322,19 +344,57 @@ class XANESAgent(SafeRouter):
 
     # -- bluesky-adaptive style API ----------------------------------------------------------------
     def begin(self, element: str, edge: str = "K", uid: str = "adaptive", md: dict[str, Any] | None = None) -> None:
-        """Start a document-less session (for ``ingest``/``suggest`` without a RunEngine); ``md``
-        is the run's metadata as a start document would carry it (sample, sample_truth, ...)."""
+        """Start a document-less session (for ``ingest``/``suggest`` without a RunEngine).
+
+        Parameters
+        ----------
+        element : str
+            The absorber, e.g. ``"Cu"``.
+        edge : str
+            The edge, default ``"K"``.
+        uid : str
+            The session's uid (the raw run's, inside a plan).
+        md : dict, optional
+            The run's metadata as a start document would carry it (sample, sample_truth, ...).
+        """
         self.start({**(md or {}), "uid": uid, "element": element, "edge": edge, "time": time.time()})
 
     def end(self, exit_status: str = "success", reason: str = "") -> dict[str, Any]:
-        """Close a session begun with :meth:`begin` (``reason`` goes into the stop document);
-        returns the final report."""
+        """Close a session begun with :meth:`begin`.
+
+        Parameters
+        ----------
+        exit_status : str
+            ``"success"``, ``"abort"`` or ``"fail"``, as in the stop document.
+        reason : str
+            Why it ended (the stop document's ``reason``).
+
+        Returns
+        -------
+        dict
+            The final :meth:`report`.
+        """
         if self.run is not None:
             self._finish(exit_status=exit_status, reason=reason)
         return self.finished[-1] if self.finished else {}
 
     def ingest(self, x, y, uid: str | None = None) -> LiveState | None:
-        """Add measured energies ``x`` (eV) and mu ``y``; ``uid`` marks that proposal as measured."""
+        """Tell the agent what was measured; it updates its predictions and proposals.
+
+        Parameters
+        ----------
+        x : array-like
+            Energies (eV).
+        y : array-like
+            mu at those energies (NaN readings are dropped and counted, never fatal).
+        uid : str, optional
+            The proposal these readings answer (marked as measured).
+
+        Returns
+        -------
+        LiveState or None
+            The state after the update.
+        """
         if self.run is None:
             raise RuntimeError("no run in progress: call begin() or feed a start document first")
         self.run.spectrum.add(x, y)
@@ -345,7 +405,19 @@ class XANESAgent(SafeRouter):
     tell = ingest
 
     def suggest(self, batch_size: int = 1) -> list[dict[str, Any]]:
-        """The next ``batch_size`` ranges to measure (absolute eV, with spacing and a uid)."""
+        """Ask the agent where to measure next.
+
+        Parameters
+        ----------
+        batch_size : int
+            How many ranges.
+
+        Returns
+        -------
+        list of dict
+            Ranges ``{"start", "stop", "step"}`` (absolute eV) with ``uid`` and ``score``, best
+            first; empty before the edge is located or when the model window is covered.
+        """
         r = self.run
         if r is None:
             return []
@@ -361,7 +433,15 @@ class XANESAgent(SafeRouter):
     ask = suggest
 
     def report(self) -> dict[str, Any]:
-        """Current predictions, coverage and proposals as plain data."""
+        """The current answer as plain data (the last stopped run's between runs).
+
+        Returns
+        -------
+        dict
+            ``predictions`` (per property: prediction, calibrated probability or 68/90 %
+            intervals, domain flag), ``n_points``, ``coverage``, ``e0`` (eV), ``edge_located``,
+            ``proposals``, dropped/rejected counts and ``charge_label``.
+        """
         r = self.run
         if r is None:
             return self.finished[-1] if self.finished else {}

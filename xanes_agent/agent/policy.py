@@ -92,7 +92,8 @@ def new_energies(planned: np.ndarray, measured: np.ndarray, tol: float = SAME_PO
 
 class AdaptivePolicy:
     """See the module docstring. Energies in eV; ``thresholds``/``stability`` update
-    :data:`~.stopping.DEFAULT_THRESHOLDS`/:data:`~.stopping.DEFAULT_STABILITY`.
+    :data:`~.stopping.DEFAULT_THRESHOLDS`/:data:`~.stopping.DEFAULT_STABILITY` (a dict given
+    replaces only the keys it has).
 
     Parameters
     ----------
@@ -109,6 +110,11 @@ class AdaptivePolicy:
         Ranges asked of the agent per step.
     max_points, max_time : int, float or None
         Point budget (distinct energies) and time budget (s).
+    thresholds : dict, optional
+        Confident-stop thresholds: ``cn_probability``, ``distance_std`` (A), ``charge_std``.
+    stability : dict, optional
+        Stable-stop rule: ``updates`` that must agree, within ``distance`` (A) and ``charge``,
+        at a CN probability of at least ``cn_probability``.
     """
 
     def __init__(self, edge_energy: float, *, survey: Sequence[float] = DEFAULT_SURVEY,

@@ -64,8 +64,30 @@ class Session:
 
 
 class QueueSuggester(SafeRouter):
-    """See the module docstring. ``api`` is a ``bluesky_queueserver_api`` ``REManagerAPI``
-    (zmq or http); ``detectors``/``motor`` are device *names* in the queue server's namespace."""
+    """See the module docstring.
+
+    Parameters
+    ----------
+    models : ModelStore
+    api : REManagerAPI
+        A ``bluesky_queueserver_api`` client (zmq or http).
+    detectors, motor : str
+        Device *names* in the queue server's namespace.
+    plan_name : str
+        The plan the suggestions run (default ``xas_ranges_scan``).
+    batch_size : int
+        Ranges per suggested plan.
+    thresholds, stability, max_points
+        The policy's stop rules (:class:`~xanes_agent.agent.policy.AdaptivePolicy`).
+    strategy : str
+        The agent's proposal strategy.
+    element, edge : str, optional
+        Override the start documents.
+    emit : callable or iterable, optional
+        Receives each session agent's own documents.
+    user, user_group : str
+        Who the queue items are added as.
+    """
 
     def __init__(self, models: ModelStore, api: Any, *, detectors: Iterable[str] = ("det",),
                  motor: str = "mono_energy", plan_name: str = "xas_ranges_scan", batch_size: int = 2,

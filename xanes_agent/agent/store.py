@@ -18,6 +18,19 @@ class ModelStore:
     one; without it the study's default (post-edge) is taken if present, and the choice is logged
     with the alternatives. A bundle that fails to load (corrupt, tampered, wrong version) is
     reported once and that element gets no predictions; the agent keeps running.
+
+    Parameters
+    ----------
+    folder : str or Path, optional
+        The bundles' folder.
+    models : dict of str to ElementModel, optional
+        Models already in memory (take precedence over the folder).
+    featurization : str
+        Preferred featurization where the folder holds several.
+    engine : str
+        The fast path's engine (``"auto"``, ``"numba"``, ``"numpy"``).
+    normalization : str, optional
+        Which bundles where the folder holds several normalizations per element.
     """
 
     def __init__(self, folder: str | Path | None = None, models: dict[str, ElementModel] | None = None,

@@ -321,7 +321,26 @@ def _is_numeric_row(line: str) -> bool:
 
 
 def read_measured(path: str | Path, energy_column: str | None = None) -> list[MeasuredSpectrum]:
-    """Any of the formats above, told apart by content (not by the file name)."""
+    """Read a measured-spectrum file of any of the formats above, told apart by content (not by
+    the file name): XDI, an Athena project (every mu(E) group), or a column file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    energy_column : str, optional
+        Column files: the energy column, by name or 1-based number (default: found by name).
+
+    Returns
+    -------
+    list of MeasuredSpectrum
+        One per spectrum in the file (several for an Athena project).
+
+    Raises
+    ------
+    MeasuredFileError
+        The file cannot be read as any of them; the message names the file, the line and why.
+    """
     path = Path(path)
     text = _text(path)
     head = text[:400]

@@ -91,8 +91,26 @@ def _read_text(path: str | Path) -> str:
 def read_xmu(path: str | Path, element: str | None = None, edge: str = "K") -> Spectrum:
     """Read a FEFF ``xmu.dat``: absolute energy (omega, eV) and ``mu`` (normalized at edge + 50 eV).
 
-    The absorbing element is taken from ``element`` or, failing that, from the header's ``Abs Z=``
-    line, or from a ``<site>_<El>`` folder name as in Materials Project FEFF trees.
+    Parameters
+    ----------
+    path : str or Path
+        The ``xmu.dat`` file.
+    element : str, optional
+        The absorber; otherwise from the header's ``Abs Z=`` line, or from a ``<site>_<El>``
+        folder name as in Materials Project FEFF trees.
+    edge : str
+        Absorption edge, default ``"K"``.
+
+    Returns
+    -------
+    Spectrum
+        Energy in eV (absolute), mu, element and edge; provenance names the file.
+
+    Raises
+    ------
+    DataFormatError
+        The file is not of this format or is damaged; the message names the file and, where it
+        can, the line.
     """
     text = _read_text(path)
     header = [ln for ln in text.splitlines() if ln.lstrip().startswith("#")]
@@ -141,7 +159,24 @@ def _element_from_path(path: str | Path) -> str | None:
 
 
 def read_mp_json(path: str | Path) -> Spectrum:
-    """Read a Materials Project XAS document (``XASDoc`` JSON) or a list holding one."""
+    """Read a Materials Project XAS document (``XASDoc`` JSON) or a list holding one.
+
+    Parameters
+    ----------
+    path : str or Path
+        The JSON file.
+
+    Returns
+    -------
+    Spectrum
+        Energy (eV), mu, absorbing element and edge, and the labels the document carries.
+
+    Raises
+    ------
+    DataFormatError
+        The file is not of this format or is damaged; the message names the file and, where it
+        can, the line.
+    """
     text = _read_text(path)
     try:
         doc = json.loads(text)
@@ -202,7 +237,27 @@ def spectrum_from_mp_doc(doc: dict[str, Any], source: str = "<document>") -> Spe
 
 
 def read_two_column(path: str | Path, element: str, edge: str = "K") -> Spectrum:
-    """Read plain two-column text or CSV: energy (eV), mu. Extra columns are ignored."""
+    """Read plain two-column text or CSV: energy (eV), mu. Extra columns are ignored.
+
+    Parameters
+    ----------
+    path : str or Path
+        The text file (``#`` comments allowed).
+    element : str
+        The absorber (the file carries none).
+    edge : str
+        Absorption edge, default ``"K"``.
+
+    Returns
+    -------
+    Spectrum
+
+    Raises
+    ------
+    DataFormatError
+        The file is not of this format or is damaged; the message names the file and, where it
+        can, the line.
+    """
     text = _read_text(path)
     table, first = _parse_table(path, text, min_cols=2)
     energy, mu = table[:, 0], table[:, 1]
@@ -212,7 +267,23 @@ def read_two_column(path: str | Path, element: str, edge: str = "K") -> Spectrum
 
 
 def read_poscar(path: str | Path) -> Any:
-    """Read a VASP POSCAR into a pymatgen ``Structure``."""
+    """Read a VASP POSCAR into a pymatgen ``Structure`` (needs the ``feff`` extra).
+
+    Parameters
+    ----------
+    path : str or Path
+        The POSCAR file.
+
+    Returns
+    -------
+    pymatgen.core.Structure
+
+    Raises
+    ------
+    DataFormatError
+        The file is not of this format or is damaged; the message names the file and, where it
+        can, the line.
+    """
     text = _read_text(path)
     try:
         from pymatgen.io.vasp import Poscar
@@ -225,7 +296,27 @@ def read_poscar(path: str | Path) -> Any:
 
 
 def read_spectrum(path: str | Path, element: str | None = None, edge: str = "K") -> Spectrum:
-    """Read one spectrum, choosing the reader from the file name (``xmu.dat``, ``.json``, else text)."""
+    """Read one spectrum, choosing the reader from the file name (``xmu.dat``, ``.json``, else text).
+
+    Parameters
+    ----------
+    path : str or Path
+        A FEFF ``xmu.dat``, a Materials Project JSON document or a two-column text file.
+    element : str, optional
+        The absorber (required for two-column files).
+    edge : str
+        Absorption edge, default ``"K"``.
+
+    Returns
+    -------
+    Spectrum
+
+    Raises
+    ------
+    DataFormatError
+        The file is not of this format or is damaged; the message names the file and, where it
+        can, the line.
+    """
     p = Path(path)
     if p.name.endswith("xmu.dat"):
         return read_xmu(p, element=element, edge=edge)
@@ -243,6 +334,14 @@ def write_library(collection: SpectrumCollection, path: str | Path) -> None:
 
     Spectra keep their native grids: energies are stored as float32 offsets from a float64 start
     per spectrum (sub-meV precision at 9 keV), mu as float32, concatenated with an offsets array.
+    The write is atomic (a temporary file renamed into place).
+
+    Parameters
+    ----------
+    collection : SpectrumCollection
+        The spectra, their labels and metadata.
+    path : str or Path
+        The ``.npz`` file to write (its folder is created).
     """
     n = len(collection)
     lengths = np.array([len(e) for e in collection.energy], dtype=np.int64)
@@ -279,7 +378,23 @@ def write_library(collection: SpectrumCollection, path: str | Path) -> None:
 
 
 def read_library(path: str | Path) -> SpectrumCollection:
-    """Read the project's library ``.npz`` (see :func:`write_library`)."""
+    """Read the project's library ``.npz`` (see :func:`write_library`), validated before use.
+
+    Parameters
+    ----------
+    path : str or Path
+        The library file.
+
+    Returns
+    -------
+    SpectrumCollection
+
+    Raises
+    ------
+    DataFormatError
+        The file is not of this format or is damaged; the message names the file and, where it
+        can, the line.
+    """
     p = Path(path)
     if not p.is_file():
         raise DataFormatError(p, "library file not found")

@@ -106,7 +106,30 @@ class _SeedEnsemble(BaseEstimator):
 
 
 class SeedEnsembleClassifier(ClassifierMixin, _SeedEnsemble):
-    """``n_seeds`` random-forest classifiers, each trained on a random over-sampling of the data."""
+    """``n_seeds`` random-forest classifiers, each trained on a random over-sampling of the data.
+
+    Parameters
+    ----------
+    n_seeds : int
+        Forests, one per seed (the study: 10).
+    n_estimators : int
+        Trees per forest.
+    max_features, min_samples_leaf, max_depth
+        As scikit-learn's ``RandomForestClassifier``.
+    random_state : int, RandomState, Generator or None
+        See the class docstring of the shared base: an int reproduces the study's seeds.
+    n_jobs : int, optional
+        joblib workers over the seeds (results do not depend on it).
+    oversample : bool
+        Over-sample the minority classes of the training data (the study's random over-sampling).
+
+    Attributes
+    ----------
+    estimators_ : list of RandomForestClassifier
+    classes_ : ndarray
+    feature_importances_, feature_importances_std_ : ndarray
+        Impurity importances, mean and spread over the seeds.
+    """
 
     _forest_cls = RandomForestClassifier
 
@@ -124,7 +147,16 @@ class SeedEnsembleClassifier(ClassifierMixin, _SeedEnsemble):
         return self
 
     def predict_proba_per_seed(self, X) -> np.ndarray:
-        """Class probabilities of each seed, shape (n_seeds, n_samples, n_classes)."""
+        """Class probabilities of each seed.
+
+        Parameters
+        ----------
+        X : array, shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_seeds, n_samples, n_classes)
+        """
         check_is_fitted(self)
         return np.stack([e.predict_proba(np.asarray(X, float)) for e in self.estimators_])
 
@@ -136,7 +168,27 @@ class SeedEnsembleClassifier(ClassifierMixin, _SeedEnsemble):
 
 
 class SeedEnsembleRegressor(RegressorMixin, _SeedEnsemble):
-    """``n_seeds`` random-forest regressors; the mean is the prediction, the std the uncertainty."""
+    """``n_seeds`` random-forest regressors; the mean is the prediction, the std their spread
+    (a spread, not a predictive uncertainty: see :mod:`xanes_agent.models.calibration`).
+
+    Parameters
+    ----------
+    n_seeds : int
+        Forests, one per seed (the study: 10).
+    n_estimators : int
+        Trees per forest.
+    max_features, min_samples_leaf, max_depth
+        As scikit-learn's ``RandomForestRegressor`` (``max_features`` default 1/3).
+    random_state : int, RandomState, Generator or None
+        An int reproduces the study's seeds.
+    n_jobs : int, optional
+        joblib workers over the seeds.
+
+    Attributes
+    ----------
+    estimators_ : list of RandomForestRegressor
+    feature_importances_, feature_importances_std_ : ndarray
+    """
 
     _forest_cls = RandomForestRegressor
 
@@ -151,7 +203,16 @@ class SeedEnsembleRegressor(RegressorMixin, _SeedEnsemble):
         return self._fit(X, np.asarray(y, float), oversample=False)
 
     def predict_per_seed(self, X) -> np.ndarray:
-        """Predictions of each seed, shape (n_seeds, n_samples)."""
+        """Predictions of each seed.
+
+        Parameters
+        ----------
+        X : array, shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_seeds, n_samples)
+        """
         check_is_fitted(self)
         return np.stack([e.predict(np.asarray(X, float)) for e in self.estimators_])
 

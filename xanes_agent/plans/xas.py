@@ -26,7 +26,20 @@ from ..foundation.energies import range_energies
 
 
 def xas_fields(detectors: Sequence[Any], motor: Any, md: dict[str, Any] | None) -> tuple[str, str]:
-    """(energy field, mu field): from ``md['xas']``, else the motor's and first detector's hints."""
+    """The fields a plan reads: from ``md['xas']``, else the motor's and first detector's hints.
+
+    Parameters
+    ----------
+    detectors : sequence of ophyd devices
+    motor : ophyd positioner
+    md : dict, optional
+        Start-document metadata (``xas.energy_field``, ``xas.mu_field``).
+
+    Returns
+    -------
+    (str, str)
+        The energy field and the mu field.
+    """
     xas = (md or {}).get("xas") or {}
     energy = xas.get("energy_field") or (getattr(motor, "hints", None) or {}).get("fields", [motor.name])[0]
     mu = xas.get("mu_field")
@@ -40,7 +53,25 @@ def xas_fields(detectors: Sequence[Any], motor: Any, md: dict[str, Any] | None) 
 
 def measure(detectors, motor, energies: Iterable[float], energy_field: str, mu_field: str,
             max_points: int | None = None):
-    """Per-step stub: move and read at each energy (eV); returns (energies read, mu read) as lists."""
+    """Per-step stub: move to each energy and read the detectors (``trigger_and_read``).
+
+    Parameters
+    ----------
+    detectors : sequence of ophyd devices
+    motor : ophyd positioner
+        The energy axis (eV).
+    energies : iterable of float
+        Energies (eV), in measuring order.
+    energy_field, mu_field : str
+        The fields read back as the point's energy and mu.
+    max_points : int, optional
+        Stop after this many points.
+
+    Returns
+    -------
+    (list of float, list of float)
+        The energies read (eV) and mu.
+    """
     es, mus = [], []
     for e in energies:
         if max_points is not None and len(es) >= max_points:
@@ -55,7 +86,22 @@ def measure(detectors, motor, energies: Iterable[float], energy_field: str, mu_f
 def opening_passes(detectors, motor, policy: AdaptivePolicy, energy_field: str, mu_field: str):
     """Per-step stub: the policy's survey, edge and normalization passes (see
     :mod:`xanes_agent.agent.policy`), each measured as the policy places it from what the passes
-    before it read. Returns (energies in eV, mu) as lists."""
+    before it read.
+
+    Parameters
+    ----------
+    detectors, motor
+        As for :func:`measure`.
+    policy : AdaptivePolicy
+        A policy that has not started (its opening passes are taken).
+    energy_field, mu_field : str
+        The fields read back.
+
+    Returns
+    -------
+    (list of float, list of float)
+        Every energy read (eV) and its mu.
+    """
     es: list[float] = []
     mus: list[float] = []
     for _ in range(3):
@@ -70,7 +116,27 @@ def xas_survey_scan(detectors, motor, edge_energy: float, *, survey: Sequence[fl
                     edge_halfwidth: float = DEFAULT_EDGE_HALFWIDTH, edge_step: float = 0.5,
                     md: dict[str, Any] | None = None):
     """One run: coarse survey around ``edge_energy`` (eV, the tabulated edge), a fine edge pass and
-    the post-edge normalization pass (the opening of :class:`~xanes_agent.agent.policy.AdaptivePolicy`)."""
+    the post-edge normalization pass (the opening of :class:`~xanes_agent.agent.policy.AdaptivePolicy`).
+
+    Parameters
+    ----------
+    detectors : list of ophyd devices (queue server: their names)
+    motor : ophyd positioner (queue server: its name)
+        The energy axis (eV).
+    edge_energy : float
+        The tabulated edge (eV).
+    survey : (start, stop, step)
+        eV relative to ``edge_energy``.
+    edge_halfwidth, edge_step : float
+        The fine pass: +-``edge_halfwidth`` eV around the coarse edge in ``edge_step`` eV steps.
+    md : dict, optional
+        Start-document metadata (``element``, ``edge``, ``xas`` field names, ``xas_session``).
+
+    Returns
+    -------
+    float
+        The coarse edge (eV) the fine pass was centred on.
+    """
     energy_field, mu_field = xas_fields(detectors, motor, md)
     _md = {"plan_name": "xas_survey_scan", "detectors": [d.name for d in detectors], "motors": [motor.name],
            "plan_args": {"edge_energy": edge_energy, "survey": list(survey), "edge_halfwidth": edge_halfwidth,
@@ -88,7 +154,18 @@ def xas_survey_scan(detectors, motor, edge_energy: float, *, survey: Sequence[fl
 
 
 def xas_ranges_scan(detectors, motor, ranges: Sequence[Sequence[float]], *, md: dict[str, Any] | None = None):
-    """One run measuring each ``[start, stop, step]`` range (eV) in order."""
+    """One run measuring each ``[start, stop, step]`` range (eV) in order (what the agent suggests).
+
+    Parameters
+    ----------
+    detectors : list of ophyd devices (queue server: their names)
+    motor : ophyd positioner (queue server: its name)
+        The energy axis (eV).
+    ranges : sequence of [start, stop, step]
+        eV; every range is checked before anything moves (``ValueError`` naming a bad one).
+    md : dict, optional
+        Start-document metadata.
+    """
     ranges = [[float(v) for v in r] for r in ranges]
     for r in ranges:
         if len(r) != 3:
