@@ -149,3 +149,28 @@ def test_an_aborted_scan_closes_the_agents_run(bundled_library, cu_agent_model):
     assert agent.in_run is None
     assert out[-1][0] == "stop" and out[-1][1]["exit_status"] == "abort"
     assert agent.snapshot().stop_reason == "the scan ended before a stop rule held" and len(agent.snapshot().energy) > 0
+
+
+def test_a_steep_pre_edge_peak_gets_a_second_fine_pass_on_the_main_rise():
+    """Tetrahedral Ti4+/V5+/Cr6+: the steepest coarse interval can be the pre-edge peak; the edge
+    (the main rise) must still be measured finely, or the agent never locates it (3 of 25 held-out
+    Ti spectra stopped with 'edge not located' before this pass)."""
+
+    def pre_edge_spectrum(e):
+        e = np.asarray(e, float)
+        return 2.0 * np.exp(-0.5 * ((e - 8983.0) / 1.5) ** 2) + 1.0 / (1.0 + np.exp(-(e - 8996.0) / 2.5))
+
+    pol = AdaptivePolicy(EDGE)
+    es, passes = np.zeros(0), []
+    while pol.in_opening:
+        (m,) = pol.next(es, pre_edge_spectrum(es))
+        passes.append(m)
+        es = np.concatenate([es, m.energies])
+    kinds = [m.kind for m in passes]
+    assert kinds == ["survey", "edge", "edge", "normalization"]
+    assert abs(passes[1].info["centre"] - 8983) < 3  # the first fine pass went to the peak
+    assert abs(passes[2].info["centre"] - 8996) < 3 and "main rise" in passes[2].info["why"]
+    order = np.argsort(es)
+    e0 = find_e0(es[order], pre_edge_spectrum(es[order]))
+    assert abs(e0 - 8996) < 1 and passes[2].energies.min() < e0 < passes[2].energies.max()
+    assert np.median(passes[3].energies) == pytest.approx(e0 + NORM_OFFSET)

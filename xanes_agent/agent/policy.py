@@ -8,6 +8,9 @@ One small state machine, driven alike by the in-process plan
    steps from edge - 30 eV to edge + 70 eV);
 2. **edge**: ``edge_step`` eV steps over +-``edge_halfwidth`` eV around the steepest coarse
    interval (:func:`coarse_edge`), so E0 and the model window are placed to sub-eV precision;
+   if E0 of the main rise (``find_e0``) then lies outside the fine points (the steepest coarse
+   interval was a strong pre-edge peak, as in tetrahedral Ti4+, V5+ or Cr6+), another fine pass
+   is centred on it (at most ``MAX_EDGE_PASSES`` in all);
 3. **normalization**: the same steps over E0 + 50 +- 1 eV, where the post-edge normalization
    takes its value (measured there, not interpolated across the survey's coarse steps);
 4. **proposals**: the agent's next ``batch_size`` ranges (importance x calibrated uncertainty),
@@ -41,6 +44,8 @@ DEFAULT_SURVEY = (-30.0, 70.0, 5.0)  # eV relative to the tabulated edge: start,
 DEFAULT_EDGE_HALFWIDTH = 5.0  # eV either side of the coarse edge, measured in edge_step steps
 NORM_OFFSET, NORM_HALFWIDTH = 50.0, 1.0  # eV: the post-edge normalization point E0 + 50, measured +-1
 SAME_POINT = 0.2  # eV: a planned energy this close to a measured one is not measured again
+MAX_EDGE_PASSES = 3  # fine passes at most before the normalization pass
+FINE_SPACING = 1.5  # eV: E0 counts as measured finely when its neighbours are this close (the agent's rule)
 
 
 @dataclass(frozen=True)
@@ -135,6 +140,7 @@ class AdaptivePolicy:
         self.decisions: list[tuple | None] = []  # the decision observed before each proposal step
         self.edge_centre: float | None = None  # eV, the coarse edge of the survey
         self.stopped = ""
+        self.edge_passes = 0
         self._n_at_proposal: int | None = None  # points measured when the last proposals were made
 
     # -- the opening passes ----------------------------------------------------------------------
@@ -150,6 +156,30 @@ class AdaptivePolicy:
         # a contiguous fine pass, survey points inside it included: the edge is measured in one sweep
         return Measure("edge", range_energies(self.edge_centre - h, self.edge_centre + h, self.edge_step),
                        {"centre": self.edge_centre, "halfwidth": h, "step": self.edge_step})
+
+    def edge_recheck(self, energies: np.ndarray, mu: np.ndarray) -> Measure | None:
+        """Another fine pass centred on E0 of the main rise if the passes so far do not bracket
+        it finely (``FINE_SPACING``); None when they do."""
+        e = np.asarray(energies, float)
+        m = np.asarray(mu, float)
+        order = np.argsort(e)
+        e, m = e[order], m[order]
+        e0 = find_e0(e, m)
+        if not np.isfinite(e0):
+            return None
+        i = int(np.searchsorted(e, e0))
+        if 0 < i < len(e) - 1 and e[i + 1] - e[i - 1] <= 2 * FINE_SPACING:
+            return None
+        h = self.edge_halfwidth
+        self.edge_centre = float(e0)
+        return Measure("edge", new_energies(range_energies(e0 - h, e0 + h, self.edge_step), e),
+                       {"centre": float(e0), "halfwidth": h, "step": self.edge_step,
+                        "why": "E0 of the main rise lies outside the fine points (a pre-edge peak was steeper)"})
+
+    @property
+    def in_opening(self) -> bool:
+        """Whether the opening passes (survey, edge, normalization) are still to come."""
+        return self.phase != "proposals" and not self.stopped
 
     def normalization_pass(self, energies: np.ndarray, mu: np.ndarray) -> Measure:
         order = np.argsort(energies)
@@ -212,8 +242,13 @@ class AdaptivePolicy:
             return [self.survey_pass()]
         if self.phase == "edge":
             self.phase = "normalization"
+            self.edge_passes = 1
             return [self.edge_pass(energies, mu)]
         if self.phase == "normalization":
+            again = self.edge_recheck(energies, mu) if self.edge_passes < MAX_EDGE_PASSES else None
+            if again is not None and len(again.energies):
+                self.edge_passes += 1
+                return [again]
             self.phase = "proposals"
             return [self.normalization_pass(energies, mu)]
         stop = self.observe(report or {}, len(energies), elapsed)

@@ -104,7 +104,7 @@ def opening_passes(detectors, motor, policy: AdaptivePolicy, energy_field: str, 
     """
     es: list[float] = []
     mus: list[float] = []
-    for _ in range(3):
+    while policy.in_opening:
         (m,) = policy.next(es, mus)
         e, mu = yield from measure(detectors, motor, m.energies, energy_field, mu_field)
         es.extend(e)
