@@ -56,8 +56,9 @@ def main() -> None:
             lib.labels["mean_nn_distance"][ok][src][np.isfinite(lib.labels["mean_nn_distance"][ok][src])]),
     }
     q = lib.labels[charge_label(lib)][ok][src]
-    ok = np.isfinite(q)
-    ests["charge"] = SeedEnsembleRegressor(n_estimators=a.trees, n_jobs=-1, min_samples_leaf=leaf).fit(F[ok], q[ok])
+    has_q = np.isfinite(q)
+    ests["charge"] = SeedEnsembleRegressor(n_estimators=a.trees, n_jobs=-1, min_samples_leaf=leaf).fit(
+        F[has_q], q[has_q])
     fused = FusedForests.from_packed({k: PackedForests.from_sklearn(e.estimators_) for k, e in ests.items()})
     fused.warm_up(F.shape[1])
     rows = feat.transform(Xg[ok][:50])

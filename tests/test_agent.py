@@ -159,6 +159,51 @@ def test_bad_readings_units_duplicates():
     assert ps.n_rejected == 4 and ps.n_kev == 5 and "rejected" in ps.summary()
 
 
+def test_binned_buffer_is_bounded_and_exact():
+    """A fly scan's million readings: memory fixed, len bounded by the bins, each bin's mean equal
+    to the readings' mean; a step scan's energies kept exactly; pages in any order give the same."""
+    from xanes_agent.agent.spectrum import BIN_WIDTH, EDGE_WINDOW
+
+    rng = np.random.default_rng(0)
+    ps = PartialSpectrum(edge_energy=8979.0)
+    ps.add([8979.0], [1.0])
+    nbytes = ps._sum_e.nbytes + ps._sum_mu.nbytes + ps._count.nbytes
+    e = rng.uniform(8950.0, 9100.0, 1_000_000)
+    mu = np.sin(e / 7.0) + rng.normal(0, 0.01, e.size)
+    for k in range(0, e.size, 1000):
+        ps.add(e[k:k + 1000], mu[k:k + 1000])
+    assert ps._sum_e.nbytes + ps._sum_mu.nbytes + ps._count.nbytes == nbytes < 2_000_000
+    assert ps.n_readings == 1_000_001 and len(ps) <= 2 * EDGE_WINDOW / BIN_WIDTH + 1
+    eb, mb = ps.arrays()
+    assert len(eb) == len(ps) and np.all(np.diff(eb) > 0)
+    # the reference: the same bins by np.bincount over every reading (the 8979.0 one included)
+    all_e, all_mu = np.append(e, 8979.0), np.append(mu, 1.0)
+    idx = np.floor((all_e - (8979.0 - EDGE_WINDOW)) / BIN_WIDTH).astype(int)
+    cnt = np.bincount(idx)
+    filled = np.flatnonzero(cnt)
+    np.testing.assert_allclose(eb, np.bincount(idx, all_e)[filled] / cnt[filled], rtol=1e-12)
+    np.testing.assert_allclose(mb, np.bincount(idx, all_mu)[filled] / cnt[filled], rtol=1e-9, atol=1e-12)
+    # a step scan at 0.5 eV, added backwards one point at a time: exact energies, sorted
+    step = PartialSpectrum(edge_energy=8979.0)
+    grid = np.arange(8960.0, 9060.0, 0.5)
+    for x in grid[::-1]:
+        step.add([x], [x - 8960.0])
+    es, ms = step.arrays()
+    np.testing.assert_array_equal(es, grid)
+    np.testing.assert_allclose(ms, grid - 8960.0)
+    # single float readings (a fly scan's events) take the scalar path: the same bins, the same
+    # judgement (NaN dropped, keV converted, impossible rejected) as arrays
+    one, many = PartialSpectrum(edge_energy=8979.0), PartialSpectrum(edge_energy=8979.0)
+    vals = [(8979.0, 1.0), (8990.05, 2.0), (8990.07, 4.0), (float("nan"), 1.0), (8.995, 3.0), (5000.0, 1.0)]
+    for x, y in vals:
+        one.add(x, y)
+    many.add([v[0] for v in vals], [v[1] for v in vals])
+    for p, q in zip(one.arrays(), many.arrays()):
+        np.testing.assert_allclose(p, q, rtol=1e-14)
+    assert (one.n_dropped, one.n_kev, one.n_rejected, one.n_readings, len(one)) == \
+        (many.n_dropped, many.n_kev, many.n_rejected, many.n_readings, len(many)) == (1, 1, 1, 4, 3)
+
+
 def test_nan_readings_never_crash_the_scan(confident_sample, cu_agent_model):
     bl = make_beamline(confident_sample, seed=0, flux=1e10)
     orig = bl.det.trigger
@@ -269,6 +314,19 @@ def test_fused_fast_path_equals_sklearn():
         np.testing.assert_allclose(out["cn"], clf.predict_proba_per_seed(Xt), atol=1e-12)
         np.testing.assert_allclose(out["d"][:, :, 0], reg.predict_per_seed(Xt), atol=1e-12)
         np.testing.assert_allclose(out["cn"].mean(0), clf.predict_proba(Xt), atol=1e-12)
+    # the compiled walk used the 8-byte records; rows sitting exactly on split thresholds (as
+    # float32, where rounding a float64 threshold decides the side) still go scikit-learn's way
+    if HAVE_NUMBA:
+        assert fused.rec is not None and fused.rec.nbytes == 8 * len(fused.feature)
+        t = clf.estimators_[0].estimators_[0].tree_
+        inner = np.flatnonzero((t.children_left >= 0) & np.isfinite(t.threshold))  # (inf: a missing-value split)
+        on = np.tile(np.nan_to_num(Xt[:1]), (len(inner), 1)).astype(np.float32)
+        on[np.arange(len(inner)), t.feature[inner]] = t.threshold[inner].astype(np.float32)
+        for E in (on, np.nextafter(on, np.float32(np.inf)), np.nextafter(on, np.float32(-np.inf))):
+            E = E.astype(float)
+            out = fused.per_property(E, "numba")
+            np.testing.assert_allclose(out["cn"], clf.predict_proba_per_seed(E), atol=1e-12)
+            np.testing.assert_allclose(out["d"][:, :, 0], reg.predict_per_seed(E), atol=1e-12)
 
 
 def test_strategies_rank_as_documented(cu_agent_model):
@@ -409,3 +467,45 @@ def test_live_view_follows_the_agent_from_its_snapshots(confident_sample, cu_age
     assert agent.in_run is None and snap.stop_reason == "success" and len(snap.energy) == 181
     assert save_png(snap, tmp_path / "view.png").stat().st_size > 10_000
     plt.close(view.fig)
+
+
+def test_background_updates_coalesce_and_the_final_one_sees_every_reading(confident_sample, cu_agent_model):
+    """A fly scan's stream (200 pages of 100 readings) into an agent that updates in a worker at
+    most every 20 ms: the callbacks only append, updates are fewer than pages (coalesced), the
+    final update counts every reading and equals what an inline agent gives on the same stream,
+    and the worker is gone after the stop."""
+    import threading
+
+    from event_model import compose_run
+
+    e0 = find_e0(confident_sample.energy, confident_sample.mu)
+    rng = np.random.default_rng(1)
+    e = rng.uniform(e0 - 30, e0 + 60, 20_000)
+    mu = np.interp(e, confident_sample.energy, confident_sample.mu) + rng.normal(0, 0.002, e.size)
+    bundle = compose_run(metadata={"element": "Cu", "edge": "K", "xas": {"energy_field": "E", "mu_field": "mu"}})
+    desc = bundle.compose_descriptor(name="primary", data_keys={
+        "E": {"dtype": "number", "shape": [], "source": "mono", "units": "eV"},
+        "mu": {"dtype": "number", "shape": [], "source": "det"}})
+    docs = [("start", bundle.start_doc), ("descriptor", desc.descriptor_doc)]
+    for k in range(0, e.size, 100):
+        docs.append(("event_page", desc.compose_event_page(
+            data={"E": e[k:k + 100].tolist(), "mu": mu[k:k + 100].tolist()},
+            timestamps={"E": [0.0] * 100, "mu": [0.0] * 100}, seq_num=list(range(k + 1, k + 101)))))
+    docs.append(("stop", bundle.compose_stop()))
+    results = {}
+    for background in (True, False):
+        out = []
+        agent = XANESAgent(ModelStore(models={"Cu": cu_agent_model}), emit=lambda n, d, out=out: out.append((n, d)),
+                           background=background, min_interval=0.02)
+        for name, doc in docs:
+            agent(name, doc)
+        events = [d["data"] for n, d in out if n == "event"]
+        results[background] = events[-1]
+        assert agent.errors == 0 and agent.in_run is None
+        assert events[-1]["n_readings"] == 20_000 and out[-1][0] == "stop"
+        if background:
+            assert len(events) < 200  # coalesced, not one per page
+            assert not [t for t in threading.enumerate() if t.name.startswith("xanes-agent-")]
+    a, b = results[True], results[False]
+    assert a["cn"] == b["cn"] and a["distance"] == pytest.approx(b["distance"], abs=1e-12)
+    assert a["n_points"] == b["n_points"] <= 901  # 0.1 eV bins over 90 eV

@@ -23,7 +23,9 @@ and ``report``. A failure inside the agent is logged and counted, never raised i
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,9 @@ from .strategies import Proposal, Strategy, make_strategy, propose_refining
 
 log = logging.getLogger(__name__)
 
+#: Updates kept per run for views (the view's history panel): the run's memory stays bounded.
+HISTORY = 10_000
+
 @dataclass
 class RunState:
     uid: str
@@ -58,8 +63,11 @@ class RunState:
     done: dict[str, Proposal] = field(default_factory=dict)
     n_updates: int = 0
     last_update: float = 0.0
+    readings_at_update: int = 0  # readings the last update saw
+    worker: threading.Thread | None = None  # background updates (``background=True``)
+    closing: bool = False
     output: Any = None  # the PredictionsRun of this run
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: deque = field(default_factory=lambda: deque(maxlen=HISTORY))  # the last updates' event data
     warned_domain: bool = False
     sample: str = ""  # the start document's sample id, if any
     truth: dict[str, float] = field(default_factory=dict)  # true labels, where the start document carries them
@@ -82,7 +90,7 @@ class RunSnapshot:
     state: LiveState | None  # the latest update (None before the first)
     model: Any  # the ElementModel
     proposals: tuple[Proposal, ...]
-    history: tuple[dict[str, Any], ...]  # every update's event data
+    history: tuple[dict[str, Any], ...]  # the event data of the last updates (at most HISTORY)
     stop_reason: str
 
     @classmethod
@@ -108,7 +116,15 @@ class XANESAgent(SafeRouter):
     emit : callable or iterable of callables, optional
         Receives the agent's own ``(name, doc)`` documents (more with :meth:`subscribe`).
     min_interval : float
-        Seconds between model updates while pages arrive (0: after every page).
+        Seconds at least between model updates while readings arrive (0: no limit); readings
+        that arrive meanwhile are coalesced into the next update.
+    update_every : int
+        Readings at least between model updates (1: every page or event updates).
+    background : bool
+        Run the model updates in a worker thread per run, so a document callback only appends
+        (microseconds) and returns; the worker updates at the bounded rate on the latest state.
+        The stop document waits for it and makes the final update with every reading. (``ingest``
+        still updates at once: a plan asks right after telling.)
     n_proposals : int
         Ranges carried in each update's ``proposals`` field.
     png_dir : str or Path, optional
@@ -122,7 +138,8 @@ class XANESAgent(SafeRouter):
                  mu_field: str | None = None, emit: Callable[[str, dict], Any] | Iterable | None = None,
                  min_interval: float = 0.0, n_proposals: int = 3, png_dir: str | Path | None = None,
                  proposal_step: float | None = 1.5, i0_field: str | None = None, it_field: str | None = None,
-                 if_field: str | None = None, mode: str | None = None) -> None:
+                 if_field: str | None = None, mode: str | None = None, update_every: int = 1,
+                 background: bool = False) -> None:
         super().__init__()
         self.models = models
         self.strategy = make_strategy(strategy) if isinstance(strategy, str) else strategy
@@ -130,7 +147,11 @@ class XANESAgent(SafeRouter):
                           "i0": i0_field, "it": it_field, "iff": if_field, "mode": mode}
         self.subscribers: list[Callable[[str, dict], Any]] = (
             [] if emit is None else [emit] if callable(emit) else list(emit))
-        self.min_interval = min_interval
+        self.min_interval = float(min_interval)
+        self.update_every = max(1, int(update_every))
+        self.background = bool(background)
+        self._wake = threading.Condition()  # guards the spectrum; wakes the worker
+        self._update_lock = threading.RLock()  # one update (and its documents) at a time
         self.n_proposals = n_proposals
         # 1.5 eV: the coarsest spacing that still covers the model grid (max gap 1.6 eV); the edge
         # itself is measured finely by the plan's edge pass. None: the model grid's own spacing.
@@ -219,6 +240,10 @@ class XANESAgent(SafeRouter):
         if isinstance(truth, dict):  # the simulator's ground truth, for the view only
             self.run.truth = {k: float(v) for k, v in truth.items() if isinstance(v, (int, float))}
         self._open_output(doc)
+        if self.background:
+            self.run.worker = threading.Thread(target=self._work, args=(self.run,), daemon=True,
+                                               name=f"xanes-agent-{self.run.uid[:8]}")
+            self.run.worker.start()
 
     def _open_output(self, raw_start: dict) -> None:
         r = self.run
@@ -247,6 +272,14 @@ class XANESAgent(SafeRouter):
             self._warn(f"run {r.uid}: {guessed} (name the fields in xas.* of the start document to be sure)")
 
     def event_page(self, doc: dict) -> None:
+        self._readings(doc)
+
+    def event(self, doc: dict) -> None:
+        # handled as it comes (a page of one), not packed into a page first: a fly scan's single
+        # events cost an append each
+        self._readings(doc)
+
+    def _readings(self, doc: dict) -> None:
         r = self.run
         if r is None or doc.get("descriptor") not in r.streams:
             if doc.get("descriptor") not in self._unknown_descriptors:
@@ -258,29 +291,75 @@ class XANESAgent(SafeRouter):
         if r.signal is None or r.energy_field not in data or not r.signal.present_in(data):
             return  # another stream (e.g. baseline), or a run whose fields could not be found
         try:
-            r.spectrum.add(data[r.energy_field], r.signal.mu(data))
+            with self._wake:
+                r.spectrum.add(data[r.energy_field], r.signal.mu(data))
+                if r.worker is not None:
+                    self._wake.notify()
+                    return
         except (TypeError, ValueError) as exc:
             self._warn(f"run {r.uid}: malformed event page ({exc}); page dropped, data so far kept")
             return
-        now = time.monotonic()
-        if now - r.last_update >= self.min_interval:
-            self._update()
+        if self._due(r):
+            with self._update_lock:
+                self._update()
 
     def stop(self, doc: dict) -> None:
         if self.run is None or doc.get("run_start") != self.run.uid:
             return
-        self._update()
-        self._finish(exit_status=doc.get("exit_status", "success"))
+        self._stop_worker(self.run)
+        with self._update_lock:
+            self._update()  # the final update: every reading of the run
+            self._finish(exit_status=doc.get("exit_status", "success"))
+
+    # -- the update rate ---------------------------------------------------------------------------
+    def _pending(self, r: RunState) -> int:
+        return r.spectrum.n_readings - r.readings_at_update
+
+    def _due(self, r: RunState) -> bool:
+        return self._pending(r) >= self.update_every and time.monotonic() - r.last_update >= self.min_interval
+
+    def _work(self, r: RunState) -> None:
+        """The background worker of run ``r``: update when due, on the latest state."""
+        while True:
+            with self._wake:
+                while not r.closing and not self._due(r):
+                    wait = None  # until readings arrive
+                    if self._pending(r) >= self.update_every:  # due but for the rate limit
+                        wait = max(1e-4, self.min_interval - (time.monotonic() - r.last_update))
+                    self._wake.wait(wait)
+                if r.closing:
+                    return
+            try:
+                with self._update_lock:
+                    if self.run is r:
+                        self._update()
+            except Exception:  # noqa: BLE001 - the worker must outlive any one update
+                self.errors += 1
+                log.exception("run %s: a background update failed; continuing", r.uid)
+
+    def _stop_worker(self, r: RunState) -> None:
+        if r.worker is None or r.worker is threading.current_thread():
+            return
+        with self._wake:
+            r.closing = True
+            self._wake.notify_all()
+        r.worker.join(timeout=60)
+        if r.worker.is_alive():
+            log.error("run %s: the background update did not finish within 60 s", r.uid)
+        r.worker = None
 
     # -- core --------------------------------------------------------------------------------------
     def _update(self) -> LiveState | None:
         r = self.run
         if r is None:
             return None
-        e, mu = r.spectrum.arrays()
+        with self._wake:  # a consistent view of the spectrum; appending goes on after this
+            e, mu = r.spectrum.arrays()
+            n_readings = r.spectrum.n_readings
         state = r.predictor.update(e, mu)
         r.last = state
         r.last_update = time.monotonic()
+        r.readings_at_update = n_readings
         r.n_updates += 1
         if state.edge_located:
             r.proposals = propose_refining(self.strategy, state.e0, e, r.predictor.model, state.predictions,
@@ -288,6 +367,7 @@ class XANESAgent(SafeRouter):
         else:
             r.proposals = []
         data = event_data(state, r.predictor.model, r.spectrum, r.proposals)
+        data["n_readings"] = n_readings
         self._check_domain(data, state, r)
         r.history.append(data)
         self.emit("event", r.output.event(data))
@@ -310,6 +390,7 @@ class XANESAgent(SafeRouter):
         r = self.run
         if r is None:
             return
+        self._stop_worker(r)
         r.stop_reason = reason or exit_status
         if r.spectrum.summary():  # one line per run, not one per reading
             self._warn(f"run {r.uid}: {r.spectrum.summary()}")
@@ -397,10 +478,12 @@ class XANESAgent(SafeRouter):
         """
         if self.run is None:
             raise RuntimeError("no run in progress: call begin() or feed a start document first")
-        self.run.spectrum.add(x, y)
+        with self._wake:
+            self.run.spectrum.add(x, y)
         if uid is not None and uid in self.run.pending:
             self.run.done[uid] = self.run.pending.pop(uid)
-        return self._update()
+        with self._update_lock:
+            return self._update()
 
     tell = ingest
 

@@ -57,7 +57,8 @@ class PredictionsRun:
 def data_keys(model: Any) -> dict[str, dict[str, Any]]:
     """The ``predictions`` stream's data keys for ``model`` (units from the registry)."""
     num = {"dtype": "number", "shape": [], "source": AGENT_NAME}
-    keys = {"n_points": {**num, "dtype": "integer"}, "coverage": num, "e0": {**num, "units": "eV"},
+    keys = {"n_points": {**num, "dtype": "integer"}, "n_readings": {**num, "dtype": "integer"},
+            "coverage": num, "e0": {**num, "units": "eV"},
             "edge_located": {**num, "dtype": "boolean"}, "normalization_confident": {**num, "dtype": "boolean"},
             "update_seconds": {**num, "units": "s"}, "proposals": {**num, "dtype": "string"},
             "n_dropped": {**num, "dtype": "integer"}, "n_rejected": {**num, "dtype": "integer"}}
@@ -79,7 +80,8 @@ def event_data(s: Any, model: Any, spectrum: Any, proposals: Iterable[Any]) -> d
     """One update as event data: the predictor's state ``s`` (a ``LiveState``), the ``model``,
     the partial ``spectrum`` (for its dropped/rejected counts) and the current ``proposals``."""
     data: dict[str, Any] = {
-        "n_points": s.n_points, "coverage": s.coverage_fraction, "e0": s.e0 if s.e0 is not None else float("nan"),
+        "n_points": s.n_points, "n_readings": getattr(spectrum, "n_readings", s.n_points),
+        "coverage": s.coverage_fraction, "e0": s.e0 if s.e0 is not None else float("nan"),
         "edge_located": s.edge_located, "normalization_confident": s.normalization_confident,
         "update_seconds": s.seconds, "proposals": json.dumps([p.as_dict() for p in proposals]),
         "n_dropped": spectrum.n_dropped, "n_rejected": spectrum.n_rejected}

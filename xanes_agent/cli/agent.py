@@ -11,7 +11,16 @@ from typing import Any
 
 import numpy as np
 
-from .args import CLIError, choose_sample, element_arg, existing_file, non_negative_int, positive_int, sample_args
+from .args import (
+    CLIError,
+    choose_sample,
+    element_arg,
+    existing_file,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    sample_args,
+)
 from .text import format_prediction, print_report
 
 
@@ -104,9 +113,11 @@ def cmd_serve(a: argparse.Namespace) -> int:
                          "max_points": a.max_points, "stability": {"updates": a.stable_updates},
                          "thresholds": {"cn_probability": a.cn_probability, "distance_std": a.distance_std,
                                         "charge_std": a.charge_std}}
+    rate = {} if a.queue else {"min_interval": 1.0 / a.max_rate, "update_every": a.update_every,
+                               "background": not a.inline}
     reports = serve(a.subscribe, model_store(a), publish=a.publish, max_runs=a.max_runs, jsonl=a.jsonl,
                     png_dir=a.png_dir, ready=ready, strategy=a.strategy, queue=a.queue, queue_options=queue_options,
-                    max_sessions=a.max_sessions, **overrides)
+                    max_sessions=a.max_sessions, **rate, **overrides)
     if a.queue:
         for d in reports:
             what = d.get("reason") or d.get("why") or (d.get("plan") or {}).get("kwargs", {}).get("ranges", "")
@@ -248,6 +259,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--subscribe", default="127.0.0.1:5578", help="0MQ proxy output (HOST:PORT), loopback by default")
     s.add_argument("--publish", default=None, help="0MQ proxy input to publish the agent's documents to")
     s.add_argument("--max-runs", type=positive_int, default=None, help="exit after this many runs")
+    u = s.add_argument_group("update rate", "readings are appended as they arrive; the models run on the latest "
+                             "state at a bounded rate, in a worker thread per run (the final update of a run always "
+                             "sees every reading)")
+    u.add_argument("--max-rate", type=positive_float, default=20.0, metavar="K",
+                   help="model updates per second at most, per run (default 20)")
+    u.add_argument("--update-every", type=positive_int, default=1, metavar="N",
+                   help="readings at least between model updates (default 1)")
+    u.add_argument("--inline", action="store_true",
+                   help="update in the receiving thread instead of a worker (the rate limits still hold)")
     q = s.add_argument_group("queue-server mode", "suggest each sample's next plan to a bluesky-queueserver "
                              "(never starts the queue; needs the 'queue' extra)")
     q.add_argument("--queue", default=None, metavar="ADDR",

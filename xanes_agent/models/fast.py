@@ -44,31 +44,104 @@ def _walk_python(X, feature, threshold, left, right, missing_left, value, roots,
 _walk = njit(cache=False, nogil=True)(_walk_python) if HAVE_NUMBA else None
 
 
-def _walk_compact_python(X, nodes, value, roots, tree_group, inv_count, out):
-    # nodes[n] = (threshold, code): one 16-byte record per node, so each step touches one cache
-    # line. code = right * 512 + feature * 2 + missing_left, -1 at leaves; left child is n + 1
-    # (scikit-learn's depth-first node order).
+WALK_BLOCK = 16  # trees walked in lock-step (benchmarks/agent_latency.py: 8-32 alike, 1 is ~2x slower)
+
+
+def _walk_packed32_python(X, rec, thr, leaf_values, roots, tree_group, group_width, inv_count, out):
+    # rec[n] = (threshold bits, code): one 8-byte record per node (``thr`` is the float32 view of
+    # the same memory), so the node table of a live model (1.3 M nodes) fits in a 32 MB L3 cache.
+    # code = (right - n) << 9 | feature << 1 | missing_left for a split (left child is n + 1:
+    # scikit-learn's depth-first order); -(leaf value offset + 1) at a leaf. X is float32 and the
+    # thresholds are rounded down to float32, so x <= t decides exactly as scikit-learn's float32
+    # features against float64 thresholds do.
+    # Trees are walked WALK_BLOCK at a time in lock-step: each step of one tree waits on a load
+    # (a cache miss, mostly), and the steps of different trees do not depend on each other, so the
+    # CPU keeps several of those loads in flight instead of one.
+    nodes = np.empty(WALK_BLOCK, np.int64)
+    codes = np.empty(WALK_BLOCK, np.int64)
+    n_trees = roots.shape[0]
     for r in range(X.shape[0]):
-        for t in range(roots.shape[0]):
-            n = roots[t]
-            while True:
-                c = nodes[n, 1]
-                if c < 0:
-                    break
-                code = np.int64(c)
-                x = X[r, (code >> 1) & 255]
-                if x != x:
-                    go_left = (code & 1) != 0
-                else:
-                    go_left = x <= nodes[n, 0]
-                n = n + 1 if go_left else code >> 9
-            g = tree_group[t]
-            for k in range(value.shape[1]):
-                out[r, g, k] += value[n, k] * inv_count[g]
+        for t0 in range(0, n_trees, WALK_BLOCK):
+            m = min(WALK_BLOCK, n_trees - t0)
+            for j in range(m):
+                nodes[j] = roots[t0 + j]
+                codes[j] = rec[nodes[j], 1]
+            active = True
+            while active:
+                active = False
+                for j in range(m):
+                    c = codes[j]
+                    if c >= 0:
+                        n = nodes[j]
+                        x = X[r, (c >> 1) & 255]
+                        if x != x:
+                            go_left = (c & 1) != 0
+                        else:
+                            go_left = x <= thr[n, 0]
+                        n = n + 1 if go_left else n + (c >> 9)
+                        nodes[j] = n
+                        codes[j] = rec[n, 1]
+                        active = True
+            for j in range(m):
+                g = tree_group[t0 + j]
+                off = -codes[j] - 1
+                s = inv_count[g]
+                for k in range(group_width[g]):
+                    out[r, g, k] += leaf_values[off + k] * s
     return out
 
 
-_walk_compact = njit(cache=False, nogil=True)(_walk_compact_python) if HAVE_NUMBA else None
+def _visits_python(X, rec, thr, roots):
+    # nodes visited (splits taken + the leaf) per row: the walk's work, for the physical estimate
+    out = np.zeros(X.shape[0], np.int64)
+    for r in range(X.shape[0]):
+        for t in range(roots.shape[0]):
+            n = roots[t]
+            c = rec[n, 1]
+            out[r] += 1
+            while c >= 0:
+                x = X[r, (c >> 1) & 255]
+                go_left = ((c & 1) != 0) if x != x else x <= thr[n, 0]
+                n = n + 1 if go_left else n + (c >> 9)
+                c = rec[n, 1]
+                out[r] += 1
+    return out
+
+
+_walk_packed32 = njit(cache=False, nogil=True)(_walk_packed32_python) if HAVE_NUMBA else None
+_visits = njit(cache=False, nogil=True)(_visits_python) if HAVE_NUMBA else None
+
+
+def pack32(tab, tree_group: np.ndarray, group_width: np.ndarray):
+    """The 8-byte node records and flat leaf values of a fused node table (see
+    :func:`_walk_packed32_python`), or None where the layout cannot hold it (a right child left
+    of its parent, 256 features or more, a tree of 4 M nodes or more)."""
+    feature, left, right = tab.feature.astype(np.int64), tab.left.astype(np.int64), tab.right.astype(np.int64)
+    n = len(feature)
+    idx = np.arange(n)
+    leaf = left == idx
+    rel = right - idx
+    if not np.all(left[~leaf] == idx[~leaf] + 1) or feature.max(initial=0) >= 256 or \
+            (rel[~leaf].max(initial=1) >= 2**22) or rel[~leaf].min(initial=1) < 1:
+        return None
+    sizes = np.diff(np.append(tab.roots.astype(np.int64), n))
+    node_width = np.repeat(group_width[tree_group], sizes)
+    leaf_idx = np.flatnonzero(leaf)
+    widths = node_width[leaf_idx]
+    starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+    if len(starts) and starts[-1] + widths[-1] >= 2**31:
+        return None
+    vals = tab.value[leaf_idx]
+    leaf_values = vals[np.arange(vals.shape[1])[None, :] < widths[:, None]]  # row-major: each leaf's outputs in turn
+    code = np.where(leaf, 0, (rel << 9) | (feature << 1) | tab.missing_left.astype(np.int64))
+    code[leaf_idx] = -(starts + 1)
+    thr = tab.threshold.astype(np.float32)
+    up = thr.astype(np.float64) > tab.threshold  # float32 rounding went up: one float32 step down
+    thr[up] = np.nextafter(thr[up], np.float32(-np.inf))
+    rec = np.empty((n, 2), np.int32)
+    rec[:, 1] = code.astype(np.int32)
+    rec.view(np.float32)[:, 0] = thr
+    return rec, np.ascontiguousarray(leaf_values, np.float64)
 
 
 @dataclass
@@ -89,7 +162,9 @@ class FusedForests:
     inv_count: np.ndarray  # 1 / trees per group
     group_offsets: list[int]
     packed: dict[str, PackedForests]
-    nodes: np.ndarray | None = None  # compact (threshold, code) records, see _walk_compact_python
+    rec: np.ndarray | None = None  # 8-byte node records (_walk_packed32_python); None if the layout cannot hold them
+    leaf_values: np.ndarray | None = None
+    group_width: np.ndarray | None = None  # outputs of each group's property
 
     @classmethod
     def from_packed(cls, packed: dict[str, PackedForests]) -> FusedForests:
@@ -98,18 +173,15 @@ class FusedForests:
         tree_group = tab.owner.astype(np.int64)
         counts = np.bincount(tree_group, minlength=sum(packed[n].n_forests for n in names))
         feature, left, right = tab.feature, tab.left, tab.right
-        idx = np.arange(len(feature))
-        leaf = left == idx
-        nodes = None
-        if np.all(left[~leaf] == idx[~leaf] + 1) and feature.max(initial=0) < 256:
-            code = np.where(leaf, -1, right.astype(np.int64) * 512 + feature.astype(np.int64) * 2
-                            + tab.missing_left.astype(np.int64))
-            nodes = np.ascontiguousarray(np.stack([tab.threshold, code.astype(np.float64)], axis=1))
+        group_width = np.repeat([packed[n].value.shape[1] for n in names], [packed[n].n_forests for n in names])
+        compact = pack32(tab, tree_group, group_width)
         fused = cls(names, [packed[n].n_forests for n in names], [packed[n].value.shape[1] for n in names],
                     feature.astype(np.int64), tab.threshold.astype(np.float64), left.astype(np.int64),
                     right.astype(np.int64), tab.missing_left.astype(np.uint8), tab.value, tab.roots.astype(np.int64),
                     tree_group, 1.0 / counts, offsets, packed)
-        fused.nodes = nodes
+        if compact is not None:
+            fused.rec, fused.leaf_values = compact
+            fused.group_width = group_width.astype(np.int64)
         return fused
 
     def raw(self, X: np.ndarray, engine: str = "auto") -> np.ndarray:
@@ -122,8 +194,9 @@ class FusedForests:
             if not HAVE_NUMBA:
                 raise RuntimeError("engine='numba' needs numba: pip install 'xanes-agent[fast]'")
             out = np.zeros((len(X), len(self.inv_count), self.value.shape[1]))
-            if self.nodes is not None:
-                return _walk_compact(X, self.nodes, self.value, self.roots, self.tree_group, self.inv_count, out)
+            if self.rec is not None:
+                return _walk_packed32(X.astype(np.float32), self.rec, self.rec.view(np.float32), self.leaf_values,
+                                      self.roots, self.tree_group, self.group_width, self.inv_count, out)
             return _walk(X, self.feature, self.threshold, self.left, self.right, self.missing_left, self.value,
                          self.roots, self.tree_group, self.inv_count, out)
         if engine == "numpy":
@@ -143,6 +216,13 @@ class FusedForests:
         for name, off, k, w in zip(self.names, self.group_offsets, self.n_seeds, self.widths):
             out[name] = raw[:, off:off + k, :w].transpose(1, 0, 2)
         return out
+
+    def visits(self, X: np.ndarray) -> np.ndarray:
+        """Nodes the walk visits for each row of ``X`` (every tree, root to leaf)."""
+        if self.rec is None or not HAVE_NUMBA:
+            raise RuntimeError("visits() counts the compiled 8-byte walk (numba and a layout it can hold)")
+        X = np.ascontiguousarray(np.atleast_2d(X), dtype=np.float32)
+        return _visits(X, self.rec, self.rec.view(np.float32), self.roots)
 
     def warm_up(self, n_features: int) -> None:
         """Compile the numba walk now, not on the first event of a scan."""
