@@ -317,7 +317,10 @@ def test_fused_fast_path_equals_sklearn():
     # the compiled walk used the 8-byte records; rows sitting exactly on split thresholds (as
     # float32, where rounding a float64 threshold decides the side) still go scikit-learn's way
     if HAVE_NUMBA:
-        assert fused.rec is not None and fused.rec.nbytes == 8 * len(fused.feature)
+        # one record per node, and after each leaf its outputs (one float64 record each)
+        width = np.repeat(fused.group_width[fused.tree_group], np.diff(np.append(fused.roots, len(fused.left))))
+        leaf = fused.left == np.arange(len(fused.left))
+        assert fused.rec is not None and fused.rec.nbytes == 8 * (len(fused.left) + width[leaf].sum())
         t = clf.estimators_[0].estimators_[0].tree_
         inner = np.flatnonzero((t.children_left >= 0) & np.isfinite(t.threshold))  # (inf: a missing-value split)
         on = np.tile(np.nan_to_num(Xt[:1]), (len(inner), 1)).astype(np.float32)

@@ -44,14 +44,17 @@ def _walk_python(X, feature, threshold, left, right, missing_left, value, roots,
 _walk = njit(cache=False, nogil=True)(_walk_python) if HAVE_NUMBA else None
 
 
-WALK_BLOCK = 16  # trees walked in lock-step (benchmarks/agent_latency.py: 8-32 alike, 1 is ~2x slower)
+WALK_BLOCK = 8  # trees walked in lock-step (measured: 4-32 alike within noise, 1 is ~2x slower)
 
 
-def _walk_packed32_python(X, rec, thr, leaf_values, roots, tree_group, group_width, inv_count, out):
+def _walk_packed32_python(X, rec, thr, values, roots, tree_group, group_width, inv_count, out):
     # rec[n] = (threshold bits, code): one 8-byte record per node (``thr`` is the float32 view of
-    # the same memory), so the node table of a live model (1.3 M nodes) fits in a 32 MB L3 cache.
-    # code = (right - n) << 9 | feature << 1 | missing_left for a split (left child is n + 1:
-    # scikit-learn's depth-first order); -(leaf value offset + 1) at a leaf. X is float32 and the
+    # the same memory), and after each leaf its outputs, one float64 per record (``values`` is the
+    # float64 view): the walk ends in the cache line that holds the answer, and the records of a
+    # live model (1.3 M nodes, 20 MB with the leaf outputs) fit in a 32 MB L3 cache.
+    # code = (far child - n) << 10 | near is right << 9 | feature << 1 | missing_left for a split
+    # (the near child is n + 1: depth-first order, the likelier child first, see
+    # ``packed.hot_first_order``); -1 at a leaf. X is float32 and the
     # thresholds are rounded down to float32, so x <= t decides exactly as scikit-learn's float32
     # features against float64 thresholds do.
     # Trees are walked WALK_BLOCK at a time in lock-step: each step of one tree waits on a load
@@ -74,20 +77,19 @@ def _walk_packed32_python(X, rec, thr, leaf_values, roots, tree_group, group_wid
                     if c >= 0:
                         n = nodes[j]
                         x = X[r, (c >> 1) & 255]
-                        if x != x:
-                            go_left = (c & 1) != 0
-                        else:
-                            go_left = x <= thr[n, 0]
-                        n = n + 1 if go_left else n + (c >> 9)
+                        # left if x <= threshold, or x is NaN and missing values go left; as
+                        # arithmetic, not a branch: the side taken is unpredictable
+                        go_left = np.int64(x <= thr[n, 0]) | (np.int64(x != x) & (c & 1))
+                        near = go_left ^ ((c >> 9) & 1)
+                        n = n + 1 + (1 - near) * ((c >> 10) - 1)
                         nodes[j] = n
                         codes[j] = rec[n, 1]
                         active = True
             for j in range(m):
                 g = tree_group[t0 + j]
-                off = -codes[j] - 1
                 s = inv_count[g]
                 for k in range(group_width[g]):
-                    out[r, g, k] += leaf_values[off + k] * s
+                    out[r, g, k] += values[nodes[j] + 1 + k, 0] * s
     return out
 
 
@@ -101,8 +103,9 @@ def _visits_python(X, rec, thr, roots):
             out[r] += 1
             while c >= 0:
                 x = X[r, (c >> 1) & 255]
-                go_left = ((c & 1) != 0) if x != x else x <= thr[n, 0]
-                n = n + 1 if go_left else n + (c >> 9)
+                go_left = np.int64(x <= thr[n, 0]) | (np.int64(x != x) & (c & 1))
+                near = go_left ^ ((c >> 9) & 1)
+                n = n + 1 + (1 - near) * ((c >> 10) - 1)
                 c = rec[n, 1]
                 out[r] += 1
     return out
@@ -113,35 +116,40 @@ _visits = njit(cache=False, nogil=True)(_visits_python) if HAVE_NUMBA else None
 
 
 def pack32(tab, tree_group: np.ndarray, group_width: np.ndarray):
-    """The 8-byte node records and flat leaf values of a fused node table (see
-    :func:`_walk_packed32_python`), or None where the layout cannot hold it (a right child left
-    of its parent, 256 features or more, a tree of 4 M nodes or more)."""
+    """The 8-byte record stream of a fused node table (see :func:`_walk_packed32_python`) and
+    each tree's root record, or None where the layout cannot hold it (no child next to its parent,
+    256 features or more, a tree of 2 M records or more)."""
     feature, left, right = tab.feature.astype(np.int64), tab.left.astype(np.int64), tab.right.astype(np.int64)
     n = len(feature)
     idx = np.arange(n)
     leaf = left == idx
-    rel = right - idx
-    if not np.all(left[~leaf] == idx[~leaf] + 1) or feature.max(initial=0) >= 256 or \
-            (rel[~leaf].max(initial=1) >= 2**22) or rel[~leaf].min(initial=1) < 1:
+    near_right = ~leaf & (right == idx + 1)
+    if not np.all((left[~leaf] == idx[~leaf] + 1) | near_right[~leaf]) or feature.max(initial=0) >= 256:
         return None
     sizes = np.diff(np.append(tab.roots.astype(np.int64), n))
-    node_width = np.repeat(group_width[tree_group], sizes)
-    leaf_idx = np.flatnonzero(leaf)
-    widths = node_width[leaf_idx]
-    starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
-    if len(starts) and starts[-1] + widths[-1] >= 2**31:
+    width = np.repeat(group_width[tree_group], sizes)  # outputs of each node's property
+    # each node one record; a leaf's outputs (float64) in the records right after it
+    slots = np.where(leaf, 1 + width, 1)
+    pos = np.concatenate([[0], np.cumsum(slots)[:-1]]).astype(np.int64)
+    total = int(pos[-1] + slots[-1]) if n else 0
+    far = np.where(near_right, left, right)
+    rel = pos[far] - pos
+    if (rel[~leaf].max(initial=2) >= 2**21) or rel[~leaf].min(initial=2) < 2:
         return None
-    vals = tab.value[leaf_idx]
-    leaf_values = vals[np.arange(vals.shape[1])[None, :] < widths[:, None]]  # row-major: each leaf's outputs in turn
-    code = np.where(leaf, 0, (rel << 9) | (feature << 1) | tab.missing_left.astype(np.int64))
-    code[leaf_idx] = -(starts + 1)
+    code = np.where(leaf, -1, (rel << 10) | (near_right.astype(np.int64) << 9) | (feature << 1)
+                    | tab.missing_left.astype(np.int64))
     thr = tab.threshold.astype(np.float32)
     up = thr.astype(np.float64) > tab.threshold  # float32 rounding went up: one float32 step down
     thr[up] = np.nextafter(thr[up], np.float32(-np.inf))
-    rec = np.empty((n, 2), np.int32)
-    rec[:, 1] = code.astype(np.int32)
-    rec.view(np.float32)[:, 0] = thr
-    return rec, np.ascontiguousarray(leaf_values, np.float64)
+    rec = np.zeros((total, 2), np.int32)
+    rec[pos, 1] = code.astype(np.int32)
+    rec.view(np.float32)[pos, 0] = thr
+    values = rec.view(np.float64)[:, 0]
+    leaf_idx = np.flatnonzero(leaf)
+    for k in range(int(width.max(initial=0))):
+        has = leaf_idx[width[leaf_idx] > k]
+        values[pos[has] + 1 + k] = tab.value[has, k]
+    return rec, pos[tab.roots.astype(np.int64)]
 
 
 @dataclass
@@ -163,7 +171,7 @@ class FusedForests:
     group_offsets: list[int]
     packed: dict[str, PackedForests]
     rec: np.ndarray | None = None  # 8-byte node records (_walk_packed32_python); None if the layout cannot hold them
-    leaf_values: np.ndarray | None = None
+    rec_roots: np.ndarray | None = None
     group_width: np.ndarray | None = None  # outputs of each group's property
 
     @classmethod
@@ -180,7 +188,7 @@ class FusedForests:
                     right.astype(np.int64), tab.missing_left.astype(np.uint8), tab.value, tab.roots.astype(np.int64),
                     tree_group, 1.0 / counts, offsets, packed)
         if compact is not None:
-            fused.rec, fused.leaf_values = compact
+            fused.rec, fused.rec_roots = compact
             fused.group_width = group_width.astype(np.int64)
         return fused
 
@@ -195,8 +203,9 @@ class FusedForests:
                 raise RuntimeError("engine='numba' needs numba: pip install 'xanes-agent[fast]'")
             out = np.zeros((len(X), len(self.inv_count), self.value.shape[1]))
             if self.rec is not None:
-                return _walk_packed32(X.astype(np.float32), self.rec, self.rec.view(np.float32), self.leaf_values,
-                                      self.roots, self.tree_group, self.group_width, self.inv_count, out)
+                return _walk_packed32(X.astype(np.float32), self.rec, self.rec.view(np.float32),
+                                      self.rec.view(np.float64), self.rec_roots, self.tree_group, self.group_width,
+                                      self.inv_count, out)
             return _walk(X, self.feature, self.threshold, self.left, self.right, self.missing_left, self.value,
                          self.roots, self.tree_group, self.inv_count, out)
         if engine == "numpy":
@@ -222,7 +231,7 @@ class FusedForests:
         if self.rec is None or not HAVE_NUMBA:
             raise RuntimeError("visits() counts the compiled 8-byte walk (numba and a layout it can hold)")
         X = np.ascontiguousarray(np.atleast_2d(X), dtype=np.float32)
-        return _visits(X, self.rec, self.rec.view(np.float32), self.roots)
+        return _visits(X, self.rec, self.rec.view(np.float32), self.rec_roots)
 
     def warm_up(self, n_features: int) -> None:
         """Compile the numba walk now, not on the first event of a scan."""

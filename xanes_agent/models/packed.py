@@ -65,6 +65,24 @@ def concat_tables(tables: Sequence[NodeTable], owners: Sequence[int]) -> tuple[N
     return NodeTable(**arrays), starts
 
 
+def hot_first_order(left: np.ndarray, right: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Node indices of one tree (scikit-learn's arrays, -1 below leaves) in depth-first order,
+    visiting the child with the larger ``weight`` (training samples reaching it) first."""
+    order = np.empty(len(left), np.int64)
+    stack, k = [0], 0
+    while stack:
+        n = stack.pop()
+        order[k] = n
+        k += 1
+        a, b = left[n], right[n]
+        if a >= 0:
+            if weight[a] >= weight[b]:
+                stack += [b, a]  # a is popped next: it follows its parent
+            else:
+                stack += [a, b]
+    return order
+
+
 @dataclass
 class PackedForests:
     """Trees of several forests (one per seed) of one property, packed."""
@@ -92,16 +110,22 @@ class PackedForests:
             for est in forest.estimators_:
                 t = est.tree_
                 n = t.node_count
-                leaf = t.children_left < 0
+                # nodes in depth-first order, the child more training samples reached first: the
+                # likely step of a walk is then to the next node, mostly in the same cache line
+                order = hot_first_order(t.children_left, t.children_right, t.weighted_n_node_samples)
+                pos = np.empty(n, np.int64)
+                pos[order] = np.arange(n)
+                cl, cr = t.children_left[order], t.children_right[order]
+                leaf = cl < 0
                 idx = np.arange(n)
-                v = t.value[:, 0, :].astype(float)
+                v = t.value[order, 0, :].astype(float)
                 if classes is not None:
                     v = v / np.maximum(v.sum(axis=1, keepdims=True), 1e-300)
-                mgl = getattr(t, "missing_go_to_left", np.zeros(n, np.uint8))
+                mgl = getattr(t, "missing_go_to_left", np.zeros(n, np.uint8))[order]
                 trees.append(NodeTable(
-                    np.where(leaf, 0, t.feature).astype(np.int32), np.where(leaf, np.inf, t.threshold),
-                    np.where(leaf, idx, t.children_left).astype(np.int32),
-                    np.where(leaf, idx, t.children_right).astype(np.int32),
+                    np.where(leaf, 0, t.feature[order]).astype(np.int32), np.where(leaf, np.inf, t.threshold[order]),
+                    np.where(leaf, idx, pos[np.maximum(cl, 0)]).astype(np.int32),
+                    np.where(leaf, idx, pos[np.maximum(cr, 0)]).astype(np.int32),
                     np.where(leaf, 1, mgl).astype(np.uint8), v, np.zeros(1, np.int32), np.full(1, k, np.int32)))
                 depth = max(depth, t.max_depth)
         tab, _ = concat_tables(trees, [0] * len(trees))  # owners are the seeds' own indices
