@@ -90,6 +90,15 @@ def main() -> None:
             fn(x)
             ts.append(time.perf_counter() - t)
         res[name] = pct(ts)
+    # cold: each fused call right after a scikit-learn one, whose forests push the node records out
+    # of the caches (an agent sharing its machine with other work sees something between the two)
+    cold = []
+    for i in range(max(20, a.reps // 10)):
+        x = rows[i % len(rows)][None, :]
+        sklearn_one(x)
+        t = time.perf_counter()
+        fused.per_property(x, "auto")
+        cold.append(time.perf_counter() - t)
     # exactness on these rows
     fu = fused.per_property(rows)
     sk = sklearn_one(rows)
@@ -102,6 +111,8 @@ def main() -> None:
     base = res["scikit-learn"][0]
     for name, (p50, p99) in res.items():
         print(f"  {name:14s} p50 {p50:8.3f} ms   p99 {p99:8.3f} ms   speed-up vs sklearn {base / p50:7.1f}x")
+    print(f"  fused, cache cold p50 {pct(cold)[0]:8.3f} ms (each call after a scikit-learn one): "
+          f"{base / pct(cold)[0]:.1f}x")
     if HAVE_NUMBA and fused.rec is not None:
         visits = float(np.mean(fused.visits(rows)))
         ts = []
@@ -126,17 +137,19 @@ def main() -> None:
     small = train_element(lib[:400], "Cu", cfg, progress=False)
     small = ElementModel.load(small.save("/tmp/_bench_model.npz"))
     s = lib.spectrum(0)
-    for label, page in (("pages of 100", 100), ("single events", 1)):
-        rate, p50, p99, n_upd, lost = ingest(small, s, page, 200_000 if page > 1 else 40_000)
-        print(f"  sustained ingestion, {label}: {rate:,.0f} readings/s through the agent's callbacks; "
-              f"prediction lag p50 {p50:.1f} ms, p99 {p99:.1f} ms ({n_upd} updates, max 20/s in the worker; "
-              f"readings missing from the final update: {lost})")
+    for label, page, target in (("pages of 100", 100, 100_000), ("single events", 1, 20_000)):
+        rate, *_ = ingest(small, s, page, 200_000 if page > 1 else 40_000)
+        achieved, p50, p99, n_upd, lost = ingest(small, s, page, 2 * target, pace=target)
+        print(f"  ingestion, {label}: {rate:,.0f} readings/s at most through the agent's callbacks; at "
+              f"{target:,} readings/s for 2 s (fed at {achieved:,.0f}/s), prediction lag p50 {p50:.1f} ms, "
+              f"p99 {p99:.1f} ms ({n_upd} updates, max 20/s in the worker; readings missing from the final "
+              f"update: {lost})")
 
 
-def ingest(model, s, page: int, n: int):
+def ingest(model, s, page: int, n: int, pace: float | None = None):
     """Feed ``n`` readings of a fly scan in pages of ``page`` (1: single ``event`` documents) to a
-    background-updating agent as fast as its callbacks return; (readings/s, lag p50 ms, lag p99
-    ms, updates, readings the final update misses)."""
+    background-updating agent, as fast as its callbacks return or paced to ``pace`` readings/s;
+    (readings/s, lag p50 ms, lag p99 ms, updates, readings the final update misses)."""
     from event_model import compose_run
 
     from xanes_agent.agent import ModelStore, XANESAgent
@@ -167,17 +180,25 @@ def ingest(model, s, page: int, n: int):
     agent("descriptor", desc.descriptor_doc)
     arrivals = np.empty(len(docs))
     spent = 0.0
+    t_start = time.perf_counter()
     for i, (name, doc) in enumerate(docs):
+        if pace:  # a detector's cadence: readings arrive on time, not in a burst; the feed waits as
+            # a socket read does, without the GIL
+            ahead = t_start + i * page / pace - time.perf_counter()
+            if ahead > 0:
+                time.sleep(ahead)
         t = time.perf_counter()
         arrivals[i] = t
         agent(name, doc)
         spent += time.perf_counter() - t
+    fed = time.perf_counter() - t_start
     agent("stop", bundle.compose_stop())
     times, counts = np.array(emitted).T
     cum = np.arange(1, len(docs) + 1) * page
     first = np.searchsorted(counts, cum)  # counts only grow: the first prediction holding each reading
     lag = (times[np.minimum(first, len(times) - 1)] - arrivals) * 1e3
-    return n / spent, np.percentile(lag, 50), np.percentile(lag, 99), len(times), int(n - counts[-1])
+    rate = n / (fed if pace else spent)
+    return rate, np.percentile(lag, 50), np.percentile(lag, 99), len(times), int(n - counts[-1])
 
 if __name__ == "__main__":
     main()

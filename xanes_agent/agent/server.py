@@ -102,6 +102,8 @@ def serve(subscribe: str, models: ModelStore, publish: str | None = None, max_ru
             signal.signal(sig, on_signal)
         except ValueError:  # not in the main thread
             pass
+    loaded = models.preload()  # before 'listening': the first run is not kept waiting by a model load
+    log.info("models ready for %s", ", ".join(loaded) or "no element")
     if ready is not None:
         ready()
     try:

@@ -57,6 +57,17 @@ class ModelStore:
             return chosen
         return cands[0] if cands else None
 
+    def preload(self) -> list[str]:
+        """Load (and compile the fast path of) every element's model now: a service's first run then
+        gets predictions from its first readings instead of waiting seconds for the model. Returns
+        the elements ready; a bundle that fails is reported as it would be on first use."""
+        from ..foundation.edges import ELEMENTS
+
+        names = set(self._models)
+        if self.folder is not None:
+            names |= {p.name.split("-")[0] for p in self.folder.glob("*-*.npz")}
+        return [el for el in sorted(names) if el in ELEMENTS and self.predictor(el) is not None]
+
     def predictor(self, element: str) -> LivePredictor | None:
         if element in self._predictors:
             return self._predictors[element]
