@@ -109,6 +109,16 @@ def _wait_for_suggestion(api, agent: subprocess.Popen, timeout: float = 60.0) ->
     return True
 
 
+def _run_one(api) -> None:
+    """Start the queue and ask it to stop after the item it runs; wait until it is idle."""
+    api.queue_start()
+    try:
+        api.queue_stop()
+    except Exception:  # noqa: BLE001 - the item already finished: the queue is idle, nothing to stop
+        pass
+    api.wait_for_idle(timeout=60)
+
+
 def test_agent_suggests_plans_to_a_real_queue_server(stack, cu_agent_model, tmp_path):
     models = tmp_path / "models"
     models.mkdir()
@@ -123,12 +133,13 @@ def test_agent_suggests_plans_to_a_real_queue_server(stack, cu_agent_model, tmp_
     try:
         assert "listening" in agent.stdout.readline()
         time.sleep(1.0)  # 0MQ slow joiner
-        # the user queues the survey and runs it
+        # the user queues the survey and runs it, one item at a time (queue_stop: stop after the
+        # running plan), so an agent quicker than the manager's return to idle (models preloaded)
+        # still finds its suggestion waiting, not run at once by a queue still started
         api.item_add(BPlan("xas_survey_scan", ["det"], "mono_energy", 8979.0, md={"xas_session": "sample-1"}))
-        api.queue_start()
-        api.wait_for_idle(timeout=60)
+        _run_one(api)
         suggested = []
-        for _ in range(12):
+        for _ in range(40):  # one suggestion at a time until the agent closes the session (budget: ~15)
             if not _wait_for_suggestion(api, agent):
                 break  # the agent closed the session: nothing more to suggest
             time.sleep(1.0)
@@ -137,8 +148,7 @@ def test_agent_suggests_plans_to_a_real_queue_server(stack, cu_agent_model, tmp_
             assert status["manager_state"] == "idle" and status["items_in_queue"] == 1
             item = api.queue_get()["items"][0]
             suggested.append(item)
-            api.queue_start()
-            api.wait_for_idle(timeout=60)
+            _run_one(api)
         out, _ = agent.communicate(timeout=60)
     finally:
         _stop(agent)
