@@ -366,8 +366,7 @@ class XANESAgent(SafeRouter):
                                            n=self.n_proposals, step=self.proposal_step)
         else:
             r.proposals = []
-        data = event_data(state, r.predictor.model, r.spectrum, r.proposals)
-        data["n_readings"] = n_readings
+        data = event_data(state, r.predictor.model, r.spectrum, r.proposals, n_readings)
         self._check_domain(data, state, r)
         r.history.append(data)
         self.emit("event", r.output.event(data))

@@ -76,11 +76,12 @@ def data_keys(model: Any) -> dict[str, dict[str, Any]]:
     return keys
 
 
-def event_data(s: Any, model: Any, spectrum: Any, proposals: Iterable[Any]) -> dict[str, Any]:
+def event_data(s: Any, model: Any, spectrum: Any, proposals: Iterable[Any], n_readings: int) -> dict[str, Any]:
     """One update as event data: the predictor's state ``s`` (a ``LiveState``), the ``model``,
-    the partial ``spectrum`` (for its dropped/rejected counts) and the current ``proposals``."""
+    the partial ``spectrum`` (for its dropped/rejected counts), the current ``proposals`` and the
+    readings the state was computed from (``n_readings``: readings may arrive during an update)."""
     data: dict[str, Any] = {
-        "n_points": s.n_points, "n_readings": getattr(spectrum, "n_readings", s.n_points),
+        "n_points": s.n_points, "n_readings": int(n_readings),
         "coverage": s.coverage_fraction, "e0": s.e0 if s.e0 is not None else float("nan"),
         "edge_located": s.edge_located, "normalization_confident": s.normalization_confident,
         "update_seconds": s.seconds, "proposals": json.dumps([p.as_dict() for p in proposals]),

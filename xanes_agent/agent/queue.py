@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..foundation.edges import edge_energy
 from .agent import XANESAgent
 from .policy import AdaptivePolicy, Stop
 from .routing import AGENT_NAME, SafeRouter, is_agent_output
@@ -141,7 +142,7 @@ class QueueSuggester(SafeRouter):
             if agent.in_run is None:
                 self._decide("ignored", None, run=doc.get("uid"), why="; ".join(agent.warnings) or "no model")
                 return
-            policy = AdaptivePolicy(agent.run.spectrum.edge_energy, opening=False, batch_size=self.batch_size,
+            policy = AdaptivePolicy(edge_energy(element, edge), opening=False, batch_size=self.batch_size,
                                     max_points=self.max_points, thresholds=self.thresholds, stability=self.stability)
             s = self.sessions[key] = Session(key, element, edge, agent, policy, dict(doc.get("xas") or {}))
         s.runs.append(doc["uid"])
