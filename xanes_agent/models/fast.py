@@ -47,6 +47,18 @@ _walk = njit(cache=False, nogil=True)(_walk_python) if HAVE_NUMBA else None
 WALK_BLOCK = 8  # trees walked in lock-step (measured: 4-32 alike within noise, 1 is ~2x slower)
 
 
+def _next_node_python(x_row, thr, n, c):
+    # the child of split record n (code c) that row x_row goes to: left if x <= threshold, or x is
+    # NaN and missing values go left; as arithmetic, not a branch (the side taken is unpredictable)
+    x = x_row[(c >> 1) & 255]
+    go_left = np.int64(x <= thr[n, 0]) | (np.int64(x != x) & (c & 1))
+    near = go_left ^ ((c >> 9) & 1)
+    return n + 1 + (1 - near) * ((c >> 10) - 1)
+
+
+_next_node = njit(inline="always")(_next_node_python) if HAVE_NUMBA else _next_node_python
+
+
 def _walk_packed32_python(X, rec, thr, values, roots, tree_group, group_width, inv_count, out):
     # rec[n] = (threshold bits, code): one 8-byte record per node (``thr`` is the float32 view of
     # the same memory), and after each leaf its outputs, one float64 per record (``values`` is the
@@ -75,13 +87,7 @@ def _walk_packed32_python(X, rec, thr, values, roots, tree_group, group_width, i
                 for j in range(m):
                     c = codes[j]
                     if c >= 0:
-                        n = nodes[j]
-                        x = X[r, (c >> 1) & 255]
-                        # left if x <= threshold, or x is NaN and missing values go left; as
-                        # arithmetic, not a branch: the side taken is unpredictable
-                        go_left = np.int64(x <= thr[n, 0]) | (np.int64(x != x) & (c & 1))
-                        near = go_left ^ ((c >> 9) & 1)
-                        n = n + 1 + (1 - near) * ((c >> 10) - 1)
+                        n = _next_node(X[r], thr, nodes[j], c)
                         nodes[j] = n
                         codes[j] = rec[n, 1]
                         active = True
@@ -102,10 +108,7 @@ def _visits_python(X, rec, thr, roots):
             c = rec[n, 1]
             out[r] += 1
             while c >= 0:
-                x = X[r, (c >> 1) & 255]
-                go_left = np.int64(x <= thr[n, 0]) | (np.int64(x != x) & (c & 1))
-                near = go_left ^ ((c >> 9) & 1)
-                n = n + 1 + (1 - near) * ((c >> 10) - 1)
+                n = _next_node(X[r], thr, n, c)
                 c = rec[n, 1]
                 out[r] += 1
     return out
