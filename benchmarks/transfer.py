@@ -7,6 +7,9 @@ Per element, on the project's FEFF10 spectra (``feff10-project``):
 
 * **leave-family-out**: the prototype-family spectra only, each family held out in turn (what the
   library could do before it had real host structures);
+* **leave-family-out, hosts in training**: each prototype family held out in turn, trained on the
+  other families *and* every Materials Project host site (the question the grown library answers:
+  does a model that has seen real structures recognise a family it has never seen?);
 * **leave-parent-out**: every project spectrum, parent structures (families and Materials Project
   hosts, :func:`~xanes_agent.data.library.parent_groups`) split into 5 folds, each held out in turn;
 
@@ -40,22 +43,23 @@ from xanes_agent.foundation.edges import ELEMENTS
 from xanes_agent.models.evaluation import (
     CN_CLASSES,
     TARGETS,
+    WEIGHTINGS,
     EvalConfig,
     fit_predict,
     group_folds,
     out_of_group_predictions,
     summarize,
 )
-from xanes_agent.models.features import make_featurizer, spectra_to_grid
+from xanes_agent.models.features import DEFAULT_GRID, Grid, make_featurizer, spectra_to_grid
 from xanes_agent.models.realism import Realism, experiment_like_grid
 
 
 class Prepared:
     """Grid spectra, features and labels of one subset, with experiment-like copies on demand."""
 
-    def __init__(self, coll, featurizer, augment: bool, seed: int = 0):
+    def __init__(self, coll, featurizer, augment: bool, seed: int = 0, grid: Grid = DEFAULT_GRID):
         self.coll = coll
-        X, e0 = spectra_to_grid(coll.energy, coll.mu)
+        X, e0 = spectra_to_grid(coll.energy, coll.mu, grid)
         self.ok = np.isfinite(e0) & (np.isfinite(X).mean(axis=1) > 0.9)
         self.F = featurizer.transform(X)
         self.labels = {k: coll.labels[k] for k in TARGETS}
@@ -63,7 +67,7 @@ class Prepared:
         self.copies = None
         if augment:
             Xc, src = experiment_like_grid(coll.energy, coll.mu, np.flatnonzero(self.ok),
-                                           Realism(), rng=np.random.default_rng(seed))
+                                           Realism(), grid, rng=np.random.default_rng(seed))
             self.copies = (featurizer.transform(Xc), src)
 
     def training(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,8 +101,8 @@ def within(prep: Prepared, rows: np.ndarray, folds: np.ndarray, cfg: EvalConfig)
         local = np.searchsorted(rows, src)  # rows is sorted
         return F, local
 
-    pred = out_of_group_predictions(sub_F, labels, folds, cfg, train_transform=transform)
-    keep = prep.ok[rows]
+    pred = out_of_group_predictions(sub_F, labels, folds, cfg, train_transform=transform, groups=prep.groups[rows])
+    keep = prep.ok[rows] & (folds >= 0)  # negative fold: training only, never evaluated
     return summarize({k: v[keep] for k, v in labels.items()}, {k: v[keep] for k, v in pred.items()})
 
 
@@ -113,7 +117,7 @@ def across(train: Prepared, test: Prepared, n_folds: int, cfg: EvalConfig):
         if not len(te):
             continue
         Ftr, src = train.training(tr)
-        got = fit_predict(Ftr, {k: v[src] for k, v in train.labels.items()}, test.F[te], cfg)
+        got = fit_predict(Ftr, {k: v[src] for k, v in train.labels.items()}, test.F[te], cfg, train.groups[src])
         for k in TARGETS:
             if k in got:
                 preds[k][te] = got[k]
@@ -153,9 +157,12 @@ def plot_confusions(confusions: dict[str, np.ndarray], title: str, path: Path) -
     plt.close(fig)
 
 
-def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConfig, out: Path) -> str:
-    feat = make_featurizer(features)
-    tag = f"{features}, {'experiment-like training copies' if augment else 'clean training spectra'}"
+def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConfig, out: Path,
+        grid: Grid = DEFAULT_GRID) -> str:
+    feat = make_featurizer(features, grid)
+    tag = (f"{features}, {'experiment-like training copies' if augment else 'clean training spectra'}, "
+           f"{'each parent structure weighing 1' if cfg.weighting == 'parent' else 'each spectrum weighing 1'}, "
+           f"window E0{grid.start:+g}..E0{grid.stop:+g} eV ({grid.n} points)")
     lines = [f"### {tag}", "", HEADER]
     record: dict[str, dict] = {}
     confusions: dict[str, np.ndarray] = {}
@@ -164,36 +171,48 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
         sub = project.where(element=el)
         if not len(sub):
             continue
-        prep = Prepared(sub, feat, augment)
-        fam = np.flatnonzero(np.char.startswith(prep.groups.astype(str), "family:"))
+        prep = Prepared(sub, feat, augment, grid=grid)
+        is_fam = np.char.startswith(prep.groups.astype(str), "family:")
+        fam = np.flatnonzero(is_fam)
+        rows = np.arange(len(sub))
         if len(fam):
             folds = np.unique(prep.groups[fam], return_inverse=True)[1]
             s = within(prep, fam, folds, cfg)
             lines.append(_row(f"{el} leave-family-out", s, len(np.unique(prep.groups[fam]))))
             record[f"{el} leave-family-out"] = s.metrics
-        rows = np.arange(len(sub))
+            print(lines[-1], flush=True)
+            if len(fam) < len(sub):  # hosts always train; each family is predicted by a model without it
+                folds = np.full(len(sub), -1)
+                folds[fam] = np.unique(prep.groups[fam], return_inverse=True)[1]
+                s = within(prep, rows, folds, cfg)
+                lines.append(_row(f"{el} leave-family-out, hosts in training", s,
+                                  len(np.unique(prep.groups[fam]))))
+                record[f"{el} leave-family-out, hosts in training"] = s.metrics
+                print(lines[-1], flush=True)
+                if s.confusion is not None:
+                    confusions[f"{el} family out"] = s.confusion
         if len(fam) < len(sub):  # real host structures present: parents held out in folds
             s = within(prep, rows, group_folds(prep.groups, n_folds), cfg)
             lines.append(_row(f"{el} leave-parent-out", s, len(np.unique(prep.groups))))
             record[f"{el} leave-parent-out"] = s.metrics
-        if s.confusion is not None:
-            confusions[el] = s.confusion
+            if s.confusion is not None:
+                confusions[f"{el} parent out"] = s.confusion
         print(lines[-1], flush=True)
     omni = lib.where(source=OMNIXAS_SOURCE, element="Cu")
     cu = project.where(element="Cu")
     if len(omni) and len(cu):
-        p_cu, p_omni = Prepared(cu, feat, augment), Prepared(omni, feat, augment=False)
+        p_cu, p_omni = Prepared(cu, feat, augment, grid=grid), Prepared(omni, feat, augment=False, grid=grid)
         s = across(p_cu, p_omni, n_folds, cfg)
         lines.append(_row("Cu FEFF10 -> OmniXAS FEFF9", s, len(np.unique(p_omni.groups))))
         record["Cu FEFF10 -> OmniXAS FEFF9"] = s.metrics
         confusions["Cu FEFF10->FEFF9"] = s.confusion
         print(lines[-1], flush=True)
-        p_omni_tr = Prepared(omni, feat, augment)
-        s = across(p_omni_tr, Prepared(cu, feat, augment=False), n_folds, cfg)
+        p_omni_tr = Prepared(omni, feat, augment, grid=grid)
+        s = across(p_omni_tr, Prepared(cu, feat, augment=False, grid=grid), n_folds, cfg)
         lines.append(_row("Cu OmniXAS FEFF9 -> FEFF10", s, len(np.unique(p_cu.groups))))
         record["Cu OmniXAS FEFF9 -> FEFF10"] = s.metrics
         print(lines[-1], flush=True)
-    slug = f"{features}_{'experiment' if augment else 'clean'}"
+    slug = f"{features}_{'experiment' if augment else 'clean'}_{cfg.weighting}_{grid.start:g}_{grid.stop:g}_{grid.n}"
     plot_confusions(confusions, f"CN confusion out of family/parent ({tag})", out / f"confusion_{slug}.png")
     (out / f"transfer_{slug}.json").write_text(json.dumps(record, indent=1))
     return "\n".join(lines)
@@ -207,18 +226,26 @@ def main() -> None:
     ap.add_argument("--elements", nargs="+", default=list(ELEMENTS))
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--trees", type=int, default=100)
+    ap.add_argument("--weighting", nargs="+", default=["none"], choices=WEIGHTINGS,
+                    help="parent: every parent structure weighs 1 in training (families of near-copies count once)")
+    ap.add_argument("--window", nargs=3, action="append", metavar=("START", "STOP", "N"),
+                    help="model grid relative to E0 (eV, eV, points); repeat to compare windows "
+                         "(default: the study's -5 45 100)")
     ap.add_argument("--out", default="out/transfer")
     a = ap.parse_args()
     lib = read_library(a.library) if a.library else load_bundled_library()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = EvalConfig(n_estimators=a.trees)
+    cfgs = [EvalConfig(n_estimators=a.trees, weighting=w) for w in a.weighting]
+    grids = [Grid(float(s), float(e), int(n)) for s, e, n in a.window] if a.window else [DEFAULT_GRID]
     tables = []
-    for features in a.features:
-        for aug in a.augment:
-            t0 = time.perf_counter()
-            tables.append(run(lib, features, aug == "experiment", a.elements, a.folds, cfg, out))
-            print(f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
+    for grid in grids:
+        for cfg in cfgs:
+            for features in a.features:
+                for aug in a.augment:
+                    t0 = time.perf_counter()
+                    tables.append(run(lib, features, aug == "experiment", a.elements, a.folds, cfg, out, grid))
+                    print(f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
     text = "\n\n".join(tables)
     (out / "transfer.md").write_text(text + "\n")
     print(text)

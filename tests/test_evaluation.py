@@ -2,7 +2,13 @@
 
 import numpy as np
 
-from xanes_agent.models.evaluation import group_folds, out_of_group_predictions, summarize
+from xanes_agent.models.evaluation import (
+    EvalConfig,
+    group_folds,
+    group_weights,
+    out_of_group_predictions,
+    summarize,
+)
 from xanes_agent.models.realism import Realism, broaden, experiment_like_grid
 
 
@@ -30,6 +36,36 @@ def test_out_of_group_predictions_never_see_their_group():
     pred = out_of_group_predictions(F, y, group_folds(groups, 6))
     s = summarize(y, pred).metrics
     assert s["distance_mae"] > 0.4 and s["cn_balanced_accuracy"] > 0.8 and s["cn_modal_baseline"] <= 0.6
+
+
+def test_training_only_rows_and_parent_weights():
+    """Rows with fold -1 train every fold and are never predicted; with parent weighting a group of
+    many near-copies weighs what one structure does (the prediction for a lone test row moves
+    toward the many small groups)."""
+    groups = np.array(["family:big"] * 40 + [f"mp-{i}" for i in range(20)])
+    w = group_weights(groups)
+    np.testing.assert_allclose([w[groups == g].sum() for g in np.unique(groups)], 1.0)
+
+    rng = np.random.default_rng(0)
+    F = np.vstack([rng.normal(0, 0.05, (40, 2)), rng.normal(0, 0.05, (20, 2))])
+    y = {"mean_nn_distance": np.r_[np.full(40, 2.0), np.full(20, 1.9)],
+         "coordination_number": np.r_[np.full(40, 6.0), np.full(20, 4.0)]}
+    F = np.vstack([F, [[0.0, 0.0]]])
+    y = {k: np.r_[v, v[0]] for k, v in y.items()}
+    groups = np.r_[groups, ["family:test"]]
+    folds = np.r_[np.full(60, -1), [0]]
+    cfg = EvalConfig(n_estimators=50)
+    plain = out_of_group_predictions(F, y, folds, cfg)
+    assert np.isnan(plain["mean_nn_distance"][:60]).all() and np.isfinite(plain["mean_nn_distance"][60])
+    weighted = out_of_group_predictions(F, y, folds, EvalConfig(n_estimators=50, weighting="parent"),
+                                        groups=groups)
+    assert weighted["mean_nn_distance"][60] < plain["mean_nn_distance"][60] - 0.02
+    try:
+        out_of_group_predictions(F, y, folds, EvalConfig(weighting="parent"))
+    except ValueError as e:
+        assert "groups_train" in str(e)
+    else:
+        raise AssertionError("parent weighting without groups must be refused")
 
 
 def test_broadening_keeps_area_and_widens():

@@ -122,6 +122,36 @@ def test_oversampling_balances_training_classes_only():
     assert set(Xo[yo == 6, 0]) <= {18.0, 19.0}
 
 
+def test_weighted_oversampling_matches_class_weights_and_fit_uses_them():
+    """With sample weights, over-sampling matches the classes' total weights (not their rows), and
+    the weights reach the forests: a weighted fit differs from an unweighted one and equals
+    scikit-learn's own weighted forest for one seed without over-sampling."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    rng = np.random.default_rng(1)
+    y = np.array([4] * 14 + [5] * 4 + [6] * 2)
+    w = np.where(y == 4, 0.1, 1.0)  # 14 rows of a 25-spectrum family: 1.4 in all
+    X = np.arange(20)[:, None].astype(float)
+    Xo, yo, wo = random_oversample(X, y, 0, sample_weight=w)
+    totals = {c: wo[yo == c].sum() for c in (4, 5, 6)}
+    assert totals[4] == pytest.approx(4.0) and totals[5] == pytest.approx(4.0) and totals[6] == pytest.approx(4.0)
+    assert 5 not in yo[len(y):]  # the heaviest class (4 x 1.0, not the 14 rows of 0.1) is not drawn
+    with pytest.raises(ValueError, match="sample_weight"):
+        SeedEnsembleRegressor(n_seeds=1).fit(X, y.astype(float), sample_weight=-w)
+
+    Xr = rng.normal(size=(200, 5))
+    yr = Xr[:, 0] + rng.normal(0, 0.3, 200)
+    wr = rng.uniform(0.05, 1.0, 200)
+    ours = SeedEnsembleRegressor(n_seeds=1, n_estimators=20, random_state=3).fit(Xr, yr, sample_weight=wr)
+    ref = RandomForestRegressor(n_estimators=20, max_features=1 / 3, random_state=3).fit(Xr, yr, sample_weight=wr)
+    np.testing.assert_allclose(ours.predict(Xr), ref.predict(Xr), atol=1e-12)
+    plain = SeedEnsembleRegressor(n_seeds=1, n_estimators=20, random_state=3).fit(Xr, yr)
+    assert np.abs(plain.predict(Xr) - ours.predict(Xr)).max() > 1e-3
+    clf = SeedEnsembleClassifier(n_seeds=2, n_estimators=10).fit(Xr, np.where(yr > 0, 6, 4),
+                                                                   sample_weight=wr)
+    assert clf.predict(Xr).shape == (200,)
+
+
 def test_estimators_clone():
     c = clone(SeedEnsembleClassifier(n_seeds=2, max_features=0.5))
     assert c.get_params()["max_features"] == 0.5 and not hasattr(c, "estimators_")

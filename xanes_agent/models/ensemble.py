@@ -21,28 +21,50 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 
-def random_oversample(X: np.ndarray, y: np.ndarray, random_state: int | np.random.Generator | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def random_oversample(X: np.ndarray, y: np.ndarray, random_state: int | np.random.Generator | None = None,
+                      sample_weight: np.ndarray | None = None):
     """Duplicate randomly drawn rows of every minority class until all classes match the largest.
 
     Equivalent to imbalanced-learn's ``RandomOverSampler(sampling_strategy="not majority")``. Only
-    ever applied to training data.
+    ever applied to training data. With ``sample_weight``, classes are matched in total weight
+    instead of in rows (rows drawn with probability proportional to their weight, each copy keeping
+    its row's weight), and (X, y, weight) is returned; without it, (X, y).
     """
     rng = random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
-    classes, counts = np.unique(y, return_counts=True)
-    target = counts.max()
+    if sample_weight is None:
+        classes, counts = np.unique(y, return_counts=True)
+        target = counts.max()
+        idx = [np.arange(len(y))]
+        for c, n in zip(classes, counts):
+            if n < target:
+                idx.append(rng.choice(np.flatnonzero(y == c), target - n, replace=True))
+        idx = np.concatenate(idx)
+        return X[idx], y[idx]
+    w = np.asarray(sample_weight, float)
+    classes = np.unique(y)
+    totals = np.array([w[y == c].sum() for c in classes])
     idx = [np.arange(len(y))]
-    for c, n in zip(classes, counts):
-        if n < target:
-            idx.append(rng.choice(np.flatnonzero(y == c), target - n, replace=True))
+    for c, total in zip(classes, totals):
+        rows = np.flatnonzero(y == c)
+        missing = totals.max() - total
+        if missing <= 0 or not len(rows):
+            continue
+        p = w[rows] / w[rows].sum()
+        # draw until the class's weight reaches the largest class's (the mean drawn weight sets how many)
+        n = int(round(missing / float(np.dot(p, w[rows]))))
+        if n:
+            idx.append(rng.choice(rows, n, replace=True, p=p))
     idx = np.concatenate(idx)
-    return X[idx], y[idx]
+    return X[idx], y[idx], w[idx]
 
 
-def _fit_one(forest, X, y, oversample_seed):
+def _fit_one(forest, X, y, oversample_seed, sample_weight=None):
     if oversample_seed is not None:
-        X, y = random_oversample(X, y, oversample_seed)
-    return forest.fit(X, y)
+        if sample_weight is None:
+            X, y = random_oversample(X, y, oversample_seed)
+        else:
+            X, y, sample_weight = random_oversample(X, y, oversample_seed, sample_weight)
+    return forest.fit(X, y, sample_weight=sample_weight)
 
 
 class _SeedEnsemble(BaseEstimator):
@@ -87,17 +109,23 @@ class _SeedEnsemble(BaseEstimator):
             for sd in seeds
         ]
 
-    def _fit(self, X, y, oversample: bool):
+    def _fit(self, X, y, oversample: bool, sample_weight=None):
         X = np.asarray(X, float)
         y = np.asarray(y)
         if X.ndim != 2 or len(X) != len(y):
             raise ValueError(f"X must be 2-D with one row per label, got X {X.shape} and y {y.shape}")
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight, float)
+            if sample_weight.shape != (len(y),) or not np.all(np.isfinite(sample_weight)) or np.any(
+                    sample_weight < 0) or not sample_weight.sum() > 0:
+                raise ValueError("sample_weight must be one finite, non-negative weight per row, not all zero")
         forest_seeds, sample_seeds = self._seeds()
         if not oversample:
             sample_seeds = [None] * len(forest_seeds)
         # each seed is one job: deterministic for a given random_state whatever n_jobs is
         self.estimators_ = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_one)(f, X, y, sd) for f, sd in zip(self._forests(forest_seeds), sample_seeds))
+            delayed(_fit_one)(f, X, y, sd, sample_weight)
+            for f, sd in zip(self._forests(forest_seeds), sample_seeds))
         self.n_features_in_ = X.shape[1]
         imp = np.array([e.feature_importances_ for e in self.estimators_])
         self.feature_importances_ = imp.mean(axis=0)
@@ -141,8 +169,24 @@ class SeedEnsembleClassifier(ClassifierMixin, _SeedEnsemble):
                          n_jobs=n_jobs)
         self.oversample = oversample
 
-    def fit(self, X, y):
-        self._fit(X, y, self.oversample)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the seeds' forests.
+
+        Parameters
+        ----------
+        X : array, shape (n_samples, n_features)
+        y : array, shape (n_samples,)
+            Class labels.
+        sample_weight : array, shape (n_samples,), optional
+            Row weights (e.g. one in the number of spectra of the row's parent structure, so a
+            family of many near-copies counts as one structure); over-sampling then matches the
+            classes' total weights.
+
+        Returns
+        -------
+        self
+        """
+        self._fit(X, y, self.oversample, sample_weight)
         self.classes_ = self.estimators_[0].classes_
         return self
 
@@ -199,8 +243,22 @@ class SeedEnsembleRegressor(RegressorMixin, _SeedEnsemble):
                          min_samples_leaf=min_samples_leaf, max_depth=max_depth, random_state=random_state,
                          n_jobs=n_jobs)
 
-    def fit(self, X, y):
-        return self._fit(X, np.asarray(y, float), oversample=False)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the seeds' forests.
+
+        Parameters
+        ----------
+        X : array, shape (n_samples, n_features)
+        y : array, shape (n_samples,)
+            Targets (Å for distances, the label's own unit for charges).
+        sample_weight : array, shape (n_samples,), optional
+            Row weights, as scikit-learn's forests take them.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, np.asarray(y, float), oversample=False, sample_weight=sample_weight)
 
     def predict_per_seed(self, X) -> np.ndarray:
         """Predictions of each seed.

@@ -59,15 +59,32 @@ class EvalConfig:
     min_samples_leaf: int = 1
     n_jobs: int | None = -1
     random_state: int = 0
+    weighting: str = "none"  # "parent": every parent structure weighs 1 in training (group_weights)
+
+
+WEIGHTINGS = ("none", "parent")
+
+
+def group_weights(groups: np.ndarray) -> np.ndarray:
+    """One in the number of rows of each row's group: every group (parent structure) weighs 1 in
+    total, so a prototype family of 25 near-copies counts as much as one host structure."""
+    _, inverse, counts = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
 
 
 def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.ndarray,
-                cfg: EvalConfig = EvalConfig()) -> dict[str, np.ndarray]:
+                cfg: EvalConfig = EvalConfig(), groups_train: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Fit one model per target on the rows where that label is known; predict ``F_test``.
 
     Coordination: classes 4/5/6 only; returns the predicted class and the class probabilities
-    (``coordination_number_proba``, columns in :data:`CN_CLASSES`).
+    (``coordination_number_proba``, columns in :data:`CN_CLASSES`). With ``cfg.weighting ==
+    "parent"``, ``groups_train`` (the parent structure of each training row) sets the row weights
+    (:func:`group_weights`, over the rows where the target is known).
     """
+    if cfg.weighting not in WEIGHTINGS:
+        raise ValueError(f"unknown weighting {cfg.weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+    if cfg.weighting == "parent" and groups_train is None:
+        raise ValueError("weighting='parent' needs the parent structure of each training row (groups_train)")
     out: dict[str, np.ndarray] = {}
     for name, y in y_train.items():
         ok = np.isfinite(y)
@@ -78,7 +95,7 @@ def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.
             clf = SeedEnsembleClassifier(n_seeds=cfg.n_seeds, n_estimators=cfg.n_estimators,
                                          min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.random_state,
                                          n_jobs=cfg.n_jobs)
-            clf.fit(F_train[ok], y[ok].astype(int))
+            clf.fit(F_train[ok], y[ok].astype(int), sample_weight=_weights(cfg, groups_train, ok))
             full = on_cn_classes(clf.predict_proba(F_test), clf.classes_)
             out[name] = np.array(CN_CLASSES)[np.argmax(full, axis=1)].astype(float)
             out[name + "_proba"] = full
@@ -88,30 +105,38 @@ def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.
             reg = SeedEnsembleRegressor(n_seeds=cfg.n_seeds, n_estimators=cfg.n_estimators,
                                         min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.random_state,
                                         n_jobs=cfg.n_jobs)
-            out[name] = reg.fit(F_train[ok], y[ok]).predict(F_test)
+            out[name] = reg.fit(F_train[ok], y[ok], sample_weight=_weights(cfg, groups_train, ok)).predict(F_test)
     return out
+
+
+def _weights(cfg: EvalConfig, groups: np.ndarray | None, ok: np.ndarray) -> np.ndarray | None:
+    return group_weights(groups[ok]) if cfg.weighting == "parent" else None
 
 
 def out_of_group_predictions(F: np.ndarray, labels: dict[str, np.ndarray], folds: np.ndarray,
                              cfg: EvalConfig = EvalConfig(),
                              train_transform: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
-                             ) -> dict[str, np.ndarray]:
+                             groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Predictions for every row from a model that never saw its fold.
 
+    Rows with a negative fold are training-only: they are in every fold's training set and are
+    never predicted (their predictions stay NaN), e.g. host structures while families are held out.
     ``train_transform(train_rows) -> (F_aug, source_row_of_each)`` may enlarge the training set
-    (e.g. experiment-like copies); test rows are always the spectra as they are.
+    (e.g. experiment-like copies); test rows are always the spectra as they are. ``groups`` (the
+    parent structure of each row) is needed for ``cfg.weighting == "parent"``.
     """
     n = len(F)
     pred: dict[str, np.ndarray] = {k: np.full(n, np.nan) for k in labels}
     pred["coordination_number_proba"] = np.full((n, len(CN_CLASSES)), np.nan)
-    for f in np.unique(folds):
+    for f in np.unique(folds[folds >= 0]):
         test, train = folds == f, folds != f
         rows = np.flatnonzero(train)
         if train_transform is not None:
             Ftr, src = train_transform(rows)
         else:
             Ftr, src = F[rows], rows
-        got = fit_predict(Ftr, {k: v[src] for k, v in labels.items()}, F[test], cfg)
+        got = fit_predict(Ftr, {k: v[src] for k, v in labels.items()}, F[test], cfg,
+                          None if groups is None else np.asarray(groups)[src])
         for k, v in got.items():
             pred[k][test] = v
     return pred
