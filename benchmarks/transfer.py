@@ -57,9 +57,14 @@ from xanes_agent.models.realism import Realism, experiment_like_grid
 class Prepared:
     """Grid spectra, features and labels of one subset, with experiment-like copies on demand."""
 
-    def __init__(self, coll, featurizer, augment: bool, seed: int = 0, grid: Grid = DEFAULT_GRID):
+    def __init__(self, coll, featurizer, augment: bool, seed: int = 0, grid: Grid = DEFAULT_GRID,
+                 blur: float = 0.0):
         self.coll = coll
+        if PAD_BELOW_FERMI:
+            coll = fermi_padded(coll)
         X, e0 = spectra_to_grid(coll.energy, coll.mu, grid)
+        self.blur = lambda X: grid_blur(X, grid, blur)
+        X = self.blur(X)
         self.ok = np.isfinite(e0) & (np.isfinite(X).mean(axis=1) > 0.9)
         self.F = featurizer.transform(X)
         self.labels = {k: coll.labels[k] for k in TARGETS}
@@ -68,7 +73,7 @@ class Prepared:
         if augment:
             Xc, src = experiment_like_grid(coll.energy, coll.mu, np.flatnonzero(self.ok),
                                            Realism(), grid, rng=np.random.default_rng(seed))
-            self.copies = (featurizer.transform(Xc), src)
+            self.copies = (featurizer.transform(self.blur(Xc)), src)
 
     def training(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         rows = rows[self.ok[rows]]
@@ -77,6 +82,55 @@ class Prepared:
         Fc, src = self.copies
         keep = np.isin(src, rows)
         return np.vstack([self.F[rows], Fc[keep]]), np.concatenate([rows, src[keep]])
+
+
+PAD_BELOW_FERMI = False
+
+
+def blur_matrix(grid: Grid, fwhm: float) -> np.ndarray:
+    """Gaussian smoothing of grid spectra as a matrix K (grid.n x grid.n): ``X @ K.T`` blurs each
+    row with a Gaussian of ``fwhm`` eV (rows of K sum to 1 before :func:`grid_blur` renormalizes
+    over the covered points). ``fwhm <= 0`` gives the identity."""
+    g = grid.energies
+    if fwhm <= 0:
+        return np.eye(grid.n)
+    sigma = fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    K = np.exp(-0.5 * ((g[:, None] - g[None, :]) / sigma) ** 2)
+    K[np.abs(g[:, None] - g[None, :]) > 4 * sigma] = 0.0
+    return K / K.sum(axis=1, keepdims=True)
+
+
+def grid_blur(X: np.ndarray, grid: Grid, fwhm: float) -> np.ndarray:
+    """Grid spectra blurred by a Gaussian of ``fwhm`` eV, each point from the covered points
+    around it (the kernel renormalized over them); uncovered points stay NaN, so a partial
+    spectrum is blurred the same way wherever it is measured."""
+    X = np.asarray(X, float)
+    if fwhm <= 0:
+        return X.copy()
+    K = blur_matrix(grid, fwhm)
+    finite = np.isfinite(X)
+    num = np.where(finite, X, 0.0) @ K.T
+    den = finite.astype(float) @ K.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = num / den
+    out[~finite] = np.nan
+    return out
+
+
+def fermi_padded(coll):
+    """A copy whose computed spectra are extended 40 eV below their first point with mu = 0: FEFF
+    starts a spectrum at the Fermi level, below which there are no empty states to absorb into."""
+    import copy
+
+    out = copy.copy(coll)
+    energy, mu = [], []
+    for e, m in zip(coll.energy, coll.mu):
+        e = np.asarray(e, float)
+        pad = np.arange(e[0] - 40.0, e[0] - 0.25, 0.5)
+        energy.append(np.concatenate([pad, e]))
+        mu.append(np.concatenate([np.zeros(len(pad)), np.asarray(m, float)]))
+    out.energy, out.mu = energy, mu
+    return out
 
 
 def _row(name: str, s, n_groups: int) -> str:
@@ -158,10 +212,12 @@ def plot_confusions(confusions: dict[str, np.ndarray], title: str, path: Path) -
 
 
 def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConfig, out: Path,
-        grid: Grid = DEFAULT_GRID) -> str:
+        grid: Grid = DEFAULT_GRID, blur: float = 0.0) -> str:
     feat = make_featurizer(features, grid)
     tag = (f"{features}, {'experiment-like training copies' if augment else 'clean training spectra'}, "
            f"{'each parent structure weighing 1' if cfg.weighting == 'parent' else 'each spectrum weighing 1'}, "
+           f"min_samples_leaf {cfg.min_samples_leaf}, "
+           f"{f'every spectrum blurred {blur:g} eV FWHM, ' if blur > 0 else ''}"
            f"window E0{grid.start:+g}..E0{grid.stop:+g} eV ({grid.n} points)")
     lines = [f"### {tag}", "", HEADER]
     record: dict[str, dict] = {}
@@ -171,7 +227,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
         sub = project.where(element=el)
         if not len(sub):
             continue
-        prep = Prepared(sub, feat, augment, grid=grid)
+        prep = Prepared(sub, feat, augment, grid=grid, blur=blur)
         is_fam = np.char.startswith(prep.groups.astype(str), "family:")
         fam = np.flatnonzero(is_fam)
         rows = np.arange(len(sub))
@@ -201,18 +257,20 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
     omni = lib.where(source=OMNIXAS_SOURCE, element="Cu")
     cu = project.where(element="Cu")
     if len(omni) and len(cu):
-        p_cu, p_omni = Prepared(cu, feat, augment, grid=grid), Prepared(omni, feat, augment=False, grid=grid)
+        p_cu = Prepared(cu, feat, augment, grid=grid, blur=blur)
+        p_omni = Prepared(omni, feat, augment=False, grid=grid, blur=blur)
         s = across(p_cu, p_omni, n_folds, cfg)
         lines.append(_row("Cu FEFF10 -> OmniXAS FEFF9", s, len(np.unique(p_omni.groups))))
         record["Cu FEFF10 -> OmniXAS FEFF9"] = s.metrics
         confusions["Cu FEFF10->FEFF9"] = s.confusion
         print(lines[-1], flush=True)
-        p_omni_tr = Prepared(omni, feat, augment, grid=grid)
-        s = across(p_omni_tr, Prepared(cu, feat, augment=False, grid=grid), n_folds, cfg)
+        p_omni_tr = Prepared(omni, feat, augment, grid=grid, blur=blur)
+        s = across(p_omni_tr, Prepared(cu, feat, augment=False, grid=grid, blur=blur), n_folds, cfg)
         lines.append(_row("Cu OmniXAS FEFF9 -> FEFF10", s, len(np.unique(p_cu.groups))))
         record["Cu OmniXAS FEFF9 -> FEFF10"] = s.metrics
         print(lines[-1], flush=True)
-    slug = f"{features}_{'experiment' if augment else 'clean'}_{cfg.weighting}_{grid.start:g}_{grid.stop:g}_{grid.n}"
+    slug = (f"{features}_{'experiment' if augment else 'clean'}_{cfg.weighting}_leaf{cfg.min_samples_leaf}_"
+            f"blur{blur:g}_{grid.start:g}_{grid.stop:g}_{grid.n}")
     plot_confusions(confusions, f"CN confusion out of family/parent ({tag})", out / f"confusion_{slug}.png")
     (out / f"transfer_{slug}.json").write_text(json.dumps(record, indent=1))
     return "\n".join(lines)
@@ -226,26 +284,39 @@ def main() -> None:
     ap.add_argument("--elements", nargs="+", default=list(ELEMENTS))
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--trees", type=int, default=100)
+    ap.add_argument("--min-samples-leaf", type=int, nargs="+", default=[1],
+                    help="forest leaf size(s) to compare (larger: smoother forests that memorize families less)")
     ap.add_argument("--weighting", nargs="+", default=["none"], choices=WEIGHTINGS,
                     help="parent: every parent structure weighs 1 in training (families of near-copies count once)")
+    ap.add_argument("--blur", type=float, nargs="+", default=[0.0],
+                    help="Gaussian FWHM (eV) applied on the grid to every spectrum, training and test alike "
+                         "(a common resolution; 0: none)")
     ap.add_argument("--window", nargs=3, action="append", metavar=("START", "STOP", "N"),
                     help="model grid relative to E0 (eV, eV, points); repeat to compare windows "
                          "(default: the study's -5 45 100)")
     ap.add_argument("--out", default="out/transfer")
+    ap.add_argument("--pad-below-fermi", action="store_true",
+                    help="extend computed spectra below their first point (the Fermi level) with mu = 0, so a "
+                         "window reaching below it is covered")
     a = ap.parse_args()
+    global PAD_BELOW_FERMI
+    PAD_BELOW_FERMI = a.pad_below_fermi
     lib = read_library(a.library) if a.library else load_bundled_library()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfgs = [EvalConfig(n_estimators=a.trees, weighting=w) for w in a.weighting]
+    cfgs = [EvalConfig(n_estimators=a.trees, weighting=w, min_samples_leaf=leaf)
+            for w in a.weighting for leaf in a.min_samples_leaf]
     grids = [Grid(float(s), float(e), int(n)) for s, e, n in a.window] if a.window else [DEFAULT_GRID]
     tables = []
     for grid in grids:
         for cfg in cfgs:
-            for features in a.features:
-                for aug in a.augment:
-                    t0 = time.perf_counter()
-                    tables.append(run(lib, features, aug == "experiment", a.elements, a.folds, cfg, out, grid))
-                    print(f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
+            for blur in a.blur:
+                for features in a.features:
+                    for aug in a.augment:
+                        t0 = time.perf_counter()
+                        tables.append(run(lib, features, aug == "experiment", a.elements, a.folds, cfg, out, grid,
+                                          blur))
+                        print(f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
     text = "\n\n".join(tables)
     (out / "transfer.md").write_text(text + "\n")
     print(text)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from compare_feff_params import compare
 
-from xanes_agent.data.feff import FALLBACK_SCF_MIXING, run_feff, with_scf_mixing
+from xanes_agent.data.feff import FALLBACK_SCF_MIXING, run_feff, with_scf
 
 
 def pick(cache: Path, per_element: int) -> list[Path]:
@@ -40,7 +40,7 @@ def job(entry: Path) -> dict:
     rec = json.loads((entry / "result.json").read_text())
     ref = np.loadtxt(entry / "xmu.dat", comments="#")
     with tempfile.TemporaryDirectory() as tmp:
-        r = run_feff(with_scf_mixing(inp, FALLBACK_SCF_MIXING), tmp)
+        r = run_feff(with_scf(inp, mixing=FALLBACK_SCF_MIXING), tmp)
     row = {"id": rec["meta"]["id"], "ok": r.ok, "reason": r.reason, "seconds_default": rec["seconds"],
            "seconds_fallback": r.seconds}
     if r.ok:

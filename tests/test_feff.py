@@ -21,7 +21,7 @@ from xanes_agent.data.feff import (  # noqa: E402
     check_spectrum,
     feff_input,
     run_feff,
-    with_scf_mixing,
+    with_scf,
 )
 
 
@@ -137,9 +137,11 @@ def test_simulator_sample_from_cif_computed_on_demand(tmp_path):
 
 def test_scf_mixing_is_rewritten_on_the_scf_card_only():
     inp = "TITLE SCF 1 2 3 4 5\nSCF 3.0 0 10 0.2 1\nFMS 4.5 0\n"
-    assert with_scf_mixing(inp, 0.05) == "TITLE SCF 1 2 3 4 5\nSCF 3.0 0 10 0.05 1\nFMS 4.5 0\n"
+    assert with_scf(inp, mixing=0.05) == "TITLE SCF 1 2 3 4 5\nSCF 3.0 0 10 0.05 1\nFMS 4.5 0\n"
+    assert with_scf(inp, iterations=40) == "TITLE SCF 1 2 3 4 5\nSCF 3.0 0 40 0.2 1\nFMS 4.5 0\n"
+    assert with_scf(inp, iterations=40, mixing=0.1) == "TITLE SCF 1 2 3 4 5\nSCF 3.0 0 40 0.1 1\nFMS 4.5 0\n"
     with pytest.raises(ValueError, match="no SCF card"):
-        with_scf_mixing("FMS 4.5 0\n", 0.05)
+        with_scf("FMS 4.5 0\n", mixing=0.05)
 
 
 def test_bad_counts_scf_is_rescued_with_gentler_mixing(tmp_path):

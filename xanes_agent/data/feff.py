@@ -88,11 +88,20 @@ FALLBACK_SCF_MIXING = 0.05
 RETRY_POLICY = 2
 
 
-def with_scf_mixing(inp: str, mixing: float) -> str:
-    """``inp`` with the SCF card's mixing parameter (its 4th number) set to ``mixing``."""
-    out, n = re.subn(r"(?m)^(\s*SCF\s+\S+\s+\S+\s+\S+\s+)(\S+)", lambda m: f"{m.group(1)}{mixing:g}", inp)
+def with_scf(inp: str, *, iterations: int | None = None, mixing: float | None = None) -> str:
+    """``inp`` with the SCF card's iteration limit (its 3rd number, FEFF's ``nscmt``) and/or its
+    mixing (4th number, ``ca``) replaced; the other numbers are kept."""
+    def repl(m: re.Match) -> str:
+        parts = re.split(r"(\s+)", m.group(2))  # numbers at even positions, the spacing kept between
+        if iterations is not None:
+            parts[4] = str(int(iterations))
+        if mixing is not None:
+            parts[6] = f"{mixing:g}"
+        return m.group(1) + "".join(parts)
+
+    out, n = re.subn(r"(?m)^(\s*SCF\s+)(\S+\s+\S+\s+\S+\s+\S+(?:[ \t]+\S+)*)", repl, inp)
     if n != 1:
-        raise ValueError("feff.inp has no SCF card with a mixing parameter")
+        raise ValueError("feff.inp has no SCF card with iterations and mixing")
     return out
 
 
@@ -207,7 +216,7 @@ def run_feff(
             break
         if bad_counts and mixing is None:
             mixing = FALLBACK_SCF_MIXING
-            text = with_scf_mixing(inp, mixing)
+            text = with_scf(inp, mixing=mixing)
             (entry / "feff_fallback.inp").write_text(text)
             continue
         if generic_retry:
