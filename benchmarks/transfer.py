@@ -1,7 +1,9 @@
 """Out-of-family and cross-code evaluation: the honest score of a model change (issue 13).
 
     python benchmarks/transfer.py [--library LIB.npz] [--features polynomial pointwise]
-                                  [--augment none experiment] [--out out/transfer]
+                                  [--augment none experiment] [--weighting none parent]
+                                  [--min-samples-leaf 1 5 ...] [--blur 0 2 ...]
+                                  [--window START STOP N ...] [--pad-below-fermi] [--out out/transfer]
 
 Per element, on the project's FEFF10 spectra (``feff10-project``):
 
@@ -22,7 +24,11 @@ Printed per row: n, groups, CN balanced accuracy and accuracy beside the modal b
 evaluated rows' most frequent class), distance MAE (A) and R^2 beside the baseline MAE (of the
 evaluated rows' median), oxidation-state MAE beside its baseline. ``--augment experiment`` adds
 experiment-like copies of the training spectra (:mod:`xanes_agent.models.realism`; test spectra
-untouched). Writes a markdown table, a JSON file and a confusion-matrix PNG per configuration
+untouched); ``--weighting parent`` makes every parent structure weigh 1 in training; ``--blur``
+smooths every spectrum (training and test) on the grid to a common resolution; ``--window`` sets
+the model grid (E0-relative), and ``--pad-below-fermi`` extends computed spectra below their first
+point (FEFF's Fermi level) with mu = 0 so a window reaching below E0 - 5 eV is covered. Every
+combination given is run. Writes a markdown table, a JSON file and a confusion-matrix PNG per configuration
 under ``--out``. Each configuration is one seed x ``--trees`` trees per fold (a study-size ensemble
 differs by a few hundredths).
 """
@@ -58,9 +64,9 @@ class Prepared:
     """Grid spectra, features and labels of one subset, with experiment-like copies on demand."""
 
     def __init__(self, coll, featurizer, augment: bool, seed: int = 0, grid: Grid = DEFAULT_GRID,
-                 blur: float = 0.0):
+                 blur: float = 0.0, pad_below_fermi: bool = False):
         self.coll = coll
-        if PAD_BELOW_FERMI:
+        if pad_below_fermi:
             coll = fermi_padded(coll)
         X, e0 = spectra_to_grid(coll.energy, coll.mu, grid)
         self.blur = lambda X: grid_blur(X, grid, blur)
@@ -82,9 +88,6 @@ class Prepared:
         Fc, src = self.copies
         keep = np.isin(src, rows)
         return np.vstack([self.F[rows], Fc[keep]]), np.concatenate([rows, src[keep]])
-
-
-PAD_BELOW_FERMI = False
 
 
 def blur_matrix(grid: Grid, fwhm: float) -> np.ndarray:
@@ -212,12 +215,14 @@ def plot_confusions(confusions: dict[str, np.ndarray], title: str, path: Path) -
 
 
 def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConfig, out: Path,
-        grid: Grid = DEFAULT_GRID, blur: float = 0.0) -> str:
+        grid: Grid = DEFAULT_GRID, blur: float = 0.0, pad_below_fermi: bool = False) -> str:
     feat = make_featurizer(features, grid)
+    opts = dict(grid=grid, blur=blur, pad_below_fermi=pad_below_fermi)  # how every spectrum is prepared
     tag = (f"{features}, {'experiment-like training copies' if augment else 'clean training spectra'}, "
            f"{'each parent structure weighing 1' if cfg.weighting == 'parent' else 'each spectrum weighing 1'}, "
            f"min_samples_leaf {cfg.min_samples_leaf}, "
            f"{f'every spectrum blurred {blur:g} eV FWHM, ' if blur > 0 else ''}"
+           f"{'computed spectra padded below the Fermi level, ' if pad_below_fermi else ''}"
            f"window E0{grid.start:+g}..E0{grid.stop:+g} eV ({grid.n} points)")
     lines = [f"### {tag}", "", HEADER]
     record: dict[str, dict] = {}
@@ -227,7 +232,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
         sub = project.where(element=el)
         if not len(sub):
             continue
-        prep = Prepared(sub, feat, augment, grid=grid, blur=blur)
+        prep = Prepared(sub, feat, augment, **opts)
         is_fam = np.char.startswith(prep.groups.astype(str), "family:")
         fam = np.flatnonzero(is_fam)
         rows = np.arange(len(sub))
@@ -256,21 +261,21 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
         print(lines[-1], flush=True)
     omni = lib.where(source=OMNIXAS_SOURCE, element="Cu")
     cu = project.where(element="Cu")
-    if len(omni) and len(cu):
-        p_cu = Prepared(cu, feat, augment, grid=grid, blur=blur)
-        p_omni = Prepared(omni, feat, augment=False, grid=grid, blur=blur)
+    if len(omni) and len(cu) and "Cu" in elements:
+        p_cu = Prepared(cu, feat, augment, **opts)
+        p_omni = Prepared(omni, feat, augment=False, **opts)
         s = across(p_cu, p_omni, n_folds, cfg)
         lines.append(_row("Cu FEFF10 -> OmniXAS FEFF9", s, len(np.unique(p_omni.groups))))
         record["Cu FEFF10 -> OmniXAS FEFF9"] = s.metrics
         confusions["Cu FEFF10->FEFF9"] = s.confusion
         print(lines[-1], flush=True)
-        p_omni_tr = Prepared(omni, feat, augment, grid=grid, blur=blur)
-        s = across(p_omni_tr, Prepared(cu, feat, augment=False, grid=grid, blur=blur), n_folds, cfg)
+        p_omni_tr = Prepared(omni, feat, augment, **opts)
+        s = across(p_omni_tr, Prepared(cu, feat, augment=False, **opts), n_folds, cfg)
         lines.append(_row("Cu OmniXAS FEFF9 -> FEFF10", s, len(np.unique(p_cu.groups))))
         record["Cu OmniXAS FEFF9 -> FEFF10"] = s.metrics
         print(lines[-1], flush=True)
     slug = (f"{features}_{'experiment' if augment else 'clean'}_{cfg.weighting}_leaf{cfg.min_samples_leaf}_"
-            f"blur{blur:g}_{grid.start:g}_{grid.stop:g}_{grid.n}")
+            f"blur{blur:g}_{'pad_' if pad_below_fermi else ''}{grid.start:g}_{grid.stop:g}_{grid.n}")
     plot_confusions(confusions, f"CN confusion out of family/parent ({tag})", out / f"confusion_{slug}.png")
     (out / f"transfer_{slug}.json").write_text(json.dumps(record, indent=1))
     return "\n".join(lines)
@@ -299,8 +304,6 @@ def main() -> None:
                     help="extend computed spectra below their first point (the Fermi level) with mu = 0, so a "
                          "window reaching below it is covered")
     a = ap.parse_args()
-    global PAD_BELOW_FERMI
-    PAD_BELOW_FERMI = a.pad_below_fermi
     lib = read_library(a.library) if a.library else load_bundled_library()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -315,7 +318,7 @@ def main() -> None:
                     for aug in a.augment:
                         t0 = time.perf_counter()
                         tables.append(run(lib, features, aug == "experiment", a.elements, a.folds, cfg, out, grid,
-                                          blur))
+                                          blur, a.pad_below_fermi))
                         print(f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
     text = "\n\n".join(tables)
     (out / "transfer.md").write_text(text + "\n")
