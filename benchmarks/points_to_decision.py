@@ -50,16 +50,18 @@ def same(d, ref):
     return agree(d, ref, DEFAULT_STABILITY)
 
 
-def policy_run(model, grid, mu, strategy, e_tab):
+def policy_run(model, grid, mu, strategy, e_tab, policy_kw=None, rest=True):
     """Drive the plan's own policy (:class:`AdaptivePolicy`, the plan's defaults) with a real
     :class:`XANESAgent` on one noisy spectrum, each planned energy snapped to the nearest point of
     the 0.5 eV grid; after the policy stops, go on with the agent's proposals (then energy order)
     to the whole grid, so the point where the full-scan decision is reached can be found even
-    where the plan stops before it. Returns (order, trace, stop): trace = [(n_points, decision,
-    coverage, P(CN))] after each step; stop = (n_points, reason)."""
+    where the plan stops before it (``rest=False``: end at the stop). ``policy_kw``: the policy's
+    parameters where they differ from the plan's defaults (e.g. ``edge_step``, ``stability``).
+    Returns (order, trace, stop): trace = [(n_points, decision, coverage, P(CN))] after each step;
+    stop = (n_points, reason)."""
     agent = XANESAgent(ModelStore(models={model.element: model}), strategy=strategy)
     agent.begin(model.element, model.edge, uid="points-to-decision")
-    policy = AdaptivePolicy(e_tab)
+    policy = AdaptivePolicy(e_tab, **(policy_kw or {}))
     taken = np.zeros(len(grid), bool)
     order, trace = [], []
 
@@ -86,7 +88,7 @@ def policy_run(model, grid, mu, strategy, e_tab):
             break
         for m in action:
             take(m.energies, m.uid)
-    while not taken.all():  # beyond the plan's stop: the counterfactual rest of the scan
+    while rest and not taken.all():  # beyond the plan's stop: the counterfactual rest of the scan
         before = len(order)
         props = agent.suggest(1)
         if props:
@@ -148,6 +150,11 @@ def main() -> None:
                          "energy_order bluesky_adaptive_scan)")
     ap.add_argument("--out", default="out/points_to_decision")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stop-coverage", type=float, nargs="+", default=[],
+                    help="also run the agent's strategy to the plan's stop with these shares of the model window "
+                         "required before a stable answer counts (the plan's default: 0.99)")
+    ap.add_argument("--edge-step", type=float, nargs="+", default=[],
+                    help="also run with these edge-pass steps, eV (the plan's default: 0.5)")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -171,8 +178,16 @@ def main() -> None:
         names = [nm for nm in names if nm in a.strategies]
     needed = {k: [] for k in names}
     traces = {k: [] for k in names}
-    truth_cn, repeat = [], []
+    truth_cn, repeat, full_right = [], [], []
     stops = {k: [] for k in names if k in ("importance_uncertainty", "importance_only")}
+    # policy variants: the agent's strategy to the plan's stop only, with other stop/edge parameters
+    variants = {}
+    for cov in a.stop_coverage or [DEFAULT_STABILITY["coverage"]]:
+        for step in a.edge_step or [0.5]:
+            if (cov, step) != (DEFAULT_STABILITY["coverage"], 0.5):
+                variants[f"coverage {cov:g}, edge step {step:g} eV"] = {
+                    "stability": {"coverage": cov}, "edge_step": step}
+    variant_stops = {k: [] for k in variants}
     for j, i in enumerate(picks):
         sample = sample_from_library(lib, sample_id=str(lib.ids[i]))
         bl = make_beamline(sample, seed=a.seed + j, flux=1e6)
@@ -186,6 +201,7 @@ def main() -> None:
         r2 = np.random.default_rng(a.seed + 2000 + j)
         repeat.append(same(decision(pred.update(grid, np.log(r2.poisson(i0) / r2.poisson(it)))), ref))
         truth_cn.append(sample.labels["coordination_number"])
+        full_right.append(ref[0] == sample.labels["coordination_number"])
         checkpoints_fixed = list(range(3, n + 1, 3)) + ([n] if n % 3 else [])
         for name in [nm for nm in names if nm in stops]:
             order, tr, (k_stop, reason) = policy_run(model, grid, mu, name, e_tab)
@@ -195,6 +211,11 @@ def main() -> None:
             at_stop = [t for t in tr if t[0] <= k_stop][-1]
             stops[name].append((k_stop / n, same(at_stop[1], ref), at_stop[1] is not None and
                                 at_stop[1][0] == sample.labels["coordination_number"], reason.split(":")[0]))
+        for vname, kw in variants.items():
+            _, tr, (k_stop, reason) = policy_run(model, grid, mu, "importance_uncertainty", e_tab, kw, rest=False)
+            d = tr[-1][1] if tr else None
+            variant_stops[vname].append((k_stop / n, same(d, ref), d is not None and
+                                         d[0] == sample.labels["coordination_number"], reason.split(":")[0]))
         for name, order in fixed_orders(n, np.random.default_rng(a.seed + j)).items():
             if name not in names:
                 continue
@@ -245,18 +266,21 @@ def main() -> None:
     lines += ["", "Where the plan's own policy (AdaptivePolicy, the plan's defaults) ends the scan:",
               "| strategy | median fraction at stop | Q1 | Q3 | full-scan decision at stop | "
               "CN accuracy at stop | stop reasons |", "|---|---|---|---|---|---|---|"]
-    for name, st_ in stops.items():
+    full_acc = float(np.mean(full_right))
+    for name, st_ in list(stops.items()) + [(f"importance_uncertainty, {k}", v) for k, v in variant_stops.items()]:
         f = np.array([x[0] for x in st_])
         lines.append(f"| {name} | {np.median(f):.0%} | {np.percentile(f, 25):.0%} | {np.percentile(f, 75):.0%} | "
                      f"{np.mean([x[1] for x in st_]):.0%} | {np.mean([x[2] for x in st_]):.2f} | " +
                      ", ".join(f"{r} {c}" for r, c in zip(*np.unique([x[3] for x in st_], return_counts=True))) + " |")
+    lines.append(f"(CN accuracy of the full scan: {full_acc:.2f})")
     table = "\n".join(lines)
     print(table)
     (out / "table.md").write_text(table + "\n")
     (out / "results.json").write_text(json.dumps({"needed": needed, "n_full": n, "budgets": budgets.tolist(),
                                                   "cn_accuracy": acc_curves,
                                                   "reached_by_budget": reached_curves,
-                                                  "repeatability": float(np.mean(repeat))},
+                                                  "repeatability": float(np.mean(repeat)),
+                                                  "stops": {**stops, **variant_stops}},
                                                  indent=1))
     import matplotlib
 

@@ -125,6 +125,9 @@ def test_stable_reason_needs_coverage_and_agreement():
     assert stable_reason(d[:2] + [None], 1.0, DEFAULT_STABILITY) == ""
     assert stable_reason([(4, 2.0, None)] * 3, 1.0, DEFAULT_STABILITY)  # a model without charge
     assert stable_reason(d, 1.0, {**DEFAULT_STABILITY, "updates": 0}) == ""  # switched off
+    part = {**DEFAULT_STABILITY, "coverage": 0.8}  # a stable answer from 80 % of the window
+    assert "90% of the model window measured" in stable_reason(d, 0.9, part)
+    assert stable_reason(d, 0.7, part) == ""
 
 
 def test_each_subpackage_imports_first_in_a_fresh_interpreter():

@@ -17,8 +17,9 @@ from typing import Any
 from ..foundation.properties import CN, PROPERTIES, REGRESSORS
 
 DEFAULT_THRESHOLDS = {"cn_probability": 0.9, "distance_std": 0.01, "charge_std": 0.05}
-# stop when the window is covered and the last `updates` decisions agree within these (A, e)
-DEFAULT_STABILITY = {"updates": 3, "distance": 0.01, "charge": 0.05, "cn_probability": 0.6}
+# stop when at least `coverage` of the model window is measured and the last `updates` decisions
+# agree within these (A, e), the CN at calibrated probability >= `cn_probability`
+DEFAULT_STABILITY = {"updates": 3, "distance": 0.01, "charge": 0.05, "cn_probability": 0.6, "coverage": 0.99}
 
 
 def decision_of(report: dict[str, Any]) -> tuple | None:
@@ -50,11 +51,13 @@ def agree(d: tuple | None, ref: tuple | None, stability: dict[str, float]) -> bo
 
 def stable_reason(decisions: list[tuple | None], coverage: float, stability: dict[str, float],
                   probability: float | None = None) -> str:
-    """Why the answer has stopped changing, or ``""``: the model window is covered (``coverage``
-    >= 0.99) and the last ``stability["updates"]`` decisions have the same CN and distances and
-    charges within ``stability["distance"]`` A and ``stability["charge"]`` e of the latest."""
+    """Why the answer has stopped changing, or ``""``: the measured share of the model window
+    (``coverage``) is at least ``stability["coverage"]`` (0.99: covered) and the last
+    ``stability["updates"]`` decisions have the same CN and distances and charges within
+    ``stability["distance"]`` A and ``stability["charge"]`` e of the latest."""
     n = int(stability.get("updates", 0))
-    if n <= 0 or coverage < 0.99 or len(decisions) < n or any(d is None for d in decisions[-n:]):
+    need = float(stability.get("coverage", 0.99))
+    if n <= 0 or coverage < need or len(decisions) < n or any(d is None for d in decisions[-n:]):
         return ""
     if probability is not None and probability < stability.get("cn_probability", 0.0):
         return ""
@@ -63,7 +66,8 @@ def stable_reason(decisions: list[tuple | None], coverage: float, stability: dic
         return ""
     tol = tuple(stability[p.stability] if p.stability else 0.0 for p in PROPERTIES.values())
     p = f", P={probability:.2f}" if probability is not None else ""
-    return f"stable: the last {n} updates agree (CN {ref[0]:.0f}{p}, within {tol[1]} A and {tol[2]} e)"
+    part = f"; {coverage:.0%} of the model window measured" if coverage < 0.99 else ""
+    return f"stable: the last {n} updates agree (CN {ref[0]:.0f}{p}, within {tol[1]} A and {tol[2]} e{part})"
 
 
 def stop_reason(report: dict[str, Any], thresholds: dict[str, float]) -> str:
