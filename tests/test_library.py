@@ -47,7 +47,16 @@ def test_held_out_split_is_by_material_and_reproducible(bundled_library):
 def test_provenance_and_failures_are_recorded(bundled_library):
     project = bundled_library.where(source=PROJECT_SOURCE)
     prov = project.spectrum(0).provenance
-    assert prov["feff_parameters"] == bundled_library.meta["feff_parameters"]["name"] == "reduced-v1"
+    from xanes_agent.data.feff import PARAMETER_SETS
+
+    built_with = PARAMETER_SETS[bundled_library.meta["feff_parameters"]["name"]]
+    assert built_with.name in ("reduced-v1", "reduced-v2")
+    # each row names its own set: the build's, or one whose spectra the build's reproduces
+    import json
+
+    used = {json.loads(p).get("feff_parameters") for p in project.provenance}
+    assert used <= {built_with.name, *built_with.spectra_as}
+    assert prov["feff_parameters"] in {built_with.name, *built_with.spectra_as}
     assert {"family", "seed", "structure_params", "absorber_index"} <= set(prov)
     ids = set(project.material_id.tolist())
     assert not ids & {f["id"] for f in bundled_library.meta["failures"]}  # a failure is never kept
@@ -88,7 +97,7 @@ def test_a_build_without_the_feff_cache_resumes_from_the_committed_library(bundl
 def test_only_spectra_of_the_same_structure_and_parameters_are_reused(bundled_library):
     import json
 
-    from xanes_agent.data.feff import PARAMETER_SETS, REDUCED_PARAMETERS
+    from xanes_agent.data.feff import PARAMETER_SETS, REDUCED_PARAMETERS, REDUCED_V2_PARAMETERS
     from xanes_agent.data.library import reusable_spectra
     from xanes_agent.data.structures import generate
 
@@ -98,8 +107,8 @@ def test_only_spectra_of_the_same_structure_and_parameters_are_reused(bundled_li
     rows = project[np.isin(project.ids, ids)]
     assert len(rows) == 4
     assert sorted(reusable_spectra(rows, gens, REDUCED_PARAMETERS)) == sorted(ids)
-    other = next(p for p in PARAMETER_SETS.values() if p.name != REDUCED_PARAMETERS.name)
-    assert reusable_spectra(rows, gens, other) == {}
+    assert sorted(reusable_spectra(rows, gens, REDUCED_V2_PARAMETERS)) == sorted(ids)  # v2 keeps v1 spectra
+    assert reusable_spectra(rows, gens, PARAMETER_SETS["mp-xanes"]) == {}
     # a structure generated differently today (here: another strain) is computed again
     prov = [json.loads(p) for p in rows.provenance]
     prov[0]["structure_params"]["a"] *= 1.01

@@ -56,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--elements", nargs="+", type=element_arg, default=list(ELEMENTS))
     b.add_argument("--workers", type=positive_int, default=2)
     b.add_argument("--cache", default=".cache", help="resumable FEFF and label cache folder")
-    b.add_argument("--parameters", default="reduced-v1", help="FEFF parameter set name")
+    b.add_argument("--parameters", default="reduced-v2",
+                   help="FEFF parameter set name (reduced-v2: the library's; it keeps reduced-v1 spectra)")
     b.add_argument("--no-omnixas", action="store_true", help="leave the OmniXAS Cu set out")
     b.add_argument("--time-budget", type=float, default=None, help="stop submitting after this many seconds")
     b.add_argument("--cached-only", action="store_true",

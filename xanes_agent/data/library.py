@@ -28,7 +28,7 @@ import numpy as np
 
 from ..foundation.edges import ELEMENTS
 from .collection import LABEL_NAMES, Spectrum, SpectrumCollection
-from .feff import REDUCED_PARAMETERS, FeffParameters, check_spectrum, feff_input, run_feff
+from .feff import LIBRARY_PARAMETERS, FeffParameters, check_spectrum, feff_input, run_feff
 from .readers import read_library, write_library
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ def _die_with_parent(parent: int, poll: float = 1.0) -> None:
 
 def compute_project_spectra(
     elements: Iterable[str], per_element: int, cache_dir: str | Path, workers: int = 2,
-    params: FeffParameters = REDUCED_PARAMETERS, progress: bool = True, time_budget: float | None = None,
+    params: FeffParameters = LIBRARY_PARAMETERS, progress: bool = True, time_budget: float | None = None,
     cached_only: bool = False, prior: SpectrumCollection | None = None, hosts_per_element: int = 0,
     hosts_root: str | Path | None = None, client: Any = None,
 ) -> tuple[list[Spectrum], list[dict[str, Any]]]:
@@ -217,7 +217,8 @@ def compute_project_spectra(
     # an earlier library's left-out calculations stay recorded when nothing is run (cached_only);
     # a build that runs FEFF tries them again
     prior_failed = {f["id"]: f for f in prior.meta.get("failures", [])} if (
-        prior is not None and prior.meta.get("feff_parameters", {}).get("name") == params.name) else {}
+        prior is not None and prior.meta.get("feff_parameters", {}).get("name") in (params.name, *params.spectra_as)
+    ) else {}
     for gid, sp in reused.items():
         reason = check_spectrum(sp.energy, sp.mu)  # judged by today's checks, like a cached result
         if reason:
@@ -390,9 +391,10 @@ def reusable_spectra(prior: SpectrumCollection, gens: Iterable[Any], params: Fef
     """The spectra of ``prior`` (an earlier library) that a build of ``gens`` may take as they are.
 
     A row qualifies when it is a project FEFF10 spectrum of the same id, computed with the same
-    parameter set (by name), whose recorded structure parameters (lattice, strain, distortion,
-    Shannon radius, absorber site) match the structure generated for that id today. Anything else
-    (a changed generator, another parameter set) is computed again rather than trusted.
+    parameter set (by name) or one whose spectra it reproduces (``params.spectra_as``), whose
+    recorded structure parameters (lattice, strain, distortion, Shannon radius, absorber site) match
+    the structure generated for that id today. Anything else (a changed generator, another
+    parameter set) is computed again rather than trusted.
     """
     want = {g.id: g for g in gens}
     rows = prior.where(source=PROJECT_SOURCE) if len(prior) else prior
@@ -402,7 +404,8 @@ def reusable_spectra(prior: SpectrumCollection, gens: Iterable[Any], params: Fef
         if g is None:
             continue
         sp = rows.spectrum(i)
-        if sp.provenance.get("feff_parameters") == params.name and _same_structure(g, sp.provenance):
+        if sp.provenance.get("feff_parameters") in (params.name, *params.spectra_as) and _same_structure(
+                g, sp.provenance):
             out[gid] = sp
     return out
 
@@ -469,7 +472,7 @@ def omnixas_collection(root: str | Path | None = None, cache_dir: str | Path = "
 
 def build_library(
     out: str | Path, per_element: int = 300, elements: Iterable[str] = ELEMENTS, workers: int = 2,
-    cache_dir: str | Path = ".cache", params: FeffParameters = REDUCED_PARAMETERS,
+    cache_dir: str | Path = ".cache", params: FeffParameters = LIBRARY_PARAMETERS,
     include_omnixas: bool = True, omnixas_root: str | Path | None = None, progress: bool = True,
     time_budget: float | None = None, cached_only: bool = False, resume_from: str | Path | None = None,
     hosts_per_element: int = 0, client: Any = None,

@@ -75,7 +75,7 @@ def sample_from_structure(path: str | Path, element: str, cache_dir: str | Path 
     """
     from pymatgen.core import Structure
 
-    from ..data.feff import REDUCED_PARAMETERS, feff_input, run_feff
+    from ..data.feff import LIBRARY_PARAMETERS, feff_input, run_feff
     from ..data.labels import site_labels
 
     st = Structure.from_file(str(path))
@@ -83,8 +83,9 @@ def sample_from_structure(path: str | Path, element: str, cache_dir: str | Path 
         site = next((i for i, x in enumerate(st) if x.specie.symbol == element), None)
         if site is None:
             raise ValueError(f"{path}: no {element} site in {st.composition.reduced_formula}")
-    res = run_feff(feff_input(st, site, params or REDUCED_PARAMETERS, title=str(path)), cache_dir)
+    res = run_feff(feff_input(st, site, params or LIBRARY_PARAMETERS, title=str(path)), cache_dir)
     if not res.ok:
         raise ValueError(f"{path}: FEFF10 calculation left out: {res.reason}")
     return Sample(id=f"{Path(path).name}#{site}", element=element, edge="K", energy=res.energy, mu=res.mu,
-                  labels=site_labels(st, site), source="feff10-on-demand")
+                  labels={**site_labels(st, site), "feff_charge_transfer": res.charge_transfer},
+                  source="feff10-on-demand")
