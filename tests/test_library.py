@@ -70,7 +70,8 @@ def test_table1_counts(bundled_library):
         assert int(cols[2]) == len(sub)
         assert int(cols[3]) == len(set(parent_groups(sub).tolist()))
         assert [int(c) for c in cols[4:7]] == [int(np.sum(sub.labels["coordination_number"] == k)) for k in (4, 5, 6)]
-    counted = sum(int(cols[11]) + int(cols[12]) for (src, _), cols in rows.items() if src == PROJECT_SOURCE)
+        assert int(cols[11]) == int(np.isfinite(sub.labels["feff_charge_transfer"]).sum())
+    counted = sum(int(cols[12]) + int(cols[13]) for (src, _), cols in rows.items() if src == PROJECT_SOURCE)
     assert counted == len(bundled_library.meta["failures"])
 
 

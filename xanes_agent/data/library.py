@@ -522,7 +522,8 @@ def table1(lib: SpectrumCollection) -> str:
     Materials Project host for sites in real structures, the material for OmniXAS). ``left out``
     counts the element's FEFF calculations that failed or were unphysical, ``skipped`` the host
     sites whose CrystalNN coordination fell outside 4-6 (from the library's ``failures`` record;
-    the project source only).
+    the project source only). ``charge`` counts the spectra with a computed charge
+    (``feff_charge_transfer``: FEFF's converged SCF, the ``reduced-v2`` sites).
     """
     failed: dict[str, int] = {}
     skipped: dict[str, int] = {}
@@ -532,7 +533,8 @@ def table1(lib: SpectrumCollection) -> str:
             bucket = skipped if f.get("skipped") else failed
             bucket[el] = bucket.get(el, 0) + 1
     lines = [f"{'source':16s} {'element':7s} {'total':>6s} {'parents':>7s} {'CN4':>5s} {'CN5':>5s} {'CN6':>5s} "
-             f"{'other':>6s} {'test':>5s} {'d(A) mean':>9s} {'ox mean':>8s} {'left out':>8s} {'skipped':>7s}"]
+             f"{'other':>6s} {'test':>5s} {'d(A) mean':>9s} {'ox mean':>8s} {'charge':>6s} {'left out':>8s} "
+             f"{'skipped':>7s}"]
     for src in sorted(set(lib.source.tolist())):
         for el in sorted(set(lib.where(source=src).element.tolist())):
             sub = lib.where(source=src, element=el)
@@ -545,7 +547,8 @@ def table1(lib: SpectrumCollection) -> str:
                 f"{src:16s} {el:7s} {len(sub):6d} {len(set(parent_groups(sub).tolist())):7d} {counts[0]:5d} "
                 f"{counts[1]:5d} {counts[2]:5d} {other:6d} "
                 f"{int(np.sum(sub.split == 'test')):5d} {np.nanmean(sub.labels['mean_nn_distance']):9.3f} "
-                f"{np.nanmean(sub.labels['oxidation_state']):8.2f} {left:>8s} {skip:>7s}")
+                f"{np.nanmean(sub.labels['oxidation_state']):8.2f} "
+                f"{int(np.isfinite(sub.labels['feff_charge_transfer']).sum()):6d} {left:>8s} {skip:>7s}")
     lines.append(f"{'all':16s} {'':7s} {len(lib):6d}")
     return "\n".join(lines)
 
