@@ -47,7 +47,7 @@ def random_oversample(X: np.ndarray, y: np.ndarray, random_state: int | np.rando
     for c, total in zip(classes, totals):
         rows = np.flatnonzero(y == c)
         missing = totals.max() - total
-        if missing <= 0 or not len(rows):
+        if missing <= 0 or not w[rows].sum() > 0:  # nothing to draw from (a class of zero weight stays so)
             continue
         p = w[rows] / w[rows].sum()
         # draw until the class's weight reaches the largest class's (the mean drawn weight sets how many)
