@@ -14,15 +14,13 @@ and max |difference| on E0-5..E0+45 eV, post-edge normalized, as ``compare_feff_
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from compare_feff_params import compare
-from scf_mixing_effect import pick
+from scf_mixing_effect import rerun_sites
 
 from xanes_agent.data.feff import run_feff, with_scf
 
@@ -50,18 +48,7 @@ def job(entry: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cache", default=".cache/feff")
-    ap.add_argument("--per-element", type=int, default=1)
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--out", default="out/scf_convergence")
-    a = ap.parse_args()
-    entries = pick(Path(a.cache), a.per_element)
-    with ProcessPoolExecutor(a.workers) as pool:
-        rows = list(pool.map(job, entries))
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "rows.json").write_text(json.dumps(rows, indent=1))
+    rows = rerun_sites(job, __doc__.splitlines()[0], 1, "out/scf_convergence")
     print(f"FEFF10 SCF settings on {len(rows)} library calculations (reduced-v1 otherwise unchanged)")
     print(f"{'id':26s} " + " ".join(f"{f'{n} it/{m:g}':>22s}" for n, m in SETTINGS))
     for r in rows:

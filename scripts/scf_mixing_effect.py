@@ -48,12 +48,14 @@ def job(entry: Path) -> dict:
     return row
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def rerun_sites(job, description: str, per_element: int, out_default: str) -> list[dict]:
+    """The shared driver of the SCF studies: parse ``--cache --per-element --workers --out``, run
+    ``job`` on the picked library calculations, write ``rows.json`` under ``--out``, return the rows."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--cache", default=".cache/feff")
-    ap.add_argument("--per-element", type=int, default=2)
+    ap.add_argument("--per-element", type=int, default=per_element)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--out", default="out/scf_mixing")
+    ap.add_argument("--out", default=out_default)
     a = ap.parse_args()
     entries = pick(Path(a.cache), a.per_element)
     with ProcessPoolExecutor(a.workers) as pool:
@@ -61,6 +63,11 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "rows.json").write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+def main() -> None:
+    rows = rerun_sites(job, __doc__.splitlines()[0], 2, "out/scf_mixing")
     print(f"SCF mixing {FALLBACK_SCF_MIXING} vs the default 0.2 on {len(rows)} library calculations that "
           "succeeded with 0.2 (post-edge normalized, E0-5..E0+45 eV)")
     print(f"{'id':24s} {'corr':>7s} {'max dev':>8s} {'E0 shift':>9s} {'s (0.2)':>8s} {'s (fallback)':>12s}")
