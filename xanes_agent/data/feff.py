@@ -47,6 +47,11 @@ class FeffParameters:
     # build with this set keeps theirs rather than computing them again (see REDUCED_V2_PARAMETERS)
     spectra_as: tuple[str, ...] = ()
 
+    @property
+    def spectra_of(self) -> tuple[str, ...]:
+        """The parameter sets whose spectra a build with this set keeps: itself and ``spectra_as``."""
+        return (self.name, *self.spectra_as)
+
     def tags(self) -> dict[str, Any]:
         tags: dict[str, Any] = {
             "FMS": [self.fms_radius, 0],

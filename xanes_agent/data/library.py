@@ -217,7 +217,7 @@ def compute_project_spectra(
     # an earlier library's left-out calculations stay recorded when nothing is run (cached_only);
     # a build that runs FEFF tries them again
     prior_failed = {f["id"]: f for f in prior.meta.get("failures", [])} if (
-        prior is not None and prior.meta.get("feff_parameters", {}).get("name") in (params.name, *params.spectra_as)
+        prior is not None and prior.meta.get("feff_parameters", {}).get("name") in params.spectra_of
     ) else {}
     for gid, sp in reused.items():
         reason = check_spectrum(sp.energy, sp.mu)  # judged by today's checks, like a cached result
@@ -404,8 +404,7 @@ def reusable_spectra(prior: SpectrumCollection, gens: Iterable[Any], params: Fef
         if g is None:
             continue
         sp = rows.spectrum(i)
-        if sp.provenance.get("feff_parameters") in (params.name, *params.spectra_as) and _same_structure(
-                g, sp.provenance):
+        if sp.provenance.get("feff_parameters") in params.spectra_of and _same_structure(g, sp.provenance):
             out[gid] = sp
     return out
 
