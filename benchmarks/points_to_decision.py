@@ -208,7 +208,7 @@ def main() -> None:
         truth_cn.append(sample.labels["coordination_number"])
         full_right.append(ref[0] == sample.labels["coordination_number"])
         true_d = sample.labels["mean_nn_distance"]
-        full_derr.append(abs(ref[1] - true_d) if ref[1] is not None else np.nan)
+        full_derr.append(distance_error(ref, true_d))
         checkpoints_fixed = list(range(3, n + 1, 3)) + ([n] if n % 3 else [])
         for name in [nm for nm in names if nm in stops]:
             order, tr, (k_stop, reason) = policy_run(model, grid, mu, name, e_tab)

@@ -36,6 +36,7 @@ differs by a few hundredths).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -93,10 +94,8 @@ class Prepared:
 def blur_matrix(grid: Grid, fwhm: float) -> np.ndarray:
     """Gaussian smoothing of grid spectra as a matrix K (grid.n x grid.n): ``X @ K.T`` blurs each
     row with a Gaussian of ``fwhm`` eV (rows of K sum to 1 before :func:`grid_blur` renormalizes
-    over the covered points). ``fwhm <= 0`` gives the identity."""
+    over the covered points); ``fwhm`` > 0."""
     g = grid.energies
-    if fwhm <= 0:
-        return np.eye(grid.n)
     sigma = fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
     K = np.exp(-0.5 * ((g[:, None] - g[None, :]) / sigma) ** 2)
     K[np.abs(g[:, None] - g[None, :]) > 4 * sigma] = 0.0
@@ -233,21 +232,19 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
         if not len(sub):
             continue
         prep = Prepared(sub, feat, augment, **opts)
-        is_fam = np.char.startswith(prep.groups.astype(str), "family:")
-        fam = np.flatnonzero(is_fam)
+        fam = np.flatnonzero(np.char.startswith(prep.groups.astype(str), "family:"))
         rows = np.arange(len(sub))
         if len(fam):
-            folds = np.unique(prep.groups[fam], return_inverse=True)[1]
-            s = within(prep, fam, folds, cfg)
-            lines.append(_row(f"{el} leave-family-out", s, len(np.unique(prep.groups[fam]))))
+            fam_names, fam_folds = np.unique(prep.groups[fam], return_inverse=True)  # one fold per family
+            s = within(prep, fam, fam_folds, cfg)
+            lines.append(_row(f"{el} leave-family-out", s, len(fam_names)))
             record[f"{el} leave-family-out"] = s.metrics
             print(lines[-1], flush=True)
             if len(fam) < len(sub):  # hosts always train; each family is predicted by a model without it
                 folds = np.full(len(sub), -1)
-                folds[fam] = np.unique(prep.groups[fam], return_inverse=True)[1]
+                folds[fam] = fam_folds
                 s = within(prep, rows, folds, cfg)
-                lines.append(_row(f"{el} leave-family-out, hosts in training", s,
-                                  len(np.unique(prep.groups[fam]))))
+                lines.append(_row(f"{el} leave-family-out, hosts in training", s, len(fam_names)))
                 record[f"{el} leave-family-out, hosts in training"] = s.metrics
                 print(lines[-1], flush=True)
                 if s.confusion is not None:
@@ -258,7 +255,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
             record[f"{el} leave-parent-out"] = s.metrics
             if s.confusion is not None:
                 confusions[f"{el} parent out"] = s.confusion
-        print(lines[-1], flush=True)
+            print(lines[-1], flush=True)
     omni = lib.where(source=OMNIXAS_SOURCE, element="Cu")
     cu = project.where(element="Cu")
     if len(omni) and len(cu) and "Cu" in elements:
@@ -311,15 +308,11 @@ def main() -> None:
             for w in a.weighting for leaf in a.min_samples_leaf]
     grids = [Grid(float(s), float(e), int(n)) for s, e, n in a.window] if a.window else [DEFAULT_GRID]
     tables = []
-    for grid in grids:
-        for cfg in cfgs:
-            for blur in a.blur:
-                for features in a.features:
-                    for aug in a.augment:
-                        t0 = time.perf_counter()
-                        tables.append(run(lib, features, aug == "experiment", a.elements, a.folds, cfg, out, grid,
-                                          blur, a.pad_below_fermi))
-                        print(f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
+    for grid, cfg, blur, features, aug in itertools.product(grids, cfgs, a.blur, a.features, a.augment):
+        t0 = time.perf_counter()
+        tables.append(run(lib, features, aug == "experiment", a.elements, a.folds, cfg, out, grid, blur,
+                          a.pad_below_fermi))
+        print(f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
     text = "\n\n".join(tables)
     (out / "transfer.md").write_text(text + "\n")
     print(text)

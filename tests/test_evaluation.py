@@ -1,6 +1,7 @@
 """Out-of-family evaluation helpers and experiment-like training copies."""
 
 import numpy as np
+import pytest
 
 from xanes_agent.models.evaluation import (
     EvalConfig,
@@ -60,12 +61,8 @@ def test_training_only_rows_and_parent_weights():
     weighted = out_of_group_predictions(F, y, folds, EvalConfig(n_estimators=50, weighting="parent"),
                                         groups=groups)
     assert weighted["mean_nn_distance"][60] < plain["mean_nn_distance"][60] - 0.02
-    try:
+    with pytest.raises(ValueError, match="groups_train"):  # parent weighting without groups is refused
         out_of_group_predictions(F, y, folds, EvalConfig(weighting="parent"))
-    except ValueError as e:
-        assert "groups_train" in str(e)
-    else:
-        raise AssertionError("parent weighting without groups must be refused")
 
 
 def test_broadening_keeps_area_and_widens():
