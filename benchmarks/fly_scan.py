@@ -68,7 +68,8 @@ def main() -> None:
     in_addr, out_addr = proxy.stdout.readline().split()  # 'tcp://127.0.0.1:PORT' each
     serve = subprocess.Popen(
         [sys.executable, "-m", "xanes_agent", "serve", "--subscribe", out_addr, "--publish", in_addr,
-         "--models", a.models, "--max-runs", "1", "--max-rate", str(a.max_rate), "--jsonl", str(out / "agent.jsonl")],
+         "--models", a.models, "--intervals", "same-code", "--max-runs", "1", "--max-rate", str(a.max_rate),
+         "--jsonl", str(out / "agent.jsonl")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     received: list[tuple[float, int]] = []  # (arrival, readings included) of each prediction
     stop_listening = threading.Event()

@@ -158,7 +158,7 @@ def test_serve_end_to_end_on_runs_in_another_convention(sample, cu_agent_model, 
     cu_agent_model.save(models / "Cu-polynomial-post_edge.npz")
     in_addr, out_addr = zmq_proxy
     proc = subprocess.Popen([sys.executable, "-m", "xanes_agent", "serve", "--subscribe", out_addr,
-                             "--models", str(models), "--max-runs", "1"],
+                             "--models", str(models), "--max-runs", "1", "--intervals", "same-code"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     publisher = Publisher(in_addr, serializer=pack)
     try:

@@ -356,3 +356,27 @@ def test_random_node_edits_never_crash_or_hang(tiny_bundle, tmp_path):
         pred.update(e, 1 / (1 + np.exp(-(e - 8985) / 2)))
 
     check()
+
+
+def test_cli_trains_on_one_code_and_calibrates_across_another(tmp_path, cu_subset, capsys):
+    """``train --source feff10-project --calibrate-across omnixas-feff9``: FEFF10 spectra train,
+    FEFF 9 spectra only calibrate the across-codes intervals; ``info`` says so."""
+    from xanes_agent.cli import main
+    from xanes_agent.data import SpectrumCollection, write_library
+    from xanes_agent.models.model import ElementModel
+
+    project = load_bundled_library().where(element="Cu", source="feff10-project")
+    lib = tmp_path / "lib.npz"
+    write_library(SpectrumCollection.concatenate([project, cu_subset]), lib)
+    models = tmp_path / "models"
+    assert main(["train", "--library", str(lib), "--source", "feff10-project", "--calibrate-across", "omnixas-feff9",
+                 "--elements", "Cu", "--seeds", "1", "--trees", "5", "--out", str(models), "--quiet"]) == 0
+    m = ElementModel.load(models / "Cu-polynomial-post_edge.npz")
+    assert m.sources == ["feff10-project"] and m.n_spectra == len(project)
+    assert m.calibration.method["across_codes"]["source"] == "omnixas-feff9"
+    capsys.readouterr()
+    assert main(["info", str(models / "Cu-polynomial-post_edge.npz")]) == 0
+    assert "across codes: calibrated on" in capsys.readouterr().out
+    assert main(["train", "--library", str(lib), "--calibrate-across", "no-such-code", "--elements", "Cu",
+                 "--out", str(models)]) == 2
+    assert "no-such-code" in capsys.readouterr().err

@@ -126,7 +126,8 @@ def test_agent_suggests_plans_to_a_real_queue_server(stack, cu_agent_model, tmp_
     api = stack["api"]
     agent = subprocess.Popen(
         [sys.executable, "-m", "xanes_agent", "serve", "--subscribe", stack["proxy_out"], "--queue", stack["control"],
-         "--models", str(models), "--max-sessions", "1", "--batch-size", "2", "--max-points", "110",
+         "--models", str(models), "--intervals", "same-code",
+         "--max-sessions", "1", "--batch-size", "2", "--max-points", "110",
          "--cn-probability", "0.95", "--distance-std", "0.002", "--charge-std", "0.01",
          "--jsonl", str(tmp_path / "agent.jsonl")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)

@@ -50,7 +50,7 @@ def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path, zm
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "xanes_agent", "serve", "--subscribe", out_addr,
-         "--publish", in_addr, "--models", str(models), "--max-runs", "1",
+         "--publish", in_addr, "--models", str(models), "--max-runs", "1", "--intervals", "same-code",
          "--jsonl", str(tmp_path / "agent.jsonl")],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

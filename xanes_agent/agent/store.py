@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..models.model import BundleError, ElementModel
+from ..models.model import INTERVAL_KINDS, BundleError, ElementModel
 from .predictor import LivePredictor
 
 log = logging.getLogger(__name__)
@@ -31,10 +31,19 @@ class ModelStore:
         The fast path's engine (``"auto"``, ``"numba"``, ``"numpy"``).
     normalization : str, optional
         Which bundles where the folder holds several normalizations per element.
+    intervals : str
+        ``"same-code"``: intervals for spectra computed as the training spectra were (the
+        simulator); ``"across-codes"``: for another code or a measurement, where a bundle has that
+        calibration (``xanes-agent train --calibrate-across``; a bundle without it keeps its
+        same-code intervals, with a warning).
     """
 
     def __init__(self, folder: str | Path | None = None, models: dict[str, ElementModel] | None = None,
-                 featurization: str = "polynomial", engine: str = "auto", normalization: str | None = None) -> None:
+                 featurization: str = "polynomial", engine: str = "auto", normalization: str | None = None,
+                 intervals: str = "same-code") -> None:
+        if intervals not in INTERVAL_KINDS:
+            raise ValueError(f"intervals {intervals!r}: one of {', '.join(INTERVAL_KINDS)}")
+        self.intervals = intervals
         self.folder = Path(folder) if folder else None
         self.featurization = featurization
         self.normalization = normalization
@@ -88,5 +97,9 @@ class ModelStore:
             self.errors[element] = f"no model for {element}"
             log.error("no model for %s (folder %s)", element, self.folder)
             return None
+        model.intervals = self.intervals
+        if self.intervals == "across-codes" and not model.across_codes_for():
+            log.warning("model for %s has no across-codes calibration: its intervals hold for spectra computed as its "
+                        "training spectra were, and are too narrow for measured ones", element)
         self._predictors[element] = LivePredictor(model, self.engine)
         return self._predictors[element]

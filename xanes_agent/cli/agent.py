@@ -30,7 +30,7 @@ def model_store(a: argparse.Namespace):
     folder = Path(a.models)
     if not folder.is_dir():
         raise CLIError(f"model folder not found: {folder} (train one with 'xanes-agent train')")
-    return ModelStore(folder, normalization=getattr(a, "normalization", None))
+    return ModelStore(folder, normalization=getattr(a, "normalization", None), intervals=a.intervals)
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
@@ -43,7 +43,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     signal = {k: v for k, v in {"mode": a.mode, "mu": a.mu, "i0": a.i0, "it": a.it, "iff": a.if_}.items()
               if v is not None}
     demo_models = a.models is None
-    store = ModelStore(Path(a.models or ".cache/models"))
+    store = ModelStore(Path(a.models or ".cache/models"), intervals="across-codes")  # measured spectra
     if not demo_models and not Path(a.models).is_dir():
         raise CLIError(f"model folder not found: {a.models}")
     records, failed, prepared = [], 0, set()
@@ -215,12 +215,17 @@ def cmd_demo(a: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     from ..agent.strategies import STRATEGIES
     from ..foundation.normalization import NORMALIZATIONS
+    from ..models.model import INTERVAL_KINDS
 
     def common(p):
         p.add_argument("--models", default="models", help="folder of model bundles")
         p.add_argument("--normalization", choices=NORMALIZATIONS, default=None,
                        help="which bundles where the folder holds several per element (default: post_edge)")
         p.add_argument("--strategy", choices=list(STRATEGIES), default="importance_uncertainty")
+        p.add_argument("--intervals", choices=list(INTERVAL_KINDS), default="across-codes",
+                       help="across-codes (default): intervals for measured spectra, where the bundles were calibrated "
+                            "across codes (train --calibrate-across); same-code: for simulated runs of spectra "
+                            "computed as the training spectra were")
         p.add_argument("--jsonl", default=None, help="also write the agent's documents here")
         p.add_argument("--png-dir", default=None, help="save a PNG of the agent's view at the end of each run")
         f = p.add_argument_group("run metadata", "override what the start documents say (by default read under the "

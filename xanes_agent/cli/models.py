@@ -27,6 +27,16 @@ def cmd_train(a: argparse.Namespace) -> int:
     from ..cluster import joblib_on
 
     coll = load_collection(a)
+    other = None
+    if a.calibrate_across:  # taken from the data before --source narrows them
+        every = load_collection(argparse.Namespace(**{**vars(a), "source": None}))
+        other = every.where(source=a.calibrate_across)
+        if not len(other):
+            raise CLIError(f"--calibrate-across {a.calibrate_across}: no such source in the data "
+                           f"(have: {', '.join(sorted(set(every.source.tolist())))})")
+        coll = coll[np.flatnonzero(coll.source != a.calibrate_across)]
+        if not len(coll):
+            raise CLIError(f"--calibrate-across {a.calibrate_across}: nothing left to train on")
     elements = a.elements or sorted(set(coll.element.tolist()))
     for el in elements:
         if el not in set(coll.element.tolist()):
@@ -34,11 +44,11 @@ def cmd_train(a: argparse.Namespace) -> int:
     Path(a.out).mkdir(parents=True, exist_ok=True)
     with cluster_client(a.scheduler) as client:
         with (joblib_on(client) if client is not None else contextlib.nullcontext()):
-            _train_all(a, coll, elements)
+            _train_all(a, coll, elements, other)
     return 0
 
 
-def _train_all(a: argparse.Namespace, coll: Any, elements: list[str]) -> None:
+def _train_all(a: argparse.Namespace, coll: Any, elements: list[str], other: Any = None) -> None:
     from ..models.model import bundle_path
     from ..models.training import TrainConfig, live_config, train_element
 
@@ -48,7 +58,8 @@ def _train_all(a: argparse.Namespace, coll: Any, elements: list[str]) -> None:
                       n_estimators=a.trees, split_seed=a.seed, n_jobs=a.jobs,
                       calibration_folds=a.calibration_folds, realism_copies=a.experiment_like)
             cfg = live_config(**kw) if a.live else TrainConfig(**kw)
-            m = train_element(coll, el, cfg, progress=not a.quiet)
+            m = train_element(coll, el, cfg, progress=not a.quiet,
+                              other=other if other is not None and el in set(other.element.tolist()) else None)
             path = m.save(bundle_path(a.out, el, feat, a.normalization))
             print(f"{el} {feat}: wrote {path}")
             for name, pm in m.properties.items():
@@ -119,7 +130,13 @@ def cmd_info(a: argparse.Namespace) -> int:
               f"{cal.method.get('cn_probability', 'calibrated (isotonic map)')}")
         for name, q in cal.quantiles.items():
             print(f"    {name}: 68/90 % interval scale per coverage band (0-50, 50-80, 80-100 %): "
-                  + "; ".join(f"{a:.3g}/{b:.3g}" for a, b in q))
+                  + "; ".join(f"{a:.3g}/{b:.3g}" for a, b in q)
+                  + (" (across codes, whole spectra: " + "/".join(f"{v:.3g}" for v in cal.across_codes[name]) + ")"
+                     if name in cal.across_codes else ""))
+        ac = cal.method.get("across_codes")
+        print(f"  across codes: calibrated on {ac['n_spectra']} {ac['source']} spectra of {ac['n_parents']} held-out "
+              "parent structures (used with --intervals across-codes)" if ac else
+              "  across codes: not calibrated (intervals hold for spectra computed as the training spectra were)")
     return 0
 
 
@@ -145,6 +162,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--calibration-folds", type=non_negative_int, default=5, metavar="K",
                    help="calibrate intervals, CN probability and the domain flag on K folds by parent structure "
                         "(0: seed spread only, not a predictive uncertainty)")
+    t.add_argument("--calibrate-across", default=None, metavar="SOURCE",
+                   help="spectra of this source (another code, e.g. omnixas-feff9) do not train: they calibrate the "
+                        "intervals the agent states for measured spectra (--intervals across-codes)")
     t.add_argument("--out", default="models")
     t.add_argument("--quiet", action="store_true")
     scheduler_arg(t)

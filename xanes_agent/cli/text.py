@@ -48,6 +48,8 @@ def format_prediction(rec: dict) -> list[str]:
                      for lvl in (68, 90) if f"interval{lvl}" in p)
         if not iv:  # a bundle without calibration: only the seed spread, and it says so
             iv = f"   +- {p['std']:{fmt}} (seed spread, not calibrated)"
+        elif "across_codes" in p:  # which calibration the intervals come from
+            iv += "  (across codes)" if p["across_codes"] else "  (same-code calibration)"
         lines.append(f"  {label:<20s} {p['prediction']:{fmt}} {unit:<2s}{iv}")
     if "in_domain" in rec:
         lines.append("  domain: " + ("in domain" if rec["in_domain"] else

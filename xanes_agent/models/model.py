@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from ..foundation.jsonsafe import json_default
-from .calibration import Calibration, DomainModel, apply_confidence_map, check_knots
+from .calibration import Calibration, DomainModel, apply_confidence_map, check_across_codes, check_knots
 from .features import Grid, make_featurizer
 from .packed import PackedForests
 
+INTERVAL_KINDS = ("same-code", "across-codes")
 BUNDLE_FORMAT = "xanes-agent-model"
 BUNDLE_VERSION = 2  # 2: out-of-group calibration (intervals, CN confidence map, domain model)
 
@@ -68,9 +69,18 @@ class ElementModel:
     coverage_curve: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     calibration: Calibration | None = None
+    # which intervals predictions carry: "same-code" (spectra computed as the training spectra were)
+    # or "across-codes" (another code or a measurement; where the bundle has that calibration)
+    intervals: str = "same-code"
 
     def __post_init__(self) -> None:
         self._featurizer = make_featurizer(self.featurization, self.grid)
+        if self.intervals not in INTERVAL_KINDS:
+            raise ValueError(f"intervals {self.intervals!r}: one of {', '.join(INTERVAL_KINDS)}")
+
+    def across_codes_for(self) -> list[str]:
+        """Properties whose intervals have an across-codes calibration in this bundle."""
+        return sorted(self.calibration.across_codes) if self.calibration is not None else []
 
     def featurize(self, X_grid: np.ndarray) -> np.ndarray:
         """Features of spectra already normalized and on the grid (NaN where not covered)."""
@@ -90,7 +100,9 @@ class ElementModel:
         Classifier: ``proba``/``probability`` through the isotonic confidence map (``raw_proba``
         kept; the predicted class is unchanged). Regressor:
         ``std`` becomes the half-width of the calibrated 68 % interval, ``interval68`` and
-        ``interval90`` (rows, 2) are added, ``seed_std`` keeps the seed spread. Every property
+        ``interval90`` (rows, 2) are added, ``seed_std`` keeps the seed spread; with
+        ``intervals="across-codes"`` they are the across-codes ones where the bundle has them
+        (``across_codes`` says, per row, whether they were). Every property
         gets ``domain_score`` and ``in_domain``. A model without calibration keeps the seed spread
         and says so (``calibrated`` False).
         """
@@ -110,9 +122,10 @@ class ElementModel:
                 k = np.argmax(p["proba"], axis=1)
                 p.update(raw_proba=p["proba"], proba=proba, probability=proba[np.arange(len(k)), k])
             elif name in cal.quantiles:
-                hw = cal.halfwidths(name, score, coverage)
+                across = self.intervals == "across-codes" and name in cal.across_codes
+                hw = cal.halfwidths(name, score, coverage, across_codes=across)
                 pred = p["prediction"]
-                p.update(seed_std=p["std"], std=hw[:, 0],
+                p.update(seed_std=p["std"], std=hw[:, 0], across_codes=np.full(len(F), across),
                          interval68=np.stack([pred - hw[:, 0], pred + hw[:, 0]], axis=1),
                          interval90=np.stack([pred - hw[:, 1], pred + hw[:, 1]], axis=1))
         return preds
@@ -248,6 +261,8 @@ class ElementModel:
                                           confidence_knots_far=None if far is None else check_knots(far),
                                           quantiles={k: [[float(x) for x in band] for band in v]
                                                      for k, v in meta["quantiles"].items()},
+                                          across_codes=check_across_codes(meta.get("quantiles_across_codes", {}),
+                                                                          meta["quantiles"]),
                                           domain=domain, method=meta.get("method", {}))
             except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
                 raise BundleError(f"{path}: calibration record is malformed ({type(exc).__name__}: {exc})") from None

@@ -174,11 +174,15 @@ def data_hash(coll: SpectrumCollection) -> str:
 
 
 def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | None = None,
-                  progress: bool = True, train_mask: np.ndarray | None = None) -> ElementModel:
+                  progress: bool = True, train_mask: np.ndarray | None = None,
+                  other: SpectrumCollection | None = None) -> ElementModel:
     """Train all properties of one absorbing element; metrics on the held-out test rows.
 
     ``train_mask`` (rows of ``coll.where(element=element)``) replaces the library's split: those
     rows train, the others are the test rows (for evaluations that hold out whole groups).
+    ``other``: spectra of the element from another code (e.g. the OmniXAS FEFF 9 set beside FEFF10
+    training spectra); they never train, they calibrate the intervals across codes
+    (:mod:`.calibration`).
     """
     from tqdm import tqdm
 
@@ -228,7 +232,8 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
     if cfg.calibration_folds >= 2 and props:
         model.calibration = calibrate_element(sub, X_grid, good & (splits == "train"),
                                               {p: sub.labels[targets[p]] for p in props}, cfg, featurizer,
-                                              progress=progress)
+                                              progress=progress,
+                                              other=None if other is None else other.where(element=element))
     model.coverage_curve = coverage_curve(model, X_grid[good & (splits == "test")], sub, good & (splits == "test"))
     return model
 
@@ -245,6 +250,19 @@ def _training_rows(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndarray
         keep = np.isfinite(Xc).mean(axis=1) > 0.9
         Xtr, ytr = np.vstack([Xtr, Xc[keep]]), np.concatenate([ytr, y[src[keep]]])
     return Xtr, ytr
+
+
+def _experiment_like_held_out(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndarray, cfg: TrainConfig,
+                              rng: np.random.Generator) -> np.ndarray:
+    """One experiment-like copy of each of ``rows`` (aligned; a copy that could not be normalized
+    is the clean spectrum), for calibrating a model trained on such copies."""
+    from .realism import Realism, experiment_like_grid
+
+    Xc, _ = experiment_like_grid(sub.energy, sub.mu, rows, Realism(copies=1),
+                                 cfg.grid, cfg.normalization, rng)
+    bad = np.isfinite(Xc).mean(axis=1) <= 0.9
+    Xc[bad] = X_grid[rows][bad]
+    return Xc
 
 
 def _fit_property(X: np.ndarray, y: np.ndarray, prop: str, cfg: TrainConfig, featurizer: Any,
@@ -273,13 +291,16 @@ def _fit_property(X: np.ndarray, y: np.ndarray, prop: str, cfg: TrainConfig, fea
 
 def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndarray,
                       labels: dict[str, np.ndarray], cfg: TrainConfig, featurizer: Any,
-                      progress: bool = False) -> Calibration:
+                      progress: bool = False, other: SpectrumCollection | None = None) -> Calibration:
     """Out-of-group calibration of one element's models (see :mod:`.calibration`).
 
     The training rows are split into ``cfg.calibration_folds`` folds by parent structure; for each
     fold, ``cfg.calibration_seeds``-seed ensembles of every property (same settings and
     augmentation as the final model) are trained on the other folds and predict the held-out
     spectra, whole and masked (the low 30 %, 50 % and 75 % of the window, and 1-3 random gaps).
+    With ``other`` (another code's spectra of this element), each fold's models also predict the
+    other code's spectra of parents in the held-out fold (folds by parent over both sets, so no
+    fold model has seen a structure it is scored on), for the intervals across codes.
     """
     from tqdm import tqdm
 
@@ -289,7 +310,9 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
 
     idx = np.flatnonzero(rows)
     parents = parent_groups(sub[idx])
-    folds = group_folds(parents, cfg.calibration_folds)
+    across = _AcrossCodes.prepare(other, labels, cfg)
+    folds = group_folds(np.concatenate([parents, across.parents]), cfg.calibration_folds)
+    across.folds, folds = folds[len(parents):], folds[:len(parents)]
     rng = np.random.default_rng(cfg.split_seed + 7)
     y_out: dict[str, list] = {p: [] for p in labels}
     pred_out: dict[str, list] = {p: [] for p in labels if p != CN}
@@ -304,12 +327,17 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                   + [augment(Xte, 2, rng)[0][2 * len(te):]])
         if _measures(cfg):  # a live model meets measured spectra: calibrate on measured-like copies too
             masked.append(measurement_copies(Xte, cfg.grid, cfg.noise, cfg.e0_jitter, rng))
+        if cfg.realism_copies:  # trained for experiment-like spectra: its intervals must hold on them
+            masked.append(_experiment_like_held_out(sub, X_grid, te, cfg, rng))
         Xall = np.vstack(masked)
         Fall = featurizer.transform(Xall)
         rep = len(masked)
-        domain = DomainModel.fit(featurizer.transform(X_grid[tr]), rng, _measured_features(X_grid[tr], cfg,
-                                                                                            featurizer, rng))
+        domain = DomainModel.fit(featurizer.transform(X_grid[tr]), rng,
+                                 _measured_features(sub, X_grid, tr, cfg, featurizer, rng))
         dist_out.append(domain.distance(Fall))
+        F_other = across.features(f, featurizer)
+        if F_other is not None:
+            across.distance.append(domain.distance(F_other))
         cov_out.append(np.isfinite(Xall).mean(axis=1))
         full_out.append(np.arange(len(Xall)) < len(te))
         group_out.append(np.tile(parents[folds == f], rep))
@@ -331,10 +359,12 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                 Xf, yf = _training_rows(sub, X_grid, tr[ok], y_all, cfg, rng)
                 est = _fit_property(Xf, yf, prop, cfg, featurizer, rng, cfg.calibration_seeds)
                 pred_out[prop].append(est.predict(Fall))
+                if F_other is not None:
+                    across.add(prop, f, est.predict(F_other))
     dist = np.concatenate(dist_out)
     full = np.concatenate(full_out)
     final_domain = DomainModel.fit(featurizer.transform(X_grid[idx]), rng,
-                                   _measured_features(X_grid[idx], cfg, featurizer, rng))
+                                   _measured_features(sub, X_grid, idx, cfg, featurizer, rng))
     in_family = final_domain.in_family_distance()
     final_domain.typical = float(np.median(in_family))
     final_domain.threshold = float(np.quantile(in_family, DOMAIN_QUANTILE) / final_domain.typical)
@@ -350,7 +380,9 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
               "cn": "isotonic map of the predicted class probability",
               "domain": f"{DOMAIN_QUANTILE:.0%} quantile of the training spectra's leave-self-out distance"
                         + (" (from measurement-like copies; feature scales include measurement noise)"
-                           if _measures(cfg) else ""),
+                           if _measures(cfg) and not cfg.realism_copies else "")
+                        + (" (from experiment-like copies; feature scales include their spread)"
+                           if cfg.realism_copies else ""),
               "held_out_flagged": float(np.mean(score[full] > final_domain.threshold))}
     # the CN map is fitted on folds that hold parents out; a class seen in only a few parents
     # cannot be held out that way, and the map would learn confidence it has not earned
@@ -363,6 +395,11 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
             method["cn_probability"] = (f"not calibrated: a CN class comes from fewer than {MIN_CLASS_PARENTS} parent "
                                         "structures, so leaving parents out cannot show how it fails")
             proba = None
+    if across.n:
+        cal_across = across.quantiles(final_domain.typical)
+        method["across_codes"] = across.describe(cal_across)
+    else:
+        cal_across = {}
     if cfg.interval_unit not in ("parent", "spectrum"):
         raise ValueError(f"interval_unit {cfg.interval_unit!r}: 'parent' or 'spectrum'")
     if cfg.interval_unit == "spectrum":
@@ -370,21 +407,94 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                               "per coverage band")
     if cfg.cn_map not in ("single", "domain"):
         raise ValueError(f"cn_map {cfg.cn_map!r}: 'single' or 'domain'")
-    return fit_calibration(y, pred, proba, classes, score, np.concatenate(cov_out), full, final_domain, method,
-                           groups=np.concatenate(group_out) if cfg.interval_unit == "parent" else None,
-                           cn_map=cfg.cn_map)
+    cal = fit_calibration(y, pred, proba, classes, score, np.concatenate(cov_out), full, final_domain, method,
+                          groups=np.concatenate(group_out) if cfg.interval_unit == "parent" else None,
+                          cn_map=cfg.cn_map)
+    cal.across_codes = cal_across
+    return cal
+
+
+@dataclass
+class _AcrossCodes:
+    """Another code's spectra of one element, scored by the calibration's fold models."""
+
+    X: np.ndarray  # grid spectra (whole)
+    labels: dict[str, np.ndarray]  # property -> label values
+    parents: np.ndarray
+    source: str = ""
+    folds: np.ndarray | None = None
+    distance: list = field(default_factory=list)
+    rows: list = field(default_factory=list)  # per fold scored: the rows of X
+    preds: dict = field(default_factory=dict)  # property -> {fold: predictions}
+
+    @classmethod
+    def prepare(cls, other: SpectrumCollection | None, labels: dict[str, np.ndarray], cfg: TrainConfig
+                ) -> _AcrossCodes:
+        from ..data.library import parent_groups
+
+        if other is None or not len(other):
+            return cls(np.zeros((0, cfg.grid.n)), {}, np.zeros(0, str))
+        X, e0 = spectra_to_grid(other.energy, other.mu, cfg.grid, cfg.normalization)
+        keep = np.isfinite(e0) & (np.isfinite(X).mean(axis=1) > 0.9)
+        sub = other[np.flatnonzero(keep)]
+        charge = charge_label(sub)
+        names = {CN: CN, DISTANCE: DISTANCE, "charge": charge}
+        return cls(X[keep], {p: np.asarray(sub.labels[names[p]], float) for p in labels if p != CN},
+                   parent_groups(sub), source=",".join(sorted(set(sub.source.tolist()))))
+
+    @property
+    def n(self) -> int:
+        return int(sum(len(r) for r in self.rows))
+
+    def features(self, fold: int, featurizer: Any) -> np.ndarray | None:
+        """Features of the other code's spectra of parents in ``fold`` (None if there are none)."""
+        if self.folds is None:
+            return None
+        rows = np.flatnonzero(self.folds == fold)
+        if not len(rows):
+            return None
+        self.rows.append(rows)
+        return featurizer.transform(self.X[rows])
+
+    def add(self, prop: str, fold: int, pred: np.ndarray) -> None:
+        self.preds.setdefault(prop, {})[fold] = pred
+
+    def quantiles(self, typical: float) -> dict[str, list[float]]:
+        from .calibration import fit_across_codes
+
+        rows = np.concatenate(self.rows)
+        score = np.concatenate(self.distance) / typical
+        out = {}
+        for prop, by_fold in self.preds.items():
+            folds = sorted(by_fold)
+            if len(folds) != len(self.rows):  # a fold skipped this property: no across-codes figure
+                continue
+            pred = np.concatenate([by_fold[f] for f in folds])
+            out[prop] = fit_across_codes(self.labels[prop][rows], pred, score, self.parents[rows])
+        return out
+
+    def describe(self, quantiles: dict[str, list[float]]) -> dict[str, Any]:
+        rows = np.concatenate(self.rows)
+        return {"source": self.source, "n_spectra": int(len(rows)),
+                "n_parents": int(len(set(self.parents[rows].tolist()))), "properties": sorted(quantiles),
+                "rule": "the calibration folds' models predict the other code's spectra of held-out parents; "
+                        "conformal quantile of |y - pred| / sigma for a new parent"}
 
 
 def _measures(cfg: TrainConfig) -> bool:
     return cfg.noise[1] > 0 or cfg.e0_jitter > 0
 
 
-def _measured_features(X: np.ndarray, cfg: TrainConfig, featurizer: Any, rng: np.random.Generator
-                       ) -> np.ndarray | None:
-    """Features of measurement-like copies of ``X`` (rows aligned), for a model trained on them."""
+def _measured_features(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndarray, cfg: TrainConfig,
+                       featurizer: Any, rng: np.random.Generator) -> np.ndarray | None:
+    """Features of ``rows`` as the model expects to meet them (rows aligned): experiment-like
+    copies for a model trained on them, else measurement-like copies (noise, E0 jitter) for a live
+    model, else None (a model of clean computed spectra)."""
+    if cfg.realism_copies:
+        return featurizer.transform(_experiment_like_held_out(sub, X_grid, rows, cfg, rng))
     if not _measures(cfg):
         return None
-    return featurizer.transform(measurement_copies(X, cfg.grid, cfg.noise, cfg.e0_jitter, rng))
+    return featurizer.transform(measurement_copies(X_grid[rows], cfg.grid, cfg.noise, cfg.e0_jitter, rng))
 
 
 def evaluate_property(pm: PropertyModel, F: np.ndarray, y: np.ndarray, train_labels: np.ndarray | None = None
