@@ -35,7 +35,7 @@ from xanes_agent.foundation.edges import ELEMENTS
 from xanes_agent.models.calibration import expected_calibration_error
 from xanes_agent.models.evaluation import CN_CLASSES, group_folds, on_cn_classes
 from xanes_agent.models.features import spectra_to_grid
-from xanes_agent.models.training import TrainConfig, mask_low_window, train_element
+from xanes_agent.models.training import TrainConfig, live_config, mask_low_window, train_element
 
 NOMINAL = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.8, 0.9, 0.95])
 
@@ -239,14 +239,18 @@ def main() -> None:
     ap.add_argument("--out", default="out/calibration")
     ap.add_argument("--interval-unit", choices=["parent", "spectrum"], default="parent",
                     help="conformal quantile for a new parent structure (default) or a new spectrum (the old rule)")
+    ap.add_argument("--experiment-like", type=int, default=0, metavar="N",
+                    help="train (and calibrate) on N experiment-like copies per spectrum (models.realism)")
+    ap.add_argument("--live", action="store_true", help="the live preset (training.live_config)")
     ap.add_argument("--cn-map", choices=["single", "domain"], default="domain",
                     help="one CN probability map, or one each for in- and out-of-domain spectra")
     a = ap.parse_args()
     lib = read_library(a.library) if a.library else load_bundled_library()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = TrainConfig(n_seeds=a.seeds, n_estimators=a.trees, n_jobs=-1, interval_unit=a.interval_unit,
-                      cn_map=a.cn_map)
+    kw = dict(n_seeds=a.seeds, n_estimators=a.trees, n_jobs=-1, interval_unit=a.interval_unit, cn_map=a.cn_map,
+              realism_copies=a.experiment_like)
+    cfg = live_config(**kw) if a.live else TrainConfig(**kw)
     project = lib.where(source=PROJECT_SOURCE)
     results: dict[str, Collector] = {}
     table: dict[str, dict] = {}

@@ -70,6 +70,7 @@ def test_end_to_end_in_process(confident_sample, cu_agent_model):
                          "coverage", "proposals", "in_domain", "domain_score", "calibrated", "distance_lo68",
                          "distance_hi90", "charge_lo90", "cn_raw_probability"}
     assert last["calibrated"] and last["distance_lo90"] <= last["distance_lo68"] <= last["distance"]
+    assert last["intervals_across_codes"] is False  # a same-code store (the simulator's FEFF10 spectra)
     assert last["update_seconds"] < 1.0
 
 

@@ -281,6 +281,15 @@ def test_intervals_across_codes_hold_for_another_codes_spectra_of_new_structures
     store = ModelStore(models={"Cu": back}, intervals="across-codes")
     np.testing.assert_allclose(store.predictor("Cu").model.predict_grid(X[te[:5]])["charge"]["interval68"],
                                model.predict_grid(X[te[:5]])["charge"]["interval68"])
+    # the live path says which intervals it states, in the agent's event data too
+    from types import SimpleNamespace
+
+    from xanes_agent.agent.output import event_data
+
+    state = store.predictor("Cu").update(np.asarray(omni.energy[te[0]]), np.asarray(omni.mu[te[0]]))
+    assert state.predictions["mean_nn_distance"]["across_codes"]
+    data = event_data(state, back, SimpleNamespace(n_dropped=0, n_rejected=0), [], 100)
+    assert data["intervals_across_codes"] is True
     with caplog.at_level("WARNING"):
         ModelStore(models={"Fe": train_element(bundled_library.where(element="Fe"), "Fe",
                                                TrainConfig(n_seeds=1, n_estimators=5, calibration_seeds=1),

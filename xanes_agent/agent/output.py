@@ -7,7 +7,9 @@ function of the predictor's state (:func:`event_data`), so a view or a test can 
 
 Field names and units come from the property registry (:mod:`xanes_agent.foundation.properties`):
 ``cn``/``cn_probability``/``cn_proba``; for each regressor ``<short>``, ``<short>_std`` (calibrated
-68 % half-width), ``<short>_seed_std``, ``<short>_lo68``/``_hi68``/``_lo90``/``_hi90``.
+68 % half-width), ``<short>_seed_std``, ``<short>_lo68``/``_hi68``/``_lo90``/``_hi90``;
+``intervals_across_codes`` says whether the intervals are the ones calibrated on another code's
+spectra (for measured data) or same-code ones.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ def data_keys(model: Any) -> dict[str, dict[str, Any]]:
             keys.update({short: {**num, **unit}, f"{short}_std": {**num, **unit}, f"{short}_seed_std": {**num, **unit},
                          **{f"{short}_{end}{lvl}": {**num, **unit} for end in ("lo", "hi") for lvl in LEVELS}})
     keys.update({"in_domain": {**num, "dtype": "boolean"}, "domain_score": num,
-                 "calibrated": {**num, "dtype": "boolean"}, "cn_raw_probability": num})
+                 "calibrated": {**num, "dtype": "boolean"}, "intervals_across_codes": {**num, "dtype": "boolean"},
+                 "cn_raw_probability": num})
     return keys
 
 
@@ -106,6 +109,8 @@ def event_data(s: Any, model: Any, spectrum: Any, proposals: Iterable[Any], n_re
     data["in_domain"] = bool(first.get("in_domain", True))
     data["domain_score"] = float(first["domain_score"]) if "domain_score" in first else np.nan
     data["calibrated"] = bool(first.get("calibrated", False))
+    # the intervals are those calibrated on another code's spectra (for measured data), not same-code ones
+    data["intervals_across_codes"] = any(bool(p.get("across_codes", False)) for p in s.predictions.values())
     cn = s.predictions.get(CN)
     data["cn_raw_probability"] = float(np.max(cn["raw_proba"])) if cn is not None and "raw_proba" in cn else \
         data.get("cn_probability", np.nan)
