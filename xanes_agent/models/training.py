@@ -196,6 +196,7 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
     splits = assign_splits(sub, cfg.split_seed) if train_mask is None else \
         np.where(np.asarray(train_mask, bool), "train", "test")
     rng = np.random.default_rng(cfg.split_seed)
+    real = ExperimentLike.make(sub, np.flatnonzero(good), cfg, rng)
     charge = charge_label(sub)
     targets = {CN: CN, DISTANCE: DISTANCE, "charge": charge}
     props: dict[str, PropertyModel] = {}
@@ -211,7 +212,7 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
         if tr.sum() < 10 or (prop == CN and len(np.unique(y_all[tr])) < 2):
             log.warning("%s %s: too few labelled training spectra (%d); property skipped", element, label, tr.sum())
             continue
-        Xtr, ytr = _training_rows(sub, X_grid, np.flatnonzero(tr), y_all, cfg, rng)
+        Xtr, ytr = _training_rows(X_grid, np.flatnonzero(tr), y_all, real)
         est = _fit_property(Xtr, ytr, prop, cfg, featurizer, rng, cfg.n_seeds)
         pm = PropertyModel(
             name=prop, label=label, kind="classifier" if prop == CN else "regressor",
@@ -232,37 +233,56 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
     if cfg.calibration_folds >= 2 and props:
         model.calibration = calibrate_element(sub, X_grid, good & (splits == "train"),
                                               {p: sub.labels[targets[p]] for p in props}, cfg, featurizer,
-                                              progress=progress,
+                                              progress=progress, real=real,
                                               other=None if other is None else other.where(element=element))
     model.coverage_curve = coverage_curve(model, X_grid[good & (splits == "test")], sub, good & (splits == "test"))
     return model
 
 
-def _training_rows(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndarray, y: np.ndarray,
-                   cfg: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Grid spectra and labels of ``rows``, joined by ``cfg.realism_copies`` experiment-like copies."""
-    Xtr, ytr = X_grid[rows], y[rows]
-    if cfg.realism_copies:
+@dataclass
+class ExperimentLike:
+    """Experiment-like copies (:mod:`.realism`) of an element's spectra, made once per training:
+    the final model, every calibration fold and the domain scale draw on the same copies (making
+    them, a broadening and a normalization each, cost more than the forests when done per fold)."""
+
+    X: np.ndarray  # (copies, grid points); copies that could not be normalized are left out
+    src: np.ndarray  # the row each copy was made from
+
+    @classmethod
+    def make(cls, sub: SpectrumCollection, rows: np.ndarray, cfg: TrainConfig, rng: np.random.Generator
+             ) -> ExperimentLike | None:
+        if not cfg.realism_copies:
+            return None
         from .realism import Realism, experiment_like_grid
 
         Xc, src = experiment_like_grid(sub.energy, sub.mu, rows, Realism(copies=cfg.realism_copies),
                                        cfg.grid, cfg.normalization, rng)
         keep = np.isfinite(Xc).mean(axis=1) > 0.9
-        Xtr, ytr = np.vstack([Xtr, Xc[keep]]), np.concatenate([ytr, y[src[keep]]])
+        return cls(Xc[keep], src[keep])
+
+    def of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every copy of ``rows``: (spectra, source row of each)."""
+        sel = np.isin(self.src, rows)
+        return self.X[sel], self.src[sel]
+
+    def one_each(self, rows: np.ndarray, X_grid: np.ndarray) -> np.ndarray:
+        """One copy of each of ``rows``, aligned with them (the clean spectrum where none was made)."""
+        out = X_grid[rows].copy()
+        uniq, first = np.unique(self.src, return_index=True)
+        pos = np.minimum(np.searchsorted(uniq, rows), max(len(uniq) - 1, 0))
+        has = (uniq[pos] == rows) if len(uniq) else np.zeros(len(rows), bool)
+        out[has] = self.X[first[pos[has]]]
+        return out
+
+
+def _training_rows(X_grid: np.ndarray, rows: np.ndarray, y: np.ndarray, real: ExperimentLike | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Grid spectra and labels of ``rows``, joined by their experiment-like copies (if any)."""
+    Xtr, ytr = X_grid[rows], y[rows]
+    if real is not None:
+        Xc, src = real.of(rows)
+        Xtr, ytr = np.vstack([Xtr, Xc]), np.concatenate([ytr, y[src]])
     return Xtr, ytr
-
-
-def _experiment_like_held_out(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndarray, cfg: TrainConfig,
-                              rng: np.random.Generator) -> np.ndarray:
-    """One experiment-like copy of each of ``rows`` (aligned; a copy that could not be normalized
-    is the clean spectrum), for calibrating a model trained on such copies."""
-    from .realism import Realism, experiment_like_grid
-
-    Xc, _ = experiment_like_grid(sub.energy, sub.mu, rows, Realism(copies=1),
-                                 cfg.grid, cfg.normalization, rng)
-    bad = np.isfinite(Xc).mean(axis=1) <= 0.9
-    Xc[bad] = X_grid[rows][bad]
-    return Xc
 
 
 def _fit_property(X: np.ndarray, y: np.ndarray, prop: str, cfg: TrainConfig, featurizer: Any,
@@ -291,7 +311,8 @@ def _fit_property(X: np.ndarray, y: np.ndarray, prop: str, cfg: TrainConfig, fea
 
 def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndarray,
                       labels: dict[str, np.ndarray], cfg: TrainConfig, featurizer: Any,
-                      progress: bool = False, other: SpectrumCollection | None = None) -> Calibration:
+                      progress: bool = False, other: SpectrumCollection | None = None,
+                      real: ExperimentLike | None = None) -> Calibration:
     """Out-of-group calibration of one element's models (see :mod:`.calibration`).
 
     The training rows are split into ``cfg.calibration_folds`` folds by parent structure; for each
@@ -300,7 +321,9 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     spectra, whole and masked (the low 30 %, 50 % and 75 % of the window, and 1-3 random gaps).
     With ``other`` (another code's spectra of this element), each fold's models also predict the
     other code's spectra of parents in the held-out fold (folds by parent over both sets, so no
-    fold model has seen a structure it is scored on), for the intervals across codes.
+    fold model has seen a structure it is scored on), for the intervals across codes. ``real``:
+    the training's experiment-like copies (:class:`ExperimentLike`) for a model trained on them:
+    the fold models train on those of their rows, and the held-out rows' copies are scored too.
     """
     from tqdm import tqdm
 
@@ -327,13 +350,13 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                   + [augment(Xte, 2, rng)[0][2 * len(te):]])
         if _measures(cfg):  # a live model meets measured spectra: calibrate on measured-like copies too
             masked.append(measurement_copies(Xte, cfg.grid, cfg.noise, cfg.e0_jitter, rng))
-        if cfg.realism_copies:  # trained for experiment-like spectra: its intervals must hold on them
-            masked.append(_experiment_like_held_out(sub, X_grid, te, cfg, rng))
+        if real is not None:  # trained for experiment-like spectra: its intervals must hold on them
+            masked.append(real.one_each(te, X_grid))
         Xall = np.vstack(masked)
         Fall = featurizer.transform(Xall)
         rep = len(masked)
         domain = DomainModel.fit(featurizer.transform(X_grid[tr]), rng,
-                                 _measured_features(sub, X_grid, tr, cfg, featurizer, rng))
+                                 _measured_features(X_grid, tr, cfg, featurizer, rng, real))
         dist_out.append(domain.distance(Fall))
         F_other = across.features(f, featurizer)
         if F_other is not None:
@@ -349,14 +372,14 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                 if len(np.unique(y_all[tr][ok])) < 2:
                     proba_out.append(np.full((len(Xall), len(classes)), np.nan))
                     continue
-                Xf, yf = _training_rows(sub, X_grid, tr[ok], y_all, cfg, rng)
+                Xf, yf = _training_rows(X_grid, tr[ok], y_all, real)
                 est = _fit_property(Xf, yf, prop, cfg, featurizer, rng, cfg.calibration_seeds)
                 proba_out.append(on_cn_classes(est.predict_proba(Fall), est.classes_))
             else:
                 if ok.sum() < 5:
                     pred_out[prop].append(np.full(len(Xall), np.nan))
                     continue
-                Xf, yf = _training_rows(sub, X_grid, tr[ok], y_all, cfg, rng)
+                Xf, yf = _training_rows(X_grid, tr[ok], y_all, real)
                 est = _fit_property(Xf, yf, prop, cfg, featurizer, rng, cfg.calibration_seeds)
                 pred_out[prop].append(est.predict(Fall))
                 if F_other is not None:
@@ -364,7 +387,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     dist = np.concatenate(dist_out)
     full = np.concatenate(full_out)
     final_domain = DomainModel.fit(featurizer.transform(X_grid[idx]), rng,
-                                   _measured_features(sub, X_grid, idx, cfg, featurizer, rng))
+                                   _measured_features(X_grid, idx, cfg, featurizer, rng, real))
     in_family = final_domain.in_family_distance()
     final_domain.typical = float(np.median(in_family))
     final_domain.threshold = float(np.quantile(in_family, DOMAIN_QUANTILE) / final_domain.typical)
@@ -380,9 +403,9 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
               "cn": "isotonic map of the predicted class probability",
               "domain": f"{DOMAIN_QUANTILE:.0%} quantile of the training spectra's leave-self-out distance"
                         + (" (from measurement-like copies; feature scales include measurement noise)"
-                           if _measures(cfg) and not cfg.realism_copies else "")
+                           if _measures(cfg) and real is None else "")
                         + (" (from experiment-like copies; feature scales include their spread)"
-                           if cfg.realism_copies else ""),
+                           if real is not None else ""),
               "held_out_flagged": float(np.mean(score[full] > final_domain.threshold))}
     # the CN map is fitted on folds that hold parents out; a class seen in only a few parents
     # cannot be held out that way, and the map would learn confidence it has not earned
@@ -485,13 +508,13 @@ def _measures(cfg: TrainConfig) -> bool:
     return cfg.noise[1] > 0 or cfg.e0_jitter > 0
 
 
-def _measured_features(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndarray, cfg: TrainConfig,
-                       featurizer: Any, rng: np.random.Generator) -> np.ndarray | None:
+def _measured_features(X_grid: np.ndarray, rows: np.ndarray, cfg: TrainConfig, featurizer: Any,
+                       rng: np.random.Generator, real: ExperimentLike | None = None) -> np.ndarray | None:
     """Features of ``rows`` as the model expects to meet them (rows aligned): experiment-like
     copies for a model trained on them, else measurement-like copies (noise, E0 jitter) for a live
     model, else None (a model of clean computed spectra)."""
-    if cfg.realism_copies:
-        return featurizer.transform(_experiment_like_held_out(sub, X_grid, rows, cfg, rng))
+    if real is not None:
+        return featurizer.transform(real.one_each(rows, X_grid))
     if not _measures(cfg):
         return None
     return featurizer.transform(measurement_copies(X_grid[rows], cfg.grid, cfg.noise, cfg.e0_jitter, rng))
