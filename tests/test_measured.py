@@ -233,6 +233,8 @@ def test_predict_command_on_each_format_with_json_and_png(tmp_path, signals, cu_
     assert "a.xdi  [XDI]  Cu K-edge (file field XDI.Element.symbol)  transmission ln(i0/itrans)" in out
     assert "b.txt  [columns]  Cu K-edge (guessed from the edge position)  fluorescence ifluor/i0" in out
     assert "coordination number" in out and "68 %:" in out and "model window covered 100 %" in out
+    # a bundle calibrated within one code only: its intervals say so (measured data want across-codes ones)
+    assert "(same-code calibration)" in out and "(across codes)" not in out
     for stem in ("a.xdi", "b.txt"):
         assert (tmp_path / "png" / f"{stem}.png").stat().st_size > 10_000
     rc = main(["predict", str(xdi), "--models", str(models), "--json"])
