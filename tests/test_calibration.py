@@ -267,7 +267,7 @@ def test_intervals_across_codes_hold_for_another_codes_spectra_of_new_structures
     y = omni.labels["mean_nn_distance"][te]
     _, inv, counts = np.unique(po[te], return_inverse=True, return_counts=True)
 
-    def coverage90(m):
+    def coverage90(m, X=X):
         lo, hi = m.predict_grid(X[te])["mean_nn_distance"]["interval90"].T
         return float(np.average((y >= lo) & (y <= hi), weights=1.0 / counts[inv]))
 
@@ -275,6 +275,11 @@ def test_intervals_across_codes_hold_for_another_codes_spectra_of_new_structures
     model.intervals = "across-codes"
     across = coverage90(model)
     assert 0.83 <= across <= 0.97 and same <= across - 0.05, (same, across)
+    # partial spectra (half the window measured) get their own band's across-codes quantile
+    assert np.asarray(model.calibration.across_codes["mean_nn_distance"]).shape == (3, 2)
+    from xanes_agent.models.training import mask_low_window
+
+    assert 0.83 <= coverage90(model, mask_low_window(X, 0.5)) <= 0.97
 
     back = ElementModel.load(model.save(tmp_path / "cu.npz"))
     assert back.intervals == "same-code" and back.calibration.across_codes == model.calibration.across_codes

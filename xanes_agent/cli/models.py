@@ -131,7 +131,7 @@ def cmd_info(a: argparse.Namespace) -> int:
         for name, q in cal.quantiles.items():
             print(f"    {name}: 68/90 % interval scale per coverage band (0-50, 50-80, 80-100 %): "
                   + "; ".join(f"{a:.3g}/{b:.3g}" for a, b in q)
-                  + (" (across codes, whole spectra: " + "/".join(f"{v:.3g}" for v in cal.across_codes[name]) + ")"
+                  + ("; across codes: " + "; ".join(f"{a:.3g}/{b:.3g}" for a, b in cal.across_codes[name])
                      if name in cal.across_codes else ""))
         ac = cal.method.get("across_codes")
         print(f"  across codes: calibrated on {ac['n_spectra']} {ac['source']} spectra of {ac['n_parents']} held-out "

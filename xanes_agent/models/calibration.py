@@ -16,8 +16,9 @@ spectra and on masked (partially measured) copies:
   the 68 % interval. (Weighing spectra instead, a prototype family of 40 strained copies counted
   40 times, and new structures were covered 57-70 % at the nominal 68 %.)
 * **intervals across codes** (where spectra of the element from another code are given): the
-  same held-out fold models predict the other code's spectra of the held-out parents, and the
-  conformal quantile of those scores (each parent weighing 1) is stored beside the same-code one.
+  same held-out fold models predict the other code's spectra of the held-out parents, whole and
+  masked like the same-code ones, and the conformal quantiles of those scores (each parent
+  weighing 1, per band of window coverage) are stored beside the same-code ones.
   A FEFF10-trained model errs more on FEFF 9 spectra of the same structures than on FEFF10 spectra
   of new ones (Cu distance: 0.08 against 0.06 A), and the domain score does not see why (the
   difference is in peak positions and widths, not in where a spectrum lies among the training
@@ -152,26 +153,45 @@ def check_knots(knots: Any) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
-def fit_across_codes(y: np.ndarray, pred: np.ndarray, domain_score: np.ndarray, groups: np.ndarray
-                     ) -> list[float]:
-    """Conformal quantiles (per level of :data:`LEVELS`) of ``|y - pred| / sigma`` for another
-    code's spectra of held-out parent structures, each parent weighing 1."""
+def fit_across_codes(y: np.ndarray, pred: np.ndarray, domain_score: np.ndarray, coverage: np.ndarray,
+                     groups: np.ndarray) -> list[list[float]]:
+    """Conformal quantiles ([band][level], as the same-code ones) of ``|y - pred| / sigma`` for
+    another code's spectra, whole and masked, of held-out parent structures, each parent weighing 1."""
     ok = np.isfinite(y) & np.isfinite(pred)
-    scores = np.abs(y - pred) / difficulty(domain_score)
-    return [group_conformal_quantile(scores[ok], np.asarray(groups)[ok], L) for L in LEVELS]
+    scores = np.where(ok, np.abs(y - pred) / difficulty(domain_score), np.nan)
+    return band_quantiles(scores, coverage_band(coverage), groups)
 
 
-def check_across_codes(table: Any, props: Any) -> dict[str, list[float]]:
-    """Across-codes quantiles read from a file: per known property, one positive finite number per
-    level. Raises ValueError otherwise."""
+def band_quantiles(scores: np.ndarray, band: np.ndarray, groups: np.ndarray | None) -> list[list[float]]:
+    """Conformal quantiles of finite ``scores`` per coverage band and level: for a new parent
+    (``groups`` given) or a new spectrum; a band of fewer than 20 rows takes all rows
+    (conservative: partial rows included)."""
+    ok = np.isfinite(scores)
+    table = []
+    for b in range(len(COVERAGE_EDGES) - 1):
+        sel = ok & (band == b)
+        if sel.sum() < 20:
+            sel = ok
+        if groups is None:
+            table.append([conformal_quantile(scores[sel], L) for L in LEVELS])
+        else:
+            table.append([group_conformal_quantile(scores[sel], np.asarray(groups)[sel], L) for L in LEVELS])
+    return table
+
+
+def check_across_codes(table: Any, props: Any) -> dict[str, list[list[float]]]:
+    """Across-codes quantiles read from a file: per known property, one non-negative finite number
+    per coverage band and level. Raises ValueError otherwise."""
     if not isinstance(table, dict):
         raise ValueError("quantiles_across_codes must be a mapping of property to quantiles")
+    bands = len(COVERAGE_EDGES) - 1
     out = {}
     for k, v in table.items():
-        q = [float(x) for x in v]
-        if k not in props or len(q) != len(LEVELS) or not all(np.isfinite(x) and x >= 0 for x in q):
-            raise ValueError(f"quantiles_across_codes[{k!r}]: {len(LEVELS)} non-negative numbers for a known property")
-        out[str(k)] = q
+        q = np.asarray(v, float)
+        if k not in props or q.shape != (bands, len(LEVELS)) or not (np.all(np.isfinite(q)) and np.all(q >= 0)):
+            raise ValueError(f"quantiles_across_codes[{k!r}]: {bands} x {len(LEVELS)} non-negative numbers "
+                             "for a known property")
+        out[str(k)] = q.tolist()
     return out
 
 
@@ -292,8 +312,8 @@ class Calibration:
     quantiles: dict[str, list[list[float]]] = field(default_factory=dict)  # prop -> [band][level]
     domain: DomainModel | None = None
     method: dict[str, Any] = field(default_factory=dict)
-    # prop -> [level] conformal quantiles of another code's held-out spectra (whole spectra)
-    across_codes: dict[str, list[float]] = field(default_factory=dict)
+    # prop -> [band][level] conformal quantiles of another code's held-out spectra
+    across_codes: dict[str, list[list[float]]] = field(default_factory=dict)
 
     def meta(self) -> dict[str, Any]:
         return {"confidence_knots": [list(self.confidence_knots[0]), list(self.confidence_knots[1])],
@@ -308,14 +328,9 @@ class Calibration:
     def halfwidths(self, prop: str, domain_score: np.ndarray, coverage: np.ndarray,
                    across_codes: bool = False) -> np.ndarray:
         """(rows, levels) interval half-widths in the property's unit; ``across_codes`` for a
-        spectrum from another code or a measurement, where that calibration exists (a partial
-        spectrum's band is scaled by the same ratio as a whole one's)."""
-        q = np.asarray(self.quantiles[prop], float)  # (bands, levels)
-        if across_codes and prop in self.across_codes:
-            whole = q[-1]
-            ratio = np.where(whole > 0, np.asarray(self.across_codes[prop], float) / np.where(whole > 0, whole, 1.0),
-                             1.0)
-            q = q * ratio[None, :]  # narrower too, where the other code's spectra are predicted better
+        spectrum from another code or a measurement, where that calibration exists."""
+        table = self.across_codes if across_codes and prop in self.across_codes else self.quantiles
+        q = np.asarray(table[prop], float)  # (bands, levels)
         return q[coverage_band(coverage)] * difficulty(domain_score)[:, None]
 
 
@@ -342,17 +357,7 @@ def fit_calibration(y: dict[str, np.ndarray], pred: dict[str, np.ndarray], cn_pr
         if prop == "coordination_number" or prop not in pred:
             continue
         ok = np.isfinite(yy) & np.isfinite(pred[prop])
-        scores = np.abs(yy - pred[prop]) / sigma
-        table = []
-        for b in range(len(COVERAGE_EDGES) - 1):
-            sel = ok & (band == b)
-            if sel.sum() < 20:  # too few in this band: use them all (conservative: partial rows included)
-                sel = ok
-            if groups is None:
-                table.append([conformal_quantile(scores[sel], L) for L in LEVELS])
-            else:
-                table.append([group_conformal_quantile(scores[sel], groups[sel], L) for L in LEVELS])
-        cal.quantiles[prop] = table
+        cal.quantiles[prop] = band_quantiles(np.where(ok, np.abs(yy - pred[prop]) / sigma, np.nan), band, groups)
     if cn_proba is not None and "coordination_number" in y:
         yc = y["coordination_number"]
         ok = np.isin(yc, cn_classes) & np.all(np.isfinite(cn_proba), axis=1)

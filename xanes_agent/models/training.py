@@ -447,7 +447,8 @@ class _AcrossCodes:
     source: str = ""
     folds: np.ndarray | None = None
     distance: list = field(default_factory=list)
-    rows: list = field(default_factory=list)  # per fold scored: the rows of X
+    rows: list = field(default_factory=list)  # per fold scored: the rows of X (whole, then masked copies)
+    coverage: list = field(default_factory=list)  # per fold scored: window coverage of each scored row
     preds: dict = field(default_factory=dict)  # property -> {fold: predictions}
 
     @classmethod
@@ -467,22 +468,25 @@ class _AcrossCodes:
 
     @property
     def n(self) -> int:
-        return int(sum(len(r) for r in self.rows))
+        return int(sum(len(r) for r in self.rows))  # scored rows, masked copies included
 
     def features(self, fold: int, featurizer: Any) -> np.ndarray | None:
-        """Features of the other code's spectra of parents in ``fold`` (None if there are none)."""
+        """Features of the other code's spectra of parents in ``fold``, whole and masked to the low
+        30/50/75 % of the window as the same-code ones (None if there are none)."""
         if self.folds is None:
             return None
         rows = np.flatnonzero(self.folds == fold)
         if not len(rows):
             return None
-        self.rows.append(rows)
-        return featurizer.transform(self.X[rows])
+        X = np.vstack([self.X[rows]] + [mask_low_window(self.X[rows], frac) for frac in (0.3, 0.5, 0.75)])
+        self.rows.append(np.tile(rows, 4))
+        self.coverage.append(np.isfinite(X).mean(axis=1))
+        return featurizer.transform(X)
 
     def add(self, prop: str, fold: int, pred: np.ndarray) -> None:
         self.preds.setdefault(prop, {})[fold] = pred
 
-    def quantiles(self, typical: float) -> dict[str, list[float]]:
+    def quantiles(self, typical: float) -> dict[str, list[list[float]]]:
         from .calibration import fit_across_codes
 
         rows = np.concatenate(self.rows)
@@ -493,15 +497,17 @@ class _AcrossCodes:
             if len(folds) != len(self.rows):  # a fold skipped this property: no across-codes figure
                 continue
             pred = np.concatenate([by_fold[f] for f in folds])
-            out[prop] = fit_across_codes(self.labels[prop][rows], pred, score, self.parents[rows])
+            out[prop] = fit_across_codes(self.labels[prop][rows], pred, score, np.concatenate(self.coverage),
+                                         self.parents[rows])
         return out
 
-    def describe(self, quantiles: dict[str, list[float]]) -> dict[str, Any]:
-        rows = np.concatenate(self.rows)
+    def describe(self, quantiles: dict[str, list[list[float]]]) -> dict[str, Any]:
+        rows = np.unique(np.concatenate(self.rows))
         return {"source": self.source, "n_spectra": int(len(rows)),
                 "n_parents": int(len(set(self.parents[rows].tolist()))), "properties": sorted(quantiles),
-                "rule": "the calibration folds' models predict the other code's spectra of held-out parents; "
-                        "conformal quantile of |y - pred| / sigma for a new parent"}
+                "rule": "the calibration folds' models predict the other code's spectra of held-out parents, "
+                        "whole and masked; conformal quantile of |y - pred| / sigma for a new parent, "
+                        "per coverage band"}
 
 
 def _measures(cfg: TrainConfig) -> bool:
