@@ -10,7 +10,7 @@ Nested, so nothing is judged on data its calibration saw:
 * **another code** (Cu): trained and calibrated on the project FEFF10 Cu spectra, tested on the
   OmniXAS FEFF 9 Cu spectra of parents it never saw (5 folds by parent over both sets), with the
   same-code intervals and with the across-codes ones, calibrated on the FEFF 9 spectra of the
-  *other* folds' parents (they never train; ``train_element(other=...)``).
+  *other* folds' parents (they never train; ``train_element(other=...)``); whole and masked.
 
 Printed per row: coverage of the nominal 68 % and 90 % intervals (distance, charge label), the
 CN accuracy and expected calibration error (ECE) of the calibrated probability against the raw
@@ -158,9 +158,10 @@ def run_transfer(project_cu, omni, cfg: TrainConfig, n_folds: int, same: Collect
         model = train_element(project_cu, "Cu", cfg, progress=False, train_mask=fp != f,
                               other=omni[np.flatnonzero(fo != f)])
         te = np.flatnonzero((fo == f) & np.isfinite(e0))
+        Xm, full, src = masked_versions(Xo[te])  # whole and masked, as the out-of-family rows
         for intervals, coll in (("same-code", same), ("across-codes", across)):
             model.intervals = intervals
-            coll.add(model, Xo[te], {k: v[te] for k, v in omni.labels.items()}, np.ones(len(te), bool), po[te])
+            coll.add(model, Xm, {k: v[te][src] for k, v in omni.labels.items()}, full, po[te][src])
 
 
 def plots(results: dict[str, Collector], out: Path) -> None:
