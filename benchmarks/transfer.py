@@ -57,7 +57,7 @@ from xanes_agent.models.evaluation import (
     out_of_group_predictions,
     summarize,
 )
-from xanes_agent.models.features import DEFAULT_GRID, Grid, make_featurizer, spectra_to_grid
+from xanes_agent.models.features import DEFAULT_GRID, FEATURIZATIONS, Grid, make_featurizer, spectra_to_grid
 from xanes_agent.models.realism import Realism, experiment_like_grid
 
 
@@ -281,7 +281,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--library", default=None)
-    ap.add_argument("--features", nargs="+", default=["polynomial"], choices=("polynomial", "pointwise"))
+    ap.add_argument("--features", nargs="+", default=["polynomial"], choices=FEATURIZATIONS)
     ap.add_argument("--augment", nargs="+", default=["none"], choices=("none", "experiment"))
     ap.add_argument("--elements", nargs="+", default=list(ELEMENTS))
     ap.add_argument("--folds", type=int, default=5)

@@ -82,3 +82,18 @@ def test_sklearn_compatible():
     assert out.shape == (3, 100)
     with pytest.raises(ValueError, match="100-point grid"):
         PolynomialFeaturizer().fit().transform(np.zeros((2, 50)))
+
+
+def test_derivative_features_are_mu_and_its_slope_per_ev():
+    from xanes_agent.models.features import DerivativeFeaturizer, make_featurizer
+
+    f = make_featurizer("derivative")
+    assert isinstance(f, DerivativeFeaturizer) and len(f.feature_names_) == 200 == len(f.energy_ranges_)
+    g = f.grid.energies
+    X = np.vstack([0.02 * g + 1.0, np.where(g > 20, np.nan, np.sin(g / 3.0))])
+    F = f.transform(X)
+    np.testing.assert_allclose(F[0, :100], X[0])
+    np.testing.assert_allclose(F[0, 100:], 0.02)  # a ramp of 0.02 per eV, ends included
+    inside = (g > -4) & (g < 19)  # central differences of sin(E/3): cos(E/3)/3 to O(step^2)
+    np.testing.assert_allclose(F[1, 100:][inside], np.cos(g[inside] / 3.0) / 3.0, atol=2e-3)
+    assert np.all(np.isnan(F[1, 100:][g > 20.5])) and np.all(np.isfinite(F[1, 100:][g < 19.5]))

@@ -129,6 +129,26 @@ class PointwiseFeaturizer(_GridFeaturizer):
         return self._check(X).copy()
 
 
+class DerivativeFeaturizer(PointwiseFeaturizer):
+    """The grid values and their energy derivative: mu at each grid energy, then dmu/dE there (per
+    eV; central differences, one-sided at the window's ends, NaN where a neighbour is missing).
+    The derivative does not depend on the normalization's offset, and locates edge and peak
+    positions directly; compared with the study's two featurizations under transfer
+    (``benchmarks/transfer.py --features derivative``, README)."""
+
+    def fit(self, X=None, y=None):
+        super().fit()
+        g = self.grid.energies
+        self.feature_names_ = np.concatenate([self.feature_names_, [f"dmu/dE[{x:+.2f} eV]" for x in g]])
+        h = self.grid.step
+        self.energy_ranges_ = np.vstack([self.energy_ranges_, np.stack([g - h, g + h], axis=1)])
+        return self
+
+    def transform(self, X):
+        X = self._check(X)
+        return np.hstack([X, np.gradient(X, self.grid.step, axis=1)])
+
+
 class PolynomialFeaturizer(_GridFeaturizer):
     """Multiscale cubic coefficients + white-line energy (157 features on the default grid)."""
 
@@ -194,14 +214,16 @@ class PolynomialFeaturizer(_GridFeaturizer):
         return np.where(ok, wl, np.nan)
 
 
-FEATURIZATIONS = ("pointwise", "polynomial")
+FEATURIZATIONS = ("pointwise", "polynomial", "derivative")
 
 
 def make_featurizer(name: str, grid: Grid = DEFAULT_GRID):
-    """A fitted featurizer by name (``pointwise`` or ``polynomial``)."""
+    """A fitted featurizer by name (``pointwise``, ``polynomial`` or ``derivative``)."""
     kw = dict(grid_start=grid.start, grid_stop=grid.stop, grid_n=grid.n)
     if name == "pointwise":
         return PointwiseFeaturizer(**kw).fit()
     if name == "polynomial":
         return PolynomialFeaturizer(**kw).fit()
+    if name == "derivative":
+        return DerivativeFeaturizer(**kw).fit()
     raise ValueError(f"unknown featurization {name!r}; choose one of {', '.join(FEATURIZATIONS)}")
