@@ -242,8 +242,9 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
 @dataclass
 class ExperimentLike:
     """Experiment-like copies (:mod:`.realism`) of an element's spectra, made once per training:
-    the final model, every calibration fold and the domain scale draw on the same copies (making
-    them, a broadening and a normalization each, cost more than the forests when done per fold)."""
+    the final model, every calibration fold and the domain scale draw on the same copies (a
+    held-out spectrum's copy in a fold is one the fold's models never trained on), and the
+    broadening and normalization of each copy are done once, not per fold and property."""
 
     X: np.ndarray  # (copies, grid points); copies that could not be normalized are left out
     src: np.ndarray  # the row each copy was made from
