@@ -10,7 +10,9 @@ One small state machine, driven alike by the in-process plan
    interval (:func:`coarse_edge`), so E0 and the model window are placed to sub-eV precision;
    if E0 of the main rise (``find_e0``) then lies outside the fine points (the steepest coarse
    interval was a strong pre-edge peak, as in tetrahedral Ti4+, V5+ or Cr6+), another fine pass
-   is centred on it (at most ``MAX_EDGE_PASSES`` in all);
+   is centred on it, and where the edge had already risen by a third of its step at the fine
+   points' low end (a two-step edge whose second step was the steeper at survey resolution),
+   another pass is made below them (at most ``MAX_EDGE_PASSES`` in all);
 3. **normalization**: the same steps over E0 + 50 +- 1 eV, where the post-edge normalization
    takes its value (measured there, not interpolated across the survey's coarse steps);
 4. **proposals**: the agent's next ``batch_size`` ranges (importance x calibrated uncertainty),
@@ -46,6 +48,7 @@ NORM_OFFSET, NORM_HALFWIDTH = 50.0, 1.0  # eV: the post-edge normalization point
 SAME_POINT = 0.2  # eV: a planned energy this close to a measured one is not measured again
 MAX_EDGE_PASSES = 3  # fine passes at most before the normalization pass
 FINE_SPACING = 1.5  # eV: E0 counts as measured finely when its neighbours are this close (the agent's rule)
+RISE_BELOW = 0.3  # of the edge step: risen this far at the fine points' low end, the rise began below them
 
 
 @dataclass(frozen=True)
@@ -169,12 +172,32 @@ class AdaptivePolicy:
             return None
         i = int(np.searchsorted(e, e0))
         if 0 < i < len(e) - 1 and e[i + 1] - e[i - 1] <= 2 * FINE_SPACING:
-            return None
+            return self.rise_below(e, m, i)
         h = self.edge_halfwidth
         self.edge_centre = float(e0)
         return Measure("edge", new_energies(range_energies(e0 - h, e0 + h, self.edge_step), e),
                        {"centre": float(e0), "halfwidth": h, "step": self.edge_step,
                         "why": "E0 of the main rise lies outside the fine points (a pre-edge peak was steeper)"})
+
+    def rise_below(self, e: np.ndarray, m: np.ndarray, i: int) -> Measure | None:
+        """A fine pass below the fine points around E0 (sorted ``e``, ``m``; E0 at index ``i``)
+        where the edge had already risen by :data:`RISE_BELOW` of its step at their lowest point:
+        a two-step edge (Cu+ and other d10 or mixed sites) whose survey-steepest interval was the
+        second step, while the first, steeper in the full spectrum, lies below the pass. None
+        otherwise."""
+        j = i
+        while j > 0 and e[j] - e[j - 1] <= FINE_SPACING:
+            j -= 1
+        before, after = m[e < e[j] - 10.0], m[e > e[i] + 20.0]
+        if j == 0 or not len(before) or not len(after):
+            return None
+        pre, post = float(np.median(before)), float(np.median(after))
+        if post - pre <= 0 or (m[j] - pre) / (post - pre) < RISE_BELOW:
+            return None
+        h = self.edge_halfwidth
+        return Measure("edge", new_energies(range_energies(e[j] - 2 * h, e[j], self.edge_step), e),
+                       {"centre": float(e[j] - h), "halfwidth": h, "step": self.edge_step,
+                        "why": "the edge had risen before the fine points began (a two-step edge)"})
 
     @property
     def in_opening(self) -> bool:
