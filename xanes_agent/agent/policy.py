@@ -49,6 +49,7 @@ SAME_POINT = 0.2  # eV: a planned energy this close to a measured one is not mea
 MAX_EDGE_PASSES = 3  # fine passes at most before the normalization pass
 FINE_SPACING = 1.5  # eV: E0 counts as measured finely when its neighbours are this close (the agent's rule)
 RISE_BELOW = 0.3  # of the edge step: risen this far at the fine points' low end, the rise began below them
+STEEP_BELOW = 0.5  # ... and the slope into them is at least this share of the steepest slope within them
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,15 @@ class AdaptivePolicy:
             return None
         pre, post = float(np.median(before)), float(np.median(after))
         if post - pre <= 0 or (m[j] - pre) / (post - pre) < RISE_BELOW:
+            return None
+        # and still rising into them, about as steeply as within them (not a pre-edge peak's tail
+        # or a shoulder: those cost a pass and do not move E0)
+        r = i
+        while r < len(e) - 1 and e[r + 1] - e[r] <= FINE_SPACING:
+            r += 1
+        inside = np.diff(m[j:r + 1]) / np.diff(e[j:r + 1])
+        below = (m[j] - m[j - 1]) / (e[j] - e[j - 1])
+        if not len(inside) or below < STEEP_BELOW * float(np.max(inside)):
             return None
         h = self.edge_halfwidth
         return Measure("edge", new_energies(range_energies(e[j] - 2 * h, e[j], self.edge_step), e),
