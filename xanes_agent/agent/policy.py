@@ -11,8 +11,9 @@ One small state machine, driven alike by the in-process plan
    if E0 of the main rise (``find_e0``) then lies outside the fine points (the steepest coarse
    interval was a strong pre-edge peak, as in tetrahedral Ti4+, V5+ or Cr6+), another fine pass
    is centred on it, and where the edge had already risen by a third of its step at the fine
-   points' low end (a two-step edge whose second step was the steeper at survey resolution),
-   another pass is made below them (at most ``MAX_EDGE_PASSES`` in all);
+   points' low end and still rises steeply into them (a two-step edge whose second step was the
+   steeper at survey resolution), another pass is made below them (at most ``MAX_EDGE_PASSES``
+   in all);
 3. **normalization**: the same steps over E0 + 50 +- 1 eV, where the post-edge normalization
    takes its value (measured there, not interpolated across the survey's coarse steps);
 4. **proposals**: the agent's next ``batch_size`` ranges (importance x calibrated uncertainty),
@@ -182,10 +183,10 @@ class AdaptivePolicy:
 
     def rise_below(self, e: np.ndarray, m: np.ndarray, i: int) -> Measure | None:
         """A fine pass below the fine points around E0 (sorted ``e``, ``m``; E0 at index ``i``)
-        where the edge had already risen by :data:`RISE_BELOW` of its step at their lowest point:
-        a two-step edge (Cu+ and other d10 or mixed sites) whose survey-steepest interval was the
-        second step, while the first, steeper in the full spectrum, lies below the pass. None
-        otherwise."""
+        where the edge had already risen by :data:`RISE_BELOW` of its step at their lowest point
+        and rises into it at :data:`STEEP_BELOW` of the steepest slope within them: a two-step edge
+        whose survey-steepest interval was the second step, while the first, steeper in the full
+        spectrum, lies below the pass. None otherwise."""
         j = i
         while j > 0 and e[j] - e[j - 1] <= FINE_SPACING:
             j -= 1
