@@ -174,3 +174,26 @@ def test_a_steep_pre_edge_peak_gets_a_second_fine_pass_on_the_main_rise():
     e0 = find_e0(es[order], pre_edge_spectrum(es[order]))
     assert abs(e0 - 8996) < 1 and passes[2].energies.min() < e0 < passes[2].energies.max()
     assert np.median(passes[3].energies) == pytest.approx(e0 + NORM_OFFSET)
+
+
+def test_a_pass_below_a_two_step_edge_and_none_below_a_plain_one():
+    """Half the step rises below the fine points and the rest within them: a pass below them.
+    Survey points inside the pass are measured twice (no slope, no warning)."""
+    import warnings
+
+    from xanes_agent.agent.policy import AdaptivePolicy
+
+    p = AdaptivePolicy(8979.0)
+    survey = np.array([8949, 8954, 8959, 8964, 8969, 8974, 8979, 8984, 8989, 8994, 8999, 9004, 9030, 9040, 9050.0])
+    e = np.sort(np.concatenate([survey, np.arange(8991.5, 9001.6, 0.5)]))
+    two_step = np.interp(e, [8984, 8990.5, 8993.5, 8999, 9005], [0.04, 0.5, 0.53, 1.0, 1.0])
+    plain = np.interp(e, [8993, 8999], [0.04, 1.0])
+    i = int(np.searchsorted(e, 8996.5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = p.rise_below(e, two_step, i)
+        assert m is not None and m.energies.min() == 8981.5 and m.energies.max() < 8991.5
+        assert p.rise_below(e, plain, i) is None
+        # risen by half below the pass, but flat into it (a pre-edge peak's tail): no pass
+        tail = np.where(e < 8993, 0.5, plain)
+        assert p.rise_below(e, tail, i) is None

@@ -201,9 +201,12 @@ class AdaptivePolicy:
         r = i
         while r < len(e) - 1 and e[r + 1] - e[r] <= FINE_SPACING:
             r += 1
-        inside = np.diff(m[j:r + 1]) / np.diff(e[j:r + 1])
-        below = (m[j] - m[j - 1]) / (e[j] - e[j - 1])
-        if not len(inside) or below < STEEP_BELOW * float(np.max(inside)):
+        de, dm = np.diff(e[j:r + 1]), np.diff(m[j:r + 1])
+        inside = dm[de > 0] / de[de > 0]  # an energy measured twice (a survey point in a pass) has no slope
+        k = j - 1
+        while k > 0 and e[k] >= e[j]:
+            k -= 1
+        if not len(inside) or e[k] >= e[j] or (m[j] - m[k]) / (e[j] - e[k]) < STEEP_BELOW * float(np.max(inside)):
             return None
         h = self.edge_halfwidth
         return Measure("edge", new_energies(range_energies(e[j] - 2 * h, e[j], self.edge_step), e),
