@@ -33,9 +33,9 @@ from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
 from xanes_agent.data.readers import read_library
 from xanes_agent.foundation.edges import ELEMENTS
 from xanes_agent.models.calibration import expected_calibration_error
-from xanes_agent.models.evaluation import CN_CLASSES, group_folds, on_cn_classes
+from xanes_agent.models.evaluation import CN_CLASSES, group_folds, joint_group_folds, on_cn_classes
 from xanes_agent.models.features import spectra_to_grid
-from xanes_agent.models.training import TrainConfig, live_config, mask_low_window, train_element
+from xanes_agent.models.training import TrainConfig, live_config, train_element, with_low_windows
 
 NOMINAL = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.8, 0.9, 0.95])
 
@@ -134,8 +134,8 @@ def summary(c: Collector, in_family_mae: float | None) -> dict:
 
 
 def masked_versions(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Whole spectra and their low 30/50/75 % windows; (X, full flag, source row)."""
-    parts = [X] + [mask_low_window(X, f) for f in (0.3, 0.5, 0.75)]
+    """Whole spectra and their low windows (training.with_low_windows); (X, full flag, source row)."""
+    parts = with_low_windows(X)
     return (np.vstack(parts), np.arange(len(parts) * len(X)) < len(X), np.tile(np.arange(len(X)), len(parts)))
 
 
@@ -152,8 +152,7 @@ def run_out_of_family(sub, el: str, cfg: TrainConfig, n_folds: int, coll: Collec
 def run_transfer(project_cu, omni, cfg: TrainConfig, n_folds: int, same: Collector, across: Collector) -> None:
     Xo, e0 = spectra_to_grid(omni.energy, omni.mu)
     po, pp = parent_groups(omni), parent_groups(project_cu)
-    folds = group_folds(np.concatenate([pp, po]), n_folds)  # one parent, one fold, in both sets
-    fp, fo = folds[:len(pp)], folds[len(pp):]
+    fp, fo = joint_group_folds(pp, po, n_folds)  # one parent, one fold, in both sets
     for f in range(n_folds):
         model = train_element(project_cu, "Cu", cfg, progress=False, train_mask=fp != f,
                               other=omni[np.flatnonzero(fo != f)])

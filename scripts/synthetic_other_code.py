@@ -21,7 +21,7 @@ import numpy as np
 from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library, parent_groups
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS
 from xanes_agent.foundation.normalization import normalize
-from xanes_agent.models.evaluation import group_folds
+from xanes_agent.models.evaluation import joint_group_folds
 from xanes_agent.models.features import spectra_to_grid
 from xanes_agent.models.realism import broaden
 from xanes_agent.models.training import TrainConfig, train_element
@@ -52,8 +52,7 @@ def main() -> None:
     fake = synthetic(project, a.stretch, np.random.default_rng(1))
     X, e0 = spectra_to_grid(omni.energy, omni.mu)
     pp, po = parent_groups(project), parent_groups(omni)
-    folds = group_folds(np.concatenate([pp, po]), 5)
-    fp, fo = folds[:len(pp)], folds[len(pp):]
+    fp, fo = joint_group_folds(pp, po, 5)
     print("| held-out fold | calibrated across codes on | distance 68 / 90 % | charge label 68 / 90 % |")
     print("|---|---|---|---|")
     for f in range(a.folds):

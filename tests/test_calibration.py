@@ -245,7 +245,7 @@ def test_intervals_across_codes_hold_for_another_codes_spectra_of_new_structures
     from xanes_agent.agent import ModelStore
     from xanes_agent.data.library import PROJECT_SOURCE, parent_groups
     from xanes_agent.data.omnixas import SOURCE as OMNIXAS
-    from xanes_agent.models.evaluation import group_folds
+    from xanes_agent.models.evaluation import joint_group_folds
     from xanes_agent.models.features import spectra_to_grid
     from xanes_agent.models.model import BundleError, ElementModel, _bundle_digest
     from xanes_agent.models.training import TrainConfig, train_element
@@ -254,8 +254,7 @@ def test_intervals_across_codes_hold_for_another_codes_spectra_of_new_structures
     omni = bundled_library.where(element="Cu", source=OMNIXAS)
     omni = omni[np.sort(np.random.default_rng(0).choice(len(omni), 2500, replace=False))]
     pp, po = parent_groups(project), parent_groups(omni)
-    folds = group_folds(np.concatenate([pp, po]), 5)
-    fp, fo = folds[:len(pp)], folds[len(pp):]
+    fp, fo = joint_group_folds(pp, po, 5)
     model = train_element(project, "Cu", TrainConfig(n_seeds=2, n_estimators=30, calibration_seeds=1),
                           progress=False, train_mask=fp != 0, other=omni[np.flatnonzero(fo != 0)])
     ac = model.calibration.method["across_codes"]

@@ -52,6 +52,13 @@ def group_folds(groups: np.ndarray, n_folds: int = 5) -> np.ndarray:
     return np.array([index[g] for g in groups.tolist()], dtype=int)
 
 
+def joint_group_folds(groups_a: np.ndarray, groups_b: np.ndarray, n_folds: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`group_folds` over two sets at once (e.g. two codes' spectra of the same parent
+    structures): a group has one fold in both. Returns the folds of each set's rows."""
+    folds = group_folds(np.concatenate([np.asarray(groups_a), np.asarray(groups_b)]), n_folds)
+    return folds[:len(groups_a)], folds[len(groups_a):]
+
+
 @dataclass
 class EvalConfig:
     n_seeds: int = 1

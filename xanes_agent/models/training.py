@@ -102,6 +102,15 @@ def mask_low_window(X: np.ndarray, fraction: float) -> np.ndarray:
     return out
 
 
+#: Low windows of the model grid the calibration scores partial spectra on (fractions measured).
+CALIBRATION_WINDOWS = (0.3, 0.5, 0.75)
+
+
+def with_low_windows(X: np.ndarray) -> list[np.ndarray]:
+    """``X`` whole, then masked to each of :data:`CALIBRATION_WINDOWS` (each block aligned with ``X``)."""
+    return [X] + [mask_low_window(X, frac) for frac in CALIBRATION_WINDOWS]
+
+
 def augment(X: np.ndarray, copies: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Masked copies of grid spectra; returns (stacked X, index of the source row of each)."""
     n, g = X.shape
@@ -330,13 +339,12 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
 
     from ..data.library import parent_groups
     from .calibration import DomainModel, fit_calibration
-    from .evaluation import group_folds, on_cn_classes
+    from .evaluation import joint_group_folds, on_cn_classes
 
     idx = np.flatnonzero(rows)
     parents = parent_groups(sub[idx])
     across = _AcrossCodes.prepare(other, labels, cfg)
-    folds = group_folds(np.concatenate([parents, across.parents]), cfg.calibration_folds)
-    across.folds, folds = folds[len(parents):], folds[:len(parents)]
+    folds, across.folds = joint_group_folds(parents, across.parents, cfg.calibration_folds)
     rng = np.random.default_rng(cfg.split_seed + 7)
     y_out: dict[str, list] = {p: [] for p in labels}
     pred_out: dict[str, list] = {p: [] for p in labels if p != CN}
@@ -347,8 +355,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
         if not len(te) or not len(tr):
             continue
         Xte = X_grid[te]
-        masked = ([Xte] + [mask_low_window(Xte, frac) for frac in (0.3, 0.5, 0.75)]
-                  + [augment(Xte, 2, rng)[0][2 * len(te):]])
+        masked = with_low_windows(Xte) + [augment(Xte, 2, rng)[0][2 * len(te):]]
         if _measures(cfg):  # a live model meets measured spectra: calibrate on measured-like copies too
             masked.append(measurement_copies(Xte, cfg.grid, cfg.noise, cfg.e0_jitter, rng))
         if real is not None:  # trained for experiment-like spectra: its intervals must hold on them
@@ -472,15 +479,16 @@ class _AcrossCodes:
         return int(sum(len(r) for r in self.rows))  # scored rows, masked copies included
 
     def features(self, fold: int, featurizer: Any) -> np.ndarray | None:
-        """Features of the other code's spectra of parents in ``fold``, whole and masked to the low
-        30/50/75 % of the window as the same-code ones (None if there are none)."""
+        """Features of the other code's spectra of parents in ``fold``, whole and masked as the
+        same-code ones (:func:`with_low_windows`; None if there are none)."""
         if self.folds is None:
             return None
         rows = np.flatnonzero(self.folds == fold)
         if not len(rows):
             return None
-        X = np.vstack([self.X[rows]] + [mask_low_window(self.X[rows], frac) for frac in (0.3, 0.5, 0.75)])
-        self.rows.append(np.tile(rows, 4))
+        parts = with_low_windows(self.X[rows])
+        X = np.vstack(parts)
+        self.rows.append(np.tile(rows, len(parts)))
         self.coverage.append(np.isfinite(X).mean(axis=1))
         return featurizer.transform(X)
 
