@@ -242,7 +242,7 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
     if cfg.calibration_folds >= 2 and props:
         model.calibration = calibrate_element(sub, X_grid, good & (splits == "train"),
                                               {p: sub.labels[targets[p]] for p in props}, cfg, featurizer,
-                                              progress=progress, real=real,
+                                              progress=progress, real=real, label_names={p: targets[p] for p in props},
                                               other=None if other is None else other.where(element=element))
     model.coverage_curve = coverage_curve(model, X_grid[good & (splits == "test")], sub, good & (splits == "test"))
     return model
@@ -322,7 +322,7 @@ def _fit_property(X: np.ndarray, y: np.ndarray, prop: str, cfg: TrainConfig, fea
 def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndarray,
                       labels: dict[str, np.ndarray], cfg: TrainConfig, featurizer: Any,
                       progress: bool = False, other: SpectrumCollection | None = None,
-                      real: ExperimentLike | None = None) -> Calibration:
+                      real: ExperimentLike | None = None, label_names: dict[str, str] | None = None) -> Calibration:
     """Out-of-group calibration of one element's models (see :mod:`.calibration`).
 
     The training rows are split into ``cfg.calibration_folds`` folds by parent structure; for each
@@ -334,6 +334,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     fold model has seen a structure it is scored on), for the intervals across codes. ``real``:
     the training's experiment-like copies (:class:`ExperimentLike`) for a model trained on them:
     the fold models train on those of their rows, and the held-out rows' copies are scored too.
+    ``label_names``: the label of each property in ``labels`` (needed with ``other``).
     """
     from tqdm import tqdm
 
@@ -343,7 +344,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
 
     idx = np.flatnonzero(rows)
     parents = parent_groups(sub[idx])
-    across = _AcrossCodes.prepare(other, labels, cfg)
+    across = _AcrossCodes.prepare(other, label_names or {}, cfg)
     folds, across.folds = joint_group_folds(parents, across.parents, cfg.calibration_folds)
     rng = np.random.default_rng(cfg.split_seed + 7)
     y_out: dict[str, list] = {p: [] for p in labels}
@@ -460,8 +461,10 @@ class _AcrossCodes:
     preds: dict = field(default_factory=dict)  # property -> {fold: predictions}
 
     @classmethod
-    def prepare(cls, other: SpectrumCollection | None, labels: dict[str, np.ndarray], cfg: TrainConfig
+    def prepare(cls, other: SpectrumCollection | None, label_names: dict[str, str], cfg: TrainConfig
                 ) -> _AcrossCodes:
+        """``label_names``: the label each regression property of the model predicts (the other
+        code's spectra are scored against the same label, not one chosen from their own data)."""
         from ..data.library import parent_groups
 
         if other is None or not len(other):
@@ -469,9 +472,7 @@ class _AcrossCodes:
         X, e0 = spectra_to_grid(other.energy, other.mu, cfg.grid, cfg.normalization)
         keep = np.isfinite(e0) & (np.isfinite(X).mean(axis=1) > 0.9)
         sub = other[np.flatnonzero(keep)]
-        charge = charge_label(sub)
-        names = {CN: CN, DISTANCE: DISTANCE, "charge": charge}
-        return cls(X[keep], {p: np.asarray(sub.labels[names[p]], float) for p in labels if p != CN},
+        return cls(X[keep], {p: np.asarray(sub.labels[name], float) for p, name in label_names.items() if p != CN},
                    parent_groups(sub), source=",".join(sorted(set(sub.source.tolist()))))
 
     @property
