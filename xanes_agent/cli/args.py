@@ -82,9 +82,10 @@ def data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default=None, help="only this source (e.g. feff10-project, omnixas-feff9)")
 
 
-def load_collection(a: argparse.Namespace):
+def load_collection(a: argparse.Namespace, narrow: bool = True):
     """The spectra a command works on: ``--data`` files (MP JSON, xmu.dat) or a library (bundled
-    default), only ``--source`` where given (a source the data lack is an error naming those it has)."""
+    default), only ``--source`` where given (a source the data lack is an error naming those it
+    has); ``narrow=False``: every source (the caller narrows with :func:`only_source`)."""
     from ..data import SpectrumCollection, read_spectrum
     from ..data.library import load_bundled_library
     from ..data.readers import read_library
@@ -95,13 +96,18 @@ def load_collection(a: argparse.Namespace):
         coll = read_library(a.library)
     else:
         coll = load_bundled_library()
-    source = getattr(a, "source", None)
-    if source:
-        sources = sorted(set(coll.source.tolist()))
-        coll = coll.where(source=source)
-        if not len(coll):
-            raise CLIError(f"--source {source}: no such source in the data (have: {', '.join(sources)})")
-    return coll
+    if not narrow or not getattr(a, "source", None):
+        return coll
+    return only_source(coll, a.source)
+
+
+def only_source(coll, source: str, flag: str = "--source"):
+    """The spectra of ``source``; a source the data lack is an error naming ``flag`` and the sources they have."""
+    sub = coll.where(source=source)
+    if not len(sub):
+        have = ", ".join(sorted(set(coll.source.tolist())))
+        raise CLIError(f"{flag} {source}: no such source in the data (have: {have})")
+    return sub
 
 
 def sample_args(p: argparse.ArgumentParser) -> None:

@@ -18,6 +18,7 @@ from .args import (
     existing_file,
     load_collection,
     non_negative_int,
+    only_source,
     positive_int,
     scheduler_arg,
 )
@@ -26,14 +27,11 @@ from .args import (
 def cmd_train(a: argparse.Namespace) -> int:
     from ..cluster import joblib_on
 
-    coll = load_collection(a)
+    every = load_collection(a, narrow=False)  # read once; --calibrate-across draws on all sources
+    coll = only_source(every, a.source) if a.source else every
     other = None
-    if a.calibrate_across:  # taken from the data before --source narrows them
-        every = load_collection(argparse.Namespace(**{**vars(a), "source": None}))
-        other = every.where(source=a.calibrate_across)
-        if not len(other):
-            raise CLIError(f"--calibrate-across {a.calibrate_across}: no such source in the data "
-                           f"(have: {', '.join(sorted(set(every.source.tolist())))})")
+    if a.calibrate_across:
+        other = only_source(every, a.calibrate_across, "--calibrate-across")
         coll = coll[np.flatnonzero(coll.source != a.calibrate_across)]
         if not len(coll):
             raise CLIError(f"--calibrate-across {a.calibrate_across}: nothing left to train on")
