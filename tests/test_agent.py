@@ -315,6 +315,10 @@ def test_fused_fast_path_equals_sklearn():
         np.testing.assert_allclose(out["cn"], clf.predict_proba_per_seed(Xt), atol=1e-12)
         np.testing.assert_allclose(out["d"][:, :, 0], reg.predict_per_seed(Xt), atol=1e-12)
         np.testing.assert_allclose(out["cn"].mean(0), clf.predict_proba(Xt), atol=1e-12)
+    # fewer trees than the walk keeps in flight (slots that never get a tree)
+    few = SeedEnsembleRegressor(n_seeds=1, n_estimators=3).fit(X, np.nan_to_num(X[:, 2]))
+    small = FusedForests.from_packed({"d": PackedForests.from_sklearn(few.estimators_)})
+    np.testing.assert_allclose(small.per_property(Xt)["d"][:, :, 0], few.predict_per_seed(Xt), atol=1e-12)
     # the compiled walk used the 8-byte records; rows sitting exactly on split thresholds (as
     # float32, where rounding a float64 threshold decides the side) still go scikit-learn's way
     if HAVE_NUMBA:

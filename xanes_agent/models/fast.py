@@ -44,7 +44,7 @@ def _walk_python(X, feature, threshold, left, right, missing_left, value, roots,
 _walk = njit(cache=False, nogil=True)(_walk_python) if HAVE_NUMBA else None
 
 
-WALK_BLOCK = 8  # trees walked in lock-step (measured: 4-32 alike within noise, 1 is ~2x slower)
+WALK_BLOCK = 8  # trees in flight at once (measured: 6-16 alike within noise, 1 is ~2x slower)
 
 
 def _next_node_python(x_row, thr, n, c):
@@ -69,33 +69,49 @@ def _walk_packed32_python(X, rec, thr, values, roots, tree_group, group_width, i
     # ``packed.hot_first_order``); -1 at a leaf. X is float32 and the
     # thresholds are rounded down to float32, so x <= t decides exactly as scikit-learn's float32
     # features against float64 thresholds do.
-    # Trees are walked WALK_BLOCK at a time in lock-step: each step of one tree waits on a load
-    # (a cache miss, mostly), and the steps of different trees do not depend on each other, so the
-    # CPU keeps several of those loads in flight instead of one.
+    # WALK_BLOCK trees are in flight at once, one step of each in turn: each step of one tree waits
+    # on a load (a cache miss, mostly) and the steps of different trees do not depend on each other,
+    # so the CPU keeps several loads in flight instead of one. A slot whose tree reaches its leaf
+    # adds the leaf's outputs and takes the next tree at once, so no slot idles while a deeper
+    # tree of its block finishes (measured: ~15 % faster than walking fixed blocks to their end).
     nodes = np.empty(WALK_BLOCK, np.int64)
     codes = np.empty(WALK_BLOCK, np.int64)
+    trees = np.empty(WALK_BLOCK, np.int64)  # the tree in each slot; -1 once no tree is left for it
     n_trees = roots.shape[0]
     for r in range(X.shape[0]):
-        for t0 in range(0, n_trees, WALK_BLOCK):
-            m = min(WALK_BLOCK, n_trees - t0)
-            for j in range(m):
-                nodes[j] = roots[t0 + j]
+        x_row = X[r]
+        following = 0  # the next tree to start
+        live = 0
+        for j in range(WALK_BLOCK):
+            if following < n_trees:
+                trees[j] = following
+                nodes[j] = roots[following]
                 codes[j] = rec[nodes[j], 1]
-            active = True
-            while active:
-                active = False
-                for j in range(m):
-                    c = codes[j]
-                    if c >= 0:
-                        n = _next_node(X[r], thr, nodes[j], c)
-                        nodes[j] = n
-                        codes[j] = rec[n, 1]
-                        active = True
-            for j in range(m):
-                g = tree_group[t0 + j]
-                s = inv_count[g]
-                for k in range(group_width[g]):
-                    out[r, g, k] += values[nodes[j] + 1 + k, 0] * s
+                following += 1
+                live += 1
+            else:
+                trees[j] = -1
+                codes[j] = -1
+        while live > 0:
+            for j in range(WALK_BLOCK):
+                c = codes[j]
+                if c >= 0:
+                    n = _next_node(x_row, thr, nodes[j], c)
+                    nodes[j] = n
+                    codes[j] = rec[n, 1]
+                elif trees[j] >= 0:  # at a leaf: add its outputs, start the next tree here
+                    g = tree_group[trees[j]]
+                    s = inv_count[g]
+                    for k in range(group_width[g]):
+                        out[r, g, k] += values[nodes[j] + 1 + k, 0] * s
+                    if following < n_trees:
+                        trees[j] = following
+                        nodes[j] = roots[following]
+                        codes[j] = rec[nodes[j], 1]
+                        following += 1
+                    else:
+                        trees[j] = -1
+                        live -= 1
     return out
 
 
