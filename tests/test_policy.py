@@ -11,6 +11,7 @@ from xanes_agent.agent.policy import (
     Measure,
     Stop,
     coarse_edge,
+    lattice_energies,
     new_energies,
 )
 from xanes_agent.foundation.normalization import find_e0
@@ -105,8 +106,31 @@ def test_proposals_skip_measured_energies_respect_the_budget_and_stop_when_nothi
     # the proposals were measured without adding a point (e.g. all readings dropped): stop, do not loop
     assert pol.next(es, mus, _report(p=0.5), suggest=lambda n: proposals[:n]).reason.startswith("nothing new measured")
     pol, es, mus = _opened()
-    again = [{"start": es.min(), "stop": es.min() + 5.0, "step": 5.0, "uid": "c", "score": 1.0}]
+    step = DEFAULT_SURVEY[2]  # a range on the survey's own points
+    again = [{"start": es.min(), "stop": es.min() + 2 * step, "step": step, "uid": "c", "score": 1.0}]
     assert pol.next(es, mus, _report(p=0.5), suggest=lambda n: again).reason.startswith("nothing new to measure")
+
+
+def test_proposals_lie_on_one_lattice_with_the_survey():
+    assert np.allclose(lattice_energies(10.2, 13.1, 1.5, 4.0), [10.0, 11.5, 13.0, 14.5])
+    assert np.allclose(lattice_energies(10.0, 10.0, 1.5, 4.0), [10.0])
+    with pytest.raises(ValueError, match="bad energy range"):
+        lattice_energies(10.0, 9.0, 1.5, 4.0)
+    pol, es, mus = _opened()
+    origin = EDGE + DEFAULT_SURVEY[0]
+    survey = es[:len(np.arange(DEFAULT_SURVEY[0], DEFAULT_SURVEY[1] + 1e-9, DEFAULT_SURVEY[2]))]
+    lo = survey[-3] - 2.0  # a range with survey points inside it and one just above it
+    props = [{"start": lo, "stop": survey[-2] + 0.4, "step": 1.5, "uid": "a", "score": 1.0}]
+    (m,) = pol.next(es, mus, _report(p=0.5), suggest=lambda n: props)
+    k = (m.energies - origin) / 1.5
+    assert np.allclose(k, np.round(k))  # on the survey's lattice
+    # widened to the lattice points at or outside the range's ends; the survey's own points not again
+    assert m.energies.min() <= lo and m.energies.max() + 1.5 > survey[-2] + 0.4
+    assert not np.isin(np.round(m.energies, 6), np.round(survey, 6)).any()
+    inside = (es >= m.energies.min()) & (es <= m.energies.max())
+    assert np.isin(np.round(survey, 6), np.round(es[inside], 6)).sum() >= 2
+    together = np.unique(np.round(np.concatenate([m.energies, es[inside]]), 6))
+    assert np.diff(together).max() <= 1.5 + 1e-9  # the survey points are lattice points: no gap left
 
 
 def test_without_opening_the_policy_asks_for_the_survey_until_the_edge_is_found():

@@ -4,16 +4,17 @@ One run, composed from ``bluesky.plan_stubs``, driven by the project's one adapt
 (:class:`~xanes_agent.agent.policy.AdaptivePolicy`, shared with the queue-server suggester and
 the points-to-decision benchmark):
 
-1. **survey**: a coarse pass across the model window around the tabulated edge (default 5 eV
-   steps from edge - 30 eV to edge + 70 eV): pre-edge level, rough edge, post-edge;
+1. **survey**: a coarse pass around the tabulated edge (default 6 eV
+   steps from edge - 30 eV to edge + 60 eV): pre-edge level, rough edge;
 2. **edge**: 0.5 eV steps over +-5 eV around the steepest coarse interval, so E0 (and with it the
-   model window) is placed to sub-eV precision; then 0.5 eV steps over E0 + 50 +- 1 eV, where the
+   model window) is placed to sub-eV precision; then 1 eV steps over E0 + 50 +- 1 eV, where the
    post-edge normalization takes its value;
-3. **adaptive loop**: the agent's next range(s) (``suggest``: coarse, then fine), without the
-   energies already measured, measured and ``ingest``-ed with the proposal uid, until a stop rule
-   holds: confident (in domain; calibrated CN probability and 68 % half-widths, in A and e, within
-   ``thresholds``); stable (window covered, the last decisions agree within ``stability``, the CN
-   a decision); a point budget; a time budget; nothing new measured; nothing left to propose.
+3. **adaptive loop**: the agent's next range(s) (``suggest``: coarse, then fine), on the survey's
+   lattice and without the energies already measured, measured and ``ingest``-ed with the proposal
+   uid, until a stop rule holds: confident (in domain; calibrated CN probability and 68 %
+   half-widths, in A and e, within ``thresholds``); stable (window covered, the last decisions
+   agree within ``stability``, the CN a decision); a point budget; a time budget; nothing new
+   measured; nothing left to propose.
 
 Every decision is recorded in the run: the ``decisions`` stream holds each pass and proposal (JSON,
 with its uid and score) and the final stop reason, which also goes into the stop document's
