@@ -32,7 +32,7 @@ from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library, paren
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
 from xanes_agent.data.readers import read_library
 from xanes_agent.foundation.edges import ELEMENTS
-from xanes_agent.models.calibration import expected_calibration_error
+from xanes_agent.models.calibration import confidence_ece, expected_calibration_error
 from xanes_agent.models.evaluation import CN_CLASSES, group_folds, joint_group_folds, on_cn_classes
 from xanes_agent.models.features import spectra_to_grid
 from xanes_agent.models.training import TrainConfig, live_config, train_element, with_low_windows
@@ -122,13 +122,13 @@ def summary(c: Collector, in_family_mae: float | None) -> dict:
         out["cn_accuracy"] = float(np.mean(classes[np.argmax(p["raw_proba"][ok], axis=1)] == p["y"][ok]))
         out["cn_ece_raw"] = expected_calibration_error(p["raw_proba"][ok], idx)
         k = np.argmax(p["raw_proba"][ok], axis=1)  # the predicted class; its calibrated probability
-        out["cn_ece_calibrated"] = _pooled_ece(p["proba"][ok][np.arange(len(k)), k], k == idx)
+        out["cn_ece_calibrated"] = confidence_ece(p["proba"][ok][np.arange(len(k)), k], k == idx)
         # for a new structure: each held-out parent weighs 1 (one family of 69 near-identical
         # spectra that is wrong with confidence 0.99 otherwise decides the pooled figure)
         _, inv, counts = np.unique(p["group"][ok], return_inverse=True, return_counts=True)
         w = 1.0 / counts[inv]
-        out["cn_ece_raw_per_parent"] = _pooled_ece(p["raw_proba"][ok][np.arange(len(k)), k], k == idx, weights=w)
-        out["cn_ece_calibrated_per_parent"] = _pooled_ece(p["proba"][ok][np.arange(len(k)), k], k == idx, weights=w)
+        out["cn_ece_raw_per_parent"] = confidence_ece(p["raw_proba"][ok][np.arange(len(k)), k], k == idx, weights=w)
+        out["cn_ece_calibrated_per_parent"] = confidence_ece(p["proba"][ok][np.arange(len(k)), k], k == idx, weights=w)
         out["cn_accuracy_per_parent"] = float(np.average(k == idx, weights=w))
     return out
 
@@ -207,7 +207,7 @@ def plots(results: dict[str, Collector], out: Path) -> None:
         b = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, 9)
         xs = [conf[b == i].mean() for i in range(10) if np.any(b == i)]
         ys = [corr[b == i].mean() for i in range(10) if np.any(b == i)]
-        ax.plot(xs, ys, "o-", label=f"{label} (ECE {_pooled_ece(conf, corr):.3f})")
+        ax.plot(xs, ys, "o-", label=f"{label} (ECE {confidence_ece(conf, corr):.3f})")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8)
     ax.set_xlabel("stated probability of the predicted CN")
     ax.set_ylabel("fraction correct (held out of family)")
@@ -216,16 +216,6 @@ def plots(results: dict[str, Collector], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "reliability.png", dpi=110)
     plt.close(fig)
-
-
-def _pooled_ece(conf: np.ndarray, correct: np.ndarray, bins: int = 10, weights: np.ndarray | None = None) -> float:
-    """ECE of stated confidences; ``weights`` per row (e.g. 1 / rows of its parent structure)."""
-    w = np.ones(len(conf)) if weights is None else np.asarray(weights, float)
-    edges = np.linspace(0, 1, bins + 1)
-    b = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, bins - 1)
-    total = w.sum()
-    return float(sum(abs(np.average(correct[b == i], weights=w[b == i]) - np.average(conf[b == i], weights=w[b == i]))
-                     * w[b == i].sum() / total for i in range(bins) if np.any(b == i)))
 
 
 def main() -> None:

@@ -136,6 +136,44 @@ def test_bundle_keeps_the_calibration_and_predictions_carry_it(calibrated_model,
         ElementModel.load(edited(resign=True))
 
 
+def test_the_cn_map_is_kept_only_where_it_lowers_the_ece_on_folds_it_was_not_fitted_on(calibrated_model):
+    from xanes_agent.models.calibration import fit_calibration, map_ece_across_folds
+
+    rng = np.random.default_rng(5)
+    n = 600
+    folds = np.arange(n) % 3
+    classes = np.array([4.0, 5.0, 6.0])
+    domain = calibrated_model.calibration.domain
+
+    # uniformly over-confident forests (say 0.9, right 60 %): the map carries over to a new fold
+    conf = rng.uniform(0.8, 1.0, n)
+    proba = np.column_stack([conf, 1 - conf, np.zeros(n)])
+    right = rng.random(n) < 0.6
+    raw, mapped = map_ece_across_folds(proba, np.where(right, 0, 1), folds)
+    assert mapped < raw - 0.2
+    cal = fit_calibration({"coordination_number": np.where(right, 4.0, 5.0)}, {}, proba, classes,
+                          np.full(n, domain.threshold / 2), np.ones(n), np.ones(n, bool), domain, {},
+                          groups=np.arange(n) // 3, folds=folds)
+    assert cal.method["cn_ece_unseen_folds"] == pytest.approx({"forests": raw, "map": mapped})
+    assert cal.confidence_knots != ([0.0, 1.0], [0.0, 1.0]) and "cn_probability" not in cal.method  # kept
+    # right as often as stated overall (0.7), but every fold fails its own way (all right, or 55 %):
+    # fitted on the other folds, the map says the wrong thing for the new one
+    conf = np.full(n, 0.7)
+    proba = np.column_stack([conf, 1 - conf, np.zeros(n)])
+    right = np.where(folds == 0, True, rng.random(n) < 0.55)
+    raw, mapped = map_ece_across_folds(proba, np.where(right, 0, 1), folds)
+    assert mapped > raw + 0.1
+    dropped = fit_calibration({"coordination_number": np.where(right, 4.0, 5.0)}, {}, proba, classes,
+                              np.full(n, domain.threshold / 2), np.ones(n), np.ones(n, bool), domain, {},
+                              groups=np.arange(n) // 3, folds=folds)
+    assert dropped.confidence_knots == ([0.0, 1.0], [0.0, 1.0]) and dropped.confidence_knots_far is None
+    assert dropped.method["cn_probability"].startswith("the forests' own")  # and `info` says so
+    # the weighted ECE: one parent of many rows weighs as much as one of a single row
+    w = np.r_[np.full(10, 0.1), 1.0]
+    assert expected_calibration_error(np.tile([[0.9, 0.1, 0.0]], (11, 1)), np.r_[np.zeros(10), 1], weights=w) == \
+        pytest.approx(abs(0.5 - 0.9))
+
+
 def test_a_cn_map_for_out_of_domain_spectra_learns_their_lower_accuracy_and_survives_the_bundle(
         calibrated_model, bundled_library, tmp_path):
     from xanes_agent.models.calibration import fit_calibration

@@ -203,6 +203,10 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset, capsys):
     bundle = models / "Cu-polynomial-post_edge.npz"
     assert bundle.exists() and (models / "Cu-pointwise-post_edge.npz").exists()
     assert main(["info", str(bundle)]) == 0
+    info = capsys.readouterr().out
+    assert "uncertainty: calibrated out of family" in info
+    # the CN map's record on parents it was not fitted on, unless the CN probability is not mapped
+    assert ("the map was not fitted on: ECE" in info) != ("not calibrated: a CN class" in info)
     assert main(["evaluate", str(bundle), "--library", str(lib), "--json", str(tmp_path / "m.json"),
                  "--permutation", "1"]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())

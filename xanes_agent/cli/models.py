@@ -126,6 +126,10 @@ def cmd_info(a: argparse.Namespace) -> int:
               f"{cal.method.get('groups')}, {cal.method.get('n_held_out_spectra')} spectra): "
               f"{cal.method.get('interval')}; domain flag above score {cal.domain.threshold:.2f}; CN probability "
               f"{cal.method.get('cn_probability', 'calibrated (isotonic map)')}")
+        unseen = cal.method.get("cn_ece_unseen_folds")
+        if unseen:
+            print(f"    CN probability on parents the map was not fitted on: ECE {unseen['map']:.3f} mapped, "
+                  f"{unseen['forests']:.3f} the forests' own")
         for name, q in cal.quantiles.items():
             print(f"    {name}: 68/90 % interval scale per coverage band (0-50, 50-80, 80-100 %): "
                   + "; ".join(f"{a:.3g}/{b:.3g}" for a, b in q)

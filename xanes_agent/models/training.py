@@ -349,7 +349,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     rng = np.random.default_rng(cfg.split_seed + 7)
     y_out: dict[str, list] = {p: [] for p in labels}
     pred_out: dict[str, list] = {p: [] for p in labels if p != CN}
-    proba_out, dist_out, cov_out, full_out, group_out = [], [], [], [], []
+    proba_out, dist_out, cov_out, full_out, group_out, fold_out = [], [], [], [], [], []
     classes = np.array(CN_CLASSES, dtype=float)
     for f in tqdm(np.unique(folds), desc="calibration folds", disable=not progress):
         tr, te = idx[folds != f], idx[folds == f]
@@ -373,6 +373,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
         cov_out.append(np.isfinite(Xall).mean(axis=1))
         full_out.append(np.arange(len(Xall)) < len(te))
         group_out.append(np.tile(parents[folds == f], rep))
+        fold_out.append(np.full(len(Xall), f))
         for prop, y_all in labels.items():
             y_rep = np.tile(y_all[te], rep)
             y_out[prop].append(y_rep)
@@ -441,7 +442,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
         raise ValueError(f"cn_map {cfg.cn_map!r}: 'single' or 'domain'")
     cal = fit_calibration(y, pred, proba, classes, score, np.concatenate(cov_out), full, final_domain, method,
                           groups=np.concatenate(group_out) if cfg.interval_unit == "parent" else None,
-                          cn_map=cfg.cn_map)
+                          cn_map=cfg.cn_map, folds=np.concatenate(fold_out))
     cal.across_codes = cal_across
     return cal
 
