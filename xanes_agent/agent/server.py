@@ -110,9 +110,9 @@ def serve(subscribe: str, models: ModelStore, publish: str | None = None, max_ru
     # (benchmarks/agent_latency.py: a 250k-object heap stalled predictions by ~150 ms, p99)
     gc.collect()
     gc.freeze()
-    if ready is not None:
-        ready()
     try:
+        if ready is not None:
+            ready()
         subscriber.run()
     finally:
         gc.unfreeze()  # serve() called in a longer-lived process gives its heap back to the collector
