@@ -215,7 +215,16 @@ def test_a_pass_below_a_two_step_edge_and_none_below_a_plain_one():
     i = int(np.searchsorted(e, 8996.5))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        # the survey point at 8989 eV had risen by 0.39 of the step: measured where it rose
         m = p.rise_below(e, two_step, i)
+        assert m is not None and m.energies.min() == 8984.5 and m.energies.max() == 8988.5
+        # the first step ends on a plateau: flat into the fine points, but risen below them
+        plateau = np.interp(e, [8984, 8987, 8995, 8999], [0.04, 0.5, 0.5, 1.0])
+        m = p.rise_below(e, plateau, i)
+        assert m is not None and m.energies.min() == 8984.5 and m.energies.max() == 8988.5
+        # risen by a third only at the fine points' low end, and steeply into them: the 10 eV below
+        late = np.interp(e, [8989.5, 8991.5, 8999], [0.04, 0.45, 1.0])
+        m = p.rise_below(e, late, i)
         assert m is not None and m.energies.min() == 8981.5 and m.energies.max() < 8991.5
         assert p.rise_below(e, plain, i) is None
         # risen by half below the pass, but flat into it (a pre-edge peak's tail): no pass

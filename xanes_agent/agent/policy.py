@@ -12,10 +12,11 @@ One small state machine, driven alike by the in-process plan
    interval (:func:`coarse_edge`), so E0 and the model window are placed to sub-eV precision;
    if E0 of the main rise (``find_e0``) then lies outside the fine points (the steepest coarse
    interval was a strong pre-edge peak, as in tetrahedral Ti4+, V5+ or Cr6+), another fine pass
-   is centred on it, and where the edge had already risen by a third of its step at the fine
-   points' low end and still rises into them at 0.4 of their steepest slope (a two-step edge
-   whose second step was the steeper at survey resolution), another pass is made below them (at
-   most ``MAX_EDGE_PASSES`` in all);
+   is centred on it, and where the edge had already risen by a third of its step below the fine
+   points (at a survey point below them, or at their low end with a slope into them of 0.4 of
+   their steepest: a two-step edge whose second step was the steeper at survey resolution),
+   another pass is made where it rose (:meth:`AdaptivePolicy.rise_below`; at most
+   ``MAX_EDGE_PASSES`` in all);
 3. **normalization**: ``NORM_STEP`` eV steps over E0 + 50 +- 1 eV, where the post-edge
    normalization takes its value (measured there, not interpolated across the survey's coarse
    steps);
@@ -202,11 +203,14 @@ class AdaptivePolicy:
                         "why": "E0 of the main rise lies outside the fine points (a pre-edge peak was steeper)"})
 
     def rise_below(self, e: np.ndarray, m: np.ndarray, i: int) -> Measure | None:
-        """A fine pass below the fine points around E0 (sorted ``e``, ``m``; E0 at index ``i``)
-        where the edge had already risen by :data:`RISE_BELOW` of its step at their lowest point
-        and rises into it at :data:`STEEP_BELOW` of the steepest slope within them: a two-step edge
-        whose survey-steepest interval was the second step, while the first, steeper in the full
-        spectrum, lies below the pass. None otherwise."""
+        """A fine pass below the fine points around E0 (sorted ``e``, ``m``; E0 at index ``i``) for
+        a two-step edge whose survey-steepest interval was the second step, while the first,
+        steeper in the full spectrum, lies below the pass: where a measured point below the fine
+        points has already risen by :data:`RISE_BELOW` of the edge step, over the interval in which
+        it rose (the first step ends in a plateau or a peak, so the slope into the fine points can be
+        flat); else where the edge had risen that far at their lowest point and rises into it at
+        :data:`STEEP_BELOW` of the steepest slope within them, over the 2 x ``edge_halfwidth`` eV
+        below them. None otherwise."""
         j = i
         while j > 0 and e[j] - e[j - 1] <= FINE_SPACING:
             j -= 1
@@ -214,7 +218,19 @@ class AdaptivePolicy:
         if j == 0 or not len(before) or not len(after):
             return None
         pre, post = float(np.median(before)), float(np.median(after))
-        if post - pre <= 0 or (m[j] - pre) / (post - pre) < RISE_BELOW:
+        if post - pre <= 0:
+            return None
+        h = self.edge_halfwidth
+        risen = np.flatnonzero((m[:j] - pre) / (post - pre) >= RISE_BELOW)
+        if len(risen) and risen[0] > 0:
+            # a point below the fine points has risen already: the edge began below it (on a
+            # plateau the slope into the fine points says nothing); measure where it rose
+            c = int(risen[0])
+            return Measure("edge", new_energies(range_energies(e[c - 1], e[c], self.edge_step), e),
+                           {"centre": float(0.5 * (e[c - 1] + e[c])), "halfwidth": float(0.5 * (e[c] - e[c - 1])),
+                            "step": self.edge_step,
+                            "why": "the edge had risen before the fine points began (a two-step edge)"})
+        if (m[j] - pre) / (post - pre) < RISE_BELOW:
             return None
         # and still rising into them, about as steeply as within them (not a pre-edge peak's tail
         # or a shoulder: those cost a pass and do not move E0)
@@ -228,7 +244,6 @@ class AdaptivePolicy:
             k -= 1
         if not len(inside) or e[k] >= e[j] or (m[j] - m[k]) / (e[j] - e[k]) < STEEP_BELOW * float(np.max(inside)):
             return None
-        h = self.edge_halfwidth
         return Measure("edge", new_energies(range_energies(e[j] - 2 * h, e[j], self.edge_step), e),
                        {"centre": float(e[j] - h), "halfwidth": h, "step": self.edge_step,
                         "why": "the edge had risen before the fine points began (a two-step edge)"})
