@@ -11,9 +11,9 @@ from xanes_agent.agent.policy import (
     Measure,
     Stop,
     coarse_edge,
-    lattice_energies,
     new_energies,
 )
+from xanes_agent.foundation.energies import lattice_energies
 from xanes_agent.foundation.normalization import find_e0
 
 EDGE = 8979.0

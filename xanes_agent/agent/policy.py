@@ -22,8 +22,9 @@ One small state machine, driven alike by the in-process plan
    steps);
 4. **proposals**: the agent's next ``batch_size`` ranges (importance x calibrated uncertainty),
    each measured on one lattice of its step that starts at the survey's first energy (widened to
-   the lattice points at or just outside the range: :func:`lattice_energies`), without the
-   energies already measured, until a stop rule holds. The survey step is a multiple of the
+   the lattice points at or just outside the range:
+   :func:`~xanes_agent.foundation.energies.lattice_energies`), without the energies already
+   measured, until a stop rule holds. The survey step is a multiple of the
    agent's 1.5 eV proposal step, so the survey points inside the window are lattice points and
    neighbouring proposals share their ends: the window's coarse cover costs about 1 / 1.5 eV less
    the survey's share, instead of 0.8 new points per eV for 2.5 eV ranges each measured on its own.
@@ -48,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from ..foundation.energies import range_energies
+from ..foundation.energies import lattice_energies, range_energies
 from ..foundation.normalization import find_e0
 from .stopping import DEFAULT_STABILITY, DEFAULT_THRESHOLDS, cn_probability, decision_of, stable_reason, stop_reason
 
@@ -96,16 +97,6 @@ def coarse_edge(energies: Sequence[float], mu: Sequence[float]) -> float:
     slope = np.diff(m) / np.maximum(np.diff(e), 1e-9)
     i = int(np.argmax(slope))
     return float(0.5 * (e[i] + e[i + 1]))
-
-
-def lattice_energies(start: float, stop: float, step: float, origin: float) -> np.ndarray:
-    """The points ``origin + k * step`` (eV) from the last one at or below ``start`` to the first one
-    at or above ``stop``: a range measured on a common lattice (see the module docstring)."""
-    if not step > 0 or not np.isfinite([start, stop, step, origin]).all() or stop < start:
-        raise ValueError(f"bad energy range [{start}, {stop}, {step}] (need start <= stop, step > 0, in eV)")
-    k0 = np.floor((start - origin) / step + 1e-9)
-    k1 = np.ceil((stop - origin) / step - 1e-9)
-    return origin + step * np.arange(k0, k1 + 1)
 
 
 def new_energies(planned: np.ndarray, measured: np.ndarray, tol: float = SAME_POINT) -> np.ndarray:
@@ -220,7 +211,6 @@ class AdaptivePolicy:
         pre, post = float(np.median(before)), float(np.median(after))
         if post - pre <= 0:
             return None
-        h = self.edge_halfwidth
         risen = np.flatnonzero((m[:j] - pre) / (post - pre) >= RISE_BELOW)
         if len(risen) and risen[0] > 0:
             # a point below the fine points has risen already: the edge began below it (on a
@@ -244,6 +234,7 @@ class AdaptivePolicy:
             k -= 1
         if not len(inside) or e[k] >= e[j] or (m[j] - m[k]) / (e[j] - e[k]) < STEEP_BELOW * float(np.max(inside)):
             return None
+        h = self.edge_halfwidth
         return Measure("edge", new_energies(range_energies(e[j] - 2 * h, e[j], self.edge_step), e),
                        {"centre": float(e[j] - h), "halfwidth": h, "step": self.edge_step,
                         "why": "the edge had risen before the fine points began (a two-step edge)"})

@@ -421,8 +421,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     # cannot be held out that way, and the map would learn confidence it has not earned
     cn_y = labels.get(CN)
     if cn_y is not None:
-        groups = parent_groups(sub[idx])
-        per_class = {int(c): len(set(groups[cn_y[idx] == c].tolist())) for c in CN_CLASSES if np.any(cn_y[idx] == c)}
+        per_class = {int(c): len(set(parents[cn_y[idx] == c].tolist())) for c in CN_CLASSES if np.any(cn_y[idx] == c)}
         method["cn_parents_per_class"] = per_class
         if min(per_class.values(), default=0) < MIN_CLASS_PARENTS:
             method["cn_probability"] = (f"not calibrated: a CN class comes from fewer than {MIN_CLASS_PARENTS} parent "
