@@ -121,7 +121,9 @@ def test_stable_reason_needs_coverage_and_agreement():
     d = [(4, 2.00, 1.50), (4, 2.005, 1.52), (4, 2.004, 1.49)]
     assert stable_reason(d, 1.0, DEFAULT_STABILITY).startswith("stable")
     assert stable_reason(d, 0.9, DEFAULT_STABILITY) == ""  # window not covered yet
-    assert stable_reason(d[:2], 1.0, DEFAULT_STABILITY) == ""  # too few updates
+    n = DEFAULT_STABILITY["updates"]
+    assert 2 <= n <= 3
+    assert stable_reason(d[:n - 1], 1.0, DEFAULT_STABILITY) == ""  # too few updates
     assert stable_reason(d[:2] + [(6, 2.004, 1.49)], 1.0, DEFAULT_STABILITY) == ""  # CN changed
     assert stable_reason(d[:2] + [(4, 2.03, 1.49)], 1.0, DEFAULT_STABILITY) == ""  # distance moved 0.03 A
     assert stable_reason(d[:2] + [None], 1.0, DEFAULT_STABILITY) == ""

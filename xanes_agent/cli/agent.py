@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..agent.stopping import DEFAULT_STABILITY
 from .args import (
     CLIError,
     choose_sample,
@@ -285,7 +286,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--cn-probability", type=float, default=0.9, help="stop when P(CN) reaches this")
     q.add_argument("--distance-std", type=float, default=0.01, help="... and the distance std (Angstrom) is below")
     q.add_argument("--charge-std", type=float, default=0.05, help="... and the charge std (e) is below")
-    q.add_argument("--stable-updates", type=int, default=3,
+    q.add_argument("--stable-updates", type=int, default=DEFAULT_STABILITY["updates"],
                    help="also stop when the window is covered and this many runs' decisions agree (0: never)")
     common(s)
     s.set_defaults(func=cmd_serve)
