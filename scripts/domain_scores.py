@@ -1,0 +1,115 @@
+"""Which per-spectrum score sees the large errors? Candidates for the domain flag, compared.
+
+    python scripts/domain_scores.py [--elements Cu Fe Ti] [--trees 100]
+
+For each element (project FEFF10 spectra, polynomial features, scikit-learn forests of the study's
+settings), four scores per held-out spectrum:
+
+* ``knn``: the project's domain score (:class:`~xanes_agent.models.calibration.DomainModel`: mean
+  distance to the 5 nearest training spectra over the typical in-family one);
+* ``tree spread``: standard deviation of the distance forest's trees' predictions (A);
+* ``CN ambiguity``: 1 - the CN forest's largest class probability;
+* ``two views``: |distance from polynomial features - distance from pointwise features| (A);
+
+and their combinations (mean of each score's percentile among in-family held-out spectra). Each is
+thresholded at the 90th percentile of its in-family values (in-family: a random fifth of the
+spectra held out, siblings in training, which is the allowance the flag has: <= 10 % flagged), and
+the table gives, on spectra of parent structures held out (5 folds) and, for Cu, on OmniXAS FEFF 9
+spectra of parents the project never computed, the share flagged and the share of spectra with a
+distance error above 3x the in-family MAE that are flagged (the target: >= 80 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library, parent_groups
+from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
+from xanes_agent.models.calibration import DomainModel
+from xanes_agent.models.evaluation import group_folds
+from xanes_agent.models.features import DEFAULT_GRID, make_featurizer, spectra_to_grid
+
+SINGLE = ("knn", "tree spread", "CN ambiguity", "two views")
+COMBINED = {"knn + CN ambiguity": ("knn", "CN ambiguity"),
+            "knn + tree spread + CN ambiguity": ("knn", "tree spread", "CN ambiguity")}
+
+
+def prepare(coll):
+    X, e0 = spectra_to_grid(coll.energy, coll.mu, DEFAULT_GRID)
+    d, cn = coll.labels["mean_nn_distance"], coll.labels["coordination_number"]
+    ok = np.isfinite(e0) & np.isfinite(X).all(axis=1) & np.isfinite(d) & np.isin(cn, (4, 5, 6))
+    return X[ok], d[ok], cn[ok], parent_groups(coll)[ok]
+
+
+def scores(X_train, d_train, cn_train, X_test, trees: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The polynomial-feature distance prediction for ``X_test`` and each candidate score."""
+    poly, point = make_featurizer("polynomial", DEFAULT_GRID), make_featurizer("pointwise", DEFAULT_GRID)
+    F_train, F_test = poly.transform(X_train), poly.transform(X_test)
+    forest = RandomForestRegressor(trees, max_features=1 / 3, n_jobs=-1, random_state=0).fit(F_train, d_train)
+    per_tree = np.stack([t.predict(F_test) for t in forest.estimators_])
+    pointwise = RandomForestRegressor(trees, max_features=1 / 3, n_jobs=-1, random_state=0).fit(
+        point.transform(X_train), d_train).predict(point.transform(X_test))
+    proba = RandomForestClassifier(trees, n_jobs=-1, random_state=0).fit(F_train, cn_train).predict_proba(F_test)
+    domain = DomainModel.fit(F_train)
+    domain.typical = float(np.median(domain.in_family_distance()))
+    pred = per_tree.mean(axis=0)
+    return pred, {"knn": domain.score(F_test), "tree spread": per_tree.std(axis=0),
+                  "CN ambiguity": 1.0 - proba.max(axis=1), "two views": np.abs(pred - pointwise)}
+
+
+def percentile(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.sort(reference), values, side="right") / len(reference)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--elements", nargs="+", default=["Cu", "Fe", "Ti"])
+    ap.add_argument("--trees", type=int, default=100)
+    a = ap.parse_args()
+    warnings.filterwarnings("ignore", category=UserWarning)
+    lib = load_bundled_library()
+    rng = np.random.default_rng(0)
+    print("| element, held out | n | errors > 3x in-family MAE | "
+          + " | ".join(f"{k}: flagged / large errors flagged" for k in (*SINGLE, *COMBINED)) + " |")
+    print("|---" * (3 + len(SINGLE) + len(COMBINED)) + "|")
+    for el in a.elements:
+        X, d, cn, groups = prepare(lib.where(source=PROJECT_SOURCE, element=el))
+        held = rng.random(len(X)) < 0.2  # in-family: siblings stay in training
+        pred, ref = scores(X[~held], d[~held], cn[~held], X[held], a.trees)
+        mae = float(np.mean(np.abs(pred - d[held])))
+        sets = {}
+        folds = group_folds(groups, 5)
+        err, got = np.zeros(len(X)), {k: np.zeros(len(X)) for k in SINGLE}
+        for f in np.unique(folds):
+            m = folds == f
+            p, s = scores(X[~m], d[~m], cn[~m], X[m], a.trees)
+            err[m] = np.abs(p - d[m])
+            for k in SINGLE:
+                got[k][m] = s[k]
+        sets["parents held out"] = (err, got)
+        if el == "Cu":
+            Xo, do, _, go = prepare(lib.where(source=OMNIXAS_SOURCE, element="Cu"))
+            new = np.flatnonzero(~np.isin(go, groups))
+            pick = rng.choice(new, min(1500, len(new)), replace=False)
+            p, s = scores(X, d, cn, Xo[pick], a.trees)
+            sets["OmniXAS FEFF 9, new parents"] = (np.abs(p - do[pick]), s)
+        for name, (e, s) in sets.items():
+            big = e > 3 * mae
+            cells = []
+            for k in SINGLE:
+                flag = s[k] > np.quantile(ref[k], 0.9)
+                cells.append(f"{flag.mean():.2f} / {flag[big].mean():.2f}")
+            for keys in COMBINED.values():
+                in_family = np.mean([percentile(ref[k], ref[k]) for k in keys], axis=0)
+                flag = np.mean([percentile(ref[k], s[k]) for k in keys], axis=0) > np.quantile(in_family, 0.9)
+                cells.append(f"{flag.mean():.2f} / {flag[big].mean():.2f}")
+            print(f"| {el}, {name} | {len(e)} | {big.sum()} (in-family MAE {mae:.3f} A) | " + " | ".join(cells) + " |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
