@@ -14,8 +14,9 @@ Nested, so nothing is judged on data its calibration saw:
 
 Printed per row: coverage of the nominal 68 % and 90 % intervals (distance, charge label), the
 CN accuracy and expected calibration error (ECE) of the calibrated probability against the raw
-forest probability, and the domain flag: the share of held-out spectra flagged, and the share of
-spectra with a distance error above 3x the in-family MAE that are flagged. Writes
+forest probability, and the domain flag: the share of held-out spectra flagged, the share of
+spectra with a distance error above 3x the in-family MAE that are flagged, and the share of the
+element's in-family held-out spectra (the library's by-material split) flagged. Writes
 ``coverage.png`` (coverage against nominal level) and ``reliability.png`` under ``--out``.
 """
 
@@ -35,7 +36,7 @@ from xanes_agent.foundation.edges import ELEMENTS
 from xanes_agent.models.calibration import confidence_ece, expected_calibration_error
 from xanes_agent.models.evaluation import CN_CLASSES, group_folds, joint_group_folds, on_cn_classes
 from xanes_agent.models.features import spectra_to_grid
-from xanes_agent.models.training import TrainConfig, live_config, train_element, with_low_windows
+from xanes_agent.models.training import TrainConfig, assign_splits, live_config, train_element, with_low_windows
 
 NOMINAL = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.68, 0.8, 0.9, 0.95])
 
@@ -149,6 +150,17 @@ def run_out_of_family(sub, el: str, cfg: TrainConfig, n_folds: int, coll: Collec
         coll.add(model, Xm, {k: v[te][src] for k, v in sub.labels.items()}, full, parent_groups(sub)[te][src])
 
 
+def in_family_flagged(model, sub, cfg: TrainConfig) -> float:
+    """Share of the library's own held-out spectra (its by-material split: siblings in training)
+    that ``model``, trained on the rest, flags out of domain."""
+    X, e0 = spectra_to_grid(sub.energy, sub.mu)
+    te = np.flatnonzero((assign_splits(sub, cfg.split_seed) == "test") & np.isfinite(e0))
+    if not len(te):
+        return float("nan")
+    preds = model.predict_grid(X[te])
+    return float(np.mean(~np.asarray(next(iter(preds.values()))["in_domain"], bool)))
+
+
 def run_transfer(project_cu, omni, cfg: TrainConfig, n_folds: int, same: Collector, across: Collector) -> None:
     Xo, e0 = spectra_to_grid(omni.energy, omni.mu)
     po, pp = parent_groups(omni), parent_groups(project_cu)
@@ -232,6 +244,8 @@ def main() -> None:
     ap.add_argument("--experiment-like", type=int, default=0, metavar="N",
                     help="train (and calibrate) on N experiment-like copies per spectrum (models.realism)")
     ap.add_argument("--live", action="store_true", help="the live preset (training.live_config)")
+    ap.add_argument("--domain-quantile", type=float, default=TrainConfig.domain_quantile,
+                    help="flag out of domain beyond this quantile of the in-family distance (TrainConfig)")
     ap.add_argument("--cn-map", choices=["single", "domain"], default="domain",
                     help="one CN probability map, or one each for in- and out-of-domain spectra")
     a = ap.parse_args()
@@ -239,15 +253,15 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     kw = dict(n_seeds=a.seeds, n_estimators=a.trees, n_jobs=-1, interval_unit=a.interval_unit, cn_map=a.cn_map,
-              realism_copies=a.experiment_like)
+              realism_copies=a.experiment_like, domain_quantile=a.domain_quantile)
     cfg = live_config(**kw) if a.live else TrainConfig(**kw)
     project = lib.where(source=PROJECT_SOURCE)
     results: dict[str, Collector] = {}
     table: dict[str, dict] = {}
     head = ("| evaluation | d cov68 | d cov90 | d cov68/90 per parent | charge cov68 | charge cov90 "
             "| charge cov68/90 per parent | CN acc. | CN ECE raw / calibrated | per parent: CN acc., ECE raw / "
-            "calibrated | flagged | big errors flagged |")
-    print(head + "\n" + "|---" * 12 + "|")
+            "calibrated | flagged | big errors flagged | in-family flagged |")
+    print(head + "\n" + "|---" * 13 + "|")
     mae_in_family = {}
     for el in a.elements:
         t0 = time.perf_counter()
@@ -261,6 +275,7 @@ def main() -> None:
         mae_in_family[el] = m.properties["mean_nn_distance"].metrics.get("mae_mean", float("nan"))
         results[f"{el} out of family"] = c
         table[f"{el} out of family"] = summary(c, mae_in_family[el])
+        table[f"{el} out of family"]["in_family_flagged"] = in_family_flagged(m, sub, cfg)
         _print(f"{el} out of family", table[f"{el} out of family"], time.perf_counter() - t0)
     omni = lib.where(source=OMNIXAS_SOURCE, element="Cu")
     if not a.no_transfer and len(omni) and "Cu" in a.elements:
@@ -286,7 +301,8 @@ def _print(name: str, s: dict, seconds: float) -> None:
           f"| {g('cn_accuracy')} | {g('cn_ece_raw', '{:.3f}')} / {g('cn_ece_calibrated', '{:.3f}')} "
           f"| {g('cn_accuracy_per_parent')}, {g('cn_ece_raw_per_parent', '{:.3f}')} / "
           f"{g('cn_ece_calibrated_per_parent', '{:.3f}')} "
-          f"| {g('flagged_share')} | {g('big_error_flagged')} (n={s.get('big_error_n', 0)}) |  ({seconds:.0f} s)",
+          f"| {g('flagged_share')} | {g('big_error_flagged')} (n={s.get('big_error_n', 0)}) "
+          f"| {g('in_family_flagged')} |  ({seconds:.0f} s)",
           flush=True)
 
 

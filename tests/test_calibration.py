@@ -136,6 +136,23 @@ def test_bundle_keeps_the_calibration_and_predictions_carry_it(calibrated_model,
         ElementModel.load(edited(resign=True))
 
 
+def test_the_domain_threshold_flags_the_configured_share_of_in_family_spectra(calibrated_model, bundled_library):
+    from xanes_agent.models.training import TrainConfig, train_element
+
+    small = dict(n_seeds=1, n_estimators=10, calibration_seeds=1, calibration_folds=2,
+                 properties=("mean_nn_distance",))
+    other = train_element(bundled_library.where(element="Fe"), "Fe", TrainConfig(**small, domain_quantile=0.8),
+                          progress=False)
+    for model, q in ((calibrated_model, TrainConfig().domain_quantile), (other, 0.8)):
+        dom = model.calibration.domain
+        assert model.calibration.method["domain"].startswith(f"{q:.0%} quantile")
+        flagged = np.mean(dom.in_family_distance() / dom.typical > dom.threshold)
+        assert abs(flagged - (1 - q)) <= 0.02
+    for bad in (0.3, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="domain_quantile"):
+            TrainConfig(domain_quantile=bad)
+
+
 def test_the_cn_map_is_kept_only_where_it_lowers_the_ece_on_folds_it_was_not_fitted_on(calibrated_model):
     from xanes_agent.models.calibration import fit_calibration, map_ece_across_folds
 

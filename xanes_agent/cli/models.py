@@ -10,10 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from ..models.calibration import DOMAIN_QUANTILE
 from .args import (
     CLIError,
     cluster_client,
     data_args,
+    domain_quantile,
     element_arg,
     existing_file,
     load_collection,
@@ -54,7 +56,8 @@ def _train_all(a: argparse.Namespace, coll: Any, elements: list[str], other: Any
         for feat in a.featurization:
             kw = dict(featurization=feat, normalization=a.normalization, n_seeds=a.seeds,
                       n_estimators=a.trees, split_seed=a.seed, n_jobs=a.jobs,
-                      calibration_folds=a.calibration_folds, realism_copies=a.experiment_like)
+                      calibration_folds=a.calibration_folds, realism_copies=a.experiment_like,
+                      domain_quantile=a.domain_quantile)
             cfg = live_config(**kw) if a.live else TrainConfig(**kw)
             m = train_element(coll, el, cfg, progress=not a.quiet,
                               other=other if other is not None and el in set(other.element.tolist()) else None)
@@ -164,6 +167,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--calibration-folds", type=non_negative_int, default=5, metavar="K",
                    help="calibrate intervals, CN probability and the domain flag on K folds by parent structure "
                         "(0: seed spread only, not a predictive uncertainty)")
+    t.add_argument("--domain-quantile", type=domain_quantile, default=DOMAIN_QUANTILE, metavar="Q",
+                   help="flag a spectrum out of domain beyond this quantile of the training spectra's in-family "
+                        "distance (about 1 - Q of in-family spectra flagged; default %(default)s)")
     t.add_argument("--calibrate-across", default=None, metavar="SOURCE",
                    help="spectra of this source (another code, e.g. omnixas-feff9) do not train: they calibrate the "
                         "intervals the agent states for measured spectra (--intervals across-codes)")

@@ -83,6 +83,13 @@ class TrainConfig:
     cn_map: str = "domain"
     # experiment-like copies per training spectrum (models.realism: broadening, E0, normalization, noise)
     realism_copies: int = 0
+    # a spectrum is flagged out of domain beyond this quantile of the training spectra's
+    # leave-self-out distance (models.calibration), so about 1 - it of in-family spectra are flagged
+    domain_quantile: float = DOMAIN_QUANTILE
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.domain_quantile < 1.0:
+            raise ValueError(f"domain_quantile {self.domain_quantile!r}: a quantile in [0.5, 1)")
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -400,7 +407,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                                    _measured_features(X_grid, idx, cfg, featurizer, rng, real))
     in_family = final_domain.in_family_distance()
     final_domain.typical = float(np.median(in_family))
-    final_domain.threshold = float(np.quantile(in_family, DOMAIN_QUANTILE) / final_domain.typical)
+    final_domain.threshold = float(np.quantile(in_family, cfg.domain_quantile) / final_domain.typical)
     score = dist / final_domain.typical
     y = {p: np.concatenate(v) for p, v in y_out.items()}
     pred = {p: np.concatenate(v) for p, v in pred_out.items()}
@@ -411,7 +418,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
               "interval": "split-conformal for a new parent structure (each parent weighs 1; Dunn et al. 2022), "
                           "|y - pred| / (0.5 + 0.5 domain score), per coverage band",
               "cn": "isotonic map of the predicted class probability",
-              "domain": f"{DOMAIN_QUANTILE:.0%} quantile of the training spectra's leave-self-out distance"
+              "domain": f"{cfg.domain_quantile:.0%} quantile of the training spectra's leave-self-out distance"
                         + (" (from measurement-like copies; feature scales include measurement noise)"
                            if _measures(cfg) and real is None else "")
                         + (" (from experiment-like copies; feature scales include their spread)"
