@@ -13,6 +13,7 @@ from xanes_agent.agent.policy import (
     coarse_edge,
     new_energies,
 )
+from xanes_agent.agent.stopping import DEFAULT_STABILITY
 from xanes_agent.foundation.energies import lattice_energies
 from xanes_agent.foundation.normalization import find_e0
 
@@ -80,13 +81,14 @@ def test_stable_answer_stops_after_agreeing_updates_with_a_decided_cn():
     pol, es, mus = _opened()
     far = {"start": 9100.0, "stop": 9110.0, "step": 1.0, "uid": "u", "score": 1.0}
     unsure = _report(p=0.7, d_std=0.05)  # stable, but not confident
-    for i in range(1):
+    updates = DEFAULT_STABILITY["updates"]
+    for i in range(updates - 1):  # agreeing updates, one short of a stable answer
         action = pol.next(np.concatenate([es, 9300 + np.arange(3 * (i + 1))]), mus, unsure,
                           suggest=lambda n, i=i: [{**far, "start": far["start"] + 20 * i,
                                                    "stop": far["stop"] + 20 * i}])
         assert isinstance(action, list)
-    out = pol.next(np.concatenate([es, 9300 + np.arange(6)]), mus, unsure, suggest=lambda n: [far])
-    assert out.reason.startswith("stable: the last 2 updates agree (CN 6, P=0.70")
+    out = pol.next(np.concatenate([es, 9300 + np.arange(3 * updates)]), mus, unsure, suggest=lambda n: [far])
+    assert out.reason.startswith(f"stable: the last {updates} updates agree (CN 6, P=0.70")
     pol, es, mus = _opened()  # the same answer at P = 0.5 is not a decision
     for i in range(4):
         out = pol.next(np.concatenate([es, 9100 + np.arange(5 * (i + 1))]), mus, _report(p=0.5, d_std=0.05),

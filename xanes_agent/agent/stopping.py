@@ -20,7 +20,8 @@ DEFAULT_THRESHOLDS = {"cn_probability": 0.9, "distance_std": 0.01, "charge_std":
 # stop when at least `coverage` of the model window is measured and the last `updates` decisions
 # agree within these (A, e), the CN at calibrated probability >= `cn_probability`. Two updates, not
 # three: once the window is covered the decisions have nearly always agreed already, and the third
-# cost 0-2.6 points a scan with the same decisions at the stop (points-to-decision, 8 elements)
+# cost 0-3 points of a 241-point scan (median) with the same decisions at the stop (points-to-decision,
+# 8 elements)
 DEFAULT_STABILITY = {"updates": 2, "distance": 0.01, "charge": 0.05, "cn_probability": 0.6, "coverage": 0.99}
 
 

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ..models.calibration import valid_domain_quantile
+
 
 class CLIError(Exception):
     """A bad argument or input: printed as one clear line, exit status 2."""
@@ -38,7 +40,7 @@ def _number(cast: Callable[[str], float], ok: Callable[[float], bool], what: str
 positive_int = _number(int, lambda n: n > 0, "a positive integer")
 non_negative_int = _number(int, lambda n: n >= 0, "a whole number >= 0")
 positive_float = _number(float, lambda x: 0 < x < float("inf"), "a positive finite number")
-domain_quantile = _number(float, lambda x: 0.5 <= x < 1.0, "a quantile in [0.5, 1)")
+domain_quantile = _number(float, valid_domain_quantile, "a quantile in [0.5, 1)")
 
 
 def element_arg(value: str) -> str:

@@ -79,6 +79,11 @@ MAX_REFERENCE = 1500
 MIN_STRATUM = 30
 
 
+def valid_domain_quantile(q: float) -> bool:
+    """Whether ``q`` can be the domain flag's quantile of the in-family distance."""
+    return 0.5 <= q < 1.0
+
+
 def coverage_band(fraction: np.ndarray | float) -> np.ndarray:
     """Index of the coverage band (see :data:`COVERAGE_EDGES`) of each coverage fraction."""
     f = np.clip(np.asarray(fraction, float), 0.0, 1.0)

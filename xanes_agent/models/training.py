@@ -32,7 +32,7 @@ from sklearn.metrics import f1_score, mean_absolute_error, r2_score
 
 from ..data.collection import SpectrumCollection
 from ..foundation.properties import CHARGE, CHARGE_LABELS, CN, DISTANCE
-from .calibration import DOMAIN_QUANTILE, Calibration
+from .calibration import DOMAIN_QUANTILE, Calibration, valid_domain_quantile
 from .ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor
 from .features import DEFAULT_GRID, Grid, make_featurizer, spectra_to_grid
 from .model import ElementModel, PropertyModel
@@ -88,7 +88,7 @@ class TrainConfig:
     domain_quantile: float = DOMAIN_QUANTILE
 
     def __post_init__(self) -> None:
-        if not 0.5 <= self.domain_quantile < 1.0:
+        if not valid_domain_quantile(self.domain_quantile):
             raise ValueError(f"domain_quantile {self.domain_quantile!r}: a quantile in [0.5, 1)")
 
     def as_dict(self) -> dict[str, Any]:
