@@ -216,10 +216,7 @@ class AdaptivePolicy:
             # a point below the fine points has risen already: the edge began below it (on a
             # plateau the slope into the fine points says nothing); measure where it rose
             c = int(risen[0])
-            return Measure("edge", new_energies(range_energies(e[c - 1], e[c], self.edge_step), e),
-                           {"centre": float(0.5 * (e[c - 1] + e[c])), "halfwidth": float(0.5 * (e[c] - e[c - 1])),
-                            "step": self.edge_step,
-                            "why": "the edge had risen before the fine points began (a two-step edge)"})
+            return self._pass_below(e, e[c - 1], e[c], 0.5 * (e[c - 1] + e[c]), 0.5 * (e[c] - e[c - 1]))
         if (m[j] - pre) / (post - pre) < RISE_BELOW:
             return None
         # and still rising into them, about as steeply as within them (not a pre-edge peak's tail
@@ -235,8 +232,13 @@ class AdaptivePolicy:
         if not len(inside) or e[k] >= e[j] or (m[j] - m[k]) / (e[j] - e[k]) < STEEP_BELOW * float(np.max(inside)):
             return None
         h = self.edge_halfwidth
-        return Measure("edge", new_energies(range_energies(e[j] - 2 * h, e[j], self.edge_step), e),
-                       {"centre": float(e[j] - h), "halfwidth": h, "step": self.edge_step,
+        return self._pass_below(e, e[j] - 2 * h, e[j], e[j] - h, h)
+
+    def _pass_below(self, e: np.ndarray, lo: float, hi: float, centre: float, halfwidth: float) -> Measure:
+        """The fine pass over ``lo``..``hi`` eV (centre, half-width recorded) that
+        :meth:`rise_below` asks for, without the energies ``e`` already measured."""
+        return Measure("edge", new_energies(range_energies(lo, hi, self.edge_step), e),
+                       {"centre": float(centre), "halfwidth": float(halfwidth), "step": self.edge_step,
                         "why": "the edge had risen before the fine points began (a two-step edge)"})
 
     @property
