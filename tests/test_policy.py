@@ -24,6 +24,18 @@ def _edge_spectrum(e, e0=8990.0):
     return 1.0 / (1.0 + np.exp(-(np.asarray(e) - e0) / 1.5)) + 0.002 * (np.asarray(e) - e0).clip(0)
 
 
+def _opening(spectrum, edge=EDGE):
+    """Drive a policy's opening passes on a noise-free ``spectrum(e)``: the passes and every
+    energy measured, in order."""
+    pol = AdaptivePolicy(edge)
+    es, passes = np.zeros(0), []
+    while pol.in_opening:
+        (m,) = pol.next(es, spectrum(es))
+        passes.append(m)
+        es = np.concatenate([es, m.energies])
+    return passes, es
+
+
 def _report(cn=6, p=0.95, d=2.0, d_std=0.005, q=2.0, q_std=0.02, coverage=1.0, in_domain=True, located=True):
     preds = {"coordination_number": {"prediction": cn, "probability": p, "in_domain": in_domain},
              "mean_nn_distance": {"prediction": d, "std": d_std}, "charge": {"prediction": q, "std": q_std}}
@@ -186,12 +198,7 @@ def test_a_steep_pre_edge_peak_gets_a_second_fine_pass_on_the_main_rise():
         e = np.asarray(e, float)
         return 2.0 * np.exp(-0.5 * ((e - 8983.0) / 1.5) ** 2) + 1.0 / (1.0 + np.exp(-(e - 8996.0) / 2.5))
 
-    pol = AdaptivePolicy(EDGE)
-    es, passes = np.zeros(0), []
-    while pol.in_opening:
-        (m,) = pol.next(es, pre_edge_spectrum(es))
-        passes.append(m)
-        es = np.concatenate([es, m.energies])
+    passes, es = _opening(pre_edge_spectrum)
     kinds = [m.kind for m in passes]
     assert kinds == ["survey", "edge", "edge", "normalization"]
     assert abs(passes[1].info["centre"] - 8983) < 3  # the first fine pass went to the peak
@@ -232,3 +239,24 @@ def test_a_pass_below_a_two_step_edge_and_none_below_a_plain_one():
         # risen by half below the pass, but flat into it (a pre-edge peak's tail): no pass
         tail = np.where(e < 8993, 0.5, plain)
         assert p.rise_below(e, tail, i) is None
+
+
+def test_a_pass_above_when_the_steeper_step_lies_above_the_fine_points():
+    """A two-step edge whose steepest coarse interval was the first step: the fine points measure
+    it, and the second, steeper step lies between survey points above them (as Cu mp-556002/6:
+    E0 of the passes 5.9 eV low). A pass over that interval moves E0 to it; a plain edge gets none."""
+
+    def two_step(e):
+        e = np.asarray(e, float)
+        return 0.45 / (1 + np.exp(-(e - 8988.0) / 1.0)) + 0.55 / (1 + np.exp(-(e - 8997.0) / 0.7))
+
+    passes, es = _opening(two_step)
+    assert [m.kind for m in passes][:3] == ["survey", "edge", "edge"]
+    first, above = passes[1], passes[2]
+    assert first.energies.max() < 8995 and "steeper rise lies above" in above.info["why"]
+    # between the fine points' top and the survey point above it
+    assert first.energies.max() < above.energies.min() and above.energies.max() < 8997.0
+    order = np.argsort(es)
+    assert abs(find_e0(es[order], two_step(es[order])) - 8997.0) <= 1.0
+    # one step: the fine points hold the whole rise, the coarse intervals above are flat or falling
+    assert [m.kind for m in _opening(_edge_spectrum)[0]] == ["survey", "edge", "normalization"]

@@ -15,8 +15,10 @@ One small state machine, driven alike by the in-process plan
    is centred on it, and where the edge had already risen by a third of its step below the fine
    points (at a survey point below them, or at their low end with a slope into them of 0.4 of
    their steepest: a two-step edge whose second step was the steeper at survey resolution),
-   another pass is made where it rose (:meth:`AdaptivePolicy.rise_below`; at most
-   ``MAX_EDGE_PASSES`` in all);
+   another pass is made where it rose (:meth:`AdaptivePolicy.rise_below`); where a coarse interval
+   within 2 x ``edge_halfwidth`` eV above the fine points rises at half their steepest slope
+   (the second, steeper step of a two-step edge: the fine points measured the first), a pass is
+   made over it (:meth:`AdaptivePolicy.rise_above`; at most ``MAX_EDGE_PASSES`` in all);
 3. **normalization**: ``NORM_STEP`` eV steps over E0 + 50 +- 1 eV, where the post-edge
    normalization takes its value (measured there, not interpolated across the survey's coarse
    steps);
@@ -62,6 +64,7 @@ MAX_EDGE_PASSES = 3  # fine passes at most before the normalization pass
 FINE_SPACING = 1.5  # eV: E0 counts as measured finely when its neighbours are this close (the agent's rule)
 RISE_BELOW = 0.3  # of the edge step: risen this far at the fine points' low end, the rise began below them
 STEEP_BELOW = 0.4  # ... and the slope into them is at least this share of the steepest slope within them
+STEEP_ABOVE = 0.5  # a measured interval above the fine points this steep (same share) holds a rise of its own
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,24 @@ def coarse_edge(energies: Sequence[float], mu: Sequence[float]) -> float:
     slope = np.diff(m) / np.maximum(np.diff(e), 1e-9)
     i = int(np.argmax(slope))
     return float(0.5 * (e[i] + e[i + 1]))
+
+
+def _fine_block(e: np.ndarray, i: int) -> tuple[int, int]:
+    """First and last index of the run of points (sorted ``e``, eV) no more than
+    :data:`FINE_SPACING` apart that holds index ``i``: the fine points around E0."""
+    j = r = i
+    while j > 0 and e[j] - e[j - 1] <= FINE_SPACING:
+        j -= 1
+    while r < len(e) - 1 and e[r + 1] - e[r] <= FINE_SPACING:
+        r += 1
+    return j, r
+
+
+def _slopes(e: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Slopes between consecutive points (sorted ``e``, eV); an energy measured twice (a survey
+    point inside a fine pass) has none."""
+    de, dm = np.diff(e), np.diff(m)
+    return dm[de > 0] / de[de > 0]
 
 
 def new_energies(planned: np.ndarray, measured: np.ndarray, tol: float = SAME_POINT) -> np.ndarray:
@@ -186,7 +207,7 @@ class AdaptivePolicy:
             return None
         i = int(np.searchsorted(e, e0))
         if 0 < i < len(e) - 1 and e[i + 1] - e[i - 1] <= 2 * FINE_SPACING:
-            return self.rise_below(e, m, i)
+            return self.rise_below(e, m, i) or self.rise_above(e, m, i)
         h = self.edge_halfwidth
         self.edge_centre = float(e0)
         return Measure("edge", new_energies(range_energies(e0 - h, e0 + h, self.edge_step), e),
@@ -202,9 +223,7 @@ class AdaptivePolicy:
         flat); else where the edge had risen that far at their lowest point and rises into it at
         :data:`STEEP_BELOW` of the steepest slope within them, over the 2 x ``edge_halfwidth`` eV
         below them. None otherwise."""
-        j = i
-        while j > 0 and e[j] - e[j - 1] <= FINE_SPACING:
-            j -= 1
+        j, r = _fine_block(e, i)
         before, after = m[e < e[j] - 10.0], m[e > e[i] + 20.0]
         if j == 0 or not len(before) or not len(after):
             return None
@@ -221,11 +240,7 @@ class AdaptivePolicy:
             return None
         # and still rising into them, about as steeply as within them (not a pre-edge peak's tail
         # or a shoulder: those cost a pass and do not move E0)
-        r = i
-        while r < len(e) - 1 and e[r + 1] - e[r] <= FINE_SPACING:
-            r += 1
-        de, dm = np.diff(e[j:r + 1]), np.diff(m[j:r + 1])
-        inside = dm[de > 0] / de[de > 0]  # an energy measured twice (a survey point in a pass) has no slope
+        inside = _slopes(e[j:r + 1], m[j:r + 1])
         k = j - 1
         while k > 0 and e[k] >= e[j]:
             k -= 1
@@ -234,12 +249,40 @@ class AdaptivePolicy:
         h = self.edge_halfwidth
         return self._pass_below(e, e[j] - 2 * h, e[j], e[j] - h, h)
 
+    def rise_above(self, e: np.ndarray, m: np.ndarray, i: int) -> Measure | None:
+        """A fine pass over the steepest measured interval that begins within 2 x ``edge_halfwidth``
+        eV above the fine points around E0 (sorted ``e``, ``m``; E0 at index ``i``), where it rises
+        at :data:`STEEP_ABOVE` of the steepest slope within them: a two-step edge whose fine points
+        measured the first step, while the second, steeper, lies between survey points above them
+        (E0 of the full scan 5-10 eV higher than the plan's; a survey interval averages a 2-3 eV
+        rise over 6 eV, hence a share well under 1). None otherwise."""
+        j, r = _fine_block(e, i)
+        inside = _slopes(e[j:r + 1], m[j:r + 1])
+        k = np.arange(r, len(e) - 1)
+        k = k[e[k] < e[r] + 2 * self.edge_halfwidth]
+        if not len(inside) or not len(k):
+            return None
+        above = (m[k + 1] - m[k]) / np.maximum(e[k + 1] - e[k], 1e-9)
+        if float(np.max(above)) < STEEP_ABOVE * float(np.max(inside)):
+            return None
+        b = int(k[np.argmax(above)])
+        return self._fine_pass(e, e[b], e[b + 1], 0.5 * (e[b + 1] - e[b]),
+                               "a steeper rise lies above the fine points (a two-step edge)")
+
     def _pass_below(self, e: np.ndarray, lo: float, hi: float, centre: float, halfwidth: float) -> Measure:
         """The fine pass over ``lo``..``hi`` eV (centre, half-width recorded) that
         :meth:`rise_below` asks for, without the energies ``e`` already measured."""
+        return self._fine_pass(e, lo, hi, halfwidth,
+                               "the edge had risen before the fine points began (a two-step edge)", centre)
+
+    def _fine_pass(self, e: np.ndarray, lo: float, hi: float, halfwidth: float, why: str,
+                   centre: float | None = None) -> Measure:
+        """A fine pass (``edge_step`` eV) over ``lo``..``hi`` eV, without the energies ``e`` already
+        measured; ``centre`` defaults to the middle."""
+        centre = 0.5 * (lo + hi) if centre is None else centre
         return Measure("edge", new_energies(range_energies(lo, hi, self.edge_step), e),
                        {"centre": float(centre), "halfwidth": float(halfwidth), "step": self.edge_step,
-                        "why": "the edge had risen before the fine points began (a two-step edge)"})
+                        "why": why})
 
     @property
     def in_opening(self) -> bool:
