@@ -180,7 +180,7 @@ def test_substituted_site_is_dilute_isovalent_and_rescaled(small_hosts):
     from xanes_agent.data.readers import read_poscar
 
     sub = next(s for s in all_sites(("Fe", "Cr"), str(small_hosts))
-               if not s.native and abs(s.target_distance / s.host_distance - 1) > 0.03)
+               if not s.native and not s.charge_change and abs(s.target_distance / s.host_distance - 1) > 0.03)
     g = sub.materialize()
     s = g.structure
     assert min(s.lattice.abc) >= MIN_CELL_LENGTH
@@ -192,6 +192,36 @@ def test_substituted_site_is_dilute_isovalent_and_rescaled(small_hosts):
     assert len(shell) == sub.cn_estimate
     assert np.mean([n.nn_distance for n in shell]) == pytest.approx(sub.target_distance, abs=1e-6)
     assert g.oxidation_state == sub.oxidation_state  # isovalent: the cell stays charge balanced
+
+
+def test_aliovalent_sites_only_where_isovalent_ones_are_scarce(small_hosts):
+    """In 40 hosts, Fe and Cr octahedra are plenty (no aliovalent ones); four- and five-coordinate
+    Fe sites are few, and there Fe also goes where only Fe2+ or Fe4+ fits, labelled as such."""
+    from collections import Counter
+
+    from xanes_agent.data.hosts import MIN_ISOVALENT, SCALE_RANGE, _tabulated, all_sites, first_shell
+    from xanes_agent.data.structures import O_RADIUS
+
+    sites = all_sites(("Fe", "Cr"), str(small_hosts))
+    iso = Counter((s.element, s.cn_estimate) for s in sites if not s.charge_change)
+    alio = [s for s in sites if s.charge_change]
+    assert alio and {s.charge_change for s in alio} <= {-1, 1}
+    assert iso["Fe", 6] >= MIN_ISOVALENT and iso["Cr", 6] >= MIN_ISOVALENT
+    assert all(iso[s.element, s.cn_estimate] < MIN_ISOVALENT for s in alio)
+    assert len({s.id for s in sites}) == len(sites)
+    # an isovalent site's params (its cache key) are what they were before aliovalent sites existed
+    assert all("charge_change" not in s.params for s in sites if not s.charge_change)
+    for s in alio:
+        assert not s.native and s.family == "mp-aliovalent" and s.id.endswith(f"sub{s.charge_change:+d}")
+        r = _tabulated(s.element, s.oxidation_state, s.cn_estimate)
+        assert s.target_distance == pytest.approx(r + O_RADIUS)
+        assert SCALE_RANGE[0] <= s.target_distance / s.host_distance <= SCALE_RANGE[1]
+        r_host = _tabulated(s.element, s.oxidation_state - s.charge_change, s.cn_estimate)  # did not fit
+        assert r_host is None or not SCALE_RANGE[0] <= (r_host + O_RADIUS) / s.host_distance <= SCALE_RANGE[1]
+    g = alio[0].materialize()
+    assert g.oxidation_state == alio[0].oxidation_state and g.family == "mp-aliovalent"
+    shell = first_shell(g.structure, g.absorber_index)
+    assert np.mean([n.nn_distance for n in shell]) == pytest.approx(alio[0].target_distance, abs=1e-6)
 
 
 def test_host_site_build_runs_feff_then_assembles_from_the_cache(small_hosts, tmp_path):

@@ -246,7 +246,9 @@ def compute_project_spectra(
             provenance={"material_id": parent or g.id, **r["provenance"],
                         **({"parent": parent, "host_species": g.host_species,
                             "oxidation_state_method": "bond-valence sum posterior (pymatgen BVAnalyzer "
-                                                      "per site)"} if parent else {}),
+                                                      "per site)" + (f" of the host, {g.charge_change:+d} "
+                                                                     "(aliovalent dopant)" if g.charge_change
+                                                                     else "")} if parent else {}),
                         "feff_parameters": params.name, "feff_seconds": round(r["seconds"], 2),
                         # None: the parameter set's own SCF mixing; else the bad-counts fallback's
                         "scf_mixing_fallback": r["scf_mixing_fallback"]},
