@@ -5,8 +5,12 @@ Energies are absolute photon energies in eV, ``mu`` is the absorption in arbitra
 
 ``coordination_number``  number of nearest neighbours (CrystalNN), dimensionless
 ``mean_nn_distance``     mean absorber-neighbour distance over those neighbours, Angstrom
-``oxidation_state``      formal oxidation state of the absorber (by construction or bond valence), e
-``feff_charge_transfer`` absorber charge transfer from FEFF's SCF step, e (only where SCF ran)
+``oxidation_state``      formal oxidation state of the absorber (by construction or bond valence),
+                         a formal number without unit (not a charge)
+``feff_charge_transfer`` electrons the absorber's Norman sphere gained in FEFF's converged SCF, e
+                         (FEFF's sign: O sites come out positive, cations that gave electrons
+                         negative, so a net-charge-like quantity is its negative; the absorber's
+                         value includes the core hole's screening; only where the SCF converged)
 ``bader_charge``         Bader charge from a DFT density, e (only where the data really carry one)
 
 Missing labels are NaN: an oxidation state is never stored under ``bader_charge``.
