@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from xanes_agent.data.library import PROJECT_SOURCE, parent_groups, split_for, table1
+from xanes_agent.data.library import PROJECT_SOURCE, environments, parent_groups, split_for, table1
 from xanes_agent.foundation.edges import ELEMENTS
 
 
@@ -73,6 +73,26 @@ def test_table1_counts(bundled_library):
         assert int(cols[11]) == int(np.isfinite(sub.labels["feff_charge_transfer"]).sum())
     counted = sum(int(cols[12]) + int(cols[13]) for (src, _), cols in rows.items() if src == PROJECT_SOURCE)
     assert counted == len(bundled_library.meta["failures"])
+
+
+def test_environments_count_each_class_by_oxidation_state(bundled_library):
+    """`library info --environments`: per element and CN, spectra and parents, then per formal
+    oxidation state; the states of a class add up to it."""
+    import re
+
+    project = bundled_library.where(source=PROJECT_SOURCE)
+    groups = parent_groups(project)
+    rows = environments(bundled_library).splitlines()[1:]
+    assert len(rows) == 3 * len(set(project.element.tolist()))
+    for row in rows:
+        el, cn, n, n_par = row.split()[:4]
+        m = (project.element == el) & (project.labels["coordination_number"] == int(cn))
+        assert int(n) == m.sum() and int(n_par) == len(set(groups[m].tolist()))
+        states = {float(q): (int(a), int(b)) for q, a, b in re.findall(r"([+-]\d+): (\d+)/(\d+)", row)}
+        assert sum(a for a, _ in states.values()) == int(n)
+        for q, (a, b) in states.items():
+            mq = m & (project.labels["oxidation_state"] == q)
+            assert (a, b) == (mq.sum(), len(set(groups[mq].tolist())))
 
 
 def test_a_build_without_the_feff_cache_resumes_from_the_committed_library(bundled_library, tmp_path):

@@ -32,7 +32,7 @@ def cmd_build_library(a: argparse.Namespace) -> int:
 
 
 def cmd_library_info(a: argparse.Namespace) -> int:
-    from ..data.library import bundled_library_path, table1
+    from ..data.library import PROJECT_SOURCE, bundled_library_path, environments, table1
     from ..data.readers import read_library
 
     path = a.library or bundled_library_path()
@@ -41,6 +41,9 @@ def cmd_library_info(a: argparse.Namespace) -> int:
     print(f"FEFF parameters: {lib.meta.get('feff_parameters', {}).get('name', '?')}; "
           f"left out: {len(lib.meta.get('failures', []))} calculations")
     print(table1(lib))
+    if a.environments:
+        print(f"\n{PROJECT_SOURCE}: coordination classes by formal oxidation state")
+        print(environments(lib))
     return 0
 
 
@@ -73,4 +76,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     lsub = lib.add_subparsers(dest="library_command", required=True, metavar="SUBCOMMAND")
     li = lsub.add_parser("info", help="counts per element and coordination class (Table 1 style)")
     li.add_argument("--library", type=existing_file, default=None)
+    li.add_argument("--environments", action="store_true",
+                    help="also each coordination class's spectra and parents per formal oxidation state")
     li.set_defaults(func=cmd_library_info)

@@ -554,6 +554,28 @@ def table1(lib: SpectrumCollection) -> str:
     return "\n".join(lines)
 
 
+def environments(lib: SpectrumCollection, source: str = PROJECT_SOURCE) -> str:
+    """Per element and coordination class of ``source``: spectra and distinct parent structures,
+    then the same per formal oxidation state (``+6: 52/50`` = 52 spectra from 50 parents): how far
+    each class is spread over the states the element takes there (the library's targets, issue 13:
+    >= 150 spectra from >= 15 parents per class, over e.g. Cr6+ and Cr4+ tetrahedra)."""
+    lines = [f"{'element':7s} {'CN':>2s} {'spectra':>7s} {'parents':>7s}  by oxidation state: spectra/parents"]
+    sub = lib.where(source=source)
+    groups = parent_groups(sub)
+    cn, ox = sub.labels["coordination_number"], sub.labels["oxidation_state"]
+    for el in sorted(set(sub.element.tolist())):
+        for k in (4, 5, 6):
+            m = (sub.element == el) & (cn == k)
+            states = []
+            for q in np.unique(ox[m & np.isfinite(ox)]):
+                mq = m & (ox == q)
+                states.append(f"{q:+g}: {int(mq.sum())}/{len(set(groups[mq].tolist()))}")
+            if np.any(m & ~np.isfinite(ox)):
+                states.append(f"unknown: {int(np.sum(m & ~np.isfinite(ox)))}")
+            lines.append(f"{el:7s} {k:2d} {int(m.sum()):7d} {len(set(groups[m].tolist())):7d}  {'  '.join(states)}")
+    return "\n".join(lines)
+
+
 def parent_groups(lib: SpectrumCollection) -> np.ndarray:
     """The parent structure of each spectrum: the prototype family of a generated structure, the
     host's Materials Project id for a site in a real structure, the material otherwise. Spectra of
@@ -568,6 +590,5 @@ def parent_groups(lib: SpectrumCollection) -> np.ndarray:
     return np.array(out, dtype=str)
 
 
-__all__ = ["LABEL_NAMES", "build_library", "bundled_library_path", "load_bundled_library", "parent_groups",
-           "reusable_spectra",
-           "split_for", "table1"]
+__all__ = ["LABEL_NAMES", "build_library", "bundled_library_path", "environments", "load_bundled_library",
+           "parent_groups", "reusable_spectra", "split_for", "table1"]
