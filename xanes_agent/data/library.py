@@ -241,14 +241,14 @@ def compute_project_spectra(
                              **({"skipped": True} if r.get("skipped") else {})})
             continue
         parent = getattr(g, "parent", None)
+        method = "bond-valence sum posterior (pymatgen BVAnalyzer per site)"
+        if getattr(g, "charge_change", 0):
+            method += f" of the host, {g.charge_change:+d} (aliovalent dopant)"
         spectra.append(Spectrum(
             energy=r["energy"], mu=r["mu"], element=g.element, edge="K", labels=r["labels"], id=g.id,
             provenance={"material_id": parent or g.id, **r["provenance"],
                         **({"parent": parent, "host_species": g.host_species,
-                            "oxidation_state_method": "bond-valence sum posterior (pymatgen BVAnalyzer "
-                                                      "per site)" + (f" of the host, {g.charge_change:+d} "
-                                                                     "(aliovalent dopant)" if g.charge_change
-                                                                     else "")} if parent else {}),
+                            "oxidation_state_method": method} if parent else {}),
                         "feff_parameters": params.name, "feff_seconds": round(r["seconds"], 2),
                         # None: the parameter set's own SCF mixing; else the bad-counts fallback's
                         "scf_mixing_fallback": r["scf_mixing_fallback"]},
