@@ -2,16 +2,16 @@
 
     python scripts/charge_transfer_learnability.py [--trees 300] [--folds 5]
 
-The ``reduced-v2`` library sites carry ``feff_charge_transfer`` (e): the absorber's charge over its
-Norman sphere from FEFF's converged SCF, the computed, density-partitioned analogue of the study's
-Bader charge. The bundled models still predict the formal oxidation state, because only a few
-hundred spectra carry a computed charge. Per element this asks, on parent structures the training
-folds do not contain (5 folds by parent), how well a random forest on the polynomial features
-predicts that charge (MAE, R^2) against the best constant (the training folds' median), and how
-much of the label the formal oxidation state already carries (Pearson r between the two, and the
-MAE of a straight line fitted on the training folds from the *true* oxidation state: a ceiling for
-"predict the oxidation state, then convert"). The second charge model waits until the forest's
-error is well under the constant's.
+The ``reduced-v2`` library sites carry ``feff_charge_transfer`` (e): the electrons the absorber's
+Norman sphere gained in FEFF's converged SCF (FEFF's sign: a cation that gave electrons comes out
+negative), with the core hole's screening in it: computed from the density, but not the study's
+Bader charge. The bundled models predict the formal oxidation state. Per element this asks, on
+parent structures the training folds do not contain (5 folds by parent), how well a random forest
+on the polynomial features predicts that charge (MAE, R^2) against the best constant (the training
+folds' median), and how much of the label the formal oxidation state already carries (Pearson r
+between the two, and the MAE of a straight line fitted on the training folds from the *true*
+oxidation state: a ceiling for "predict the oxidation state, then convert"). The second charge
+model waits until the forest's error is well under the constant's.
 """
 
 from __future__ import annotations

@@ -217,7 +217,8 @@ def test_substituted_site_is_dilute_isovalent_and_rescaled(small_hosts):
 
 def test_aliovalent_sites_only_where_isovalent_ones_are_scarce(small_hosts):
     """In 40 hosts, Fe and Cr octahedra are plenty (no aliovalent ones); four- and five-coordinate
-    Fe sites are few, and there Fe also goes where only Fe2+ or Fe4+ fits, labelled as such."""
+    Fe sites are few, and there Fe also goes where only a state one above or below the host's
+    fits, labelled with that state."""
     from collections import Counter
 
     from xanes_agent.data.hosts import MIN_ISOVALENT, SCALE_RANGE, _tabulated, all_sites, first_shell
