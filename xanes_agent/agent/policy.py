@@ -64,6 +64,7 @@ MAX_EDGE_PASSES = 3  # fine passes at most before the normalization pass
 FINE_SPACING = 1.5  # eV: E0 counts as measured finely when its neighbours are this close (the agent's rule)
 RISE_BELOW = 0.3  # of the edge step: risen this far at the fine points' low end, the rise began below them
 STEEP_BELOW = 0.4  # ... and the slope into them is at least this share of the steepest slope within them
+RISEN_BELOW = "the edge had risen before the fine points began (a two-step edge)"  # why a pass below
 STEEP_ABOVE = 0.5  # a measured interval above the fine points this steep (same share) holds a rise of its own
 
 
@@ -210,9 +211,8 @@ class AdaptivePolicy:
             return self.rise_below(e, m, i) or self.rise_above(e, m, i)
         h = self.edge_halfwidth
         self.edge_centre = float(e0)
-        return Measure("edge", new_energies(range_energies(e0 - h, e0 + h, self.edge_step), e),
-                       {"centre": float(e0), "halfwidth": h, "step": self.edge_step,
-                        "why": "E0 of the main rise lies outside the fine points (a pre-edge peak was steeper)"})
+        return self._fine_pass(e, e0 - h, e0 + h,
+                               "E0 of the main rise lies outside the fine points (a pre-edge peak was steeper)")
 
     def rise_below(self, e: np.ndarray, m: np.ndarray, i: int) -> Measure | None:
         """A fine pass below the fine points around E0 (sorted ``e``, ``m``; E0 at index ``i``) for
@@ -235,7 +235,7 @@ class AdaptivePolicy:
             # a point below the fine points has risen already: the edge began below it (on a
             # plateau the slope into the fine points says nothing); measure where it rose
             c = int(risen[0])
-            return self._pass_below(e, e[c - 1], e[c], 0.5 * (e[c - 1] + e[c]), 0.5 * (e[c] - e[c - 1]))
+            return self._fine_pass(e, e[c - 1], e[c], RISEN_BELOW)
         if (m[j] - pre) / (post - pre) < RISE_BELOW:
             return None
         # and still rising into them, about as steeply as within them (not a pre-edge peak's tail
@@ -246,8 +246,7 @@ class AdaptivePolicy:
             k -= 1
         if not len(inside) or e[k] >= e[j] or (m[j] - m[k]) / (e[j] - e[k]) < STEEP_BELOW * float(np.max(inside)):
             return None
-        h = self.edge_halfwidth
-        return self._pass_below(e, e[j] - 2 * h, e[j], e[j] - h, h)
+        return self._fine_pass(e, e[j] - 2 * self.edge_halfwidth, e[j], RISEN_BELOW)
 
     def rise_above(self, e: np.ndarray, m: np.ndarray, i: int) -> Measure | None:
         """A fine pass over the steepest measured interval that begins within 2 x ``edge_halfwidth``
@@ -266,23 +265,14 @@ class AdaptivePolicy:
         if float(np.max(above)) < STEEP_ABOVE * float(np.max(inside)):
             return None
         b = int(k[np.argmax(above)])
-        return self._fine_pass(e, e[b], e[b + 1], 0.5 * (e[b + 1] - e[b]),
-                               "a steeper rise lies above the fine points (a two-step edge)")
+        return self._fine_pass(e, e[b], e[b + 1], "a steeper rise lies above the fine points (a two-step edge)")
 
-    def _pass_below(self, e: np.ndarray, lo: float, hi: float, centre: float, halfwidth: float) -> Measure:
-        """The fine pass over ``lo``..``hi`` eV (centre, half-width recorded) that
-        :meth:`rise_below` asks for, without the energies ``e`` already measured."""
-        return self._fine_pass(e, lo, hi, halfwidth,
-                               "the edge had risen before the fine points began (a two-step edge)", centre)
-
-    def _fine_pass(self, e: np.ndarray, lo: float, hi: float, halfwidth: float, why: str,
-                   centre: float | None = None) -> Measure:
+    def _fine_pass(self, e: np.ndarray, lo: float, hi: float, why: str) -> Measure:
         """A fine pass (``edge_step`` eV) over ``lo``..``hi`` eV, without the energies ``e`` already
-        measured; ``centre`` defaults to the middle."""
-        centre = 0.5 * (lo + hi) if centre is None else centre
+        measured; its centre and half-width are recorded with ``why``."""
         return Measure("edge", new_energies(range_energies(lo, hi, self.edge_step), e),
-                       {"centre": float(centre), "halfwidth": float(halfwidth), "step": self.edge_step,
-                        "why": why})
+                       {"centre": float(0.5 * (lo + hi)), "halfwidth": float(0.5 * (hi - lo)),
+                        "step": self.edge_step, "why": why})
 
     @property
     def in_opening(self) -> bool:
