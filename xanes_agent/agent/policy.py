@@ -15,7 +15,9 @@ One small state machine, driven alike by the in-process plan
    is centred on it, and where the edge had already risen by a third of its step below the fine
    points (at a survey point below them, or at their low end with a slope into them of 0.4 of
    their steepest: a two-step edge whose second step was the steeper at survey resolution),
-   another pass is made where it rose (:meth:`AdaptivePolicy.rise_below`); where a coarse interval
+   another pass is made where it rose (:meth:`AdaptivePolicy.rise_below`); where mu falls from
+   the fine points' low end but stays that high before E0 (the first step peaked below them), the
+   gap below them gets a pass (:meth:`AdaptivePolicy.peak_below`); where a coarse interval
    within 2 x ``edge_halfwidth`` eV above the fine points rises at half their steepest slope
    (the second, steeper step of a two-step edge: the fine points measured the first), a pass is
    made over it (:meth:`AdaptivePolicy.rise_above`; at most ``MAX_EDGE_PASSES`` in all);
@@ -65,6 +67,7 @@ FINE_SPACING = 1.5  # eV: E0 counts as measured finely when its neighbours are t
 RISE_BELOW = 0.3  # of the edge step: risen this far at the fine points' low end, the rise began below them
 STEEP_BELOW = 0.4  # ... and the slope into them is at least this share of the steepest slope within them
 RISEN_BELOW = "the edge had risen before the fine points began (a two-step edge)"  # why a pass below
+FALL_BELOW = 0.02  # of the edge step: mu falling this far from the fine points' low end (10x counting noise)
 STEEP_ABOVE = 0.5  # a measured interval above the fine points this steep (same share) holds a rise of its own
 
 
@@ -208,7 +211,7 @@ class AdaptivePolicy:
             return None
         i = int(np.searchsorted(e, e0))
         if 0 < i < len(e) - 1 and e[i + 1] - e[i - 1] <= 2 * FINE_SPACING:
-            return self.rise_below(e, m, i) or self.rise_above(e, m, i)
+            return self.rise_below(e, m, i) or self.peak_below(e, m, i) or self.rise_above(e, m, i)
         h = self.edge_halfwidth
         self.edge_centre = float(e0)
         return self._fine_pass(e, e0 - h, e0 + h,
@@ -233,9 +236,11 @@ class AdaptivePolicy:
         risen = np.flatnonzero((m[:j] - pre) / (post - pre) >= RISE_BELOW)
         if len(risen) and risen[0] > 0:
             # a point below the fine points has risen already: the edge began below it (on a
-            # plateau the slope into the fine points says nothing); measure where it rose
+            # plateau the slope into the fine points says nothing); measure where it rose, unless
+            # that is measured already (then the rise went on above it: peak_below's case)
             c = int(risen[0])
-            return self._fine_pass(e, e[c - 1], e[c], RISEN_BELOW)
+            below = self._fine_pass(e, e[c - 1], e[c], RISEN_BELOW)
+            return below if len(below.energies) else None
         if (m[j] - pre) / (post - pre) < RISE_BELOW:
             return None
         # and still rising into them, about as steeply as within them (not a pre-edge peak's tail
@@ -247,6 +252,26 @@ class AdaptivePolicy:
         if not len(inside) or e[k] >= e[j] or (m[j] - m[k]) / (e[j] - e[k]) < STEEP_BELOW * float(np.max(inside)):
             return None
         return self._fine_pass(e, e[j] - 2 * self.edge_halfwidth, e[j], RISEN_BELOW)
+
+    def peak_below(self, e: np.ndarray, m: np.ndarray, i: int) -> Measure | None:
+        """A fine pass over the coarse gap just below the fine points around E0 (sorted ``e``,
+        ``m``; E0 at index ``i``) where mu falls from their low end (by :data:`FALL_BELOW` of the
+        edge step) before rising to E0, yet stays above :data:`RISE_BELOW` of the step: the first
+        step of the edge peaked in the gap (as in tetrahedral Co2+, whose first rise peaks and
+        falls back to under half the step before the main rise). ``find_e0`` keeps E0 on such a
+        first rise (only a peak falling back below 30 % of the step is a pre-edge peak), so the full
+        scan's E0 can lie below the fine points, where neither a survey point (the rise came after
+        it) nor the slope into them (falling) shows it. None otherwise."""
+        j, r = _fine_block(e, i)
+        before, after = m[e < e[j] - 10.0], m[e > e[i] + 20.0]
+        if j == 0 or i <= j or e[j] - e[j - 1] <= FINE_SPACING or not len(before) or not len(after):
+            return None
+        pre, post = float(np.median(before)), float(np.median(after))
+        step = post - pre
+        low = float(np.min(m[j:i + 1]))
+        if step <= 0 or (low - pre) / step < RISE_BELOW or (m[j] - low) / step < FALL_BELOW:
+            return None
+        return self._fine_pass(e, e[j - 1], e[j], "the fine points begin on a fall: the edge peaked below them")
 
     def rise_above(self, e: np.ndarray, m: np.ndarray, i: int) -> Measure | None:
         """A fine pass over the steepest measured interval that begins within 2 x ``edge_halfwidth``
