@@ -223,7 +223,8 @@ class AdaptivePolicy:
         steeper in the full spectrum, lies below the pass: where a measured point below the fine
         points has already risen by :data:`RISE_BELOW` of the edge step, over the interval in which
         it rose (the first step ends in a plateau or a peak, so the slope into the fine points can be
-        flat); else where the edge had risen that far at their lowest point and rises into it at
+        flat); else (or where that interval is measured already, and the rise went on above it)
+        where the edge had risen that far at their lowest point and rises into it at
         :data:`STEEP_BELOW` of the steepest slope within them, over the 2 x ``edge_halfwidth`` eV
         below them. None otherwise."""
         j, r = _fine_block(e, i)
@@ -237,10 +238,12 @@ class AdaptivePolicy:
         if len(risen) and risen[0] > 0:
             # a point below the fine points has risen already: the edge began below it (on a
             # plateau the slope into the fine points says nothing); measure where it rose, unless
-            # that is measured already (then the rise went on above it: peak_below's case)
+            # that is measured already: then the rise went on above that point (below, or
+            # peak_below, for the gap up to the fine points)
             c = int(risen[0])
             below = self._fine_pass(e, e[c - 1], e[c], RISEN_BELOW)
-            return below if len(below.energies) else None
+            if len(below.energies):
+                return below
         if (m[j] - pre) / (post - pre) < RISE_BELOW:
             return None
         # and still rising into them, about as steeply as within them (not a pre-edge peak's tail
