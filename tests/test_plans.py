@@ -130,6 +130,18 @@ def test_stable_reason_needs_coverage_and_agreement():
     assert stable_reason(d[:2] + [None], 1.0, DEFAULT_STABILITY) == ""
     assert stable_reason([(4, 2.0, None)] * 3, 1.0, DEFAULT_STABILITY)  # a model without charge
     assert stable_reason(d, 1.0, {**DEFAULT_STABILITY, "updates": 0}) == ""  # switched off
+    # below the decision probability only more agreeing updates stop the scan, said undecided
+    m = DEFAULT_STABILITY["undecided_updates"]
+    assert m > n
+    assert stable_reason(d[-n:], 1.0, DEFAULT_STABILITY, probability=0.52) == ""
+    same = [(5, 2.041, 1.5)] * m
+    why = stable_reason(same, 1.0, DEFAULT_STABILITY, probability=0.52)
+    assert why.startswith("settled, CN undecided") and "P=0.52" in why and "not a decision" in why
+    assert stable_reason(same[1:], 1.0, DEFAULT_STABILITY, probability=0.52) == ""
+    assert stable_reason(same, 0.9, DEFAULT_STABILITY, probability=0.52) == ""  # window not covered
+    assert stable_reason(same[:-1] + [(4, 2.041, 1.5)], 1.0, DEFAULT_STABILITY, probability=0.52) == ""
+    assert stable_reason(same, 1.0, {**DEFAULT_STABILITY, "undecided_updates": 0}, probability=0.52) == ""
+    assert stable_reason(same, 1.0, DEFAULT_STABILITY, probability=0.61).startswith("stable")
     part = {**DEFAULT_STABILITY, "coverage": 0.8}  # a stable answer from 80 % of the window
     assert "90% of the model window measured" in stable_reason(d, 0.9, part)
     assert stable_reason(d, 0.7, part) == ""

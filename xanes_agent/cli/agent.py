@@ -111,7 +111,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
         raise CLIError("queue-server mode takes --element/--edge only; name the fields in the plans' md['xas']")
     if a.queue:
         queue_options = {"detectors": a.detectors, "motor": a.motor, "batch_size": a.batch_size,
-                         "max_points": a.max_points, "stability": {"updates": a.stable_updates},
+                         "max_points": a.max_points,
+                         "stability": {"updates": a.stable_updates, "undecided_updates": a.undecided_updates},
                          "thresholds": {"cn_probability": a.cn_probability, "distance_std": a.distance_std,
                                         "charge_std": a.charge_std}}
     rate = {} if a.queue else {"min_interval": 1.0 / a.max_rate, "update_every": a.update_every,
@@ -288,6 +289,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--charge-std", type=float, default=0.05, help="... and the charge std (e) is below")
     q.add_argument("--stable-updates", type=int, default=DEFAULT_STABILITY["updates"],
                    help="also stop when the window is covered and this many runs' decisions agree (0: never)")
+    q.add_argument("--undecided-updates", type=int, default=DEFAULT_STABILITY["undecided_updates"],
+                   help="... or this many agree with the CN below P=0.6, said undecided (0: scan to the window's end)")
     common(s)
     s.set_defaults(func=cmd_serve)
 

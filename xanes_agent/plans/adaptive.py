@@ -13,8 +13,9 @@ the points-to-decision benchmark):
    lattice and without the energies already measured, measured and ``ingest``-ed with the proposal
    uid, until a stop rule holds: confident (in domain; calibrated CN probability and 68 %
    half-widths, in A and e, within ``thresholds``); stable (window covered, the last decisions
-   agree within ``stability``, the CN a decision); a point budget; a time budget; nothing new
-   measured; nothing left to propose.
+   agree within ``stability``, the CN a decision); settled with the CN undecided (more agreeing
+   decisions below the decision probability; the stop says so); a point budget; a time budget;
+   nothing new measured; nothing left to propose.
 
 Every decision is recorded in the run: the ``decisions`` stream holds each pass and proposal (JSON,
 with its uid and score) and the final stop reason, which also goes into the stop document's
