@@ -110,6 +110,37 @@ def test_cached_results_are_judged_again_with_todays_checks(tio2_run, tmp_path):
     assert again.ok and again.reason == "" and again.seconds == r.seconds  # not run again
 
 
+def test_only_feffs_own_outcomes_are_kept(tio2_run, tmp_path):
+    """A failure outside FEFF (this package's or the machine's) is reported but never cached, and
+    one cached so before 2026-11-29 is run again; FEFF's own crash under the current retry policy
+    stands."""
+    import json
+    import shutil
+
+    from xanes_agent.data.feff import INTERNAL_ERROR, RETRY_POLICY
+
+    inp, cache, r = tio2_run
+    bad = run_feff(inp, tmp_path / "typo", stage_timeout="soon")  # a caller's error, not FEFF's
+    assert not bad.ok and bad.reason.startswith(INTERNAL_ERROR) and "TypeError" in bad.reason
+    assert not (tmp_path / "typo" / bad.key / "result.json").exists()
+
+    for reason, stands in [("FEFF failed: ModuleNotFoundError: No module named 'xanes_agent.models.normalization'",
+                            False),
+                           ("FEFF failed: FeffPipelineError: stage 'pot' failed (exit code 1)", True)]:
+        copy = tmp_path / ("stands" if stands else "again")
+        shutil.copytree(cache / r.key, copy / r.key)
+        record = json.loads((copy / r.key / "result.json").read_text())
+        record.update(ok=False, reason=reason, seconds=-1.0, retry_policy=RETRY_POLICY)
+        (copy / r.key / "result.json").write_text(json.dumps(record))
+        (copy / r.key / "xmu.dat").unlink()  # a crashed run leaves none
+        again = run_feff(inp, copy)
+        if stands:
+            assert not again.ok and again.reason == reason and again.seconds == -1.0
+        else:
+            assert again.ok and again.seconds > 0  # FEFF ran again
+            assert json.loads((copy / r.key / "result.json").read_text())["ok"]
+
+
 def test_bad_input_is_recorded_not_raised(tmp_path):
     r = run_feff("TITLE broken\nPOTENTIALS\n 0 29 Cu\nATOMS\n 0 0 zero 0 Cu\nEND\n", tmp_path)
     assert not r.ok and r.reason

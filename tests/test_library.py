@@ -248,16 +248,33 @@ def test_aliovalent_sites_only_where_isovalent_ones_are_scarce(small_hosts):
 
 def test_host_site_build_runs_feff_then_assembles_from_the_cache(small_hosts, tmp_path):
     """One real FEFF10 run of a planned host site; a cache-only pass gives the same spectrum and
-    labels from the job record, without building the structure again."""
+    labels from the job record, without building the structure again; an outcome that does not
+    stand is run again."""
     from xanes_agent.data.library import compute_project_spectra
 
     kw = dict(progress=False, hosts_per_element=1, hosts_root=small_hosts)
     spectra, failures = compute_project_spectra(["Fe"], 0, tmp_path / "feff", workers=1, **kw)
     assert len(spectra) + len(failures) == 1
     again, _ = compute_project_spectra(["Fe"], 0, tmp_path / "feff", cached_only=True, **kw)
-    if spectra:
-        sp = spectra[0]
-        assert sp.provenance["parent"] and sp.provenance["family"].startswith("mp-")
-        assert sp.labels["coordination_number"] in (4.0, 5.0, 6.0)
-        np.testing.assert_array_equal(again[0].mu, sp.mu)
-        assert again[0].labels == pytest.approx(sp.labels, nan_ok=True)
+    assert spectra, failures
+    sp = spectra[0]
+    assert sp.provenance["parent"] and sp.provenance["family"].startswith("mp-")
+    assert sp.labels["coordination_number"] in (4.0, 5.0, 6.0)
+    np.testing.assert_array_equal(again[0].mu, sp.mu)
+    assert again[0].labels == pytest.approx(sp.labels, nan_ok=True)
+
+    # an outcome cached from an error outside FEFF (as 79 host sites were on 2026-11-28, while a
+    # module moved) is left out of snapshots until a build computes it again
+    import json
+
+    (job,) = (tmp_path / "jobs").glob("*/*.json")
+    entry = tmp_path / "feff" / json.loads(job.read_text())["key"]
+    record = json.loads((entry / "result.json").read_text())
+    record.update(ok=False, reason="FEFF failed: ModuleNotFoundError: No module named 'xanes_agent.x'")
+    (entry / "result.json").write_text(json.dumps(record))
+    (entry / "xmu.dat").unlink()
+    stale, failed = compute_project_spectra(["Fe"], 0, tmp_path / "feff", cached_only=True, **kw)
+    assert not stale and "ModuleNotFoundError" in failed[0]["reason"]
+    rerun, _ = compute_project_spectra(["Fe"], 0, tmp_path / "feff", workers=1, **kw)
+    np.testing.assert_allclose(rerun[0].mu, sp.mu, rtol=1e-6)
+    assert json.loads((entry / "result.json").read_text())["ok"]

@@ -109,6 +109,24 @@ FALLBACK_SCF_MIXING = 0.05
 #: Cached failures recorded under an older policy are run again (policy 2 added the SCF fallback).
 RETRY_POLICY = 2
 
+#: How a run that failed outside FEFF (an exception of this package or of the machine, not a
+#: ``feff10.FeffError``) is reported: never cached, so the next build runs it again.
+INTERNAL_ERROR = "not FEFF's failure"
+
+
+def outcome_stands(record: dict[str, Any]) -> bool:
+    """Whether a cached FEFF outcome (a ``result.json`` record) is final: a spectrum, an unphysical
+    one, a rejected input, or FEFF's own crash (a ``Feff*Error``) under the current
+    :data:`RETRY_POLICY`. Anything else is run again: an exception of this package or the machine.
+    Before 2026-11-29 such exceptions were cached as "FEFF failed" too: 79 host sites computed while
+    a module was being moved read "FEFF failed: ModuleNotFoundError ..." and were left out for good."""
+    reason = str(record.get("reason", ""))
+    if reason.startswith(INTERNAL_ERROR):
+        return False
+    if not reason.startswith("FEFF failed"):
+        return True
+    return reason.startswith("FEFF failed: Feff") and record.get("retry_policy", 1) >= RETRY_POLICY
+
 
 def with_scf(inp: str, *, iterations: int | None = None, mixing: float | None = None) -> str:
     """``inp`` with the SCF card's iteration limit (its 3rd number, FEFF's ``nscmt``) and/or its
@@ -216,16 +234,17 @@ def run_feff(
     A run whose SCF stops on "Found bad counts" is tried again with the SCF mixing set to
     :data:`FALLBACK_SCF_MIXING` (recorded as ``scf_mixing_fallback``); any other crash once more as
     it was. The cache entry ``<cache_dir>/<key>/`` keeps ``feff.inp`` (and ``feff_fallback.inp``),
-    ``xmu.dat`` and ``result.json``; FEFF's scratch files are deleted. A crash cached under an older
-    :data:`RETRY_POLICY` is run again.
+    ``xmu.dat`` and ``result.json``; FEFF's scratch files are deleted. A cached outcome that does
+    not stand (:func:`outcome_stands`: a crash under an older :data:`RETRY_POLICY`, an error outside
+    FEFF) is run again; an error outside FEFF is returned (``ok`` False, its reason starting with
+    :data:`INTERNAL_ERROR`) but not cached.
     """
     key = input_key(inp)
     entry = Path(cache_dir) / key
     result_file = entry / "result.json"
     if result_file.exists():
         record = json.loads(result_file.read_text())
-        crashed = record["reason"].startswith("FEFF failed")
-        if not crashed or record.get("retry_policy", 1) >= RETRY_POLICY:
+        if outcome_stands(record):
             return _load_cached(entry, key, record)
     entry.mkdir(parents=True, exist_ok=True)
     (entry / "feff.inp").write_text(inp)
@@ -247,7 +266,10 @@ def run_feff(
     seconds = time.perf_counter() - t0
     record = {"ok": not reason, "reason": reason, "seconds": seconds, "charge_transfer": charge,
               "attempts": runs, "scf_mixing_fallback": mixing, "retry_policy": RETRY_POLICY, "meta": meta or {}}
-    result_file.write_text(json.dumps(record, indent=1, sort_keys=True))
+    if outcome_stands(record):  # an error of this package or the machine is not FEFF's answer: not kept
+        result_file.write_text(json.dumps(record, indent=1, sort_keys=True))
+    else:
+        result_file.unlink(missing_ok=True)
     return FeffResult(key=key, ok=not reason, reason=reason, seconds=seconds, energy=energy, mu=mu,
                       charge_transfer=charge, meta=meta or {}, scf_mixing_fallback=mixing)
 
@@ -276,11 +298,22 @@ def _run_once(
             return energy, mu, _absorber_charge_transfer(work), check_spectrum(energy, mu), False
         except feff10.FeffParseError as exc:  # the input itself is wrong: retrying cannot help
             return None, None, float("nan"), f"FEFF rejected the input: {exc}"[:500], False
-        except Exception as exc:  # noqa: BLE001 - any FEFF failure is recorded, never raised into a build
+        except feff10.FeffError as exc:  # FEFF's own failure: recorded, never raised into a build
             log = work / "log1.dat"
             text = log.read_text(errors="replace").lower() if log.exists() else ""
             bad = "bad counts" in text or "reduce ca1" in text  # FEFF's own advice: lower the mixing
             return None, None, float("nan"), f"FEFF failed: {type(exc).__name__}: {exc}"[:500], bad
+        except Exception as exc:  # noqa: BLE001 - this package's or the machine's: reported, not kept
+            return None, None, float("nan"), f"{INTERNAL_ERROR}: {type(exc).__name__}: {exc}"[:500], False
+
+
+def cached_record(cache_dir: str | Path, key: str) -> dict[str, Any] | None:
+    """The ``result.json`` record of cache entry ``key``, or None if there is none (or it is being
+    written)."""
+    try:
+        return json.loads((Path(cache_dir) / key / "result.json").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def cached_result(inp: str, cache_dir: str | Path) -> FeffResult | None:

@@ -80,7 +80,7 @@ def _project_job(gen: Any, params: FeffParameters, cache_dir: str, cached_only: 
     ``cached_only`` assembles it without rebuilding the structure; one whose CrystalNN
     coordination is outside 4-6 is skipped before FEFF runs.
     """
-    from .feff import _load_cached, cached_result
+    from .feff import INTERNAL_ERROR, _load_cached, cached_record, cached_result, outcome_stands
     from .labels import site_environment
 
     job = gen  # what the provenance records: for a host site, its index in the parent's POSCAR
@@ -94,8 +94,11 @@ def _project_job(gen: Any, params: FeffParameters, cache_dir: str, cached_only: 
         if rec is not None:
             if rec.get("skipped"):
                 return rec
-            res = _load_cached(Path(cache_dir) / rec["key"], rec["key"])
-            return {**rec, "ok": res.ok, "reason": res.reason, "energy": res.energy, "mu": res.mu}
+            record = cached_record(cache_dir, rec["key"])
+            if record is not None and (cached_only or outcome_stands(record)):
+                res = _load_cached(Path(cache_dir) / rec["key"], rec["key"], record)
+                return {**rec, "ok": res.ok, "reason": res.reason, "energy": res.energy, "mu": res.mu}
+            # FEFF's outcome is missing or does not stand (an error outside FEFF): computed again
         if cached_only:
             return {"id": job.id, "ok": False, "reason": "not computed yet", "seconds": 0.0, "pending": True}
         try:
@@ -122,7 +125,7 @@ def _project_job(gen: Any, params: FeffParameters, cache_dir: str, cached_only: 
     out: dict[str, Any] = {"id": job.id, "ok": res.ok, "reason": res.reason, "seconds": res.seconds,
                            "scf_mixing_fallback": res.scf_mixing_fallback, "labels": labels,
                            "provenance": provenance, "key": res.key}
-    if host:
+    if host and not res.reason.startswith(INTERNAL_ERROR):  # an error outside FEFF: not recorded
         _write_record(record_path, out)
     if res.ok:
         out.update(energy=res.energy, mu=res.mu)
