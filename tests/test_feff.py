@@ -111,9 +111,9 @@ def test_cached_results_are_judged_again_with_todays_checks(tio2_run, tmp_path):
 
 
 def test_only_feffs_own_outcomes_are_kept(tio2_run, tmp_path):
-    """A failure outside FEFF (this package's or the machine's) is reported but never cached, and
-    one cached so before 2026-11-29 is run again; FEFF's own crash under the current retry policy
-    stands."""
+    """A failure outside FEFF (this package's or the machine's) is reported but never cached; one
+    cached so before 2026-11-29 is run again unless FEFF had written its spectrum (then today's
+    checks judge that); FEFF's own crash under the current retry policy stands."""
     import json
     import shutil
 
@@ -124,21 +124,25 @@ def test_only_feffs_own_outcomes_are_kept(tio2_run, tmp_path):
     assert not bad.ok and bad.reason.startswith(INTERNAL_ERROR) and "TypeError" in bad.reason
     assert not (tmp_path / "typo" / bad.key / "result.json").exists()
 
-    for reason, stands in [("FEFF failed: ModuleNotFoundError: No module named 'xanes_agent.models.normalization'",
-                            False),
-                           ("FEFF failed: FeffPipelineError: stage 'pot' failed (exit code 1)", True)]:
-        copy = tmp_path / ("stands" if stands else "again")
+    ours = "FEFF failed: ModuleNotFoundError: No module named 'xanes_agent.models.normalization'"
+    feffs = "FEFF failed: FeffPipelineError: stage 'pot' failed (exit code 1)"
+    for name, reason, spectrum_kept, runs_again in [("ours", ours, False, True), ("ours-after", ours, True, False),
+                                                   ("feffs", feffs, False, False)]:
+        copy = tmp_path / name
         shutil.copytree(cache / r.key, copy / r.key)
         record = json.loads((copy / r.key / "result.json").read_text())
         record.update(ok=False, reason=reason, seconds=-1.0, retry_policy=RETRY_POLICY)
         (copy / r.key / "result.json").write_text(json.dumps(record))
-        (copy / r.key / "xmu.dat").unlink()  # a crashed run leaves none
+        if not spectrum_kept:
+            (copy / r.key / "xmu.dat").unlink()  # the error came before FEFF wrote it
         again = run_feff(inp, copy)
-        if stands:
-            assert not again.ok and again.reason == reason and again.seconds == -1.0
+        assert (again.seconds > 0) == runs_again, name
+        if runs_again:
+            assert again.ok and json.loads((copy / r.key / "result.json").read_text())["ok"]
+        elif spectrum_kept:
+            assert again.ok and again.reason == ""  # judged again from the kept spectrum
         else:
-            assert again.ok and again.seconds > 0  # FEFF ran again
-            assert json.loads((copy / r.key / "result.json").read_text())["ok"]
+            assert not again.ok and again.reason == reason
 
 
 def test_bad_input_is_recorded_not_raised(tmp_path):

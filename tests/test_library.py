@@ -263,8 +263,8 @@ def test_host_site_build_runs_feff_then_assembles_from_the_cache(small_hosts, tm
     np.testing.assert_array_equal(again[0].mu, sp.mu)
     assert again[0].labels == pytest.approx(sp.labels, nan_ok=True)
 
-    # an outcome cached from an error outside FEFF (as 79 host sites were on 2026-11-28, while a
-    # module moved) is left out of snapshots until a build computes it again
+    # an outcome cached from an error outside FEFF before FEFF wrote a spectrum is left out of
+    # snapshots until a build computes it again
     import json
 
     (job,) = (tmp_path / "jobs").glob("*/*.json")

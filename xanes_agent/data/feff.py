@@ -114,16 +114,16 @@ RETRY_POLICY = 2
 INTERNAL_ERROR = "not FEFF's failure"
 
 
-def outcome_stands(record: dict[str, Any]) -> bool:
-    """Whether a cached FEFF outcome (a ``result.json`` record) is final: a spectrum, an unphysical
-    one, a rejected input, or FEFF's own crash (a ``Feff*Error``) under the current
-    :data:`RETRY_POLICY`. Anything else is run again: an exception of this package or the machine.
-    Before 2026-11-29 such exceptions were cached as "FEFF failed" too: 79 host sites computed while
-    a module was being moved read "FEFF failed: ModuleNotFoundError ..." and were left out for good."""
+def outcome_stands(record: dict[str, Any], spectrum_cached: bool = False) -> bool:
+    """Whether a cached FEFF outcome (a ``result.json`` record) is final: a spectrum
+    (``spectrum_cached``: its ``xmu.dat`` is kept, and today's checks judge it whatever the record
+    says), an unphysical one, a rejected input, or FEFF's own crash (a ``Feff*Error``) under the
+    current :data:`RETRY_POLICY`. Anything else is run again: an exception of this package or the
+    machine before FEFF wrote a spectrum, which was cached as "FEFF failed" too before 2026-11-29
+    (79 entries read "FEFF failed: ModuleNotFoundError", from a check that ran after FEFF while a
+    module was being moved; their spectra were kept, and judged again when read)."""
     reason = str(record.get("reason", ""))
-    if reason.startswith(INTERNAL_ERROR):
-        return False
-    if not reason.startswith("FEFF failed"):
+    if spectrum_cached or not reason.startswith(("FEFF failed", INTERNAL_ERROR)):
         return True
     return reason.startswith("FEFF failed: Feff") and record.get("retry_policy", 1) >= RETRY_POLICY
 
@@ -244,7 +244,7 @@ def run_feff(
     result_file = entry / "result.json"
     if result_file.exists():
         record = json.loads(result_file.read_text())
-        if outcome_stands(record):
+        if outcome_stands(record, (entry / "xmu.dat").exists()):
             return _load_cached(entry, key, record)
     entry.mkdir(parents=True, exist_ok=True)
     (entry / "feff.inp").write_text(inp)
@@ -266,10 +266,10 @@ def run_feff(
     seconds = time.perf_counter() - t0
     record = {"ok": not reason, "reason": reason, "seconds": seconds, "charge_transfer": charge,
               "attempts": runs, "scf_mixing_fallback": mixing, "retry_policy": RETRY_POLICY, "meta": meta or {}}
-    if outcome_stands(record):  # an error of this package or the machine is not FEFF's answer: not kept
-        result_file.write_text(json.dumps(record, indent=1, sort_keys=True))
-    else:
+    if reason.startswith(INTERNAL_ERROR):  # an error of this package or the machine: not FEFF's answer
         result_file.unlink(missing_ok=True)
+    else:
+        result_file.write_text(json.dumps(record, indent=1, sort_keys=True))
     return FeffResult(key=key, ok=not reason, reason=reason, seconds=seconds, energy=energy, mu=mu,
                       charge_transfer=charge, meta=meta or {}, scf_mixing_fallback=mixing)
 

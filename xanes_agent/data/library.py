@@ -95,7 +95,8 @@ def _project_job(gen: Any, params: FeffParameters, cache_dir: str, cached_only: 
             if rec.get("skipped"):
                 return rec
             record = cached_record(cache_dir, rec["key"])
-            if record is not None and (cached_only or outcome_stands(record)):
+            spectrum = (Path(cache_dir) / rec["key"] / "xmu.dat").exists()
+            if record is not None and (cached_only or outcome_stands(record, spectrum)):
                 res = _load_cached(Path(cache_dir) / rec["key"], rec["key"], record)
                 return {**rec, "ok": res.ok, "reason": res.reason, "energy": res.energy, "mu": res.mu}
             # FEFF's outcome is missing or does not stand (an error outside FEFF): computed again
