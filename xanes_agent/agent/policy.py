@@ -117,6 +117,17 @@ def _fine_block(e: np.ndarray, i: int) -> tuple[int, int]:
     return j, r
 
 
+def _edge_levels(e: np.ndarray, m: np.ndarray, j: int, i: int) -> tuple[float, float] | None:
+    """Pre- and post-edge levels of sorted ``e`` (eV), ``m``: the medians of the points more than
+    10 eV below the fine points (which begin at index ``j``) and more than 20 eV above E0 (index
+    ``i``); None where either has no points or the edge does not rise."""
+    before, after = m[e < e[j] - 10.0], m[e > e[i] + 20.0]
+    if not len(before) or not len(after):
+        return None
+    pre, post = float(np.median(before)), float(np.median(after))
+    return (pre, post) if post > pre else None
+
+
 def _slopes(e: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Slopes between consecutive points (sorted ``e``, eV); an energy measured twice (a survey
     point inside a fine pass) has none."""
@@ -228,12 +239,10 @@ class AdaptivePolicy:
         :data:`STEEP_BELOW` of the steepest slope within them, over the 2 x ``edge_halfwidth`` eV
         below them. None otherwise."""
         j, r = _fine_block(e, i)
-        before, after = m[e < e[j] - 10.0], m[e > e[i] + 20.0]
-        if j == 0 or not len(before) or not len(after):
+        levels = _edge_levels(e, m, j, i)
+        if j == 0 or levels is None:
             return None
-        pre, post = float(np.median(before)), float(np.median(after))
-        if post - pre <= 0:
-            return None
+        pre, post = levels
         risen = np.flatnonzero((m[:j] - pre) / (post - pre) >= RISE_BELOW)
         if len(risen) and risen[0] > 0:
             # a point below the fine points has risen already: the edge began below it (on a
@@ -265,14 +274,13 @@ class AdaptivePolicy:
         first rise (only a peak falling back below 30 % of the step is a pre-edge peak), so the full
         scan's E0 can lie below the fine points, where neither a survey point (the rise came after
         it) nor the slope into them (falling) shows it. None otherwise."""
-        j, r = _fine_block(e, i)
-        before, after = m[e < e[j] - 10.0], m[e > e[i] + 20.0]
-        if j == 0 or i <= j or e[j] - e[j - 1] <= FINE_SPACING or not len(before) or not len(after):
+        j, _ = _fine_block(e, i)
+        levels = _edge_levels(e, m, j, i)
+        if j == 0 or i <= j or e[j] - e[j - 1] <= FINE_SPACING or levels is None:
             return None
-        pre, post = float(np.median(before)), float(np.median(after))
-        step = post - pre
+        pre, post = levels
         low = float(np.min(m[j:i + 1]))
-        if step <= 0 or (low - pre) / step < RISE_BELOW or (m[j] - low) / step < FALL_BELOW:
+        if (low - pre) / (post - pre) < RISE_BELOW or (m[j] - low) / (post - pre) < FALL_BELOW:
             return None
         return self._fine_pass(e, e[j - 1], e[j], "the fine points begin on a fall: the edge peaked below them")
 

@@ -11,8 +11,8 @@ suggester
 1. asks the session's :class:`~xanes_agent.agent.policy.AdaptivePolicy` (the same policy as
    ``adaptive_xanes_scan``, without its opening passes: the survey is a plan of its own) whether a
    stop rule holds (confident, stable over the decisions after each run, settled with the CN
-   undecided, the point budget,
-   nothing new measured by the last suggestion, nothing left to propose): if one does, the
+   undecided, the point budget, nothing new measured by the last suggestion, nothing left to
+   propose): if one does, the
    session is closed with that reason (recorded in ``decisions`` and in the agent's own stop
    document); if the edge is not located yet, the session stays open and nothing is suggested (a
    survey of the same session brings it on);
