@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..foundation.properties import PROPERTIES, REGRESSORS
+from .stopping import DEFAULT_STABILITY
 
 
 def _unit(model: Any, name: str) -> str:
@@ -89,7 +90,7 @@ def draw(fig, run: Any) -> None:
     ax_i.set_ylabel("importance density (1/eV)")
     ax_i.set_title("importance; measured (green), proposed (orange)", fontsize=9)
     _draw_history(axes[1], run, model)
-    stop = f"  —  stopped: {run.stop_reason}" if run.stop_reason else ""
+    stop = f"\nstopped: {run.stop_reason}" if run.stop_reason else ""  # a line of its own: reasons run long
     fig.suptitle(f"run {run.uid[:8]}" + (f", sample {run.sample}" if run.sample else "") +
                  f"; model {model.element} {model.featurization}, {model.n_spectra} spectra"
                  f" ({'calibrated out of family' if calibrated else 'seed spread only'}){stop}", fontsize=9)
@@ -110,6 +111,9 @@ def _draw_history(axes, run: Any, model: Any) -> None:
             sel = cn == c
             ax.plot(n[sel], p[sel], "o", ms=3, label=f"predicted CN {int(c)}")
         ax.plot(n[ood], p[ood], "x", color="tab:red", ms=5, label="out of domain")
+        # below this a CN is not a decision: the stop rules' line (stable, or settled undecided)
+        ax.axhline(DEFAULT_STABILITY["cn_probability"], color="0.5", ls=":", lw=1,
+                   label=f"decision (P >= {DEFAULT_STABILITY['cn_probability']:g})")
         if "coordination_number" in truth:
             ax.set_title(f"P(predicted CN); true CN {truth['coordination_number']:g}", fontsize=9)
         else:
