@@ -4,8 +4,9 @@ scan's structural answer, on held-out spectra replayed by the simulator with cou
 Full scan: 0.5 eV steps from the tabulated edge - 20 eV to + 100 eV (241 points; FEFF places Cu
 edges 10-25 eV above the tabulated 8979 eV). Every point of every strategy is one of these grid
 points, read from one noise draw per sample, so strategies differ only in order. Decision = CN
-class, distance within 0.01 A, charge within 0.05 e of the full scan's; a strategy "reaches" it at
-the first point count from which its predictions stay within those bounds for the rest of its run.
+class, distance within 0.01 A, charge label within 0.05 (an oxidation state: no unit) of the full
+scan's; a strategy "reaches" it at the first point count from which its predictions stay within
+those bounds for the rest of its run.
 
 Strategies: the agent's (importance x uncertainty) and importance-only, both driven by the plan's own
 policy (``AdaptivePolicy``: survey, edge and normalization passes, proposals, stop rules) with a real
@@ -259,7 +260,7 @@ def main() -> None:
         reached_curves[name] = [float(np.mean(frc <= b + 1e-9)) for b in budgets]
         rows.append((name, np.median(frc), np.percentile(frc, 25), np.percentile(frc, 75), ok.mean(), acc))
     lines = [f"{len(truth_cn)} held-out {a.element} spectra, full scan {n} points at 0.5 eV; decision = same CN, "
-             f"distance within {TOL['mean_nn_distance']} A, charge within {TOL['charge']} e; a second full scan "
+             f"distance within {TOL['mean_nn_distance']} A, charge label within {TOL['charge']}; a second full scan "
              f"(another noise draw) reproduces it for {np.mean(repeat):.0%} of samples",
              "| strategy | median fraction | Q1 | Q3 | reached | CN accuracy @20% | @30% | @50% | @100% |",
              "|---|---|---|---|---|---|---|---|---|"]

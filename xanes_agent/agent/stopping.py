@@ -4,8 +4,8 @@
   domain, the *calibrated* CN probability and the calibrated 68 % interval half-widths (``std``:
   distance in A, charge label in its unit) meet the thresholds (``models.calibration``);
 - :func:`stable_reason`: the answer has stopped changing (model window covered, the last few
-  decisions agree within tolerances in A and e) *and* the CN is a decision: its calibrated
-  probability is at least ``stability["cn_probability"]`` (a CN at probability 0.5 is not one);
+  decisions agree within tolerances: A, and the charge label's unit) *and* the CN is a decision:
+  its calibrated probability is at least ``stability["cn_probability"]`` (0.5 is not a decision);
   or it has stopped changing for more updates below that probability, and the stop says the CN
   is undecided.
 
@@ -20,10 +20,10 @@ from ..foundation.properties import CN, PROPERTIES, REGRESSORS
 
 DEFAULT_THRESHOLDS = {"cn_probability": 0.9, "distance_std": 0.01, "charge_std": 0.05}
 # stop when at least `coverage` of the model window is measured and the last `updates` decisions
-# agree within these (A, e), the CN at calibrated probability >= `cn_probability`. Two updates, not
-# three: once the window is covered the decisions have nearly always agreed already, and the third
-# cost 0-3 points of a 241-point scan (median) with the same decisions at the stop (points-to-decision,
-# 8 elements)
+# agree within these (A; the charge label's unit, none for an oxidation state), the CN at calibrated
+# probability >= `cn_probability`. Two updates, not three: once the window is covered the decisions
+# have nearly always agreed already, and the third cost 0-3 points of a 241-point scan (median) with
+# the same decisions at the stop (points-to-decision, 8 elements)
 # An answer that has settled below that probability stops the scan too, after `undecided_updates`
 # agreeing updates, and says the CN is undecided: past the window's coverage more points rarely
 # decide it (points-to-decision, 60 test spectra per element: the mean share of the scan measured
@@ -64,9 +64,9 @@ def stable_reason(decisions: list[tuple | None], coverage: float, stability: dic
                   probability: float | None = None) -> str:
     """Why the answer has stopped changing, or ``""``: the measured share of the model window
     (``coverage``) is at least ``stability["coverage"]`` (0.99: covered) and the last
-    ``stability["updates"]`` decisions have the same CN and distances and charges within
-    ``stability["distance"]`` A and ``stability["charge"]`` e of the latest, the CN at calibrated
-    ``probability`` of at least ``stability["cn_probability"]`` ("stable"); or the last
+    ``stability["updates"]`` decisions have the same CN and distances and charge labels within
+    ``stability["distance"]`` A and ``stability["charge"]`` (the label's unit) of the latest, the
+    CN at calibrated ``probability`` of at least ``stability["cn_probability"]`` ("stable"); or the last
     ``stability["undecided_updates"]`` agree so below it ("settled, CN undecided")."""
     n = int(stability.get("updates", 0))
     need = float(stability.get("coverage", 0.99))
@@ -79,12 +79,14 @@ def stable_reason(decisions: list[tuple | None], coverage: float, stability: dic
     if not all(agree(d, ref, stability) for d in decisions[-n:]):
         return ""
     tol = tuple(stability[p.stability] if p.stability else 0.0 for p in PROPERTIES.values())
+    # no unit for the charge label: an oxidation state has none (a Bader charge would be in e)
+    within = f"distance within {tol[1]} A, charge label within {tol[2]}"
     part = f"; {coverage:.0%} of the model window measured" if coverage < 0.99 else ""
     if undecided:
         return (f"settled, CN undecided: the last {n} updates agree (CN {ref[0]:.0f} at P={probability:.2f}, "
-                f"below {stability['cn_probability']}: not a decision; within {tol[1]} A and {tol[2]} e{part})")
+                f"below {stability['cn_probability']}: not a decision; {within}{part})")
     p = f", P={probability:.2f}" if probability is not None else ""
-    return f"stable: the last {n} updates agree (CN {ref[0]:.0f}{p}, within {tol[1]} A and {tol[2]} e{part})"
+    return f"stable: the last {n} updates agree (CN {ref[0]:.0f}{p}, {within}{part})"
 
 
 def stop_reason(report: dict[str, Any], thresholds: dict[str, float]) -> str:
