@@ -57,6 +57,32 @@ def test_point_budget_and_proposals_recorded(bundled_library, cu_agent_model):
     assert proposals and all({"uid", "start", "stop", "score"} <= set(p) for p in proposals)
 
 
+def test_the_view_draws_the_runs_own_decision_line(bundled_library, cu_agent_model):
+    """The P(CN) a plan takes for a decision travels in its start document to the agent's snapshot
+    and the live view's decision line; a start document without it (or with nonsense) keeps the default."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from xanes_agent.agent.agent import _decision_probability
+    from xanes_agent.agent.view import draw
+
+    sample = sample_from_library(bundled_library, element="Cu", split="test", rng=4)
+    _, agent = _run(sample, cu_agent_model, max_points=40, stability={"cn_probability": 0.75})
+    snap = agent.snapshot()
+    assert snap.decision_probability == 0.75
+    fig = plt.figure(figsize=(12, 7))
+    draw(fig, snap)
+    labels = [ln.get_label() for ax in fig.axes for ln in ax.get_lines()]
+    assert "decision (P >= 0.75)" in labels and "decision (P >= 0.6)" not in labels
+    plt.close(fig)
+    for start in ({}, {"plan_args": "x"}, {"plan_args": {"stability": {"cn_probability": "0.7"}}},
+                  {"plan_args": {"stability": {"cn_probability": 1.5}}},
+                  {"plan_args": {"stability": {"cn_probability": True}}}):
+        assert _decision_probability(start) is None
+
+
 def test_queue_safe_plans_measure_what_they_say(bundled_library):
     import pytest
 

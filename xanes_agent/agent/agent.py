@@ -47,6 +47,18 @@ log = logging.getLogger(__name__)
 #: Updates kept per run for views (the view's history panel): the run's memory stays bounded.
 HISTORY = 10_000
 
+
+def _decision_probability(start: dict) -> float | None:
+    """The P(CN) the run's plan takes for a decision (``plan_args.stability.cn_probability`` of
+    :func:`~xanes_agent.plans.adaptive.adaptive_xanes_scan`), or None where the start document
+    carries no such number in (0, 1]: any other run, or a malformed one, which is not an error."""
+    args = start.get("plan_args")
+    stability = args.get("stability") if isinstance(args, dict) else None
+    p = stability.get("cn_probability") if isinstance(stability, dict) else None
+    if isinstance(p, (int, float)) and not isinstance(p, bool) and 0.0 < float(p) <= 1.0:
+        return float(p)
+    return None
+
 @dataclass
 class RunState:
     uid: str
@@ -71,6 +83,7 @@ class RunState:
     warned_domain: bool = False
     sample: str = ""  # the start document's sample id, if any
     truth: dict[str, float] = field(default_factory=dict)  # true labels, where the start document carries them
+    decision_probability: float | None = None  # the plan's P(CN) for a decision, where its start document says
     stop_reason: str = ""
     signal: Signal | None = None  # how mu is formed from the primary stream's fields
     detectors: dict[str, str | None] = field(default_factory=dict)  # named i0/it/iff fields and mode
@@ -92,12 +105,13 @@ class RunSnapshot:
     proposals: tuple[Proposal, ...]
     history: tuple[dict[str, Any], ...]  # the event data of the last updates (at most HISTORY)
     stop_reason: str
+    decision_probability: float | None = None  # the plan's P(CN) for a decision (plan_args.stability)
 
     @classmethod
     def of(cls, r: RunState) -> RunSnapshot:
         e, mu = r.spectrum.arrays()
         return cls(r.uid, r.element, r.edge, r.sample, dict(r.truth), e.copy(), mu.copy(), r.last, r.predictor.model,
-                   tuple(r.proposals), tuple(r.history), r.stop_reason)
+                   tuple(r.proposals), tuple(r.history), r.stop_reason, r.decision_probability)
 
 
 class XANESAgent(SafeRouter):
@@ -239,6 +253,7 @@ class XANESAgent(SafeRouter):
         self.run.sample = str(sample.get("id", "")) if isinstance(sample, dict) else str(sample or "")
         if isinstance(truth, dict):  # the simulator's ground truth, for the view only
             self.run.truth = {k: float(v) for k, v in truth.items() if isinstance(v, (int, float))}
+        self.run.decision_probability = _decision_probability(doc)
         self._open_output(doc)
         if self.background:
             self.run.worker = threading.Thread(target=self._work, args=(self.run,), daemon=True,

@@ -111,9 +111,10 @@ def _draw_history(axes, run: Any, model: Any) -> None:
             sel = cn == c
             ax.plot(n[sel], p[sel], "o", ms=3, label=f"predicted CN {int(c)}")
         ax.plot(n[ood], p[ood], "x", color="tab:red", ms=5, label="out of domain")
-        # below this a CN is not a decision: the stop rules' line (stable, or settled undecided)
-        ax.axhline(DEFAULT_STABILITY["cn_probability"], color="0.5", ls=":", lw=1,
-                   label=f"decision (P >= {DEFAULT_STABILITY['cn_probability']:g})")
+        # below this a CN is not a decision: the stop rules' line (stable, or settled undecided), the
+        # run's own where its plan said it, else the default every stop rule starts from
+        line = run.decision_probability or DEFAULT_STABILITY["cn_probability"]
+        ax.axhline(line, color="0.5", ls=":", lw=1, label=f"decision (P >= {line:g})")
         if "coordination_number" in truth:
             ax.set_title(f"P(predicted CN); true CN {truth['coordination_number']:g}", fontsize=9)
         else:

@@ -90,7 +90,7 @@ def adaptive_xanes_scan(detectors, motor, agent, *, edge_energy: float, md: dict
 
     def inner():
         uid = yield from bps.open_run(md=_md)
-        agent.begin(md["element"], md.get("edge", "K"), uid=uid, md=md)
+        agent.begin(md["element"], md.get("edge", "K"), uid=uid, md=_md)  # as the start document carries it
         while True:
             action = policy.next(energies, mus, agent.report(), agent.suggest, time.monotonic() - t0)
             if isinstance(action, Stop):
