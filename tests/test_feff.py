@@ -20,6 +20,7 @@ from xanes_agent.data.feff import (  # noqa: E402
     _stage_environment,
     check_spectrum,
     feff_input,
+    next_attempt,
     run_feff,
     with_scf,
 )
@@ -195,6 +196,22 @@ def test_bad_counts_scf_is_rescued_with_gentler_mixing(tmp_path):
     assert "0.05 1" in (tmp_path / r.key / "feff_fallback.inp").read_text()
     again = run_feff(inp, tmp_path)  # cached with its fallback recorded
     assert again.scf_mixing_fallback == FALLBACK_SCF_MIXING and again.seconds == r.seconds
+
+
+def test_after_a_failed_fallback_feff_is_not_run_a_third_time():
+    """The retry rule: bad counts get the gentler mixing once, any other crash one plain retry, and a
+    failed fallback is final (a plain retry after it rescued none of 120 sites)."""
+    failed = "FEFF failed: FeffStageError: pot exited"
+    assert next_attempt("", False, False, False) == "stop"  # a spectrum
+    assert next_attempt("unphysical: negative mu", False, False, False) == "stop"
+    assert next_attempt("FEFF rejected the input: bad card", False, False, False) == "stop"
+    assert next_attempt(failed, True, False, False) == "fallback"
+    assert next_attempt(failed, True, True, False) == "stop"  # the fallback failed on bad counts again
+    assert next_attempt(failed, False, True, False) == "stop"  # ... or otherwise
+    assert next_attempt(failed, False, False, False) == "retry"
+    assert next_attempt(failed, False, False, True) == "stop"
+    assert next_attempt(failed, True, False, True) == "fallback"  # a retry that then hit bad counts
+    assert next_attempt("not FEFF's failure: OSError: disk full", False, False, False) == "stop"
 
 
 def _children(pid: int) -> set[int]:

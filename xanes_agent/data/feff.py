@@ -128,6 +128,21 @@ def outcome_stands(record: dict[str, Any], spectrum_cached: bool = False) -> boo
     return reason.startswith("FEFF failed: Feff") and record.get("retry_policy", 1) >= RETRY_POLICY
 
 
+def next_attempt(reason: str, bad_counts: bool, fallback_tried: bool, retried: bool) -> str:
+    """What follows a FEFF run that ended with ``reason``: ``"stop"`` (keep this outcome),
+    ``"fallback"`` (once, for an SCF that stopped on "Found bad counts": the gentler mixing) or
+    ``"retry"`` (once, as it was: a stage occasionally dies in pooled workers).
+
+    A good, an unphysical or a rejected run is final, and so is a failed fallback: in the
+    session-14 build the plain retry after one rescued none of 120 sites (2 of 56 after other
+    crashes) and cost about 3 % of the build's FEFF time."""
+    if not reason.startswith("FEFF failed"):
+        return "stop"
+    if bad_counts and not fallback_tried:
+        return "fallback"
+    return "stop" if retried or fallback_tried else "retry"
+
+
 def with_scf(inp: str, *, iterations: int | None = None, mixing: float | None = None) -> str:
     """``inp`` with the SCF card's iteration limit (its 3rd number, FEFF's ``nscmt``) and/or its
     mixing (4th number, ``ca``) replaced; the other numbers are kept."""
@@ -233,11 +248,11 @@ def run_feff(
 
     A run whose SCF stops on "Found bad counts" is tried again with the SCF mixing set to
     :data:`FALLBACK_SCF_MIXING` (recorded as ``scf_mixing_fallback``); any other crash once more as
-    it was. The cache entry ``<cache_dir>/<key>/`` keeps ``feff.inp`` (and ``feff_fallback.inp``),
-    ``xmu.dat`` and ``result.json``; FEFF's scratch files are deleted. A cached outcome that does
-    not stand (:func:`outcome_stands`: a crash under an older :data:`RETRY_POLICY`, an error outside
-    FEFF) is run again; an error outside FEFF is returned (``ok`` False, its reason starting with
-    :data:`INTERNAL_ERROR`) but not cached.
+    it was; a failed fallback is final (:func:`next_attempt`). The cache entry ``<cache_dir>/<key>/``
+    keeps ``feff.inp`` (and ``feff_fallback.inp``), ``xmu.dat`` and ``result.json``; FEFF's scratch
+    files are deleted. A cached outcome that does not stand (:func:`outcome_stands`: a crash under
+    an older :data:`RETRY_POLICY`, an error outside FEFF) is run again; an error outside FEFF is
+    returned (``ok`` False, its reason starting with :data:`INTERNAL_ERROR`) but not cached.
     """
     key = input_key(inp)
     entry = Path(cache_dir) / key
@@ -249,20 +264,19 @@ def run_feff(
     entry.mkdir(parents=True, exist_ok=True)
     (entry / "feff.inp").write_text(inp)
     t0 = time.perf_counter()
-    text, mixing, runs, generic_retry = inp, None, 0, False
+    text, mixing, runs, retried = inp, None, 0, False
     while True:
         runs += 1
         energy, mu, charge, reason, bad_counts = _run_once(text, entry, stage_timeout)
-        if not reason.startswith("FEFF failed"):  # a good, an unphysical or a rejected input: final
+        step = next_attempt(reason, bad_counts, mixing is not None, retried)
+        if step == "stop":
             break
-        if bad_counts and mixing is None:
+        if step == "fallback":
             mixing = FALLBACK_SCF_MIXING
             text = with_scf(inp, mixing=mixing)
             (entry / "feff_fallback.inp").write_text(text)
-            continue
-        if generic_retry:
-            break
-        generic_retry = True  # one plain retry: a stage occasionally dies in pooled workers
+        else:
+            retried = True
     seconds = time.perf_counter() - t0
     record = {"ok": not reason, "reason": reason, "seconds": seconds, "charge_transfer": charge,
               "attempts": runs, "scf_mixing_fallback": mixing, "retry_policy": RETRY_POLICY, "meta": meta or {}}
