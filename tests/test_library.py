@@ -196,6 +196,30 @@ def test_host_plan_spreads_classes_and_parents_and_only_grows(small_hosts):
     assert [s.element for s in small[:4]] == ["Fe", "Cr", "Fe", "Cr"]  # elements interleaved
 
 
+def test_classes_short_of_spectra_run_first_and_the_plan_is_unchanged(small_hosts):
+    """deficit_first reorders a real plan: sites of (element, CN) classes below the target run
+    first, in the plan's order, counting those queued ahead; nothing is added or dropped."""
+    from collections import Counter
+
+    from xanes_agent.data.hosts import deficit_first, plan
+    from xanes_agent.data.structures import FAMILY_BY_NAME, generate
+
+    pending = list(generate(["Fe"], 2)) + plan(["Fe", "Cr"], 12, small_hosts)
+    assert all(f.family in FAMILY_BY_NAME for f in pending[:2])
+    have = Counter({("Fe", 6): 150, ("Fe", 4): 149, ("Cr", 6): 10})  # Fe CN 5, Cr CN 4/5: none yet
+    out = deficit_first(pending, have, target=150)
+    assert sorted(g.id for g in out) == sorted(g.id for g in pending)  # the same set
+    short = [g for g in pending if getattr(g, "cn_estimate", None) is not None and (
+        (g.element, g.cn_estimate) != ("Fe", 6))]
+    fe4 = [g for g in short if (g.element, g.cn_estimate) == ("Fe", 4)]
+    assert len(fe4) > 1  # one Fe CN 4 site fills the class: the next ones wait
+    first = [g for g in short if g is not fe4[1] and g not in fe4[2:]]
+    assert [g.id for g in out[:len(first)]] == [g.id for g in first]
+    rest = out[len(first):]
+    assert [g.id for g in rest] == [g.id for g in pending if g not in first]  # plan order kept
+    assert deficit_first(pending, Counter(), target=0) == pending  # nothing short: the plan's order
+
+
 def test_substituted_site_is_dilute_isovalent_and_rescaled(small_hosts):
     from xanes_agent.data.hosts import MIN_CELL_LENGTH, all_sites, first_shell
     from xanes_agent.data.readers import read_poscar

@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
@@ -229,6 +230,12 @@ def compute_project_spectra(
             failures.append({"id": gid, "reason": reason})
         else:
             spectra.append(sp)
+    if hosts_per_element:  # classes short of spectra run first; the plan itself is unchanged
+        from .hosts import deficit_first
+
+        cns = ((sp.element, sp.labels.get("coordination_number", np.nan)) for sp in spectra)
+        have = Counter((el, int(cn)) for el, cn in cns if np.isfinite(cn))
+        order = deficit_first([g for g in order if g.id not in reused], have)
     gens = {g.id: g for g in order if g.id not in reused}
     if client is not None:
         results = _results_on_cluster(client, gens, params, Path(cache_dir), time_budget, progress)
