@@ -10,6 +10,9 @@ settings), four scores per held-out spectrum:
 * ``tree spread``: standard deviation of the distance forest's trees' predictions (A);
 * ``CN ambiguity``: 1 - the CN forest's largest class probability;
 * ``two views``: |distance from polynomial features - distance from pointwise features| (A);
+* ``local error``: the mean out-of-parent distance error (A) of the 15 nearest training spectra
+  (standardized features), each training spectrum's error from a forest trained without its
+  parent structure (5 inner folds): does the spectrum lie where new structures go wrong?
 
 and their combinations (mean of each score's percentile among in-family held-out spectra). Each is
 thresholded at the 90th percentile of its in-family values (in-family: a random fifth of the
@@ -33,8 +36,8 @@ from xanes_agent.models.calibration import DomainModel
 from xanes_agent.models.evaluation import group_folds
 from xanes_agent.models.features import DEFAULT_GRID, make_featurizer, spectra_to_grid
 
-SINGLE = ("knn", "tree spread", "CN ambiguity", "two views")
-COMBINED = {"knn + CN ambiguity": ("knn", "CN ambiguity"),
+SINGLE = ("knn", "tree spread", "CN ambiguity", "two views", "local error")
+COMBINED = {"knn + tree spread": ("knn", "tree spread"), "knn + CN ambiguity": ("knn", "CN ambiguity"),
             "knn + tree spread + CN ambiguity": ("knn", "tree spread", "CN ambiguity")}
 
 
@@ -45,20 +48,37 @@ def prepare(coll):
     return X[ok], d[ok], cn[ok], parent_groups(coll)[ok]
 
 
-def scores(X_train, d_train, cn_train, X_test, trees: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _forest(trees: int) -> RandomForestRegressor:
+    return RandomForestRegressor(trees, max_features=1 / 3, n_jobs=-1, random_state=0)
+
+
+def local_error(F_train, d_train, g_train, F_test, domain: DomainModel, trees: int, k: int = 15) -> np.ndarray:
+    """Mean out-of-parent |error| (A) of each test spectrum's ``k`` nearest training spectra."""
+    err = np.zeros(len(F_train))
+    inner = group_folds(g_train, 5)
+    for f in np.unique(inner):
+        m = inner == f
+        err[m] = np.abs(_forest(trees).fit(F_train[~m], d_train[~m]).predict(F_train[m]) - d_train[m])
+    Z = np.nan_to_num((F_test - domain.center) / domain.scale)
+    R = np.nan_to_num((F_train - domain.center) / domain.scale)
+    d2 = (Z ** 2).sum(axis=1)[:, None] + (R ** 2).sum(axis=1)[None, :] - 2.0 * Z @ R.T
+    return err[np.argsort(d2, axis=1)[:, :k]].mean(axis=1)
+
+
+def scores(X_train, d_train, cn_train, g_train, X_test, trees: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The polynomial-feature distance prediction for ``X_test`` and each candidate score."""
     poly, point = make_featurizer("polynomial", DEFAULT_GRID), make_featurizer("pointwise", DEFAULT_GRID)
     F_train, F_test = poly.transform(X_train), poly.transform(X_test)
-    forest = RandomForestRegressor(trees, max_features=1 / 3, n_jobs=-1, random_state=0).fit(F_train, d_train)
+    forest = _forest(trees).fit(F_train, d_train)
     per_tree = np.stack([t.predict(F_test) for t in forest.estimators_])
-    pointwise = RandomForestRegressor(trees, max_features=1 / 3, n_jobs=-1, random_state=0).fit(
-        point.transform(X_train), d_train).predict(point.transform(X_test))
+    pointwise = _forest(trees).fit(point.transform(X_train), d_train).predict(point.transform(X_test))
     proba = RandomForestClassifier(trees, n_jobs=-1, random_state=0).fit(F_train, cn_train).predict_proba(F_test)
     domain = DomainModel.fit(F_train)
     domain.typical = float(np.median(domain.in_family_distance()))
     pred = per_tree.mean(axis=0)
     return pred, {"knn": domain.score(F_test), "tree spread": per_tree.std(axis=0),
-                  "CN ambiguity": 1.0 - proba.max(axis=1), "two views": np.abs(pred - pointwise)}
+                  "CN ambiguity": 1.0 - proba.max(axis=1), "two views": np.abs(pred - pointwise),
+                  "local error": local_error(F_train, d_train, g_train, F_test, domain, trees)}
 
 
 def percentile(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -79,14 +99,14 @@ def main() -> None:
     for el in a.elements:
         X, d, cn, groups = prepare(lib.where(source=PROJECT_SOURCE, element=el))
         held = rng.random(len(X)) < 0.2  # in-family: siblings stay in training
-        pred, ref = scores(X[~held], d[~held], cn[~held], X[held], a.trees)
+        pred, ref = scores(X[~held], d[~held], cn[~held], groups[~held], X[held], a.trees)
         mae = float(np.mean(np.abs(pred - d[held])))
         sets = {}
         folds = group_folds(groups, 5)
         err, got = np.zeros(len(X)), {k: np.zeros(len(X)) for k in SINGLE}
         for f in np.unique(folds):
             m = folds == f
-            p, s = scores(X[~m], d[~m], cn[~m], X[m], a.trees)
+            p, s = scores(X[~m], d[~m], cn[~m], groups[~m], X[m], a.trees)
             err[m] = np.abs(p - d[m])
             for k in SINGLE:
                 got[k][m] = s[k]
@@ -95,7 +115,7 @@ def main() -> None:
             Xo, do, _, go = prepare(lib.where(source=OMNIXAS_SOURCE, element="Cu"))
             new = np.flatnonzero(~np.isin(go, groups))
             pick = rng.choice(new, min(1500, len(new)), replace=False)
-            p, s = scores(X, d, cn, Xo[pick], a.trees)
+            p, s = scores(X, d, cn, groups, Xo[pick], a.trees)
             sets["OmniXAS FEFF 9, new parents"] = (np.abs(p - do[pick]), s)
         for name, (e, s) in sets.items():
             big = e > 3 * mae
