@@ -59,6 +59,7 @@ def _decision_probability(start: dict) -> float | None:
         return float(p)
     return None
 
+
 @dataclass
 class RunState:
     uid: str
