@@ -230,13 +230,13 @@ def compute_project_spectra(
             failures.append({"id": gid, "reason": reason})
         else:
             spectra.append(sp)
+    pending = [g for g in order if g.id not in reused]
     if hosts_per_element:  # classes short of spectra run first; the plan itself is unchanged
         from .hosts import deficit_first
 
         cns = ((sp.element, sp.labels.get("coordination_number", np.nan)) for sp in spectra)
-        have = Counter((el, int(cn)) for el, cn in cns if np.isfinite(cn))
-        order = deficit_first([g for g in order if g.id not in reused], have)
-    gens = {g.id: g for g in order if g.id not in reused}
+        pending = deficit_first(pending, Counter((el, int(cn)) for el, cn in cns if np.isfinite(cn)))
+    gens = {g.id: g for g in pending}
     if client is not None:
         results = _results_on_cluster(client, gens, params, Path(cache_dir), time_budget, progress)
     else:
