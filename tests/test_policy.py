@@ -311,3 +311,55 @@ def test_no_pass_below_for_a_pre_edge_peak_that_falls_back():
     i = int(np.searchsorted(e, 7725.5))
     assert p.peak_below(e, np.interp(e, _CO_E, _CO_MU["mp-757403/10"]), i) is not None
     assert p.peak_below(e, np.interp(e, _CO_E, pre_edge), i) is None
+
+
+# a tetrahedral Cu K edge (FEFF 9, OmniXAS mp-680211 site 8; noise-free, read off the simulator at
+# 1 eV): the first rise is as steep as the main one and peaks at 8993 eV, in the survey gap between
+# the pass below (where the survey point at 8991 eV had risen) and the fine points on the main rise
+_CU_E = [8940, 8960, 8975, 8980, 8981, 8982, 8983, 8984, 8985, 8986, 8987, 8988, 8989, 8990, 8991, 8992, 8993,
+         8994, 8995, 8996, 8997, 8998, 8999, 9000, 9001, 9002, 9003, 9004, 9005, 9006, 9007, 9008, 9009, 9010,
+         9015, 9020, 9030, 9040, 9050, 9060]
+_CU_MU = [0.337, 0.337, 0.337, 0.337, 0.337, 0.337, 0.337, 0.341, 0.35, 0.365, 0.398, 0.456, 0.52, 0.6, 0.731,
+          0.951, 1.138, 1.029, 0.935, 0.946, 1.032, 1.174, 1.351, 1.558, 1.771, 1.86, 1.797, 1.711, 1.604, 1.481,
+          1.384, 1.332, 1.309, 1.313, 1.309, 1.222, 1.201, 1.251, 1.353, 1.406]
+
+
+def test_a_pass_over_the_gap_the_first_step_rises_into(monkeypatch):
+    """The pass below the fine points (where the survey point had risen) ends at 8991 eV still
+    rising as steeply as the main rise; the first step goes on rising and peaks in the gap up to
+    the fine points. A pass over that gap puts the opening passes' E0 where the full scan's is;
+    without it, 8 eV above."""
+
+    def cu(e):
+        return np.interp(e, _CU_E, _CU_MU)
+
+    grid = np.arange(8959.0, 9079.01, 0.5)
+    full = find_e0(grid, cu(grid))
+    assert abs(full - 8992.0) <= 1.0
+    passes, es = _opening(cu)
+    whys = [m.info.get("why", "") for m in passes]
+    assert any("had risen" in w for w in whys) and any("still rising steeply" in w for w in whys)
+    gap = next(m for m in passes if "still rising steeply" in m.info.get("why", ""))
+    assert gap.energies.min() > 8991.0 and gap.energies.max() < 8995.0  # only the gap, nothing measured again
+    order = np.argsort(es)
+    assert abs(find_e0(es[order], cu(es[order])) - full) <= 1.0
+    # the rule is what does it
+    monkeypatch.setattr(AdaptivePolicy, "rise_into_gap", lambda self, e, m, i: None)
+    _, es = _opening(cu)
+    order = np.argsort(es)
+    assert find_e0(es[order], cu(es[order])) - full > 5.0
+
+
+def test_no_pass_over_the_gap_where_the_points_below_it_end_flat():
+    """A first step that has levelled off (a shoulder) before the gap: its rise is measured, E0 is
+    on the main rise, and the gap costs no pass; nor does a plain edge."""
+    p = AdaptivePolicy(8979.0)
+    survey = np.arange(8949.0, 9040.0, 6.0)
+    e = np.unique(np.concatenate([survey, np.arange(8985.5, 8991.01, 0.5), np.arange(8995.0, 9005.01, 0.5)]))
+    i = int(np.searchsorted(e, 9000.0))
+    rising = np.interp(e, _CU_E, _CU_MU)
+    assert p.rise_into_gap(e, rising, i) is not None
+    shoulder = np.where(e <= 8991.0, np.interp(e, [8984, 8989, 8991], [0.34, 0.75, 0.76]), rising)
+    assert p.rise_into_gap(e, shoulder, i) is None
+    plain = np.interp(e, [8995, 9001], [0.34, 1.33])
+    assert p.rise_into_gap(e, plain, i) is None

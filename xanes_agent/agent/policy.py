@@ -15,9 +15,11 @@ One small state machine, driven alike by the in-process plan
    is centred on it, and where the edge had already risen by a third of its step below the fine
    points (at a survey point below them, or at their low end with a slope into them of 0.4 of
    their steepest: a two-step edge whose second step was the steeper at survey resolution),
-   another pass is made where it rose (:meth:`AdaptivePolicy.rise_below`); where mu falls from
-   the fine points' low end but stays that high before E0 (the first step peaked below them), the
-   gap below them gets a pass (:meth:`AdaptivePolicy.peak_below`); where a coarse interval
+   another pass is made where it rose (:meth:`AdaptivePolicy.rise_below`); where the points below
+   the fine points end still rising steeply into the coarse gap up to them (the first step goes on
+   rising, and may peak, in the gap), the gap gets a pass (:meth:`AdaptivePolicy.rise_into_gap`);
+   where mu falls from the fine points' low end but stays that high before E0 (the first step
+   peaked below them), the gap below them gets a pass (:meth:`AdaptivePolicy.peak_below`); where a coarse interval
    within 2 x ``edge_halfwidth`` eV above the fine points rises at half their steepest slope
    (the second, steeper step of a two-step edge: the fine points measured the first), a pass is
    made over it (:meth:`AdaptivePolicy.rise_above`; at most ``MAX_EDGE_PASSES`` in all);
@@ -67,6 +69,7 @@ FINE_SPACING = 1.5  # eV: E0 counts as measured finely when its neighbours are t
 RISE_BELOW = 0.3  # of the edge step: risen this far at the fine points' low end, the rise began below them
 STEEP_BELOW = 0.4  # ... and the slope into them is at least this share of the steepest slope within them
 RISEN_BELOW = "the edge had risen before the fine points began (a two-step edge)"  # why a pass below
+RISE_INTO_GAP = "the points below the fine points end still rising steeply (a two-step edge)"
 FALL_BELOW = 0.02  # of the edge step: mu falling this far from the fine points' low end (10x counting noise)
 STEEP_ABOVE = 0.5  # a measured interval above the fine points this steep (same share) holds a rise of its own
 
@@ -222,7 +225,8 @@ class AdaptivePolicy:
             return None
         i = int(np.searchsorted(e, e0))
         if 0 < i < len(e) - 1 and e[i + 1] - e[i - 1] <= 2 * FINE_SPACING:
-            return self.rise_below(e, m, i) or self.peak_below(e, m, i) or self.rise_above(e, m, i)
+            return (self.rise_below(e, m, i) or self.rise_into_gap(e, m, i) or self.peak_below(e, m, i)
+                    or self.rise_above(e, m, i))
         h = self.edge_halfwidth
         self.edge_centre = float(e0)
         return self._fine_pass(e, e0 - h, e0 + h,
@@ -264,6 +268,29 @@ class AdaptivePolicy:
         if not len(inside) or e[k] >= e[j] or (m[j] - m[k]) / (e[j] - e[k]) < STEEP_BELOW * float(np.max(inside)):
             return None
         return self._fine_pass(e, e[j] - 2 * self.edge_halfwidth, e[j], RISEN_BELOW)
+
+    def rise_into_gap(self, e: np.ndarray, m: np.ndarray, i: int) -> Measure | None:
+        """A fine pass over the coarse gap just below the fine points around E0 (sorted ``e``,
+        ``m``; E0 at index ``i``) where the fine points below the gap end still rising, at
+        :data:`STEEP_BELOW` of the steepest slope within the fine points around E0, having risen by
+        :data:`RISE_BELOW` of the edge step: the first step of a two-step edge goes on rising, and
+        may peak and fall back, in the gap (as in tetrahedral Cu, Ni and Mn sites, whose first rise
+        can be as steep as the main one: the full scan's E0 then lies in the gap, 7-9 eV below the
+        plan's). :meth:`rise_below` measures where a survey point below had risen; the slope across
+        the gap into the fine points is flat where the first step peaked in it, so this looks at
+        the slope into the gap from below. None otherwise."""
+        j, r = _fine_block(e, i)
+        levels = _edge_levels(e, m, j, i)
+        k = j - 1
+        if k < 1 or levels is None or e[j] - e[k] <= FINE_SPACING or e[k] - e[k - 1] > FINE_SPACING:
+            return None
+        pre, post = levels
+        inside = _slopes(e[j:r + 1], m[j:r + 1])
+        if not len(inside) or (m[k] - pre) / (post - pre) < RISE_BELOW:
+            return None
+        if (m[k] - m[k - 1]) / max(e[k] - e[k - 1], 1e-9) < STEEP_BELOW * float(np.max(inside)):
+            return None
+        return self._fine_pass(e, e[k], e[j], RISE_INTO_GAP)
 
     def peak_below(self, e: np.ndarray, m: np.ndarray, i: int) -> Measure | None:
         """A fine pass over the coarse gap just below the fine points around E0 (sorted ``e``,
