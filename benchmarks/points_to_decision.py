@@ -17,6 +17,10 @@ RunEngine; its points are not on the grid, and it reaches the decision or not wi
 
     python benchmarks/points_to_decision.py [--element Cu] [--samples 60] [--out out/points_to_decision]
         [--strategies importance_uncertainty importance_only]   # the plan's own two only (quicker)
+
+Writes ``table.md``, a PNG and ``results.json``: the figures per strategy, and one record per sample
+(its id, true CN, the full scan's CN, P(CN) and E0 in eV, and where, why and with what CN the plan's
+policy stopped), so a stop that differs from the full scan can be traced to its sample.
 """
 
 from __future__ import annotations
@@ -185,6 +189,7 @@ def main() -> None:
     needed = {k: [] for k in names}
     traces = {k: [] for k in names}
     truth_cn, repeat, full_right, full_derr = [], [], [], []
+    records = []
     stops = {k: [] for k in names if k in ("importance_uncertainty", "importance_only")}
     # policy variants: the agent's strategy to the plan's stop only, with other stop/edge parameters
     variants = {}
@@ -200,9 +205,15 @@ def main() -> None:
         i0, it = bl.det.expected_counts(grid)
         r = np.random.default_rng(a.seed + 1000 + j)
         mu = np.log(r.poisson(i0) / r.poisson(it))
-        ref = decision(pred.update(grid, mu))
+        full_state = pred.update(grid, mu)
+        ref = decision(full_state)
         if ref is None:
             continue
+        # one record per sample, so a difference between the stop and the full scan can be traced
+        record = {"id": str(sample.id), "true_cn": float(sample.labels["coordination_number"]), "full_cn": ref[0],
+                  "full_cn_probability": float(full_state.predictions["coordination_number"]["probability"]),
+                  "full_e0": float(full_state.e0)}
+        records.append(record)
         # the ceiling: does a second full scan (another noise draw) give the same decision?
         r2 = np.random.default_rng(a.seed + 2000 + j)
         repeat.append(same(decision(pred.update(grid, np.log(r2.poisson(i0) / r2.poisson(it)))), ref))
@@ -220,6 +231,8 @@ def main() -> None:
             stops[name].append((k_stop / n, same(at_stop[1], ref), at_stop[1] is not None and
                                 at_stop[1][0] == sample.labels["coordination_number"], reason.split(":")[0],
                                 distance_error(at_stop[1], true_d)))
+            record[name] = {"stop_fraction": k_stop / n, "stop_cn": None if at_stop[1] is None else at_stop[1][0],
+                            "stop_cn_probability": at_stop[3], "stop_reason": reason}
         for vname, kw in variants.items():
             _, tr, (k_stop, reason) = policy_run(model, grid, mu, "importance_uncertainty", e_tab, kw, rest=False)
             d = tr[-1][1] if tr else None
@@ -293,6 +306,7 @@ def main() -> None:
                                                   "reached_by_budget": reached_curves,
                                                   "repeatability": float(np.mean(repeat)),
                                                   "stops": {**stops, **variant_stops},
+                                                  "samples": records,
                                                   "full_scan": {"cn_accuracy": full_acc,
                                                                 "distance_mae": float(np.nanmean(full_derr))}},
                                                  indent=1))
