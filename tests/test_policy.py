@@ -352,14 +352,25 @@ def test_a_pass_over_the_gap_the_first_step_rises_into(monkeypatch):
 
 def test_no_pass_over_the_gap_where_the_points_below_it_end_flat():
     """A first step that has levelled off (a shoulder) before the gap: its rise is measured, E0 is
-    on the main rise, and the gap costs no pass; nor does a plain edge."""
+    on the main rise, and the gap costs no pass; nor does a plain edge. The survey point at the
+    gap's low end is measured twice (once in a pass): no slope between the two, and no warning."""
+    import warnings
+
     p = AdaptivePolicy(8979.0)
     survey = np.arange(8949.0, 9040.0, 6.0)
-    e = np.unique(np.concatenate([survey, np.arange(8985.5, 8991.01, 0.5), np.arange(8995.0, 9005.01, 0.5)]))
+    e = np.sort(np.concatenate([survey, np.arange(8985.5, 8991.01, 0.5), np.arange(8995.0, 9005.01, 0.5)]))
+    assert np.sum(e == 8991.0) == 2
     i = int(np.searchsorted(e, 9000.0))
     rising = np.interp(e, _CU_E, _CU_MU)
-    assert p.rise_into_gap(e, rising, i) is not None
     shoulder = np.where(e <= 8991.0, np.interp(e, [8984, 8989, 8991], [0.34, 0.75, 0.76]), rising)
-    assert p.rise_into_gap(e, shoulder, i) is None
     plain = np.interp(e, [8995, 9001], [0.34, 1.33])
-    assert p.rise_into_gap(e, plain, i) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = p.rise_into_gap(e, rising, i)
+        assert m is not None and m.energies.min() > 8991.0 and m.energies.max() < 8995.0
+        # the second reading of 8991 eV a little lower (noise): still no slope between the two
+        noisy = rising.copy()
+        noisy[np.flatnonzero(e == 8991.0)[1]] -= 0.01
+        assert p.rise_into_gap(e, noisy, i) is not None
+        assert p.rise_into_gap(e, shoulder, i) is None
+        assert p.rise_into_gap(e, plain, i) is None

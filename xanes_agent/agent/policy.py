@@ -282,13 +282,16 @@ class AdaptivePolicy:
         j, r = _fine_block(e, i)
         levels = _edge_levels(e, m, j, i)
         k = j - 1
-        if k < 1 or levels is None or e[j] - e[k] <= FINE_SPACING or e[k] - e[k - 1] > FINE_SPACING:
+        b = k - 1  # the point below k (an energy measured twice has no slope: the one below that)
+        while b >= 0 and e[b] >= e[k]:
+            b -= 1
+        if b < 0 or levels is None or e[j] - e[k] <= FINE_SPACING or e[k] - e[b] > FINE_SPACING:
             return None
         pre, post = levels
         inside = _slopes(e[j:r + 1], m[j:r + 1])
         if not len(inside) or (m[k] - pre) / (post - pre) < RISE_BELOW:
             return None
-        if (m[k] - m[k - 1]) / max(e[k] - e[k - 1], 1e-9) < STEEP_BELOW * float(np.max(inside)):
+        if (m[k] - m[b]) / (e[k] - e[b]) < STEEP_BELOW * float(np.max(inside)):
             return None
         return self._fine_pass(e, e[k], e[j], RISE_INTO_GAP)
 
