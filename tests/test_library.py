@@ -245,7 +245,7 @@ def test_aliovalent_sites_only_where_isovalent_ones_are_scarce(small_hosts):
     fits, labelled with that state."""
     from collections import Counter
 
-    from xanes_agent.data.hosts import MIN_ISOVALENT, SCALE_RANGE, _tabulated, all_sites, first_shell
+    from xanes_agent.data.hosts import MIN_ISOVALENT, SCALE_RANGE, _tabulated, all_sites, estimated_radius, first_shell
     from xanes_agent.data.structures import O_RADIUS
 
     sites = all_sites(("Fe", "Cr"), str(small_hosts))
@@ -259,7 +259,7 @@ def test_aliovalent_sites_only_where_isovalent_ones_are_scarce(small_hosts):
     assert all("charge_change" not in s.params for s in sites if not s.charge_change)
     for s in alio:
         assert not s.native and s.family == "mp-aliovalent" and s.id.endswith(f"sub{s.charge_change:+d}")
-        r = _tabulated(s.element, s.oxidation_state, s.cn_estimate)
+        r = (estimated_radius if s.estimated_radius else _tabulated)(s.element, s.oxidation_state, s.cn_estimate)
         assert s.target_distance == pytest.approx(r + O_RADIUS)
         assert SCALE_RANGE[0] <= s.target_distance / s.host_distance <= SCALE_RANGE[1]
         r_host = _tabulated(s.element, s.oxidation_state - s.charge_change, s.cn_estimate)  # did not fit
@@ -268,6 +268,47 @@ def test_aliovalent_sites_only_where_isovalent_ones_are_scarce(small_hosts):
     assert g.oxidation_state == alio[0].oxidation_state and g.family == "mp-aliovalent"
     shell = first_shell(g.structure, g.absorber_index)
     assert np.mean([n.nn_distance for n in shell]) == pytest.approx(alio[0].target_distance, abs=1e-6)
+
+
+def test_five_coordinate_trivalent_sites_from_an_estimated_radius(small_hosts, monkeypatch):
+    """Shannon lists Ti3+, V3+ and Cr3+ six-coordinate only, so five-coordinate M3+ came from one
+    prototype family; their five-coordinate radius is estimated as r(VI) times the mean r(V)/r(VI)
+    of the 3d ions Shannon lists both ways. Those candidates come after every candidate of a
+    tabulated radius in their class: the plan's other sites, their order within each class and
+    their cache keys stay as they were."""
+    from xanes_agent.data import hosts
+    from xanes_agent.data.hosts import estimated_radius, five_from_six, order_sites, shannon_radius
+    from xanes_agent.data.structures import O_RADIUS
+
+    ratio = five_from_six()
+    assert 0.85 < ratio < 0.95
+    assert ratio == pytest.approx(np.mean([shannon_radius(el, q, "V") / shannon_radius(el, q, "VI") for el, q in (
+        ("Ti", 4), ("V", 4), ("V", 5), ("Mn", 2), ("Mn", 3), ("Fe", 3), ("Co", 2), ("Ni", 2), ("Cu", 2))]))
+    assert estimated_radius("Ti", 3, 5) == pytest.approx(ratio * 0.67)
+    assert estimated_radius("Cr", 3, 5) == pytest.approx(ratio * 0.615)
+    # listed five-coordinate (or IV and VI to interpolate), divalent, or another coordination: none
+    for args in (("Ti", 4, 5), ("Fe", 3, 5), ("Fe", 2, 5), ("Ti", 2, 5), ("V", 2, 5), ("Ti", 3, 6), ("Ti", 3, 4)):
+        assert estimated_radius(*args) is None, args
+    sites = hosts.all_sites(("Cr", "Fe"), str(small_hosts))
+    est = [s for s in sites if s.estimated_radius]
+    assert est and {(s.element, s.cn_estimate, s.oxidation_state) for s in est} == {("Cr", 5, 3)}
+    for s in est:
+        assert s.target_distance == pytest.approx(estimated_radius("Cr", 3, 5) + O_RADIUS)
+        assert s.params["radius"].startswith("estimated")
+    assert not any("radius" in s.params for s in sites if not s.estimated_radius)
+    assert len({s.id for s in sites}) == len(sites)
+    new = order_sites(sites, "Cr")
+    five = [s for s in new if s.cn_estimate == 5]
+    assert [s.estimated_radius for s in five] == sorted(s.estimated_radius for s in five)  # estimated last
+    # without the estimate: the same sites, in the same order within each class
+    hosts.all_sites.cache_clear()
+    monkeypatch.setattr(hosts, "estimated_radius", lambda *a: None)
+    old = order_sites(hosts.all_sites(("Cr", "Fe"), str(small_hosts)), "Cr")
+    hosts.all_sites.cache_clear()
+    for cn in (4, 5, 6):
+        assert [s.id for s in old if s.cn_estimate == cn] == [
+            s.id for s in new if s.cn_estimate == cn and not s.estimated_radius]
+    assert {s.id: s.params for s in old}.items() <= {s.id: s.params for s in new}.items()
 
 
 def test_host_site_build_runs_feff_then_assembles_from_the_cache(small_hosts, tmp_path):

@@ -23,6 +23,14 @@ Three kinds of site, all planned here without running anything expensive:
   change): a dopant whose charge a real crystal compensates elsewhere (V5+ or Ti3+ on a pyramidal
   site of a 4+ host). The oxidation-state label is the absorber's state, ``charge_change`` the
   difference. Without them those classes could never reach 150 spectra from real structures.
+* **estimated radius**: Shannon lists Ti3+, V3+ and Cr3+ (and Co3+, Ni3+, Cu3+) six-coordinate
+  only, so no rule above puts a trivalent ion on a five-coordinate site, and five-coordinate M3+
+  came from one prototype family. Where no tabulated radius fits a five-coordinate site, the
+  trivalent absorber's radius is estimated as r(VI) x the mean r(V)/r(VI) of the 3d ions Shannon
+  lists both ways (0.89, :func:`estimated_radius`), and the site is planned as above (isovalent, or
+  aliovalent where those are scarce: Ti3+, V3+, Cr3+ on divalent hosts' square pyramids, from
+  ~200-250 parents each); its params say ``radius: estimated``. These candidates come after all
+  others of their class, so the plan's earlier sites keep their order (and their cache keys).
 
 Planning uses a cheap first shell: the O neighbours within 1.2 x the shortest cation-anion
 distance, all of them O (oxides only), 4 to 6 of them. The host oxidation state is the site's
@@ -89,6 +97,9 @@ class HostSite:
     target_distance: float  # mean first-shell distance after rescaling (== host_distance if native)
     n_equivalent: int  # symmetry-equivalent sites of it in the parent cell
     charge_change: int = 0  # absorber's state - host's: 0 native or isovalent, +-1 aliovalent
+    # the first shell's target length from an estimated five-coordinate radius (:func:`estimated_radius`:
+    # Shannon lists the state six-coordinate only)
+    estimated_radius: bool = False
 
     @property
     def native(self) -> bool:
@@ -119,6 +130,8 @@ class HostSite:
                "target_distance": round(self.target_distance, 5), "min_cell_length": MIN_CELL_LENGTH}
         if self.charge_change:  # only then: the params (cache keys) of every other site stay as they were
             out["charge_change"] = self.charge_change
+        if self.estimated_radius:  # the same: only where it holds
+            out["radius"] = f"estimated: {five_from_six():.3f} x Shannon r(VI)"
         return out
 
     def materialize(self) -> GeneratedStructure:
@@ -207,6 +220,34 @@ def _tabulated(element: str, q: int, cn: int) -> float | None:
     return shannon_radius(element, q, _CN_LABEL[cn])
 
 
+@lru_cache(maxsize=1)
+def five_from_six() -> float:
+    """Mean r(V) / r(VI) of the Shannon (1976) entries of Ti..Cu that list both (high spin where
+    spin states differ): about 0.9."""
+    ratios = []
+    for el in ("Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu"):
+        for q in range(1, 7):
+            table = _shannon_table(el, q)
+            if "V" in table and "VI" in table:
+                ratios.append(shannon_radius(el, q, "V") / shannon_radius(el, q, "VI"))
+    return float(np.mean(ratios))
+
+
+def estimated_radius(element: str, q: int, cn: int) -> float | None:
+    """A five-coordinate radius (Angstrom) for a trivalent ion Shannon lists six-coordinate only
+    (Ti3+, V3+, Cr3+, Co3+, Ni3+, Cu3+): :func:`five_from_six` x r(VI). None for any other state or
+    coordination, and where Shannon lists it five-coordinate (or IV and VI to interpolate).
+
+    Trivalent only: five-coordinate M3+ is what the prototype families alone supplied (one family,
+    ``pyramidal_112``), so a model could tell the class by the family; divalent Ti, V and Cr are
+    strong reductants, rare in oxides and unknown five-coordinate there, and would have made most
+    of these candidates (on the hosts' many Cu2+ pyramids)."""
+    if cn != 5 or q != 3 or _tabulated(element, q, 5) is not None:
+        return None
+    table = _shannon_table(element, q)
+    return five_from_six() * shannon_radius(element, q, "VI") if "VI" in table else None
+
+
 @lru_cache(maxsize=4096)
 def _spacegroup(poscar: str) -> str:
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
@@ -245,12 +286,19 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
             if el == host:
                 out.append(HostSite(parent, str(poscar), i, host, el, q, cn, d_host, d_host, len(eq)))
                 continue
-            fits = {dq: r + O_RADIUS for dq in (0, -1, 1) if (r := _tabulated(el, q + dq, cn)) is not None
-                    and SCALE_RANGE[0] <= (r + O_RADIUS) / d_host <= SCALE_RANGE[1]}
+            estimated = False
+            for radius_of in (_tabulated, estimated_radius):
+                fits = {dq: r + O_RADIUS for dq in (0, -1, 1) if (r := radius_of(el, q + dq, cn)) is not None
+                        and SCALE_RANGE[0] <= (r + O_RADIUS) / d_host <= SCALE_RANGE[1]}
+                if fits:
+                    break
+                # no tabulated radius fits: a five-coordinate M3+ from its estimated radius
+                estimated = True
             if fits:
                 # isovalent where it fits; else the charge whose bond length needs the smaller change
                 dq = 0 if 0 in fits else min(fits, key=lambda k: (abs(np.log(fits[k] / d_host)), k))
-                out.append(HostSite(parent, str(poscar), i, host, el, q + dq, cn, d_host, fits[dq], len(eq), dq))
+                out.append(HostSite(parent, str(poscar), i, host, el, q + dq, cn, d_host, fits[dq], len(eq), dq,
+                                    estimated))
     return out
 
 
@@ -262,16 +310,22 @@ def order_sites(sites: Iterable[HostSite], element: str) -> list[HostSite]:
     """The build order of ``element``'s candidates (see the module docstring): coordination classes
     in turn, parents round-robin within a class, native sites first within a parent."""
     mine = [s for s in sites if s.element == element]
-    by_cn: dict[int, dict[str, list[HostSite]]] = {}
+    by_cn: dict[int, dict[bool, dict[str, list[HostSite]]]] = {}
     for s in mine:
-        by_cn.setdefault(s.cn_estimate, {}).setdefault(s.parent, []).append(s)
+        by_cn.setdefault(s.cn_estimate, {}).setdefault(s.estimated_radius, {}).setdefault(s.parent, []).append(s)
     queues = []
     for cn in sorted(by_cn):
-        parents = sorted(by_cn[cn], key=lambda p: _rank(element, cn, p))
-        per_parent = [sorted(by_cn[cn][p], key=lambda s: (not s.native, _rank(s.id)))[:MAX_PER_PARENT]
-                      for p in parents]
-        # round r takes the r-th site of every parent that has one
-        queues.append([s for rnd in itertools.zip_longest(*per_parent) for s in rnd if s is not None])
+        queue = []
+        # sites of tabulated radii first, then those of estimated ones (added later: the plan's
+        # earlier sites keep their order, so a build's cache and snapshots stay as they were)
+        for tier in (False, True):
+            group = by_cn[cn].get(tier, {})
+            parents = sorted(group, key=lambda p: _rank(element, cn, p))
+            per_parent = [sorted(group[p], key=lambda s: (not s.native, _rank(s.id)))[:MAX_PER_PARENT]
+                          for p in parents]
+            # round r takes the r-th site of every parent that has one
+            queue += [s for rnd in itertools.zip_longest(*per_parent) for s in rnd if s is not None]
+        queues.append(queue)
     return [s for rnd in itertools.zip_longest(*queues) for s in rnd if s is not None]
 
 
@@ -317,5 +371,5 @@ def all_sites(elements: tuple[str, ...], root: str | None = None) -> list[HostSi
     out: list[HostSite] = []
     for mat in sorted(p for p in base.iterdir() if (p / "POSCAR").is_file()):
         out.extend(host_sites(mat / "POSCAR", mat.name, elements))
-    isovalent = Counter((s.element, s.cn_estimate) for s in out if not s.charge_change)
+    isovalent = Counter((s.element, s.cn_estimate) for s in out if not s.charge_change and not s.estimated_radius)
     return [s for s in out if not s.charge_change or isovalent[s.element, s.cn_estimate] < MIN_ISOVALENT]
