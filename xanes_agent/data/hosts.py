@@ -5,7 +5,7 @@ oxidation state) pair comes from one or two families, so a forest can learn the 
 the environment. These hosts are 2,697 relaxed Materials Project oxides (``../shared/data/omnixas_cu``,
 one ``POSCAR`` each), and every absorber site computed in them records its parent structure.
 
-Three kinds of site, all planned here without running anything expensive:
+Four kinds of site, all planned here without running anything expensive:
 
 * **native**: a symmetry-distinct site of the absorbing element itself (Ti..Cu) in its own
   structure, unchanged.
