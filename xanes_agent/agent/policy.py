@@ -131,6 +131,15 @@ def _edge_levels(e: np.ndarray, m: np.ndarray, j: int, i: int) -> tuple[float, f
     return (pre, post) if post > pre else None
 
 
+def _below(e: np.ndarray, i: int) -> int:
+    """Index of the nearest point below index ``i`` (sorted ``e``, eV) at a lower energy, or -1:
+    an energy measured twice (a survey point inside a fine pass) has no slope to itself."""
+    b = i - 1
+    while b >= 0 and e[b] >= e[i]:
+        b -= 1
+    return b
+
+
 def _slopes(e: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Slopes between consecutive points (sorted ``e``, eV); an energy measured twice (a survey
     point inside a fine pass) has none."""
@@ -262,10 +271,8 @@ class AdaptivePolicy:
         # and still rising into them, about as steeply as within them (not a pre-edge peak's tail
         # or a shoulder: those cost a pass and do not move E0)
         inside = _slopes(e[j:r + 1], m[j:r + 1])
-        k = j - 1
-        while k > 0 and e[k] >= e[j]:
-            k -= 1
-        if not len(inside) or e[k] >= e[j] or (m[j] - m[k]) / (e[j] - e[k]) < STEEP_BELOW * float(np.max(inside)):
+        k = _below(e, j)
+        if not len(inside) or k < 0 or (m[j] - m[k]) / (e[j] - e[k]) < STEEP_BELOW * float(np.max(inside)):
             return None
         return self._fine_pass(e, e[j] - 2 * self.edge_halfwidth, e[j], RISEN_BELOW)
 
@@ -282,9 +289,7 @@ class AdaptivePolicy:
         j, r = _fine_block(e, i)
         levels = _edge_levels(e, m, j, i)
         k = j - 1
-        b = k - 1  # the point below k (an energy measured twice has no slope: the one below that)
-        while b >= 0 and e[b] >= e[k]:
-            b -= 1
+        b = _below(e, k)
         if b < 0 or levels is None or e[j] - e[k] <= FINE_SPACING or e[k] - e[b] > FINE_SPACING:
             return None
         pre, post = levels
