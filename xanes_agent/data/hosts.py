@@ -257,6 +257,14 @@ def _spacegroup(poscar: str) -> str:
     return SpacegroupAnalyzer(read_poscar(poscar), symprec=0.1).get_space_group_symbol()
 
 
+def _fits(radius_of: Any, element: str, q: int, cn: int, d_host: float) -> dict[int, float]:
+    """Charge change (0, -1, +1) -> target first-shell length (Angstrom) for each state of
+    ``element`` whose radius (``radius_of(element, state, cn)``) puts the bond length within
+    :data:`SCALE_RANGE` of the host's ``d_host``."""
+    return {dq: r + O_RADIUS for dq in (0, -1, 1) if (r := radius_of(element, q + dq, cn)) is not None
+            and SCALE_RANGE[0] <= (r + O_RADIUS) / d_host <= SCALE_RANGE[1]}
+
+
 def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list[HostSite]:
     """Every candidate absorber site of ``elements`` in one host structure: native, isovalent and,
     where no isovalent one fits, aliovalent (:func:`all_sites` keeps those only where needed)."""
@@ -286,14 +294,10 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
             if el == host:
                 out.append(HostSite(parent, str(poscar), i, host, el, q, cn, d_host, d_host, len(eq)))
                 continue
-            estimated = False
-            for radius_of in (_tabulated, estimated_radius):
-                fits = {dq: r + O_RADIUS for dq in (0, -1, 1) if (r := radius_of(el, q + dq, cn)) is not None
-                        and SCALE_RANGE[0] <= (r + O_RADIUS) / d_host <= SCALE_RANGE[1]}
-                if fits:
-                    break
-                # no tabulated radius fits: a five-coordinate M3+ from its estimated radius
-                estimated = True
+            fits = _fits(_tabulated, el, q, cn, d_host)
+            estimated = not fits  # no tabulated radius fits: a five-coordinate M3+ from its estimated one
+            if estimated:
+                fits = _fits(estimated_radius, el, q, cn, d_host)
             if fits:
                 # isovalent where it fits; else the charge whose bond length needs the smaller change
                 dq = 0 if 0 in fits else min(fits, key=lambda k: (abs(np.log(fits[k] / d_host)), k))
