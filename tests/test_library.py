@@ -220,6 +220,28 @@ def test_classes_short_of_spectra_run_first_and_the_plan_is_unchanged(small_host
     assert deficit_first(pending, Counter(), target=0) == pending  # nothing short: the plan's order
 
 
+def test_oxidation_states_short_of_spectra_run_first(small_hosts):
+    """With every class full, the sites of an (element, CN, oxidation state) short of the state
+    target run first, counting those queued ahead; a full state waits; nothing added or dropped."""
+    from collections import Counter
+
+    from xanes_agent.data.hosts import deficit_first, plan
+
+    pending = plan(["Fe", "Cr"], 12, small_hosts)
+    slices = Counter((g.element, g.cn_estimate, g.oxidation_state) for g in pending)
+    short, _ = slices.most_common(1)[0]  # the slice with the most planned sites: some must wait
+    assert slices[short] >= 3
+    full = Counter({(el, cn): 150 for el, cn, _ in slices})
+    states = Counter({k: 30 for k in slices})
+    states[short] = 28  # two more fill it
+    out = deficit_first(pending, full, states=states, state_target=30)
+    assert sorted(g.id for g in out) == sorted(g.id for g in pending)
+    mine = [g for g in pending if (g.element, g.cn_estimate, g.oxidation_state) == short]
+    assert [g.id for g in out[:2]] == [g.id for g in mine[:2]]
+    assert [g.id for g in out[2:]] == [g.id for g in pending if g not in mine[:2]]
+    assert deficit_first(pending, full) == pending  # no state counts given: classes alone decide
+
+
 def test_substituted_site_is_dilute_isovalent_and_rescaled(small_hosts):
     from xanes_agent.data.hosts import MIN_CELL_LENGTH, all_sites, first_shell
     from xanes_agent.data.readers import read_poscar

@@ -43,8 +43,8 @@ coordination (4, 5, 6) and taken round-robin over the classes; within a class, r
 parent structures (each parent once before any parent twice, at most :data:`MAX_PER_PARENT` sites
 per parent and element) in an order fixed by a hash, so a larger target only extends a smaller one
 (the build stays resumable and its cache reusable). A build *runs* the plan's pending sites of
-classes still short of :data:`CLASS_TARGET` spectra first (:func:`deficit_first`); what the plan
-holds does not change.
+classes still short of :data:`CLASS_TARGET` spectra, or of oxidation states within a class short of
+:data:`STATE_TARGET`, first (:func:`deficit_first`); what the plan holds does not change.
 """
 
 from __future__ import annotations
@@ -75,6 +75,10 @@ SHELL_TOLERANCE = 0.2
 MIN_ISOVALENT = 150
 #: Spectra per (element, coordination class) the build fills first (issue 13's target per class).
 CLASS_TARGET = 150
+#: Spectra per (element, coordination, oxidation state) the build fills first where the plan holds
+#: such sites: a class is to spread over the states the element takes in it (Cr6+ and Cr4+
+#: tetrahedra, not only Cr5+), and a fifth of the class target is the least a state gets.
+STATE_TARGET = 30
 
 _CN_LABEL = {4: "IV", 5: "V", 6: "VI"}
 
@@ -333,22 +337,28 @@ def order_sites(sites: Iterable[HostSite], element: str) -> list[HostSite]:
     return [s for rnd in itertools.zip_longest(*queues) for s in rnd if s is not None]
 
 
-def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET) -> list[Any]:
+def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
+                  states: Counter | None = None, state_target: int = STATE_TARGET) -> list[Any]:
     """``pending`` calculations in the order to run them: a host site whose (element, planned
     coordination) has fewer than ``target`` spectra so far (``have``, counted by CrystalNN, plus the
-    ones queued ahead of it) first, the rest after, each group in the plan's order.
+    ones queued ahead of it), or whose (element, planned coordination, oxidation state) has fewer
+    than ``state_target`` (``states``, counted the same way), first, the rest after, each group in
+    the plan's order.
 
     Only the order changes, never the set: a snapshot assembles the same plan, and a stopped build
     resumes as before. Round-robin over the classes gave the full six-coordinate class (300-385
     spectra per element) a third of the build while four- and five-coordinate classes stood at
     109-157 (session 14). Anything without a planned coordination (prototype families) keeps its
     place in the second group."""
-    seen = Counter(have)
+    seen, seen_states = Counter(have), Counter(states or {})
     first, rest = [], []
     for g in pending:
         cn = getattr(g, "cn_estimate", None)
-        if cn is not None and seen[g.element, cn] < target:
+        state = (g.element, cn, getattr(g, "oxidation_state", None))
+        if cn is not None and (seen[g.element, cn] < target or (
+                states is not None and seen_states[state] < state_target)):
             seen[g.element, cn] += 1
+            seen_states[state] += 1
             first.append(g)
         else:
             rest.append(g)

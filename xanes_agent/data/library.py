@@ -234,8 +234,10 @@ def compute_project_spectra(
     if hosts_per_element:  # classes short of spectra run first; the plan itself is unchanged
         from .hosts import deficit_first
 
-        cns = ((sp.element, sp.labels.get("coordination_number", np.nan)) for sp in spectra)
-        pending = deficit_first(pending, Counter((el, int(cn)) for el, cn in cns if np.isfinite(cn)))
+        labelled = [(sp.element, sp.labels.get("coordination_number", np.nan),
+                     sp.labels.get("oxidation_state", np.nan)) for sp in spectra]
+        labelled = [(el, int(cn), int(q) if np.isfinite(q) else None) for el, cn, q in labelled if np.isfinite(cn)]
+        pending = deficit_first(pending, Counter((el, cn) for el, cn, _ in labelled), states=Counter(labelled))
     gens = {g.id: g for g in pending}
     if client is not None:
         results = _results_on_cluster(client, gens, params, Path(cache_dir), time_budget, progress)
