@@ -1,7 +1,8 @@
 """Out-of-family and cross-code evaluation: the honest score of a model change (issue 13).
 
     python benchmarks/transfer.py [--library LIB.npz] [--features polynomial pointwise]
-                                  [--augment none experiment] [--weighting none parent]
+                                  [--augment none experiment] [--stretch 0 0.05 ...]
+                                  [--weighting none parent]
                                   [--min-samples-leaf 1 5 ...] [--blur 0 2 ...]
                                   [--window START STOP N ...] [--pad-below-fermi] [--out out/transfer]
 
@@ -24,7 +25,7 @@ Printed per row: n, groups, CN balanced accuracy and accuracy beside the modal b
 evaluated rows' most frequent class), distance MAE (A) and R^2 beside the baseline MAE (of the
 evaluated rows' median), oxidation-state MAE beside its baseline. ``--augment experiment`` adds
 experiment-like copies of the training spectra (:mod:`xanes_agent.models.realism`; test spectra
-untouched); ``--weighting parent`` makes every parent structure weigh 1 in training; ``--blur``
+untouched), ``--stretch`` their energy-scale spread about E0 (relative, uniform +-); ``--weighting parent`` makes every parent structure weigh 1 in training; ``--blur``
 smooths every spectrum (training and test) on the grid to a common resolution; ``--window`` sets
 the model grid (E0-relative), and ``--pad-below-fermi`` extends computed spectra below their first
 point (FEFF's Fermi level) with mu = 0 so a window reaching below E0 - 5 eV is covered. Every
@@ -65,7 +66,7 @@ class Prepared:
     """Grid spectra, features and labels of one subset, with experiment-like copies on demand."""
 
     def __init__(self, coll, featurizer, augment: bool, seed: int = 0, grid: Grid = DEFAULT_GRID,
-                 blur: float = 0.0, pad_below_fermi: bool = False):
+                 blur: float = 0.0, pad_below_fermi: bool = False, stretch: float = 0.0):
         self.coll = coll
         if pad_below_fermi:
             coll = fermi_padded(coll)
@@ -79,7 +80,7 @@ class Prepared:
         self.copies = None
         if augment:
             Xc, src = experiment_like_grid(coll.energy, coll.mu, np.flatnonzero(self.ok),
-                                           Realism(), grid, rng=np.random.default_rng(seed))
+                                           Realism(stretch=stretch), grid, rng=np.random.default_rng(seed))
             self.copies = (featurizer.transform(self.blur(Xc)), src)
 
     def training(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -214,10 +215,12 @@ def plot_confusions(confusions: dict[str, np.ndarray], title: str, path: Path) -
 
 
 def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConfig, out: Path,
-        grid: Grid = DEFAULT_GRID, blur: float = 0.0, pad_below_fermi: bool = False) -> str:
+        grid: Grid = DEFAULT_GRID, blur: float = 0.0, pad_below_fermi: bool = False,
+        stretch: float = 0.0) -> str:
     feat = make_featurizer(features, grid)
-    opts = dict(grid=grid, blur=blur, pad_below_fermi=pad_below_fermi)  # how every spectrum is prepared
-    tag = (f"{features}, {'experiment-like training copies' if augment else 'clean training spectra'}, "
+    opts = dict(grid=grid, blur=blur, pad_below_fermi=pad_below_fermi, stretch=stretch)  # how spectra are prepared
+    copies = f"experiment-like training copies{f' stretched +-{stretch:g}' if stretch else ''}"
+    tag = (f"{features}, {copies if augment else 'clean training spectra'}, "
            f"{'each parent structure weighing 1' if cfg.weighting == 'parent' else 'each spectrum weighing 1'}, "
            f"min_samples_leaf {cfg.min_samples_leaf}, "
            f"{f'every spectrum blurred {blur:g} eV FWHM, ' if blur > 0 else ''}"
@@ -271,7 +274,8 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
         lines.append(_row("Cu OmniXAS FEFF9 -> FEFF10", s, len(np.unique(p_cu.groups))))
         record["Cu OmniXAS FEFF9 -> FEFF10"] = s.metrics
         print(lines[-1], flush=True)
-    slug = (f"{features}_{'experiment' if augment else 'clean'}_{cfg.weighting}_leaf{cfg.min_samples_leaf}_"
+    kind = (f"experiment_stretch{stretch:g}" if stretch else "experiment") if augment else "clean"
+    slug = (f"{features}_{kind}_{cfg.weighting}_leaf{cfg.min_samples_leaf}_"
             f"blur{blur:g}_{'pad_' if pad_below_fermi else ''}{grid.start:g}_{grid.stop:g}_{grid.n}")
     plot_confusions(confusions, f"CN confusion out of family/parent ({tag})", out / f"confusion_{slug}.png")
     (out / f"transfer_{slug}.json").write_text(json.dumps(record, indent=1))
@@ -283,6 +287,9 @@ def main() -> None:
     ap.add_argument("--library", default=None)
     ap.add_argument("--features", nargs="+", default=["polynomial"], choices=FEATURIZATIONS)
     ap.add_argument("--augment", nargs="+", default=["none"], choices=("none", "experiment"))
+    ap.add_argument("--stretch", type=float, nargs="+", default=[0.0],
+                    help="with --augment experiment: relative energy-scale spread of the copies about E0 "
+                         "(uniform +-; 0: none)")
     ap.add_argument("--elements", nargs="+", default=list(ELEMENTS))
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--trees", type=int, default=100)
@@ -308,10 +315,13 @@ def main() -> None:
             for w in a.weighting for leaf in a.min_samples_leaf]
     grids = [Grid(float(s), float(e), int(n)) for s, e, n in a.window] if a.window else [DEFAULT_GRID]
     tables = []
-    for grid, cfg, blur, features, aug in itertools.product(grids, cfgs, a.blur, a.features, a.augment):
+    runs = itertools.product(grids, cfgs, a.blur, a.features, a.augment, a.stretch)
+    for grid, cfg, blur, features, aug, stretch in runs:
+        if aug == "none" and stretch and 0.0 in a.stretch:
+            continue  # clean spectra have no copies to stretch: that run is the stretch-0 one
         t0 = time.perf_counter()
         tables.append(run(lib, features, aug == "experiment", a.elements, a.folds, cfg, out, grid, blur,
-                          a.pad_below_fermi))
+                          a.pad_below_fermi, stretch if aug == "experiment" else 0.0))
         print(f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
     text = "\n\n".join(tables)
     (out / "transfer.md").write_text(text + "\n")

@@ -10,6 +10,7 @@ from xanes_agent.models.evaluation import (
     out_of_group_predictions,
     summarize,
 )
+from xanes_agent.models.features import DEFAULT_GRID
 from xanes_agent.models.realism import Realism, broaden, experiment_like_grid
 
 
@@ -81,3 +82,20 @@ def test_experiment_like_copies_of_computed_spectra(bundled_library):
     X, src = experiment_like_grid(lib.energy, lib.mu, np.arange(5), Realism(copies=3), rng=np.random.default_rng(0))
     assert X.shape == (15, 100) and sorted(src.tolist()) == sorted(list(range(5)) * 3)
     assert np.isfinite(X).mean() > 0.9
+
+
+def test_stretched_copies_move_features_about_e0():
+    """A peak 30 eV above the edge lands within +-stretch of where it is unstretched in every copy,
+    spread over that range; without a stretch the otherwise quiet copies are identical."""
+    e = np.linspace(-30.0, 80.0, 1101)
+    mu = 1.0 / (1.0 + np.exp(-e / 0.8)) + 0.6 * np.exp(-0.5 * ((e - 30.0) / 1.5) ** 2)
+    quiet = dict(fwhm=(0.5, 0.5), e0_shift=0.0, scale_std=0.0, noise=(0.0, 0.0), copies=40)
+    grid = DEFAULT_GRID
+    X, _ = experiment_like_grid([e], [mu], np.array([0]), Realism(stretch=0.1, **quiet), grid,
+                                rng=np.random.default_rng(1))
+    peaks = grid.energies[np.nanargmax(np.where(grid.energies > 15, X, -np.inf), axis=1)]
+    plain, _ = experiment_like_grid([e], [mu], np.array([0]), Realism(**quiet), grid, rng=np.random.default_rng(1))
+    plain_peak = grid.energies[np.nanargmax(np.where(grid.energies > 15, plain[0], -np.inf))]
+    assert np.all(np.abs(peaks - plain_peak) <= 0.1 * plain_peak + 0.6)  # within the stretch (+ one grid step)
+    assert peaks.max() - peaks.min() > 0.1 * plain_peak  # and spread over it
+    assert np.ptp(plain, axis=0).max() < 1e-12  # no stretch: identical copies here (nothing else drawn)
