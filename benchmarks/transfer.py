@@ -25,11 +25,12 @@ Printed per row: n, groups, CN balanced accuracy and accuracy beside the modal b
 evaluated rows' most frequent class), distance MAE (A) and R^2 beside the baseline MAE (of the
 evaluated rows' median), oxidation-state MAE beside its baseline. ``--augment experiment`` adds
 experiment-like copies of the training spectra (:mod:`xanes_agent.models.realism`; test spectra
-untouched), ``--stretch`` their energy-scale spread about E0 (relative, uniform +-); ``--weighting parent`` makes every parent structure weigh 1 in training; ``--blur``
-smooths every spectrum (training and test) on the grid to a common resolution; ``--window`` sets
-the model grid (E0-relative), and ``--pad-below-fermi`` extends computed spectra below their first
-point (FEFF's Fermi level) with mu = 0 so a window reaching below E0 - 5 eV is covered. Every
-combination given is run. Writes a markdown table, a JSON file and a confusion-matrix PNG per configuration
+untouched), ``--stretch`` their energy-scale spread about E0 (relative, uniform +-); ``--weighting
+parent`` makes every parent structure weigh 1 in training; ``--blur`` smooths every spectrum
+(training and test) on the grid to a common resolution; ``--window`` sets the model grid
+(E0-relative), and ``--pad-below-fermi`` extends computed spectra below their first point (FEFF's
+Fermi level) with mu = 0 so a window reaching below E0 - 5 eV is covered. Every combination given
+is run. Writes a markdown table, a JSON file and a confusion-matrix PNG per configuration
 under ``--out``. Each configuration is one seed x ``--trees`` trees per fold (a study-size ensemble
 differs by a few hundredths).
 """
@@ -317,8 +318,8 @@ def main() -> None:
     tables = []
     runs = itertools.product(grids, cfgs, a.blur, a.features, a.augment, a.stretch)
     for grid, cfg, blur, features, aug, stretch in runs:
-        if aug == "none" and stretch and 0.0 in a.stretch:
-            continue  # clean spectra have no copies to stretch: that run is the stretch-0 one
+        if aug == "none" and stretch != a.stretch[0]:
+            continue  # clean spectra have no copies to stretch: one clean run
         t0 = time.perf_counter()
         tables.append(run(lib, features, aug == "experiment", a.elements, a.folds, cfg, out, grid, blur,
                           a.pad_below_fermi, stretch if aug == "experiment" else 0.0))
