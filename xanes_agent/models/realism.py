@@ -14,7 +14,8 @@ with the structure, and a forest trained on clean FEFF spectra splits on exactly
   (FEFF 9 and FEFF10 differ by a median 3 % on the same Cu sites, ``scripts/code_energy_scale.py``),
   so a copy may be stretched about E0 by a factor 1 + s, s uniform in +-:attr:`Realism.stretch`
   (off by default: stretching E - E0 by s is what scaling the bond lengths by ~1/sqrt(1 + s)
-  does, so it blurs the distance signal while it may steady the coordination);
+  does, so it blurs the distance signal, and +-5 % moved no coordination score under transfer,
+  ``benchmarks/transfer.py --stretch``, session 17);
 * **normalization**: the post-edge value used for scaling is off by a few per cent (background
   subtraction, self-absorption, a different post-edge fit): a multiplicative error with std
   :attr:`Realism.scale_std`;
