@@ -24,6 +24,7 @@ from functools import cache
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
+from xanes_agent.data.hosts import elongation as shell_elongation
 from xanes_agent.data.hosts import first_shell
 from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS
@@ -42,8 +43,8 @@ def structure(material_id: str):
 def elongation(material_id: str, index: int) -> float:
     """Mean of the two longest over the mean of the four shortest of the six nearest Cu-O bonds."""
     s = structure(material_id)
-    d = sorted(n.nn_distance for n in s.get_neighbors(s[index], 3.2) if n.specie.symbol == "O")
-    return float(np.mean(d[4:6]) / np.mean(d[:4])) if len(d) >= 6 else float("nan")
+    e = shell_elongation(n.nn_distance for n in s.get_neighbors(s[index], 3.2) if n.specie.symbol == "O")
+    return float("nan") if e is None else e
 
 
 def describe(name: str, v) -> None:

@@ -242,6 +242,36 @@ def test_oxidation_states_short_of_spectra_run_first(small_hosts):
     assert deficit_first(pending, full) == pending  # no state counts given: classes alone decide
 
 
+def test_jahn_teller_elongated_octahedra_run_first(small_hosts):
+    """Cu2+ in elongated octahedra (which the planning shell counts four- or five-coordinate) are
+    found in real hosts, their elongation is that of the structure FEFF runs on (after the shell's
+    rescaling), and with every class and state full they run first until the element has its
+    target; nothing added or dropped."""
+    from collections import Counter
+
+    from xanes_agent.data.hosts import ELONGATED_BAND, all_sites, deficit_first, elongation, order_sites
+
+    cu = order_sites(all_sites(("Cu",), str(small_hosts)), "Cu")
+    long_ = [g for g in cu if g.jahn_teller_elongated]
+    assert long_ and {g.cn_estimate for g in long_} <= {4, 5}  # mp-10335's Cu2+ among the 40
+    assert all(ELONGATED_BAND[0] < g.elongation <= ELONGATED_BAND[1] and g.oxidation_state == 2 for g in long_)
+    for g in [next(g for g in cu if not g.native and abs(g.target_distance / g.host_distance - 1) > 0.03),
+              long_[0]]:
+        m = g.materialize()
+        d = [n.nn_distance for n in m.structure.get_neighbors(m.structure[m.absorber_index], 3.2)
+             if n.specie.symbol == "O"]
+        assert elongation(d) == pytest.approx(g.elongation, abs=1e-6)
+    full = Counter({("Cu", cn): 150 for cn in (4, 5, 6)})
+    states = Counter({("Cu", g.cn_estimate, g.oxidation_state): 30 for g in cu})
+    out = deficit_first(cu, full, states=states, elongated=Counter({"Cu": 149}), elongated_target=150)
+    assert sorted(g.id for g in out) == sorted(g.id for g in cu)
+    assert out[0] is long_[0] and cu.index(long_[0]) > 0  # moved ahead of the plan
+    assert [g.id for g in out[1:]] == [g.id for g in cu if g is not long_[0]]
+    assert deficit_first(cu, full, states=states, elongated=Counter({"Cu": 150}), elongated_target=150) == cu
+    assert deficit_first(cu, full, states=states) == cu  # no elongated counts given: as before
+    assert elongation([2.0] * 5) is None and elongation([1.95] * 4 + [2.4, 2.4, 3.0]) == pytest.approx(2.4 / 1.95)
+
+
 def test_substituted_site_is_dilute_isovalent_and_rescaled(small_hosts):
     from xanes_agent.data.hosts import MIN_CELL_LENGTH, all_sites, first_shell
     from xanes_agent.data.readers import read_poscar

@@ -43,8 +43,16 @@ coordination (4, 5, 6) and taken round-robin over the classes; within a class, r
 parent structures (each parent once before any parent twice, at most :data:`MAX_PER_PARENT` sites
 per parent and element) in an order fixed by a hash, so a larger target only extends a smaller one
 (the build stays resumable and its cache reusable). A build *runs* the plan's pending sites of
-classes still short of :data:`CLASS_TARGET` spectra, or of oxidation states within a class short of
-:data:`STATE_TARGET`, first (:func:`deficit_first`); what the plan holds does not change.
+classes still short of :data:`CLASS_TARGET` spectra, of oxidation states within a class short of
+:data:`STATE_TARGET`, or of Jahn-Teller-elongated octahedra short of :data:`ELONGATED_TARGET`
+first (:func:`deficit_first`); what the plan holds does not change.
+
+Elongated octahedra get their own count because the planning shell cannot see them: a Cu2+ site
+with four O at 1.95 Angstrom and two at 2.4 counts four neighbours (the long pair lies beyond
+1.2 x the shortest), so it sits in the full four-coordinate class, while CrystalNN, on the computed
+structure, mostly calls it six-coordinate. OmniXAS holds 531 such sites among its 1,345
+six-coordinate Cu ones (FEFF 9), the project 22 of 161 at session 17's end, and a FEFF10 Cu model
+calls more than half of them four-coordinate across codes (``scripts/cu_elongation.py``).
 """
 
 from __future__ import annotations
@@ -79,6 +87,15 @@ CLASS_TARGET = 150
 #: such sites: a class is to spread over the states the element takes in it (Cr6+ and Cr4+
 #: tetrahedra, not only Cr5+), and a fifth of the class target is the least a state gets.
 STATE_TARGET = 30
+#: Jahn-Teller ions: an elongated octahedron is their ground-state environment in oxides (high-spin
+#: d4, d9), not an artefact of the host site they sit on.
+JAHN_TELLER_IONS = frozenset({("Cu", 2), ("Mn", 3), ("Cr", 2)})
+#: Elongation (:func:`elongation`) of the octahedra counted as Jahn-Teller-elongated: above a
+#: near-regular one's (OmniXAS six-coordinate Cu: 563 below 1.10), up to where CrystalNN still
+#: calls nearly all OmniXAS Cu sites six-coordinate (781 of 782 elongated ones below 1.40).
+ELONGATED_BAND = (1.15, 1.40)
+#: Spectra of a Jahn-Teller ion in an elongated octahedron per element the build fills first.
+ELONGATED_TARGET = 150
 
 _CN_LABEL = {4: "IV", 5: "V", 6: "VI"}
 
@@ -104,6 +121,10 @@ class HostSite:
     # the first shell's target length from an estimated five-coordinate radius (:func:`estimated_radius`:
     # Shannon lists the state six-coordinate only)
     estimated_radius: bool = False
+    # first-shell elongation of the computed structure (:func:`elongation`, after the shell's
+    # rescaling); None with fewer than six O within 3.2 Angstrom. Not in ``params``: it follows
+    # from them
+    elongation: float | None = None
 
     @property
     def native(self) -> bool:
@@ -112,6 +133,13 @@ class HostSite:
     @property
     def family(self) -> str:
         return "mp-native" if self.native else "mp-aliovalent" if self.charge_change else "mp-substituted"
+
+    @property
+    def jahn_teller_elongated(self) -> bool:
+        """A Jahn-Teller ion (:data:`JAHN_TELLER_IONS`) in an octahedron elongated within
+        :data:`ELONGATED_BAND`."""
+        return ((self.element, self.oxidation_state) in JAHN_TELLER_IONS and self.elongation is not None
+                and ELONGATED_BAND[0] < self.elongation <= ELONGATED_BAND[1])
 
     @property
     def id(self) -> str:
@@ -181,6 +209,25 @@ def first_shell(structure: Any, index: int, cutoff: float = 3.3) -> list[Any] | 
     if not 4 <= len(shell) <= 6 or any(n.specie.symbol != "O" for n in shell):
         return None
     return shell
+
+
+def elongation(distances: Iterable[float]) -> float | None:
+    """First-shell elongation of an absorber from its M-O distances (Angstrom): the mean of the two
+    longest over the mean of the four shortest of the six shortest; 1 for a regular octahedron,
+    ~1.2-1.4 for a Jahn-Teller-elongated Cu2+ one. None with fewer than six distances."""
+    d = sorted(distances)[:6]
+    return float(np.mean(d[4:]) / np.mean(d[:4])) if len(d) == 6 else None
+
+
+def _site_elongation(structure: Any, index: int, scale: float = 1.0) -> float | None:
+    """:func:`elongation` of site ``index`` over the O within 3.2 Angstrom, the planning shell's
+    bonds scaled by ``scale`` (as :meth:`HostSite.materialize` moves them)."""
+    d = [n.nn_distance for n in structure.get_neighbors(structure[index], 3.2) if n.specie.symbol == "O"]
+    if not d:
+        return None
+    # the planning shell (first_shell) is exactly the O within (1 + tol) x the shortest distance
+    cut = (1.0 + SHELL_TOLERANCE) * min(d)
+    return elongation([x * scale if x <= cut else x for x in d])
 
 
 def _bv_oxidation_state(structure: Any, index: int) -> int | None:
@@ -296,7 +343,8 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
         d_host = float(np.mean([n.nn_distance for n in shell]))
         for el in elements:
             if el == host:
-                out.append(HostSite(parent, str(poscar), i, host, el, q, cn, d_host, d_host, len(eq)))
+                out.append(HostSite(parent, str(poscar), i, host, el, q, cn, d_host, d_host, len(eq),
+                                    elongation=_site_elongation(s, i)))
                 continue
             fits = _fits(_tabulated, el, q, cn, d_host)
             estimated = not fits  # no tabulated radius fits: a five-coordinate M3+ from its estimated one
@@ -306,7 +354,7 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
                 # isovalent where it fits; else the charge whose bond length needs the smaller change
                 dq = 0 if 0 in fits else min(fits, key=lambda k: (abs(np.log(fits[k] / d_host)), k))
                 out.append(HostSite(parent, str(poscar), i, host, el, q + dq, cn, d_host, fits[dq], len(eq), dq,
-                                    estimated))
+                                    estimated, _site_elongation(s, i, fits[dq] / d_host)))
     return out
 
 
@@ -338,27 +386,33 @@ def order_sites(sites: Iterable[HostSite], element: str) -> list[HostSite]:
 
 
 def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
-                  states: Counter | None = None, state_target: int = STATE_TARGET) -> list[Any]:
+                  states: Counter | None = None, state_target: int = STATE_TARGET,
+                  elongated: Counter | None = None, elongated_target: int = ELONGATED_TARGET) -> list[Any]:
     """``pending`` calculations in the order to run them: a host site whose (element, planned
     coordination) has fewer than ``target`` spectra so far (``have``, counted by CrystalNN, plus the
-    ones queued ahead of it), or whose (element, planned coordination, oxidation state) has fewer
-    than ``state_target`` (``states``, counted the same way), first, the rest after, each group in
-    the plan's order.
+    ones queued ahead of it), whose (element, planned coordination, oxidation state) has fewer
+    than ``state_target`` (``states``, counted the same way), or which puts a Jahn-Teller ion in an
+    elongated octahedron (:attr:`HostSite.jahn_teller_elongated`) while its element has fewer than
+    ``elongated_target`` such spectra (``elongated``, per element), first, the rest after, each
+    group in the plan's order.
 
     Only the order changes, never the set: a snapshot assembles the same plan, and a stopped build
     resumes as before. Round-robin over the classes gave the full six-coordinate class (300-385
     spectra per element) a third of the build while four- and five-coordinate classes stood at
     109-157 (session 14). Anything without a planned coordination (prototype families) keeps its
     place in the second group."""
-    seen, seen_states = Counter(have), Counter(states or {})
+    seen, seen_states, seen_long = Counter(have), Counter(states or {}), Counter(elongated or {})
     first, rest = [], []
     for g in pending:
         cn = getattr(g, "cn_estimate", None)
         state = (g.element, cn, getattr(g, "oxidation_state", None))
+        long_ = elongated is not None and getattr(g, "jahn_teller_elongated", False)
         if cn is not None and (seen[g.element, cn] < target or (
-                states is not None and seen_states[state] < state_target)):
+                states is not None and seen_states[state] < state_target) or (
+                long_ and seen_long[g.element] < elongated_target)):
             seen[g.element, cn] += 1
             seen_states[state] += 1
+            seen_long[g.element] += long_
             first.append(g)
         else:
             rest.append(g)

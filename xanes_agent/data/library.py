@@ -237,7 +237,11 @@ def compute_project_spectra(
         labelled = [(sp.element, sp.labels.get("coordination_number", np.nan),
                      sp.labels.get("oxidation_state", np.nan)) for sp in spectra]
         labelled = [(el, int(cn), int(q) if np.isfinite(q) else None) for el, cn, q in labelled if np.isfinite(cn)]
-        pending = deficit_first(pending, Counter((el, cn) for el, cn, _ in labelled), states=Counter(labelled))
+        planned = {g.id: g for g in order}
+        elongated = Counter(sp.element for sp in spectra
+                            if getattr(planned.get(sp.id), "jahn_teller_elongated", False))
+        pending = deficit_first(pending, Counter((el, cn) for el, cn, _ in labelled), states=Counter(labelled),
+                                elongated=elongated)
     gens = {g.id: g for g in pending}
     if client is not None:
         results = _results_on_cluster(client, gens, params, Path(cache_dir), time_budget, progress)
