@@ -5,12 +5,15 @@ its four shortest (the six nearest O within 3.2 Angstrom of the Materials Projec
 a regular octahedron, ~1.2-1.4 for a Jahn-Teller-elongated Cu2+ one). The script
 
 * compares the elongation of the six-coordinate (CrystalNN) Cu sites of OmniXAS (FEFF 9) with the
-  project's six-coordinate Cu host sites (a substituted site keeps its host's elongation: the
-  first shell is scaled as a whole);
+  project's six-coordinate Cu host sites (a substituted site's in the structure FEFF ran on: its
+  planning shell rescaled by the recorded ``shell_scale``);
 * trains one 200-tree forest (polynomial features, study normalization) on every project FEFF10 Cu
   spectrum and predicts the six-coordinate OmniXAS sites of parents it never saw, by elongation;
 * counts how the build's planning shell (:func:`xanes_agent.data.hosts.first_shell`: O within
-  1.2 x the shortest bond) counts the neighbours of the strongly elongated ones.
+  1.2 x the shortest bond) counts the neighbours of the strongly elongated ones;
+* for the other miss, four-coordinate FEFF 9 sites called six-coordinate, the share of square-planar
+  ones (the largest O-Cu-O angle of the four nearest O above 150 degrees; else tetrahedral-like)
+  among those called 4, those called 6, and the project's four-coordinate Cu host sites.
 
     python scripts/cu_elongation.py
 """
@@ -24,8 +27,7 @@ from functools import cache
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
-from xanes_agent.data.hosts import elongation as shell_elongation
-from xanes_agent.data.hosts import first_shell
+from xanes_agent.data.hosts import first_shell, site_elongation
 from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS
 from xanes_agent.data.omnixas import default_root
@@ -40,11 +42,28 @@ def structure(material_id: str):
     return read_poscar(default_root() / material_id / "POSCAR")
 
 
-def elongation(material_id: str, index: int) -> float:
-    """Mean of the two longest over the mean of the four shortest of the six nearest Cu-O bonds."""
-    s = structure(material_id)
-    e = shell_elongation(n.nn_distance for n in s.get_neighbors(s[index], 3.2) if n.specie.symbol == "O")
+def elongation(material_id: str, index: int, scale: float = 1.0) -> float:
+    """Mean of the two longest over the mean of the four shortest of the six nearest Cu-O bonds
+    (:func:`~xanes_agent.data.hosts.site_elongation`, the planning shell scaled by ``scale``)."""
+    e = site_elongation(structure(material_id), index, scale)
     return float("nan") if e is None else e
+
+
+def square_planar(material_id: str, index: int) -> bool | None:
+    """Whether the four nearest O make a square-planar unit (largest O-Cu-O angle > 150 degrees);
+    None with fewer than four O within 3.2 Angstrom."""
+    s = structure(material_id)
+    nbrs = sorted((n for n in s.get_neighbors(s[index], 3.2) if n.specie.symbol == "O"), key=lambda n: n.nn_distance)
+    if len(nbrs) < 4:
+        return None
+    v = np.array([n.coords - s[index].coords for n in nbrs[:4]])
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return bool(np.degrees(np.arccos(np.clip((v @ v.T)[np.triu_indices(4, 1)], -1, 1))).max() > 150)
+
+
+def planar_share(name: str, flags) -> None:
+    flags = [f for f in flags if f is not None]
+    print(f"{name}: n={len(flags)}, square-planar {np.mean(flags):.2f}")
 
 
 def describe(name: str, v) -> None:
@@ -64,11 +83,10 @@ def main() -> None:
     six = [i for i, c in enumerate(omni.labels["coordination_number"]) if c == 6]
     o_el = {i: elongation(o_prov[i]["material_id"], o_prov[i]["absorber_index"]) for i in six}
     describe("OmniXAS FEFF 9 Cu, six-coordinate", list(o_el.values()))
-    hosts = [p["structure_params"] for p, c in zip(p_prov, proj.labels["coordination_number"])
-             if c == 6 and "parent" in p]
+    hosts = [p for p, c in zip(p_prov, proj.labels["coordination_number"]) if c == 6 and "parent" in p]
     n_family = sum(1 for p, c in zip(p_prov, proj.labels["coordination_number"]) if c == 6 and "parent" not in p)
     describe(f"project FEFF10 Cu host sites, six-coordinate (beside {n_family} family spectra)",
-             [elongation(h["parent"], h["site"]) for h in hosts])
+             [elongation(h["parent"], h["structure_params"]["site"], h.get("shell_scale", 1.0)) for h in hosts])
 
     feat = make_featurizer("polynomial")
     X, _ = spectra_to_grid(proj.energy, proj.mu)
@@ -98,6 +116,21 @@ def main() -> None:
             shells[len(shell) if shell is not None else "none"] += 1
     print(f"\nplanning shell of the six-coordinate FEFF 9 sites elongated beyond {ELONGATED}: "
           f"{dict(shells)} neighbours")
+
+    four = [i for i, c in enumerate(omni.labels["coordination_number"])
+            if c == 4 and o_prov[i]["material_id"] not in seen]
+    X4, _ = spectra_to_grid([omni.energy[i] for i in four], [omni.mu[i] for i in four])
+    ok4 = np.isfinite(X4).mean(axis=1) > 0.9
+    called = np.full(len(four), np.nan)
+    called[ok4] = forest.predict(feat.transform(np.nan_to_num(X4[ok4])))
+    print(f"\nfour-coordinate FEFF 9 sites of parents the forest never saw: {len(four)}, "
+          f"called {dict(sorted(Counter(called[ok4].astype(int).tolist()).items()))}")
+    for k in (4, 6):
+        planar_share(f"  called {k}", [square_planar(o_prov[i]["material_id"], o_prov[i]["absorber_index"])
+                                       for i, c in zip(four, called) if c == k])
+    planar_share("project FEFF10 Cu host sites, four-coordinate",
+                 [square_planar(p["parent"], p["structure_params"]["site"])
+                  for p, c in zip(p_prov, proj.labels["coordination_number"]) if c == 4 and "parent" in p])
 
 
 if __name__ == "__main__":

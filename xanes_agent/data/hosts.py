@@ -219,7 +219,7 @@ def elongation(distances: Iterable[float]) -> float | None:
     return float(np.mean(d[4:]) / np.mean(d[:4])) if len(d) == 6 else None
 
 
-def _site_elongation(structure: Any, index: int, scale: float = 1.0) -> float | None:
+def site_elongation(structure: Any, index: int, scale: float = 1.0) -> float | None:
     """:func:`elongation` of site ``index`` over the O within 3.2 Angstrom, the planning shell's
     bonds scaled by ``scale`` (as :meth:`HostSite.materialize` moves them)."""
     d = [n.nn_distance for n in structure.get_neighbors(structure[index], 3.2) if n.specie.symbol == "O"]
@@ -344,7 +344,7 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
         for el in elements:
             if el == host:
                 out.append(HostSite(parent, str(poscar), i, host, el, q, cn, d_host, d_host, len(eq),
-                                    elongation=_site_elongation(s, i)))
+                                    elongation=site_elongation(s, i)))
                 continue
             fits = _fits(_tabulated, el, q, cn, d_host)
             estimated = not fits  # no tabulated radius fits: a five-coordinate M3+ from its estimated one
@@ -354,7 +354,7 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
                 # isovalent where it fits; else the charge whose bond length needs the smaller change
                 dq = 0 if 0 in fits else min(fits, key=lambda k: (abs(np.log(fits[k] / d_host)), k))
                 out.append(HostSite(parent, str(poscar), i, host, el, q + dq, cn, d_host, fits[dq], len(eq), dq,
-                                    estimated, _site_elongation(s, i, fits[dq] / d_host)))
+                                    estimated, site_elongation(s, i, fits[dq] / d_host)))
     return out
 
 
