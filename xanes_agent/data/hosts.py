@@ -92,8 +92,8 @@ STATE_TARGET = 30
 #: d4, d9), not an artefact of the host site they sit on.
 JAHN_TELLER_IONS = frozenset({("Cu", 2), ("Mn", 3), ("Cr", 2)})
 #: Elongation (:func:`elongation`) of the octahedra counted as Jahn-Teller-elongated: above a
-#: near-regular one's (OmniXAS six-coordinate Cu: 563 below 1.10), up to where CrystalNN still
-#: calls nearly all OmniXAS Cu sites six-coordinate (781 of 782 elongated ones below 1.40).
+#: near-regular one's (OmniXAS six-coordinate Cu: 563 below 1.10), up to the longest CrystalNN still
+#: calls six-coordinate (of the 782 six-coordinate OmniXAS Cu sites beyond 1.10, 781 lie below 1.40).
 ELONGATED_BAND = (1.15, 1.40)
 #: Spectra of a Jahn-Teller ion in an elongated octahedron per element the build fills first.
 ELONGATED_TARGET = 150
