@@ -223,7 +223,14 @@ def elongation(distances: Iterable[float]) -> float | None:
 def site_elongation(structure: Any, index: int, scale: float = 1.0) -> float | None:
     """:func:`elongation` of site ``index`` over the O within 3.2 Angstrom, the planning shell's
     bonds scaled by ``scale`` (as :meth:`HostSite.materialize` moves them)."""
-    d = [n.nn_distance for n in structure.get_neighbors(structure[index], 3.2) if n.specie.symbol == "O"]
+    return _scaled_elongation(_o_distances(structure, index), scale)
+
+
+def _o_distances(structure: Any, index: int) -> list[float]:
+    return [n.nn_distance for n in structure.get_neighbors(structure[index], 3.2) if n.specie.symbol == "O"]
+
+
+def _scaled_elongation(d: list[float], scale: float) -> float | None:
     if not d:
         return None
     # the planning shell (first_shell) is exactly the O within (1 + tol) x the shortest distance
@@ -342,10 +349,11 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
             continue
         cn = len(shell)
         d_host = float(np.mean([n.nn_distance for n in shell]))
+        d_o = _o_distances(s, i)  # once per site, for every element's elongation
         for el in elements:
             if el == host:
                 out.append(HostSite(parent, str(poscar), i, host, el, q, cn, d_host, d_host, len(eq),
-                                    elongation=site_elongation(s, i)))
+                                    elongation=_scaled_elongation(d_o, 1.0)))
                 continue
             fits = _fits(_tabulated, el, q, cn, d_host)
             estimated = not fits  # no tabulated radius fits: a five-coordinate M3+ from its estimated one
@@ -355,7 +363,7 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
                 # isovalent where it fits; else the charge whose bond length needs the smaller change
                 dq = 0 if 0 in fits else min(fits, key=lambda k: (abs(np.log(fits[k] / d_host)), k))
                 out.append(HostSite(parent, str(poscar), i, host, el, q + dq, cn, d_host, fits[dq], len(eq), dq,
-                                    estimated, site_elongation(s, i, fits[dq] / d_host)))
+                                    estimated, _scaled_elongation(d_o, fits[dq] / d_host)))
     return out
 
 
