@@ -168,6 +168,18 @@ def test_stable_reason_needs_coverage_and_agreement():
     assert stable_reason(same[:-1] + [(4, 2.041, 1.5)], 1.0, DEFAULT_STABILITY, probability=0.52) == ""
     assert stable_reason(same, 1.0, {**DEFAULT_STABILITY, "undecided_updates": 0}, probability=0.52) == ""
     assert stable_reason(same, 1.0, DEFAULT_STABILITY, probability=0.61).startswith("stable")
+    # before the window is covered: more agreeing updates, at the confident stop's probability
+    k = DEFAULT_STABILITY["early_updates"]
+    assert k > n and DEFAULT_STABILITY["early_cn_probability"] == 0.9
+    early = [(6, 2.01, 3.0)] * k
+    why = stable_reason(early, 0.85, DEFAULT_STABILITY, probability=0.93)
+    assert why.startswith(f"stable: the last {k} updates agree (CN 6, P=0.93") and "85% of the model window" in why
+    assert stable_reason(early[1:], 0.85, DEFAULT_STABILITY, probability=0.93) == ""  # one update short
+    assert stable_reason(early, 0.85, DEFAULT_STABILITY, probability=0.85) == ""  # a decision, not P >= 0.9
+    assert stable_reason(early, 0.75, DEFAULT_STABILITY, probability=0.93) == ""  # below 80 % of the window
+    assert stable_reason(early[:-1] + [(6, 2.03, 3.0)], 0.85, DEFAULT_STABILITY, probability=0.93) == ""
+    assert stable_reason(early, 0.85, DEFAULT_STABILITY) == ""  # no CN probability: the window first
+    assert stable_reason(early, 0.85, {**DEFAULT_STABILITY, "early_updates": 0}, probability=0.93) == ""
     part = {**DEFAULT_STABILITY, "coverage": 0.8}  # a stable answer from 80 % of the window
     assert "90% of the model window measured" in stable_reason(d, 0.9, part)
     assert stable_reason(d, 0.7, part) == ""

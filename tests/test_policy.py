@@ -112,6 +112,23 @@ def test_stable_answer_stops_after_agreeing_updates_with_a_decided_cn():
     assert out.reason.startswith(f"settled, CN undecided: the last {undecided} updates agree (CN 6 at P=0.50")
 
 
+def test_a_probable_answer_stops_before_the_window_is_covered_after_more_agreeing_updates():
+    far = {"start": 9100.0, "stop": 9110.0, "step": 1.0, "uid": "u", "score": 1.0}
+    early = DEFAULT_STABILITY["early_updates"]
+    for p, coverage, stops in ((0.93, 0.85, True), (0.93, 0.7, False), (0.8, 0.85, False)):
+        pol, es, mus = _opened()
+        out = None
+        for i in range(early):  # the same answer, not confident (intervals too wide), the window not covered
+            out = pol.next(np.concatenate([es, 9300 + np.arange(3 * (i + 1))]), mus,
+                           _report(p=p, d_std=0.05, coverage=coverage),
+                           suggest=lambda n, i=i: [{**far, "start": 9200.0 + 20 * i, "stop": 9210.0 + 20 * i}])
+            assert isinstance(out, list) or i == early - 1
+        assert isinstance(out, Stop) == stops
+        if stops:
+            assert out.reason.startswith(f"stable: the last {early} updates agree (CN 6, P=0.93")
+            assert "85% of the model window measured" in out.reason
+
+
 def test_proposals_skip_measured_energies_respect_the_budget_and_stop_when_nothing_is_new():
     pol, es, mus = _opened()
     pol.max_points = len(es) + 4

@@ -7,7 +7,8 @@
   decisions agree within tolerances: A, and the charge label's unit) *and* the CN is a decision:
   its calibrated probability is at least ``stability["cn_probability"]`` (0.5 is not a decision);
   or it has stopped changing for more updates below that probability, and the stop says the CN
-  is undecided.
+  is undecided; or, before the window is covered (from 80 % of it), it has stopped changing for
+  more updates at the confident stop's probability (0.9).
 
 Used by ``adaptive_xanes_scan`` and by the queue-server suggester alike.
 """
@@ -30,8 +31,15 @@ DEFAULT_THRESHOLDS = {"cn_probability": 0.9, "distance_std": 0.01, "charge_std":
 # fell from 28-31 % to 25-26 % for Mn..Cu, the CN at the stop changed for 3 of 481 samples (Fe one
 # right to wrong, Ni one each way), Cu decided 42 of 60 instead of 46, right as often); 0 switches it
 # off (scan the window to the end)
+# Before the window is covered, a stronger answer stops too: from `early_coverage` of it, the last
+# `early_updates` decisions agreeing at a calibrated P(CN) >= `early_cn_probability` (the confident
+# stop's threshold). A quarter of the held-out spectra (tetrahedral pre-edge passes, two-step edges)
+# need 10-20 more points to cover the window after their answer has stopped moving (points-to-decision,
+# session 19, 60 test spectra per element, the same models and noise draws: median share at the stop
+# Ti 26.1 -> 23.7 %, every element at or below 24.9 %; the CN at the stop unchanged for every element,
+# the distance error against the truth within 0.002 A of the full scan's); 0 updates switch it off
 DEFAULT_STABILITY = {"updates": 2, "distance": 0.01, "charge": 0.05, "cn_probability": 0.6, "coverage": 0.99,
-                     "undecided_updates": 4}
+                     "undecided_updates": 4, "early_updates": 3, "early_coverage": 0.8, "early_cn_probability": 0.9}
 
 
 def decision_of(report: dict[str, Any]) -> tuple | None:
@@ -68,12 +76,17 @@ def stable_reason(decisions: list[tuple | None], coverage: float, stability: dic
     ``stability["updates"]`` decisions have the same CN and distances and charge labels within
     ``stability["distance"]`` A and ``stability["charge"]`` (the label's unit) of the latest, the
     CN at calibrated ``probability`` of at least ``stability["cn_probability"]`` ("stable"); or the last
-    ``stability["undecided_updates"]`` agree so below it ("settled, CN undecided")."""
+    ``stability["undecided_updates"]`` agree so below it ("settled, CN undecided"); or, with
+    ``stability["early_coverage"]`` of the window measured, the last ``stability["early_updates"]``
+    agree at a probability of at least ``stability["early_cn_probability"]`` ("stable")."""
     n = int(stability.get("updates", 0))
     need = float(stability.get("coverage", 0.99))
     undecided = probability is not None and probability < stability.get("cn_probability", 0.0)
     if undecided:
         n = int(stability.get("undecided_updates", 0))
+    elif (coverage < need and probability is not None and coverage >= stability.get("early_coverage", need)
+          and probability >= stability.get("early_cn_probability", 1.0)):
+        n, need = int(stability.get("early_updates", 0)), 0.0  # more agreeing updates instead of the rest
     if n <= 0 or coverage < need or len(decisions) < n or any(d is None for d in decisions[-n:]):
         return ""
     ref = decisions[-1]

@@ -112,7 +112,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
     if a.queue:
         queue_options = {"detectors": a.detectors, "motor": a.motor, "batch_size": a.batch_size,
                          "max_points": a.max_points,
-                         "stability": {"updates": a.stable_updates, "undecided_updates": a.undecided_updates},
+                         "stability": {"updates": a.stable_updates, "undecided_updates": a.undecided_updates,
+                                       "early_updates": a.early_updates},
                          "thresholds": {"cn_probability": a.cn_probability, "distance_std": a.distance_std,
                                         "charge_std": a.charge_std}}
     rate = {} if a.queue else {"min_interval": 1.0 / a.max_rate, "update_every": a.update_every,
@@ -291,6 +292,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also stop when the window is covered and this many runs' decisions agree (0: never)")
     q.add_argument("--undecided-updates", type=int, default=DEFAULT_STABILITY["undecided_updates"],
                    help="... or this many agree with the CN below P=0.6, said undecided (0: scan to the window's end)")
+    q.add_argument("--early-updates", type=int, default=DEFAULT_STABILITY["early_updates"],
+                   help="... or, from 80%% of the window, this many agree at P(CN) >= 0.9 (0: cover the window first)")
     common(s)
     s.set_defaults(func=cmd_serve)
 
