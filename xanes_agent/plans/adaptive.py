@@ -14,7 +14,8 @@ the points-to-decision benchmark):
    uid, until a stop rule holds: confident (in domain; calibrated CN probability and 68 %
    half-widths, in A and e, within ``thresholds``); stable (window covered, the last decisions
    agree within ``stability``, the CN a decision); settled with the CN undecided (more agreeing
-   decisions below the decision probability; the stop says so); a point budget; a time budget;
+   decisions below the decision probability; the stop says so); stable before the window is covered
+   (from 80 % of it, more agreeing decisions at the confident probability); a point budget; a time budget;
    nothing new measured; nothing left to propose.
 
 Every decision is recorded in the run: the ``decisions`` stream holds each pass and proposal (JSON,
