@@ -184,7 +184,9 @@ class AdaptivePolicy:
         Confident-stop thresholds: ``cn_probability``, ``distance_std`` (A), ``charge_std``.
     stability : dict, optional
         Stable-stop rule: ``updates`` that must agree, within ``distance`` (A) and ``charge``,
-        at a CN probability of at least ``cn_probability``.
+        at a CN probability of at least ``cn_probability``, once ``coverage`` of the window is
+        measured; ``undecided_updates`` below that probability; ``early_updates`` from
+        ``early_coverage`` at ``early_cn_probability`` (:data:`~.stopping.DEFAULT_STABILITY`).
     """
 
     def __init__(self, edge_energy: float, *, survey: Sequence[float] = DEFAULT_SURVEY,

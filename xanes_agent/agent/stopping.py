@@ -80,7 +80,8 @@ def stable_reason(decisions: list[tuple | None], coverage: float, stability: dic
     CN at calibrated ``probability`` of at least ``stability["cn_probability"]`` ("stable"); or the last
     ``stability["undecided_updates"]`` agree so below it ("settled, CN undecided"); or, with
     ``stability["early_coverage"]`` of the window measured, the last ``stability["early_updates"]``
-    agree at a probability of at least ``stability["early_cn_probability"]`` ("stable")."""
+    agree and the latest CN has a probability of at least ``stability["early_cn_probability"]``
+    ("stable")."""
     n = int(stability.get("updates", 0))
     need = float(stability.get("coverage", 0.99))
     undecided = probability is not None and probability < stability.get("cn_probability", 0.0)
