@@ -13,7 +13,7 @@ more certain than it. The script
   hard labels; hard labels weighted by their confidence; the ambiguous ones (< 0.6) left out;
   soft labels (each spectrum once per candidate CN, weighted by CrystalNN's weight).
 
-    python scripts/cu_label_confidence.py          # ~5 min on one core
+    python scripts/cu_label_confidence.py          # ~2-3 min on one core
 """
 
 from __future__ import annotations
