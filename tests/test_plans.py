@@ -47,8 +47,10 @@ def test_adaptive_scan_stops_by_its_criterion_with_fewer_points(bundled_library,
 
 def test_point_budget_and_proposals_recorded(bundled_library, cu_agent_model):
     sample = sample_from_library(bundled_library, element="Cu", split="test", rng=4)
+    # no confident and no stable stop, whatever the sample (the library's test split grows): the budget ends it
     docs, _ = _run(sample, cu_agent_model, max_points=70,
-                   thresholds={"cn_probability": 1.01, "distance_std": 0.0, "charge_std": 0.0})
+                   thresholds={"cn_probability": 1.01, "distance_std": 0.0, "charge_std": 0.0},
+                   stability={"updates": 0, "undecided_updates": 0, "early_updates": 0})
     stop = docs[-1][1]
     assert "point budget" in stop["reason"]
     decisions = [json.loads(d["data"]["agent_decision"]) for n, d in docs
