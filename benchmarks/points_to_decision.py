@@ -27,6 +27,7 @@ policy stopped), so a stop that differs from the full scan can be traced to its 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from pathlib import Path
 
@@ -198,12 +199,11 @@ def main() -> None:
     # policy variants: the agent's strategy to the plan's stop only, with other stop/edge parameters
     variants = {}
     early_default = DEFAULT_STABILITY["early_updates"]
-    for cov in a.stop_coverage or [DEFAULT_STABILITY["coverage"]]:
-        for step in a.edge_step or [0.5]:
-            for early in a.early_updates or [early_default]:
-                if (cov, step, early) != (DEFAULT_STABILITY["coverage"], 0.5, early_default):
-                    variants[f"coverage {cov:g}, edge step {step:g} eV, early updates {early}"] = {
-                        "stability": {"coverage": cov, "early_updates": early}, "edge_step": step}
+    for cov, step, early in itertools.product(a.stop_coverage or [DEFAULT_STABILITY["coverage"]],
+                                              a.edge_step or [0.5], a.early_updates or [early_default]):
+        if (cov, step, early) != (DEFAULT_STABILITY["coverage"], 0.5, early_default):
+            variants[f"coverage {cov:g}, edge step {step:g} eV, early updates {early}"] = {
+                "stability": {"coverage": cov, "early_updates": early}, "edge_step": step}
     variant_stops = {k: [] for k in variants}
     for j, i in enumerate(picks):
         sample = sample_from_library(lib, sample_id=str(lib.ids[i]))
