@@ -220,6 +220,37 @@ def test_classes_short_of_spectra_run_first_and_the_plan_is_unchanged(small_host
     assert deficit_first(pending, Counter(), target=0) == pending  # nothing short: the plan's order
 
 
+def test_sites_with_a_known_outcome_go_first_and_only_successes_fill_a_class(small_hosts):
+    """A site whose FEFF outcome is already cached costs nothing: it goes first, and fills its
+    class only if FEFF succeeded, under the CrystalNN label it came out with. Known failures took
+    the places of short classes on every restart before (session 19: five-coordinate V and Cr)."""
+    from collections import Counter
+
+    from xanes_agent.data.hosts import deficit_first, plan
+
+    pending = plan(["Fe", "Cr"], 12, small_hosts)
+    cls = Counter((g.element, g.cn_estimate) for g in pending)
+    key = max(cls, key=cls.get)  # the class with the most planned sites
+    sites = [g for g in pending if (g.element, g.cn_estimate) == key]
+    assert len(sites) >= 3
+    have = Counter({k: 150 for k in cls})
+    have[key] = 149  # one short
+    failed = {sites[0].id: {"ok": False, "labels": {"coordination_number": float(key[1])}}}
+    out = deficit_first(pending, have, target=150, known=failed)
+    assert sorted(g.id for g in out) == sorted(g.id for g in pending)  # the same set
+    assert out[0].id == sites[0].id  # known: first
+    assert out[1].id == sites[1].id  # the failure did not fill the class: the next site runs next
+    assert sites[2].id not in [g.id for g in out[:2]]
+    # a success fills its class (as labelled); the next site of the class waits in the plan's order
+    done = {sites[0].id: {"ok": True, "labels": {"coordination_number": float(key[1]), "oxidation_state": 3.0}}}
+    out = deficit_first(pending, have, target=150, known=done)
+    assert out[0].id == sites[0].id
+    assert [g.id for g in out[1:]] == [g.id for g in pending if g.id != sites[0].id]
+    # without the outcomes the failure would take the one place (the old order)
+    assert [g.id for g in deficit_first(pending, have, target=150)][:1] == [sites[0].id]
+    assert sites[1].id != deficit_first(pending, have, target=150)[1].id
+
+
 def test_oxidation_states_short_of_spectra_run_first(small_hosts):
     """With every class full, the sites of an (element, CN, oxidation state) short of the state
     target run first, counting those queued ahead; a full state waits; nothing added or dropped."""

@@ -62,7 +62,7 @@ import hashlib
 import itertools
 import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -396,7 +396,8 @@ def order_sites(sites: Iterable[HostSite], element: str) -> list[HostSite]:
 
 def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
                   states: Counter | None = None, state_target: int = STATE_TARGET,
-                  elongated: Counter | None = None, elongated_target: int = ELONGATED_TARGET) -> list[Any]:
+                  elongated: Counter | None = None, elongated_target: int = ELONGATED_TARGET,
+                  known: Mapping[str, Mapping[str, Any]] | None = None) -> list[Any]:
     """``pending`` calculations in the order to run them: a host site whose (element, planned
     coordination) has fewer than ``target`` spectra so far (``have``, counted by CrystalNN, plus the
     ones queued ahead of it), whose (element, planned coordination, oxidation state) has fewer
@@ -405,14 +406,34 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
     ``elongated_target`` such spectra (``elongated``, per element), first, the rest after, each
     group in the plan's order.
 
+    ``known`` holds the outcomes already in the cache, by site id (``{"ok": bool, "labels":
+    {...}}``, as the build's job records give them): those sites cost nothing, go ahead of all,
+    and fill a class only where FEFF succeeded, under the CrystalNN labels they came out with.
+    Without it, sites whose FEFF run had failed before took a short class's places on every
+    restart: five-coordinate V and Cr (8 and 12 short of 150) were filled by 20 known failures,
+    and none of their 556 new sites ran in session 19.
+
     Only the order changes, never the set: a snapshot assembles the same plan, and a stopped build
     resumes as before. Round-robin over the classes gave the full six-coordinate class (300-385
     spectra per element) a third of the build while four- and five-coordinate classes stood at
     109-157 (session 14). Anything without a planned coordination (prototype families) keeps its
     place in the second group."""
     seen, seen_states, seen_long = Counter(have), Counter(states or {}), Counter(elongated or {})
+    known = known or {}
+    done = [g for g in pending if g.id in known]
+    for g in done:
+        outcome = known[g.id]
+        labels = outcome.get("labels") or {}
+        cn, q = labels.get("coordination_number"), labels.get("oxidation_state")
+        if not outcome.get("ok") or cn is None or cn != cn:
+            continue
+        seen[g.element, int(cn)] += 1
+        seen_states[g.element, int(cn), int(q) if q is not None and q == q else None] += 1
+        seen_long[g.element] += bool(getattr(g, "jahn_teller_elongated", False))
     first, rest = [], []
     for g in pending:
+        if g.id in known:
+            continue
         cn = getattr(g, "cn_estimate", None)
         state = (g.element, cn, getattr(g, "oxidation_state", None))
         long_ = elongated is not None and getattr(g, "jahn_teller_elongated", False)
@@ -425,7 +446,7 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
             first.append(g)
         else:
             rest.append(g)
-    return first + rest
+    return done + first + rest
 
 
 def plan(elements: Iterable[str], per_element: int, root: str | Path | None = None) -> list[HostSite]:

@@ -240,8 +240,12 @@ def compute_project_spectra(
         planned = {g.id: g for g in order}
         elongated = Counter(sp.element for sp in spectra
                             if getattr(planned.get(sp.id), "jahn_teller_elongated", False))
+        # outcomes already in the cache cost nothing and must not take a short class's places
+        known = {} if cached_only else {
+            r["id"]: r for r in (_project_job(g, params, str(cache_dir), cached_only=True)
+                                 for g in pending if hasattr(g, "materialize")) if not r.get("pending")}
         pending = deficit_first(pending, Counter((el, cn) for el, cn, _ in labelled), states=Counter(labelled),
-                                elongated=elongated)
+                                elongated=elongated, known=known)
     gens = {g.id: g for g in pending}
     if client is not None:
         results = _results_on_cluster(client, gens, params, Path(cache_dir), time_budget, progress)
