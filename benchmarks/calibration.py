@@ -12,7 +12,8 @@ Nested, so nothing is judged on data its calibration saw:
   same-code intervals and with the across-codes ones, calibrated on the FEFF 9 spectra of the
   *other* folds' parents (they never train; ``train_element(other=...)``); whole and masked.
 
-Printed per row: coverage of the nominal 68 % and 90 % intervals (distance, charge label), the
+Printed per row: coverage of the nominal 68 % and 90 % intervals (distance, charge label; the FEFF
+charge transfer per parent, where the spectra carry it), the
 CN accuracy and expected calibration error (ECE) of the calibrated probability against the raw
 forest probability, and the domain flag: the share of held-out spectra flagged, the share of
 spectra with a distance error above 3x the in-family MAE that are flagged, and the share of the
@@ -33,6 +34,7 @@ from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library, paren
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
 from xanes_agent.data.readers import read_library
 from xanes_agent.foundation.edges import ELEMENTS
+from xanes_agent.foundation.properties import FEFF_CHARGE, REGRESSORS
 from xanes_agent.models.calibration import confidence_ece, expected_calibration_error
 from xanes_agent.models.evaluation import CN_CLASSES, group_folds, joint_group_folds, on_cn_classes
 from xanes_agent.models.features import spectra_to_grid
@@ -90,11 +92,13 @@ def _ratio(level: float) -> float:
 
 def summary(c: Collector, in_family_mae: float | None) -> dict:
     out: dict = {}
-    for name in ("mean_nn_distance", "charge"):
+    for name in REGRESSORS:
         if not any(r["name"] == name for r in c.rows):
             continue
         p = c.pooled(name)
         ok = np.isfinite(p["y"]) & np.isfinite(p["prediction"])
+        if not ok.any():  # a label the held-out spectra lack (FEFF 9: no FEFF10 charge transfer)
+            continue
         err = np.abs(p["y"] - p["prediction"])
         for level, key in ((0.68, "interval68"), (0.9, "interval90")):
             lo, hi = p[key][:, 0], p[key][:, 1]
@@ -181,13 +185,16 @@ def plots(results: dict[str, Collector], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    for ax, name, title in ((axes[0], "mean_nn_distance", "distance"), (axes[1], "charge", "charge label")):
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, name, title in ((axes[0], "mean_nn_distance", "distance"), (axes[1], "charge", "charge label"),
+                            (axes[2], FEFF_CHARGE, "FEFF charge transfer")):
         for label, c in results.items():
             if not any(r["name"] == name for r in c.rows):
                 continue
             p = c.pooled(name)
-            full = p["full"]
+            full = p["full"] & np.isfinite(p["y"])
+            if not full.any():
+                continue
             sub = {k: (v[full] if isinstance(v, np.ndarray) and len(v) == len(full) else v) for k, v in p.items()}
             ax.plot(NOMINAL, coverage_at(sub), "o-", ms=3, label=label)
         ax.plot([0, 1], [0, 1], "k--", lw=0.8)
@@ -259,9 +266,10 @@ def main() -> None:
     results: dict[str, Collector] = {}
     table: dict[str, dict] = {}
     head = ("| evaluation | d cov68 | d cov90 | d cov68/90 per parent | charge cov68 | charge cov90 "
-            "| charge cov68/90 per parent | CN acc. | CN ECE raw / calibrated | per parent: CN acc., ECE raw / "
+            "| charge cov68/90 per parent | FEFF charge cov68/90 per parent | CN acc. | CN ECE raw / calibrated "
+            "| per parent: CN acc., ECE raw / "
             "calibrated | flagged | big errors flagged | in-family flagged |")
-    print(head + "\n" + "|---" * 13 + "|")
+    print(head + "\n" + "|---" * 14 + "|")
     mae_in_family = {}
     for el in a.elements:
         t0 = time.perf_counter()
@@ -298,6 +306,7 @@ def _print(name: str, s: dict, seconds: float) -> None:
           f"| {g('mean_nn_distance_cov68_per_parent')} / {g('mean_nn_distance_cov90_per_parent')} "
           f"| {g('charge_cov68')} "
           f"| {g('charge_cov90')} | {g('charge_cov68_per_parent')} / {g('charge_cov90_per_parent')} "
+          f"| {g(FEFF_CHARGE + '_cov68_per_parent')} / {g(FEFF_CHARGE + '_cov90_per_parent')} "
           f"| {g('cn_accuracy')} | {g('cn_ece_raw', '{:.3f}')} / {g('cn_ece_calibrated', '{:.3f}')} "
           f"| {g('cn_accuracy_per_parent')}, {g('cn_ece_raw_per_parent', '{:.3f}')} / "
           f"{g('cn_ece_calibrated_per_parent', '{:.3f}')} "

@@ -384,3 +384,57 @@ def test_cli_trains_on_one_code_and_calibrates_across_another(tmp_path, cu_subse
     assert main(["train", "--library", str(lib), "--calibrate-across", "no-such-code", "--elements", "Cu",
                  "--out", str(models)]) == 2
     assert "no-such-code" in capsys.readouterr().err
+
+
+def test_feff_charge_transfer_gets_its_own_model_beside_the_oxidation_state_one():
+    """Where the spectra carry FEFF's computed charge, a second charge model predicts it (in e),
+    named for what it is; the ``charge`` model stays on the oxidation state even where nearly
+    every spectrum carries the FEFF label; too few labels: no such model."""
+    import copy
+
+    from xanes_agent.data.library import PROJECT_SOURCE
+    from xanes_agent.foundation.properties import FEFF_CHARGE, PROPERTIES
+    from xanes_agent.models.training import MIN_LABELLED
+
+    lib = load_bundled_library().where(element="V", source=PROJECT_SOURCE)
+    q = lib.labels[FEFF_CHARGE]
+    assert np.isfinite(q).sum() > MIN_LABELLED[FEFF_CHARGE]  # the reduced-v2 sites carry it
+    cfg = TrainConfig(n_seeds=2, n_estimators=10, calibration_folds=2, calibration_seeds=1)
+    m = train_element(lib, "V", cfg, progress=False)
+    pm = m.properties[FEFF_CHARGE]
+    assert pm.label == FEFF_CHARGE and pm.kind == "regressor"
+    train = (lib.split == "train") & np.isfinite(q)
+    assert 0.9 * train.sum() <= pm.n_train <= train.sum()  # the labelled training rows (a few lack a grid)
+    assert m.properties["charge"].label == "oxidation_state"
+    assert PROPERTIES[FEFF_CHARGE].unit_for(pm.label) == "e" and not PROPERTIES[FEFF_CHARGE].decides
+    assert FEFF_CHARGE in m.calibration.quantiles  # intervals calibrated out of parent, like the others
+    from xanes_agent.models.features import spectra_to_grid
+
+    X, _ = spectra_to_grid(lib.energy[:3], lib.mu[:3])
+    assert np.isfinite(m.predict_grid(X)[FEFF_CHARGE]["prediction"]).all()
+    # it steers no measurement: the importance map and the proposals come from the deciding three
+    from xanes_agent.agent.strategies import make_strategy
+
+    e = np.linspace(m.grid.start, m.grid.stop, 200)
+    deciding = [n for n in m.properties if n != FEFF_CHARGE]
+    assert len(deciding) == 3
+    np.testing.assert_allclose(m.importance_map(e), np.mean([m.importance_map(e, n) for n in deciding], axis=0))
+    preds = {n: {"std": 0.1} for n in m.properties}
+    preds["coordination_number"] = {"probability": 0.5}
+    covered = np.zeros(m.grid.n, bool)
+    before = make_strategy("importance_uncertainty").propose(0.0, m.grid.energies, covered, m, preds, n=5)
+    m.properties[FEFF_CHARGE].importances = np.roll(m.properties[FEFF_CHARGE].importances, 40)
+    after = make_strategy("importance_uncertainty").propose(0.0, m.grid.energies, covered, m, preds, n=5)
+    assert [(p.start, p.score) for p in before] == [(p.start, p.score) for p in after]
+
+    full = copy.deepcopy(lib)
+    full.labels[FEFF_CHARGE] = np.where(np.isfinite(q), q, 0.1)  # every spectrum labelled
+    m = train_element(full, "V", TrainConfig(n_seeds=1, n_estimators=5, calibration_folds=0), progress=False)
+    assert m.properties["charge"].label == "oxidation_state"  # not taken over by the FEFF label
+    assert m.properties[FEFF_CHARGE].label == FEFF_CHARGE
+
+    few = copy.deepcopy(lib)
+    keep = np.flatnonzero(np.isfinite(q))[: MIN_LABELLED[FEFF_CHARGE] // 2]
+    few.labels[FEFF_CHARGE] = np.where(np.isin(np.arange(len(q)), keep), q, np.nan)
+    m = train_element(few, "V", TrainConfig(n_seeds=1, n_estimators=5, calibration_folds=0), progress=False)
+    assert FEFF_CHARGE not in m.properties and "charge" in m.properties

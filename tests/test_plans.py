@@ -207,3 +207,31 @@ def test_ranges_scan_runs_on_any_ophyd_positioner_and_detector():
     events = [d for n, d in docs if n == "event"]
     assert [e["data"]["motor"] for e in events] == [-1.0, -0.5, 0.0, 0.5, 1.0]
     assert all("det" in e["data"] for e in events)
+
+
+def test_a_property_that_does_not_decide_neither_holds_nor_makes_a_stop():
+    """The FEFF charge transfer is predicted and reported, but the decision, the stability check
+    and the confident stop use only the deciding properties: however much it moves or however wide
+    it is, the scan's stop is the one the CN, distance and charge label give."""
+    from xanes_agent.agent.stopping import (
+        DEFAULT_STABILITY,
+        DEFAULT_THRESHOLDS,
+        decision_of,
+        stable_reason,
+        stop_reason,
+    )
+    from xanes_agent.foundation.properties import DECIDING, FEFF_CHARGE, PROPERTIES
+
+    assert FEFF_CHARGE in PROPERTIES and FEFF_CHARGE not in DECIDING
+    reports = []
+    for q in (0.3, -0.4, 0.9):  # the FEFF charge swings by more than any tolerance
+        reports.append({"edge_located": True, "predictions": {
+            "coordination_number": {"prediction": 6.0, "probability": 0.97},
+            "mean_nn_distance": {"prediction": 2.01, "std": 0.004},
+            "charge": {"prediction": 3.0, "std": 0.01},
+            FEFF_CHARGE: {"prediction": q, "std": 5.0}}})
+    d = [decision_of(r) for r in reports]
+    assert d[0] == (6.0, 2.01, 3.0)  # the deciding properties only
+    assert stable_reason(d, 1.0, DEFAULT_STABILITY, probability=0.97).startswith("stable")
+    assert stop_reason(reports[-1], DEFAULT_THRESHOLDS).startswith("confident")  # its std of 5 e does not hold it
+    assert "feff" not in stop_reason(reports[-1], DEFAULT_THRESHOLDS)

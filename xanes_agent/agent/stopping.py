@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..foundation.properties import CN, PROPERTIES, REGRESSORS
+from ..foundation.properties import CN, DECIDING, PROPERTIES, REGRESSORS
 
 DEFAULT_THRESHOLDS = {"cn_probability": 0.9, "distance_std": 0.01, "charge_std": 0.05}
 # stop when at least `coverage` of the model window is measured and the last `updates` decisions
@@ -45,12 +45,13 @@ DEFAULT_STABILITY = {"updates": 2, "distance": 0.01, "charge": 0.05, "cn_probabi
 
 
 def decision_of(report: dict[str, Any]) -> tuple | None:
-    """(CN, distance in A, charge in e) of an agent report; None before the edge is located.
+    """(CN, distance in A, charge label) of an agent report: the deciding properties
+    (:data:`~xanes_agent.foundation.properties.DECIDING`); None before the edge is located.
     A property the model lacks is None in the tuple."""
     preds = report.get("predictions") or {}
     if not preds or not report.get("edge_located"):
         return None
-    return tuple(float(preds[k]["prediction"]) if k in preds else None for k in PROPERTIES)
+    return tuple(float(preds[k]["prediction"]) if k in preds else None for k in DECIDING)
 
 
 def cn_probability(report: dict[str, Any]) -> float | None:
@@ -64,7 +65,7 @@ def agree(d: tuple | None, ref: tuple | None, stability: dict[str, float]) -> bo
     their ``stability`` tolerances (A, e). A property either lacks is not compared."""
     if d is None or ref is None:
         return False
-    for p, v, r in zip(PROPERTIES.values(), d, ref):
+    for p, v, r in zip((PROPERTIES[k] for k in DECIDING), d, ref):
         t = stability[p.stability] if p.stability else 0.0
         if v is not None and r is not None and abs(v - r) > t + 1e-12:
             return False
@@ -95,7 +96,7 @@ def stable_reason(decisions: list[tuple | None], coverage: float, stability: dic
     ref = decisions[-1]
     if not all(agree(d, ref, stability) for d in decisions[-n:]):
         return ""
-    tol = tuple(stability[p.stability] if p.stability else 0.0 for p in PROPERTIES.values())
+    tol = tuple(stability[PROPERTIES[k].stability] if PROPERTIES[k].stability else 0.0 for k in DECIDING)
     # no unit for the charge label: an oxidation state has none (a Bader charge would be in e)
     within = f"distance within {tol[1]} A, charge label within {tol[2]}"
     part = f"; {coverage:.0%} of the model window measured" if coverage < 0.99 else ""
@@ -122,7 +123,7 @@ def stop_reason(report: dict[str, Any], thresholds: dict[str, float]) -> str:
         checks.append(f"P(CN={int(cn['prediction'])})={cn['probability']:.2f}")
     for name in REGRESSORS:
         p = preds.get(name)
-        if p is not None:
+        if p is not None and PROPERTIES[name].decides:
             if p["std"] > thresholds[PROPERTIES[name].threshold]:
                 return ""
             checks.append(f"{name} std={p['std']:.3g}")

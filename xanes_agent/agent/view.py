@@ -32,11 +32,16 @@ def _unit(model: Any, name: str) -> str:
 def draw(fig, run: Any) -> None:
     """Draw a :class:`~xanes_agent.agent.agent.RunSnapshot` (``agent.snapshot()``) on ``fig`` (cleared first)."""
     fig.clf()
-    axes = fig.subplots(2, 3)
-    ax_s, ax_p, ax_i = axes[0]
+    model = run.model
+    # top: spectrum, prediction, importance; below, how the answer settled: CN, then one panel per
+    # regressor the model has (a 12-column grid shares the width either way)
+    grid = fig.add_gridspec(2, 12)
+    ax_s, ax_p, ax_i = (fig.add_subplot(grid[0, 4 * i:4 * i + 4]) for i in range(3))
+    n_hist = 1 + sum(n in model.properties for n in REGRESSORS)
+    w = 12 // n_hist
+    history_axes = [fig.add_subplot(grid[1, w * i:w * i + w]) for i in range(n_hist)]
     e, mu = run.energy, run.mu
     s = run.state
-    model = run.model
     ax_s.plot(e, mu, "o", ms=2.5, label="measured")
     ax_s.set_xlabel("energy (eV)")
     ax_s.set_ylabel("mu (measured)")
@@ -89,7 +94,7 @@ def draw(fig, run: Any) -> None:
     ax_i.set_xlabel("energy (eV)" + ("" if off else " rel. E0"))
     ax_i.set_ylabel("importance density (1/eV)")
     ax_i.set_title("importance; measured (green), proposed (orange)", fontsize=9)
-    _draw_history(axes[1], run, model)
+    _draw_history(history_axes, run, model)
     stop = f"\nstopped: {run.stop_reason}" if run.stop_reason else ""  # a line of its own: reasons run long
     fig.suptitle(f"run {run.uid[:8]}" + (f", sample {run.sample}" if run.sample else "") +
                  f"; model {model.element} {model.featurization}, {model.n_spectra} spectra"
@@ -122,10 +127,10 @@ def _draw_history(axes, run: Any, model: Any) -> None:
         ax.set_ylim(0, 1.02)
         ax.legend(fontsize=7)
     ax.set_xlabel("points measured")
-    for ax, name in zip(axes[1:], REGRESSORS):
+    for ax, name in zip(axes[1:], [n for n in REGRESSORS if n in model.properties]):
         short = PROPERTIES[name].short
         ax.set_xlabel("points measured")
-        if not h or short not in h[0] or name not in model.properties:
+        if not h or short not in h[0]:
             continue
         y = np.array([d[short] for d in h], float)
         for lvl, alpha in ((90, 0.15), (68, 0.3)):

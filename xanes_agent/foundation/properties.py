@@ -3,9 +3,11 @@
 Every name, unit, short document-field name and stop-threshold key is read from here: the
 agent's documents, the live view, the CLI tables, the report and the stop rules all agree.
 
-A ``charge`` model predicts whichever charge label its training data carried (an oxidation state,
-a FEFF charge transfer or a Bader charge); only the last two are charges in e: an oxidation state
-is a formal number and has no unit.
+A ``charge`` model predicts whichever charge label its training data carried (a Bader charge, else
+the formal oxidation state; a FEFF charge transfer where its own model is not trained); only the
+charges are in e: an oxidation state is a formal number and has no unit. Beside it, a
+``feff_charge_transfer`` model predicts FEFF's computed charge (e) where the data carry it: a second
+charge, reported and calibrated like the others but not deciding (:attr:`Property.decides`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ class Property:
     symbol: str  # as printed and plotted ("" for none)
     threshold: str  # the key of its stop threshold (``agent.stopping.DEFAULT_THRESHOLDS``)
     stability: str  # the key of its stability tolerance (``DEFAULT_STABILITY``), "" for CN (must match)
+    # whether the plans' stop rules and the measurement proposals use it; one that does not is
+    # predicted, calibrated and reported, but a scan neither waits for it nor measures for it
+    decides: bool = True
 
     def unit_for(self, label: str | None = None, display: bool = False) -> str:
         """The unit of this property when it predicts data label ``label`` (``""`` for an
@@ -37,15 +42,23 @@ class Property:
 CN = "coordination_number"
 DISTANCE = "mean_nn_distance"
 CHARGE = "charge"
+FEFF_CHARGE = "feff_charge_transfer"
 
 PROPERTIES: dict[str, Property] = {
     CN: Property(CN, "classifier", "cn", "coordination number", "", "", "cn_probability", ""),
     DISTANCE: Property(DISTANCE, "regressor", "distance", "mean NN distance", "Angstrom", "Å", "distance_std",
                        "distance"),
     CHARGE: Property(CHARGE, "regressor", "charge", "charge", "e", "e", "charge_std", "charge"),
+    # the absorber's charge from FEFF's self-consistent density (Norman sphere, core hole in):
+    # learnable from the spectra only in part (R^2 0.15-0.51 on held-out parents, session 20), so
+    # it informs and never decides
+    FEFF_CHARGE: Property(FEFF_CHARGE, "regressor", "feff_charge", "FEFF charge transfer", "e", "e", "", "",
+                          decides=False),
 }
 #: The regressors, in the order tables and figures show them.
 REGRESSORS: tuple[str, ...] = tuple(n for n, p in PROPERTIES.items() if p.kind == "regressor")
+#: The properties a scan's stop rules and proposals use (:attr:`Property.decides`).
+DECIDING: tuple[str, ...] = tuple(n for n, p in PROPERTIES.items() if p.decides)
 
 #: Data labels a spectrum may carry, with their units ("" for none).
 LABELS: dict[str, str] = {
@@ -56,7 +69,8 @@ LABELS: dict[str, str] = {
     "bader_charge": "e",
 }
 LABEL_NAMES: tuple[str, ...] = tuple(LABELS)
-#: Labels a ``charge`` model may be trained on, in order of preference when none is asked for.
+#: Labels a ``charge`` model may be trained on, in order of preference when none is asked for (the
+#: FEFF charge transfer only for a model without its own :data:`FEFF_CHARGE` property).
 CHARGE_LABELS: tuple[str, ...] = ("bader_charge", "feff_charge_transfer", "oxidation_state")
 
 

@@ -54,7 +54,7 @@ def ensure_demo_model(models: Path, element: str, trees: int = 50, quiet: bool =
         except BundleError:
             pass  # unreadable: train it again
     if not quiet:
-        print(f"training a {element} model once ({trees} trees x 10 seeds x 3 properties on {len(keep)} spectra; "
-              f"full-size models: 'xanes-agent train') ...", flush=True)
+        print(f"training a {element} model once ({trees} trees x 10 seeds x {len(cfg.properties)} properties on "
+              f"{len(keep)} spectra; full-size models: 'xanes-agent train') ...", flush=True)
     model = train_element(lib, element, cfg, progress=not quiet)
     return model.save(path)

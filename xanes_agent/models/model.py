@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..foundation.jsonsafe import json_default
+from ..foundation.properties import PROPERTIES
 from .calibration import Calibration, DomainModel, apply_confidence_map, check_across_codes, check_knots
 from .features import Grid, make_featurizer
 from .packed import PackedForests
@@ -133,11 +134,13 @@ class ElementModel:
     def importance_map(self, energies: np.ndarray, prop: str | None = None) -> np.ndarray:
         """Feature importance spread uniformly over each feature's energy range (eV rel. E0).
 
-        Summed over properties (each normalized to 1) unless ``prop`` names one. Returns the
-        importance density at ``energies`` (per eV).
+        Summed over the properties that decide a scan (each normalized to 1;
+        :attr:`~xanes_agent.foundation.properties.Property.decides`) unless ``prop`` names one.
+        Returns the importance density at ``energies`` (per eV).
         """
         energies = np.asarray(energies, float)
-        props = [self.properties[prop]] if prop else list(self.properties.values())
+        deciding = [pm for n, pm in self.properties.items() if getattr(PROPERTIES.get(n), "decides", True)]
+        props = [self.properties[prop]] if prop else (deciding or list(self.properties.values()))
         out = np.zeros_like(energies)
         for pm in props:
             imp = pm.importances / max(pm.importances.sum(), 1e-12)

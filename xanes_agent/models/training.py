@@ -31,7 +31,7 @@ import numpy as np
 from sklearn.metrics import f1_score, mean_absolute_error, r2_score
 
 from ..data.collection import SpectrumCollection
-from ..foundation.properties import CHARGE, CHARGE_LABELS, CN, DISTANCE
+from ..foundation.properties import CHARGE, CHARGE_LABELS, CN, DISTANCE, FEFF_CHARGE
 from .calibration import DOMAIN_QUANTILE, Calibration, valid_domain_quantile
 from .ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor
 from .features import DEFAULT_GRID, Grid, make_featurizer, spectra_to_grid
@@ -43,12 +43,19 @@ log = logging.getLogger(__name__)
 CN_CLASSES = (4, 5, 6)
 #: A CN class must come from at least this many parent structures for its probability to be calibrated.
 MIN_CLASS_PARENTS = 5
+#: Labelled training spectra a property needs (10 unless named): the FEFF charge transfer is carried
+#: by a fraction of the spectra only, and its out-of-parent calibration needs labelled spectra in
+#: every fold.
+MIN_LABELLED = {FEFF_CHARGE: 50}
 
 
-def charge_label(coll: SpectrumCollection) -> str:
+def charge_label(coll: SpectrumCollection, exclude: tuple[str, ...] = ()) -> str:
     """The charge-like label the data really carry: Bader charge, else FEFF charge transfer, else
-    the formal oxidation state (named as what it is)."""
+    the formal oxidation state (named as what it is); never one in ``exclude`` (a label with a
+    model of its own)."""
     for name, need in zip(CHARGE_LABELS, (0.5, 0.8, 0.0)):
+        if name in exclude:
+            continue
         v = coll.labels[name]
         if len(v) and np.isfinite(v).mean() > need:
             return name
@@ -71,7 +78,7 @@ class TrainConfig:
     oversample: bool = True
     n_jobs: int | None = None
     grid: Grid = field(default_factory=lambda: DEFAULT_GRID)
-    properties: tuple[str, ...] = (CN, DISTANCE, CHARGE)
+    properties: tuple[str, ...] = (CN, DISTANCE, CHARGE, FEFF_CHARGE)
     # out-of-group calibration (models.calibration): folds by parent structure, seeds per fold model
     calibration_folds: int = 5
     calibration_seeds: int = 2
@@ -213,8 +220,8 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
         np.where(np.asarray(train_mask, bool), "train", "test")
     rng = np.random.default_rng(cfg.split_seed)
     real = ExperimentLike.make(sub, np.flatnonzero(good), cfg, rng)
-    charge = charge_label(sub)
-    targets = {CN: CN, DISTANCE: DISTANCE, "charge": charge}
+    charge = charge_label(sub, exclude=(FEFF_CHARGE,) if FEFF_CHARGE in cfg.properties else ())
+    targets = {CN: CN, DISTANCE: DISTANCE, CHARGE: charge, FEFF_CHARGE: FEFF_CHARGE}
     props: dict[str, PropertyModel] = {}
     bar = tqdm([p for p in cfg.properties], desc=f"{element} models", disable=not progress)
     for prop in bar:
@@ -225,7 +232,7 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
             ok &= np.isin(y_all, CN_CLASSES)
         tr = ok & (splits == "train")
         te = ok & (splits == "test")
-        if tr.sum() < 10 or (prop == CN and len(np.unique(y_all[tr])) < 2):
+        if tr.sum() < MIN_LABELLED.get(prop, 10) or (prop == CN and len(np.unique(y_all[tr])) < 2):
             log.warning("%s %s: too few labelled training spectra (%d); property skipped", element, label, tr.sum())
             continue
         Xtr, ytr = _training_rows(X_grid, np.flatnonzero(tr), y_all, real)
@@ -513,9 +520,11 @@ class _AcrossCodes:
             folds = sorted(by_fold)
             if len(folds) != len(self.rows):  # a fold skipped this property: no across-codes figure
                 continue
+            y = self.labels[prop][rows]
+            if not np.isfinite(y).any():  # the other code's spectra lack the label (FEFF 9: no FEFF10 charge)
+                continue
             pred = np.concatenate([by_fold[f] for f in folds])
-            out[prop] = fit_across_codes(self.labels[prop][rows], pred, score, np.concatenate(self.coverage),
-                                         self.parents[rows])
+            out[prop] = fit_across_codes(y, pred, score, np.concatenate(self.coverage), self.parents[rows])
         return out
 
     def describe(self, quantiles: dict[str, list[list[float]]]) -> dict[str, Any]:
