@@ -203,7 +203,7 @@ def plots(results: dict[str, Collector], out: Path) -> None:
             ax.axvline(L, color="0.6", lw=0.6)
         ax.set_xlabel("nominal coverage")
         ax.set_ylabel("empirical coverage (whole held-out spectra)")
-        ax.set_title(f"{title}: intervals out of family / across codes")
+        ax.set_title(f"{title}: intervals out of family / across codes", fontsize=9)
         ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(out / "coverage.png", dpi=110)
