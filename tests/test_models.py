@@ -386,7 +386,7 @@ def test_cli_trains_on_one_code_and_calibrates_across_another(tmp_path, cu_subse
     assert "no-such-code" in capsys.readouterr().err
 
 
-def test_feff_charge_transfer_gets_its_own_model_beside_the_oxidation_state_one():
+def test_feff_charge_transfer_gets_its_own_model_beside_the_oxidation_state_one(tmp_path, capsys):
     """Where the spectra carry FEFF's computed charge, a second charge model predicts it (in e),
     named for what it is; the ``charge`` model stays on the oxidation state even where nearly
     every spectrum carries the FEFF label; too few labels: no such model."""
@@ -426,6 +426,13 @@ def test_feff_charge_transfer_gets_its_own_model_beside_the_oxidation_state_one(
     m.properties[FEFF_CHARGE].importances = np.roll(m.properties[FEFF_CHARGE].importances, 40)
     after = make_strategy("importance_uncertainty").propose(0.0, m.grid.energies, covered, m, preds, n=5)
     assert [(p.start, p.score) for p in before] == [(p.start, p.score) for p in after]
+    from xanes_agent.cli import main
+
+    capsys.readouterr()
+    assert main(["info", str(m.save(tmp_path / "V.npz"))]) == 0
+    out = capsys.readouterr().out
+    assert "feff_charge_transfer (feff_charge_transfer, regressor" in out and "informs only" in out
+    assert out.count("informs only") == 1  # the deciding three are not marked
 
     full = copy.deepcopy(lib)
     full.labels[FEFF_CHARGE] = np.where(np.isfinite(q), q, 0.1)  # every spectrum labelled
