@@ -203,7 +203,7 @@ def test_column_files_with_named_or_numbered_columns(tmp_path, signals, store, r
     e, i0, it = signals["energy"], signals["i0"], signals["itrans"]
     named = tmp_path / "scan.csv"
     named.write_text("# beamline export\nenergy_keV,I0,It\n" + "\n".join(
-        f"{a / 1000:.8f},{b:.6g},{c:.6g}" for a, b, c in zip(e, i0, it)))
+        f"{a / 1000:.8f},{b:.10g},{c:.10g}" for a, b, c in zip(e, i0, it)))
     [ms] = read_columns(named)
     assert list(ms.columns) == ["I0", "It"] and ms.energy_note == "converted from keV"
     _same(predict_measured(ms, store), reference, tol=1e-4)
