@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..foundation.energies import chunk_energies
-from ..foundation.properties import PROPERTIES
+from ..foundation.properties import decides
 from ..models.features import coverage_mask
 
 UNCERTAINTY_SCALE = {"mean_nn_distance": 0.05, "charge": 0.25}
@@ -104,7 +104,7 @@ class Strategy:
         uncovered = 1.0 - self.covered_fraction(chunks, grid_energies, covered)
         # a property that does not decide (foundation.properties.Property.decides) steers nothing
         importance = {name: chunk_importance(model, chunks, name) for name in model.properties
-                      if getattr(PROPERTIES.get(name), "decides", True)}
+                      if decides(name)}
         s = np.where(uncovered > 0.05, self.score(chunks, uncovered, importance, uncertainties(predictions)), -np.inf)
         order = [i for i in np.argsort(-s, kind="stable") if np.isfinite(s[i])][:n]
         step = step or float(grid_energies[1] - grid_energies[0])

@@ -29,6 +29,11 @@ def _unit(model: Any, name: str) -> str:
     return PROPERTIES[name].unit_for(model.properties[name].label, display=True)
 
 
+def _regressors(model: Any) -> list[str]:
+    """The model's regressors, in the registry's order: one history panel each."""
+    return [n for n in REGRESSORS if n in model.properties]
+
+
 def draw(fig, run: Any) -> None:
     """Draw a :class:`~xanes_agent.agent.agent.RunSnapshot` (``agent.snapshot()``) on ``fig`` (cleared first)."""
     fig.clf()
@@ -37,7 +42,7 @@ def draw(fig, run: Any) -> None:
     # regressor the model has (a 12-column grid shares the width either way)
     grid = fig.add_gridspec(2, 12)
     ax_s, ax_p, ax_i = (fig.add_subplot(grid[0, 4 * i:4 * i + 4]) for i in range(3))
-    n_hist = 1 + sum(n in model.properties for n in REGRESSORS)
+    n_hist = 1 + len(_regressors(model))
     w = 12 // n_hist
     history_axes = [fig.add_subplot(grid[1, w * i:w * i + w]) for i in range(n_hist)]
     e, mu = run.energy, run.mu
@@ -127,7 +132,7 @@ def _draw_history(axes, run: Any, model: Any) -> None:
         ax.set_ylim(0, 1.02)
         ax.legend(fontsize=7)
     ax.set_xlabel("points measured")
-    for ax, name in zip(axes[1:], [n for n in REGRESSORS if n in model.properties]):
+    for ax, name in zip(axes[1:], _regressors(model)):
         short = PROPERTIES[name].short
         ax.set_xlabel("points measured")
         if not h or short not in h[0]:

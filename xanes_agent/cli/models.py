@@ -117,11 +117,10 @@ def cmd_info(a: argparse.Namespace) -> int:
           f"{m.normalization} normalization, grid {m.grid.start:+g}..{m.grid.stop:+g} eV x {m.grid.n}")
     print(f"trained on {m.n_spectra} spectra from {', '.join(m.sources)}; data sha256 {m.training_data_hash[:16]}...")
     print(f"versions: {m.versions}")
-    from ..foundation.properties import PROPERTIES
+    from ..foundation.properties import decides
 
     for name, pm in m.properties.items():
-        informs = "; informs only: no scan waits or measures for it" if not getattr(
-            PROPERTIES.get(name), "decides", True) else ""
+        informs = "" if decides(name) else "; informs only: no scan waits or measures for it"
         print(f"  {name} ({pm.label}, {pm.kind}, {pm.packed.n_forests} seeds, {len(pm.packed.roots)} trees, "
               f"n_train={pm.n_train}, n_test={pm.n_test}{informs})")
         print("    " + json.dumps(pm.metrics))

@@ -60,6 +60,12 @@ REGRESSORS: tuple[str, ...] = tuple(n for n, p in PROPERTIES.items() if p.kind =
 #: The properties a scan's stop rules and proposals use (:attr:`Property.decides`).
 DECIDING: tuple[str, ...] = tuple(n for n, p in PROPERTIES.items() if p.decides)
 
+
+def decides(name: str) -> bool:
+    """Whether property ``name`` steers and stops scans (:attr:`Property.decides`); a name this
+    registry does not know (a bundle from another version) is taken to."""
+    return name not in PROPERTIES or PROPERTIES[name].decides
+
 #: Data labels a spectrum may carry, with their units ("" for none).
 LABELS: dict[str, str] = {
     "coordination_number": "",

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..foundation.jsonsafe import json_default
-from ..foundation.properties import PROPERTIES
+from ..foundation.properties import decides
 from .calibration import Calibration, DomainModel, apply_confidence_map, check_across_codes, check_knots
 from .features import Grid, make_featurizer
 from .packed import PackedForests
@@ -139,7 +139,7 @@ class ElementModel:
         Returns the importance density at ``energies`` (per eV).
         """
         energies = np.asarray(energies, float)
-        deciding = [pm for n, pm in self.properties.items() if getattr(PROPERTIES.get(n), "decides", True)]
+        deciding = [pm for n, pm in self.properties.items() if decides(n)]
         props = [self.properties[prop]] if prop else (deciding or list(self.properties.values()))
         out = np.zeros_like(energies)
         for pm in props:
