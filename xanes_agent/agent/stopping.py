@@ -60,13 +60,18 @@ def cn_probability(report: dict[str, Any]) -> float | None:
     return float(cn["probability"]) if cn is not None else None
 
 
+def tolerances(stability: dict[str, float]) -> tuple[float, ...]:
+    """The stability tolerance of each deciding property, in :func:`decision_of`'s order (0 for CN:
+    it must match)."""
+    return tuple(stability[PROPERTIES[k].stability] if PROPERTIES[k].stability else 0.0 for k in DECIDING)
+
+
 def agree(d: tuple | None, ref: tuple | None, stability: dict[str, float]) -> bool:
     """Whether decision ``d`` is the same answer as ``ref``: the same CN, the regressors within
     their ``stability`` tolerances (A, e). A property either lacks is not compared."""
     if d is None or ref is None:
         return False
-    for p, v, r in zip((PROPERTIES[k] for k in DECIDING), d, ref):
-        t = stability[p.stability] if p.stability else 0.0
+    for t, v, r in zip(tolerances(stability), d, ref):
         if v is not None and r is not None and abs(v - r) > t + 1e-12:
             return False
     return True
@@ -96,7 +101,7 @@ def stable_reason(decisions: list[tuple | None], coverage: float, stability: dic
     ref = decisions[-1]
     if not all(agree(d, ref, stability) for d in decisions[-n:]):
         return ""
-    tol = tuple(stability[PROPERTIES[k].stability] if PROPERTIES[k].stability else 0.0 for k in DECIDING)
+    tol = tolerances(stability)
     # no unit for the charge label: an oxidation state has none (a Bader charge would be in e)
     within = f"distance within {tol[1]} A, charge label within {tol[2]}"
     part = f"; {coverage:.0%} of the model window measured" if coverage < 0.99 else ""
