@@ -1,18 +1,23 @@
 """Which per-spectrum score sees the large errors? Candidates for the domain flag, compared.
 
-    python scripts/domain_scores.py [--elements Cu Fe Ti] [--trees 100]
+    python scripts/domain_scores.py [--elements Cu Fe Ti] [--trees 100] [--no-local-error]
 
 For each element (project FEFF10 spectra, polynomial features, scikit-learn forests of the study's
-settings), four scores per held-out spectrum:
+settings), these scores per held-out spectrum:
 
 * ``knn``: the project's domain score (:class:`~xanes_agent.models.calibration.DomainModel`: mean
   distance to the 5 nearest training spectra over the typical in-family one);
 * ``tree spread``: standard deviation of the distance forest's trees' predictions (A);
+* ``seed spread``: the same estimated as the agent could: its fast path returns only each seed's
+  mean (10 seeds), so the trees are taken in 10 groups and the standard deviation of the group
+  means is scaled by sqrt(trees per group) (a noisier estimate of the same spread, 9 degrees of
+  freedom);
 * ``CN ambiguity``: 1 - the CN forest's largest class probability;
 * ``two views``: |distance from polynomial features - distance from pointwise features| (A);
 * ``local error``: the mean out-of-parent distance error (A) of the 15 nearest training spectra
   (standardized features), each training spectrum's error from a forest trained without its
   parent structure (5 inner folds): does the spectrum lie where new structures go wrong?
+  (``--no-local-error`` leaves it out: it costs 5 inner forests per fold, most of the run.)
 
 and their combinations (mean of each score's percentile among in-family held-out spectra). Each is
 thresholded at the 90th percentile of its in-family values (in-family: a random fifth of the
@@ -36,9 +41,11 @@ from xanes_agent.models.calibration import DomainModel
 from xanes_agent.models.evaluation import group_folds
 from xanes_agent.models.features import DEFAULT_GRID, make_featurizer, spectra_to_grid
 
-SINGLE = ("knn", "tree spread", "CN ambiguity", "two views", "local error")
-COMBINED = {"knn + tree spread": ("knn", "tree spread"), "knn + CN ambiguity": ("knn", "CN ambiguity"),
+SINGLE = ("knn", "tree spread", "seed spread", "CN ambiguity", "two views", "local error")
+COMBINED = {"knn + tree spread": ("knn", "tree spread"), "knn + seed spread": ("knn", "seed spread"),
+            "knn + CN ambiguity": ("knn", "CN ambiguity"),
             "knn + tree spread + CN ambiguity": ("knn", "tree spread", "CN ambiguity")}
+SEEDS = 10  # the agent's models: 10 seeds, whose means are all its fast path returns
 
 
 def prepare(coll):
@@ -65,7 +72,8 @@ def local_error(F_train, d_train, g_train, F_test, domain: DomainModel, trees: i
     return err[np.argsort(d2, axis=1)[:, :k]].mean(axis=1)
 
 
-def scores(X_train, d_train, cn_train, g_train, X_test, trees: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def scores(X_train, d_train, cn_train, g_train, X_test, trees: int, local: bool = True
+           ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The polynomial-feature distance prediction for ``X_test`` and each candidate score."""
     poly, point = make_featurizer("polynomial", DEFAULT_GRID), make_featurizer("pointwise", DEFAULT_GRID)
     F_train, F_test = poly.transform(X_train), poly.transform(X_test)
@@ -76,9 +84,15 @@ def scores(X_train, d_train, cn_train, g_train, X_test, trees: int) -> tuple[np.
     domain = DomainModel.fit(F_train)
     domain.typical = float(np.median(domain.in_family_distance()))
     pred = per_tree.mean(axis=0)
-    return pred, {"knn": domain.score(F_test), "tree spread": per_tree.std(axis=0),
+    # the spread the agent can see: the trees in SEEDS groups (each a seed's forest: the trees of
+    # one forest and of another seed are alike independent draws given the data), the standard
+    # deviation of the group means times sqrt(trees per group) estimates the trees' spread
+    groups = per_tree[: len(per_tree) // SEEDS * SEEDS].reshape(SEEDS, -1, per_tree.shape[1])
+    seed = groups.mean(axis=1).std(axis=0, ddof=1) * np.sqrt(groups.shape[1])
+    return pred, {"knn": domain.score(F_test), "tree spread": per_tree.std(axis=0), "seed spread": seed,
                   "CN ambiguity": 1.0 - proba.max(axis=1), "two views": np.abs(pred - pointwise),
-                  "local error": local_error(F_train, d_train, g_train, F_test, domain, trees)}
+                  "local error": (local_error(F_train, d_train, g_train, F_test, domain, trees) if local
+                                  else np.full(len(F_test), np.nan))}
 
 
 def percentile(reference: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -89,6 +103,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--elements", nargs="+", default=["Cu", "Fe", "Ti"])
     ap.add_argument("--trees", type=int, default=100)
+    ap.add_argument("--no-local-error", dest="local", action="store_false",
+                    help="skip the local-error score (5 inner forests per fold)")
     a = ap.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     lib = load_bundled_library()
@@ -99,14 +115,14 @@ def main() -> None:
     for el in a.elements:
         X, d, cn, groups = prepare(lib.where(source=PROJECT_SOURCE, element=el))
         held = rng.random(len(X)) < 0.2  # in-family: siblings stay in training
-        pred, ref = scores(X[~held], d[~held], cn[~held], groups[~held], X[held], a.trees)
+        pred, ref = scores(X[~held], d[~held], cn[~held], groups[~held], X[held], a.trees, a.local)
         mae = float(np.mean(np.abs(pred - d[held])))
         sets = {}
         folds = group_folds(groups, 5)
         err, got = np.zeros(len(X)), {k: np.zeros(len(X)) for k in SINGLE}
         for f in np.unique(folds):
             m = folds == f
-            p, s = scores(X[~m], d[~m], cn[~m], groups[~m], X[m], a.trees)
+            p, s = scores(X[~m], d[~m], cn[~m], groups[~m], X[m], a.trees, a.local)
             err[m] = np.abs(p - d[m])
             for k in SINGLE:
                 got[k][m] = s[k]
@@ -115,12 +131,15 @@ def main() -> None:
             Xo, do, _, go = prepare(lib.where(source=OMNIXAS_SOURCE, element="Cu"))
             new = np.flatnonzero(~np.isin(go, groups))
             pick = rng.choice(new, min(1500, len(new)), replace=False)
-            p, s = scores(X, d, cn, groups, Xo[pick], a.trees)
+            p, s = scores(X, d, cn, groups, Xo[pick], a.trees, a.local)
             sets["OmniXAS FEFF 9, new parents"] = (np.abs(p - do[pick]), s)
         for name, (e, s) in sets.items():
             big = e > 3 * mae
             cells = []
             for k in SINGLE:
+                if np.isnan(ref[k]).all():  # not computed (--no-local-error)
+                    cells.append("-")
+                    continue
                 flag = s[k] > np.quantile(ref[k], 0.9)
                 cells.append(f"{flag.mean():.2f} / {flag[big].mean():.2f}")
             for keys in COMBINED.values():
