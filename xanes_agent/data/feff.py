@@ -2,7 +2,7 @@
 
 Inputs follow pymatgen's ``MPXANESSet`` (the Materials Project XANES parameters) with a documented
 reduction of the expensive parts, chosen by measurement (see ``scripts/compare_feff_params.py`` and
-the README). Each calculation is cached under the sha256 of its ``feff.inp`` text plus the FEFF10
+``docs/library.md``). Each calculation is cached under the sha256 of its ``feff.inp`` text plus the FEFF10
 version, so an interrupted library build continues where it stopped, and a calculation that fails
 or gives an unphysical spectrum is recorded (with its reason) and left out, never silently kept.
 """

@@ -39,7 +39,7 @@ spectra and on masked (partially measured) copies:
   from 0.045 to 0.032 and the per-spectrum ECE of Fe, Co, Ni from 0.107-0.137 to 0.040-0.060;
   per parent it moved Fe from 0.061 to 0.036 and Co from 0.045 to 0.056 (Ni, Cu +0.003, the
   others unchanged): the choice is made per calibration, and is itself noisy. What it does and does
-  not achieve is measured in ``benchmarks/calibration.py`` (README): across codes it takes the
+  not achieve is measured in ``benchmarks/calibration.py`` (docs/models.md): across codes it takes the
   ECE from 0.045 to 0.018; out of family, where one left-out family can be wrong with confidence
   0.99 (Ti's square pyramids when they are the only CN 5 family), it is no better than the
   forests' own probability per parent structure. (Temperature scaling and shrinking

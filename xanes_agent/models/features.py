@@ -134,7 +134,7 @@ class DerivativeFeaturizer(PointwiseFeaturizer):
     eV; central differences, one-sided at the window's ends, NaN where a neighbour is missing).
     The derivative does not depend on the normalization's offset, and locates edge and peak
     positions directly; compared with the study's two featurizations under transfer
-    (``benchmarks/transfer.py --features derivative``, README)."""
+    (``benchmarks/transfer.py --features derivative``, docs/models.md)."""
 
     def fit(self, X=None, y=None):
         super().fit()

@@ -86,7 +86,7 @@ class TrainConfig:
     # parent weighs 1) or a new "spectrum" (each held-out spectrum weighs 1)
     interval_unit: str = "parent"
     # CN probability map: "domain" (one isotonic map each for in- and out-of-domain spectra) or
-    # "single" (one map); benchmarks/calibration.py measured both (README)
+    # "single" (one map); benchmarks/calibration.py measured both (docs/models.md)
     cn_map: str = "domain"
     # experiment-like copies per training spectrum (models.realism: broadening, E0, normalization, noise)
     realism_copies: int = 0
