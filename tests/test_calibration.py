@@ -191,6 +191,33 @@ def test_the_cn_map_is_kept_only_where_it_lowers_the_ece_on_folds_it_was_not_fit
         pytest.approx(abs(0.5 - 0.9))
 
 
+def test_the_cn_map_across_codes_is_fitted_on_the_other_codes_spectra_and_kept_only_where_it_helps():
+    """Another code's spectra are right less often at the same forest confidence than new
+    structures of the training code: their own map learns that (and is dropped where, fitted on
+    some folds, it would mislead on another)."""
+    from xanes_agent.models.calibration import IDENTITY_KNOTS, across_codes_confidence_map
+
+    rng = np.random.default_rng(11)
+    n = 900
+    folds = np.arange(n) % 3
+    groups = np.arange(n) // 3
+    conf = rng.uniform(0.6, 1.0, n)
+    proba = np.column_stack([conf, 1 - conf, np.zeros(n)])
+    right = rng.random(n) < conf - 0.25  # over-confident by 0.25 on the other code
+    knots, info = across_codes_confidence_map(proba, np.where(right, 0, 1), groups, folds)
+    assert knots != IDENTITY_KNOTS and info["rule"] == "isotonic map"
+    assert info["ece_unseen_folds"]["map"] < info["ece_unseen_folds"]["forests"] - 0.15
+    assert info["ece_forests"] == pytest.approx(0.25, abs=0.04) and info["n"] == n
+    stated = apply_confidence_map(proba, *knots)[:, 0]  # the predicted class's probability
+    assert abs(stated.mean() - right.mean()) < 0.03  # states it as often as it is right
+    # each fold wrong its own way (all right, or 45 %): no map carries over, the forests' own stays
+    conf = np.full(n, 0.7)
+    proba = np.column_stack([conf, 1 - conf, np.zeros(n)])
+    right = np.where(folds == 0, True, rng.random(n) < 0.45)
+    knots, info = across_codes_confidence_map(proba, np.where(right, 0, 1), groups, folds)
+    assert knots == IDENTITY_KNOTS and info["rule"].startswith("the forests' own")
+
+
 def test_a_cn_map_for_out_of_domain_spectra_learns_their_lower_accuracy_and_survives_the_bundle(
         calibrated_model, bundled_library, tmp_path):
     from xanes_agent.models.calibration import fit_calibration
@@ -318,6 +345,10 @@ def test_intervals_across_codes_hold_for_another_codes_spectra_of_new_structures
     ac = model.calibration.method["across_codes"]
     assert ac["source"] == OMNIXAS and ac["n_parents"] > 300
     assert model.across_codes_for() == ["charge", "mean_nn_distance"]
+    # the CN probability gets its own map across codes, fitted on the same fold models' FEFF 9 rows
+    assert ac["cn"]["n"] > 5000 and "ece_unseen_folds" in ac["cn"]
+    knots_across = model.calibration.confidence_knots_across
+    assert knots_across is not None
 
     X, e0 = spectra_to_grid(omni.energy, omni.mu)
     te = np.flatnonzero((fo == 0) & np.isfinite(e0))
@@ -329,8 +360,13 @@ def test_intervals_across_codes_hold_for_another_codes_spectra_of_new_structures
         return float(np.average((y >= lo) & (y <= hi), weights=1.0 / counts[inv]))
 
     same = coverage90(model)
+    cn_same = model.predict_grid(X[te[:50]])["coordination_number"]
     model.intervals = "across-codes"
     across = coverage90(model)
+    cn = model.predict_grid(X[te[:50]])["coordination_number"]
+    np.testing.assert_allclose(cn["proba"], apply_confidence_map(cn["raw_proba"], *knots_across))
+    assert cn["across_codes"].all() and not cn_same["across_codes"].any()
+    np.testing.assert_array_equal(cn["prediction"], cn_same["prediction"])  # only the stated probability moves
     assert 0.83 <= across <= 0.97 and same <= across - 0.05, (same, across)
     # partial spectra (half the window measured) get their own band's across-codes quantile
     assert np.asarray(model.calibration.across_codes["mean_nn_distance"]).shape == (3, 2)
@@ -340,6 +376,7 @@ def test_intervals_across_codes_hold_for_another_codes_spectra_of_new_structures
 
     back = ElementModel.load(model.save(tmp_path / "cu.npz"))
     assert back.intervals == "same-code" and back.calibration.across_codes == model.calibration.across_codes
+    assert back.calibration.confidence_knots_across == (list(knots_across[0]), list(knots_across[1]))
     store = ModelStore(models={"Cu": back}, intervals="across-codes")
     np.testing.assert_allclose(store.predictor("Cu").model.predict_grid(X[te[:5]])["charge"]["interval68"],
                                model.predict_grid(X[te[:5]])["charge"]["interval68"])
@@ -367,6 +404,14 @@ def test_intervals_across_codes_hold_for_another_codes_spectra_of_new_structures
     np.savez_compressed(tmp_path / "bad.npz", **arrays)
     with pytest.raises(BundleError, match="quantiles_across_codes"):
         ElementModel.load(tmp_path / "bad.npz")
+    with np.load(tmp_path / "cu.npz", allow_pickle=False) as z:
+        m = json.loads(str(z["manifest"]))
+    m["calibration"]["confidence_knots_across_codes"] = [[0.0, 0.5], [0.2, 1.7]]  # a probability above 1
+    m["digest"] = _bundle_digest(m)
+    arrays["manifest"] = np.array(json.dumps(m))
+    np.savez_compressed(tmp_path / "bad_knots.npz", **arrays)
+    with pytest.raises(BundleError, match="confidence-map knots"):
+        ElementModel.load(tmp_path / "bad_knots.npz")
 
 
 def test_a_model_trained_on_experiment_like_copies_is_calibrated_on_them(bundled_library):

@@ -145,6 +145,12 @@ def cmd_info(a: argparse.Namespace) -> int:
         print(f"  across codes: calibrated on {ac['n_spectra']} {ac['source']} spectra of {ac['n_parents']} held-out "
               "parent structures (used with --intervals across-codes)" if ac else
               "  across codes: not calibrated (intervals hold for spectra computed as the training spectra were)")
+        cn_across = (ac or {}).get("cn")
+        if cn_across:
+            unseen = cn_across.get("ece_unseen_folds", {})
+            print(f"    CN probability across codes: {cn_across['rule']} (accuracy {cn_across['accuracy']:.2f}"
+                  + (f"; ECE on folds not fitted on {unseen['map']:.3f} mapped, "
+                     f"{unseen['forests']:.3f} the forests' own" if unseen else "") + ")")
     return 0
 
 

@@ -343,6 +343,34 @@ def difficulty(domain_score: np.ndarray) -> np.ndarray:
     return 0.5 + 0.5 * np.asarray(domain_score, float)
 
 
+IDENTITY_KNOTS: tuple[list[float], list[float]] = ([0.0, 1.0], [0.0, 1.0])  # the forests' own probability
+
+
+def across_codes_confidence_map(proba: np.ndarray, y_index: np.ndarray, groups: np.ndarray, folds: np.ndarray
+                                ) -> tuple[tuple[list[float], list[float]], dict[str, Any]]:
+    """The CN confidence map for another code's spectra of held-out parents (``proba`` from the
+    calibration's fold models, ``folds`` the fold of each row), each parent weighing 1: an isotonic
+    map where it lowers the ECE on folds it was not fitted on (:func:`map_ece_across_folds`), else
+    the forests' own probability (:data:`IDENTITY_KNOTS`). Returns the knots and what was measured.
+
+    Why a map of its own: the same-code map learns how often forests are right on new structures
+    computed by the same code, and another code's spectra are right less often at the same
+    confidence (Cu FEFF10 -> FEFF 9, session 20: the same-code map stated ECE 0.064 there against
+    the forests' own 0.022)."""
+    w = group_weights(groups, len(groups))
+    info: dict[str, Any] = {"n": int(len(proba)), "accuracy": float(np.mean(np.argmax(proba, axis=1) == y_index)),
+                            "ece_forests": expected_calibration_error(proba, y_index, weights=w)}
+    knots = fit_confidence_map(proba, y_index, w)
+    info["rule"] = "isotonic map"
+    if len(np.unique(folds)) >= 2:
+        raw, mapped = map_ece_across_folds(proba, y_index, folds, w)
+        info["ece_unseen_folds"] = {"forests": raw, "map": mapped}
+        if mapped >= raw:
+            knots = IDENTITY_KNOTS
+            info["rule"] = "the forests' own (a map did not lower the ECE on folds it was not fitted on)"
+    return knots, info
+
+
 @dataclass
 class Calibration:
     """What :func:`fit_calibration` learned; JSON-safe except the domain model's arrays."""
@@ -355,6 +383,8 @@ class Calibration:
     method: dict[str, Any] = field(default_factory=dict)
     # prop -> [band][level] conformal quantiles of another code's held-out spectra
     across_codes: dict[str, list[list[float]]] = field(default_factory=dict)
+    # the CN map for another code's spectra (None: not calibrated across codes; the same-code maps)
+    confidence_knots_across: tuple[list[float], list[float]] | None = None
 
     def meta(self) -> dict[str, Any]:
         return {"confidence_knots": [list(self.confidence_knots[0]), list(self.confidence_knots[1])],
@@ -362,6 +392,8 @@ class Calibration:
                    if self.confidence_knots_far is not None else {}),
                 "quantiles": self.quantiles, "levels": list(LEVELS),
                 **({"quantiles_across_codes": self.across_codes} if self.across_codes else {}),
+                **({"confidence_knots_across_codes": [list(k) for k in self.confidence_knots_across]}
+                   if self.confidence_knots_across is not None else {}),
                 "coverage_edges": list(COVERAGE_EDGES[:-1]) + [1.0],
                 "domain_typical": self.domain.typical if self.domain else None,
                 "domain_threshold": self.domain.threshold if self.domain else None, "method": self.method}

@@ -117,11 +117,16 @@ class ElementModel:
         for name, p in preds.items():
             p.update(domain_score=score, in_domain=in_domain, calibrated=np.ones(len(F), bool))
             if "proba" in p:  # the predicted class stays the forests' argmax; its probability is calibrated
-                proba = apply_confidence_map(p["proba"], *cal.confidence_knots)
-                if cal.confidence_knots_far is not None and (~in_domain).any():
-                    proba[~in_domain] = apply_confidence_map(p["proba"][~in_domain], *cal.confidence_knots_far)
+                across = self.intervals == "across-codes" and cal.confidence_knots_across is not None
+                if across:  # another code or a measurement: the map calibrated on another code's spectra
+                    proba = apply_confidence_map(p["proba"], *cal.confidence_knots_across)
+                else:
+                    proba = apply_confidence_map(p["proba"], *cal.confidence_knots)
+                    if cal.confidence_knots_far is not None and (~in_domain).any():
+                        proba[~in_domain] = apply_confidence_map(p["proba"][~in_domain], *cal.confidence_knots_far)
                 k = np.argmax(p["proba"], axis=1)
-                p.update(raw_proba=p["proba"], proba=proba, probability=proba[np.arange(len(k)), k])
+                p.update(raw_proba=p["proba"], proba=proba, probability=proba[np.arange(len(k)), k],
+                         across_codes=np.full(len(F), across))
             elif name in cal.quantiles:
                 across = self.intervals == "across-codes" and name in cal.across_codes
                 hw = cal.halfwidths(name, score, coverage, across_codes=across)
@@ -260,12 +265,15 @@ class ElementModel:
                         domain.center.shape != (n_features,) or domain.scale.shape != (n_features,):
                     raise ValueError("domain model arrays do not match the features")
                 far = meta.get("confidence_knots_out_of_domain")
+                across_knots = meta.get("confidence_knots_across_codes")
                 calibration = Calibration(confidence_knots=check_knots(meta["confidence_knots"]),
                                           confidence_knots_far=None if far is None else check_knots(far),
                                           quantiles={k: [[float(x) for x in band] for band in v]
                                                      for k, v in meta["quantiles"].items()},
                                           across_codes=check_across_codes(meta.get("quantiles_across_codes", {}),
                                                                           meta["quantiles"]),
+                                          confidence_knots_across=None if across_knots is None
+                                          else check_knots(across_knots),
                                           domain=domain, method=meta.get("method", {}))
             except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
                 raise BundleError(f"{path}: calibration record is malformed ({type(exc).__name__}: {exc})") from None

@@ -395,10 +395,14 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
             if prop == CN:
                 if len(np.unique(y_all[tr][ok])) < 2:
                     proba_out.append(np.full((len(Xall), len(classes)), np.nan))
+                    if F_other is not None:
+                        across.add_proba(f, np.full((len(F_other), len(classes)), np.nan))
                     continue
                 Xf, yf = _training_rows(X_grid, tr[ok], y_all, real)
                 est = _fit_property(Xf, yf, prop, cfg, featurizer, rng, cfg.calibration_seeds)
                 proba_out.append(on_cn_classes(est.predict_proba(Fall), est.classes_))
+                if F_other is not None:
+                    across.add_proba(f, on_cn_classes(est.predict_proba(F_other), est.classes_))
             else:
                 if ok.sum() < 5:
                     pred_out[prop].append(np.full(len(Xall), np.nan))
@@ -441,9 +445,14 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
             method["cn_probability"] = (f"not calibrated: a CN class comes from fewer than {MIN_CLASS_PARENTS} parent "
                                         "structures, so leaving parents out cannot show how it fails")
             proba = None
+    knots_across = None
     if across.n:
         cal_across = across.quantiles(final_domain.typical)
         method["across_codes"] = across.describe(cal_across)
+        if proba is not None:  # the same-code CN probability is calibrated: so is the one across codes
+            knots_across, cn_info = across.confidence_map(classes)
+            if cn_info:
+                method["across_codes"]["cn"] = cn_info
     else:
         cal_across = {}
     if cfg.interval_unit not in ("parent", "spectrum"):
@@ -457,6 +466,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                           groups=np.concatenate(group_out) if cfg.interval_unit == "parent" else None,
                           cn_map=cfg.cn_map, folds=np.concatenate(fold_out))
     cal.across_codes = cal_across
+    cal.confidence_knots_across = knots_across
     return cal
 
 
@@ -465,7 +475,7 @@ class _AcrossCodes:
     """Another code's spectra of one element, scored by the calibration's fold models."""
 
     X: np.ndarray  # grid spectra (whole)
-    labels: dict[str, np.ndarray]  # property -> label values
+    labels: dict[str, np.ndarray]  # property -> label values (the CN label too)
     parents: np.ndarray
     source: str = ""
     folds: np.ndarray | None = None
@@ -473,6 +483,7 @@ class _AcrossCodes:
     rows: list = field(default_factory=list)  # per fold scored: the rows of X (whole, then masked copies)
     coverage: list = field(default_factory=list)  # per fold scored: window coverage of each scored row
     preds: dict = field(default_factory=dict)  # property -> {fold: predictions}
+    proba: dict = field(default_factory=dict)  # fold -> CN class probabilities (rows, CN_CLASSES)
 
     @classmethod
     def prepare(cls, other: SpectrumCollection | None, label_names: dict[str, str], cfg: TrainConfig
@@ -486,7 +497,7 @@ class _AcrossCodes:
         X, e0 = spectra_to_grid(other.energy, other.mu, cfg.grid, cfg.normalization)
         keep = np.isfinite(e0) & (np.isfinite(X).mean(axis=1) > 0.9)
         sub = other[np.flatnonzero(keep)]
-        return cls(X[keep], {p: np.asarray(sub.labels[name], float) for p, name in label_names.items() if p != CN},
+        return cls(X[keep], {p: np.asarray(sub.labels[name], float) for p, name in label_names.items()},
                    parent_groups(sub), source=",".join(sorted(set(sub.source.tolist()))))
 
     @property
@@ -509,6 +520,28 @@ class _AcrossCodes:
 
     def add(self, prop: str, fold: int, pred: np.ndarray) -> None:
         self.preds.setdefault(prop, {})[fold] = pred
+
+    def add_proba(self, fold: int, proba: np.ndarray) -> None:
+        self.proba[fold] = proba
+
+    def confidence_map(self, classes: np.ndarray) -> tuple[tuple[list[float], list[float]] | None, dict[str, Any]]:
+        """The CN confidence map for the other code's spectra
+        (:func:`~.calibration.across_codes_confidence_map`); (None, {}) without CN labels or
+        predictions for every scored fold."""
+        from .calibration import across_codes_confidence_map
+
+        y_all = self.labels.get(CN)
+        if y_all is None or len(self.proba) != len(self.rows) or not self.rows:
+            return None, {}
+        rows = np.concatenate(self.rows)
+        folds = np.concatenate([np.full(len(self.proba[f]), f) for f in sorted(self.proba)])
+        proba = np.vstack([self.proba[f] for f in sorted(self.proba)])
+        y = y_all[rows]
+        ok = np.isin(y, classes) & np.all(np.isfinite(proba), axis=1)
+        if ok.sum() < 10:
+            return None, {}
+        idx = np.searchsorted(classes, y[ok]).astype(int)
+        return across_codes_confidence_map(proba[ok], idx, self.parents[rows][ok], folds[ok])
 
     def quantiles(self, typical: float) -> dict[str, list[list[float]]]:
         from .calibration import fit_across_codes
