@@ -18,7 +18,8 @@ CN accuracy and expected calibration error (ECE) of the calibrated probability a
 forest probability, and the domain flag: the share of held-out spectra flagged, the share of
 spectra with a distance error above 3x the in-family MAE that are flagged, and the share of the
 element's in-family held-out spectra (the library's by-material split) flagged. Writes
-``coverage.png`` (coverage against nominal level) and ``reliability.png`` under ``--out``.
+``coverage.png`` (coverage against nominal level) and ``reliability.png`` (CN: out of family, and
+across codes with the same-code and the across-codes probability maps) under ``--out``.
 """
 
 from __future__ import annotations
@@ -209,29 +210,42 @@ def plots(results: dict[str, Collector], out: Path) -> None:
     fig.savefig(out / "coverage.png", dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    # CN reliability: out of family (every element's held-out parents pooled), and across codes
+    # (FEFF 9 spectra of new parents) with the same-code map and with the map fitted across codes
+    family = [c for name, c in results.items() if name.endswith("out of family")]
+    panels = [("out of family, elements pooled", [("raw forest probability", "raw_proba", family),
+                                                   ("calibrated", "proba", family)])]
+    if "Cu FEFF10 -> OmniXAS FEFF9" in results:
+        same, across = results["Cu FEFF10 -> OmniXAS FEFF9"], results["Cu FEFF10 -> OmniXAS FEFF9, across-codes"]
+        panels.append(("Cu FEFF10 -> OmniXAS FEFF 9", [("raw forest probability", "raw_proba", [same]),
+                                                       ("same-code map", "proba", [same]),
+                                                       ("across-codes map", "proba", [across])]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), squeeze=False)
     edges = np.linspace(0, 1, 11)
-    for label, key in (("raw forest probability", "raw_proba"), ("calibrated", "proba")):
-        conf_all, corr_all = [], []
-        for c in results.values():
-            if not any(r["name"] == "coordination_number" for r in c.rows):
+    for ax, (title, curves) in zip(axes[0], panels):
+        for label, key, colls in curves:
+            conf_all, corr_all = [], []
+            for c in colls:
+                if not any(r["name"] == "coordination_number" for r in c.rows):
+                    continue
+                p = c.pooled("coordination_number")
+                classes = p["classes"].astype(float)
+                ok = np.isin(p["y"], classes)
+                k = np.argmax(p["raw_proba"][ok], axis=1)
+                conf_all.append(p[key][ok][np.arange(len(k)), k])
+                corr_all.append(classes[k] == p["y"][ok])
+            if not conf_all:
                 continue
-            p = c.pooled("coordination_number")
-            classes = p["classes"].astype(float)
-            ok = np.isin(p["y"], classes)
-            k = np.argmax(p["raw_proba"][ok], axis=1)
-            conf_all.append(p[key][ok][np.arange(len(k)), k])
-            corr_all.append(classes[k] == p["y"][ok])
-        conf, corr = np.concatenate(conf_all), np.concatenate(corr_all)
-        b = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, 9)
-        xs = [conf[b == i].mean() for i in range(10) if np.any(b == i)]
-        ys = [corr[b == i].mean() for i in range(10) if np.any(b == i)]
-        ax.plot(xs, ys, "o-", label=f"{label} (ECE {confidence_ece(conf, corr):.3f})")
-    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-    ax.set_xlabel("stated probability of the predicted CN")
-    ax.set_ylabel("fraction correct (held out of family)")
-    ax.set_title("CN reliability, all elements pooled")
-    ax.legend(fontsize=8)
+            conf, corr = np.concatenate(conf_all), np.concatenate(corr_all)
+            b = np.clip(np.searchsorted(edges, conf, side="right") - 1, 0, 9)
+            xs = [conf[b == i].mean() for i in range(10) if np.any(b == i)]
+            ys = [corr[b == i].mean() for i in range(10) if np.any(b == i)]
+            ax.plot(xs, ys, "o-", label=f"{label} (ECE {confidence_ece(conf, corr):.3f})")
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+        ax.set_xlabel("stated probability of the predicted CN")
+        ax.set_ylabel("fraction correct (held-out spectra)")
+        ax.set_title(f"CN reliability, {title}", fontsize=9)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "reliability.png", dpi=110)
     plt.close(fig)
