@@ -99,7 +99,9 @@ class ElementModel:
         """Replace the seed-spread uncertainty by the calibrated one (:mod:`.calibration`).
 
         Classifier: ``proba``/``probability`` through the isotonic confidence map (``raw_proba``
-        kept; the predicted class is unchanged). Regressor:
+        kept; the predicted class is unchanged; with ``intervals="across-codes"`` the map
+        calibrated on another code's spectra, where the bundle has one, which ``across_codes``
+        says). Regressor:
         ``std`` becomes the half-width of the calibrated 68 % interval, ``interval68`` and
         ``interval90`` (rows, 2) are added, ``seed_std`` keeps the seed spread; with
         ``intervals="across-codes"`` they are the across-codes ones where the bundle has them
