@@ -387,6 +387,7 @@ def test_intervals_across_codes_hold_for_another_codes_spectra_of_new_structures
 
     state = store.predictor("Cu").update(np.asarray(omni.energy[te[0]]), np.asarray(omni.mu[te[0]]))
     assert state.predictions["mean_nn_distance"]["across_codes"]
+    assert state.predictions["coordination_number"]["across_codes"]  # the live path's CN map too
     data = event_data(state, back, SimpleNamespace(n_dropped=0, n_rejected=0), [], 100)
     assert data["intervals_across_codes"] is True
     with caplog.at_level("WARNING"):
