@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import textwrap
 import time
 from pathlib import Path
 
@@ -207,9 +208,9 @@ def plot_confusions(confusions: dict[str, np.ndarray], title: str, path: Path) -
         ax.set_xlabel("predicted CN")
         ax.set_ylabel("true CN")
         bal = np.mean(np.diag(frac)[c.sum(axis=1) > 0])
-        ax.set_title(f"{name}  (bal. acc. {bal:.2f})", fontsize=9)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+        ax.set_title(f"{name}  (bal. acc. {bal:.2f})", fontsize=8)
+    fig.suptitle(textwrap.fill(title, 90), fontsize=10)  # the configuration tag is long: wrapped, not cut
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -252,7 +253,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
                 record[f"{el} leave-family-out, hosts in training"] = s.metrics
                 print(lines[-1], flush=True)
                 if s.confusion is not None:
-                    confusions[f"{el} family out"] = s.confusion
+                    confusions[f"{el} family out, hosts in training"] = s.confusion
         if len(fam) < len(sub):  # real host structures present: parents held out in folds
             s = within(prep, rows, group_folds(prep.groups, n_folds), cfg)
             lines.append(_row(f"{el} leave-parent-out", s, len(np.unique(prep.groups))))
