@@ -251,6 +251,35 @@ def test_sites_with_a_known_outcome_go_first_and_only_successes_fill_a_class(sma
     assert sites[1].id != deficit_first(pending, have, target=150)[1].id
 
 
+def test_classes_short_of_parent_structures_run_sites_of_new_parents_first(small_hosts):
+    """With every class full in spectra, a class short of distinct parent structures runs the
+    sites of parents new to it first (counting those queued ahead), not those of parents it has;
+    nothing added or dropped, and without parent counts the order is the spectra rule's alone."""
+    from collections import Counter
+
+    from xanes_agent.data.hosts import deficit_first, plan
+
+    pending = plan(["Fe", "Cr"], 12, small_hosts)
+    cls = Counter((g.element, g.cn_estimate) for g in pending)
+    key = max(cls, key=cls.get)  # the class with the most planned sites
+    mine = [g for g in pending if (g.element, g.cn_estimate) == key]
+    by_parent = Counter(g.parent for g in mine)
+    assert len(by_parent) >= 3
+    full = Counter({k: 500 for k in cls})
+    old = mine[0].parent  # a parent the class already has: its sites wait
+    parents = {k: {f"other-{i}" for i in range(150)} for k in cls}
+    parents[key] = {f"other-{i}" for i in range(147)} | {old}  # 148: two new parents fill it
+    out = deficit_first(pending, full, parents=parents, parent_target=150)
+    assert sorted(g.id for g in out) == sorted(g.id for g in pending)
+    new = []
+    for g in mine:
+        if g.parent != old and g.parent not in {n.parent for n in new}:
+            new.append(g)
+    assert [g.id for g in out[:2]] == [g.id for g in new[:2]]
+    assert [g.id for g in out[2:]] == [g.id for g in pending if g not in new[:2]]
+    assert deficit_first(pending, full) == pending  # no parent counts: spectra alone decide
+
+
 def test_oxidation_states_short_of_spectra_run_first(small_hosts):
     """With every class full, the sites of an (element, CN, oxidation state) short of the state
     target run first, counting those queued ahead; a full state waits; nothing added or dropped."""

@@ -236,6 +236,11 @@ def compute_project_spectra(
 
         labelled = [(sp.element, sp.labels.get("coordination_number", np.nan),
                      sp.labels.get("oxidation_state", np.nan)) for sp in spectra]
+        parents: dict[tuple[str, int], set[str]] = {}
+        for sp, (el, cn, _) in zip(spectra, labelled):
+            if np.isfinite(cn):
+                parents.setdefault((el, int(cn)), set()).add(
+                    parent_of(PROJECT_SOURCE, str(sp.provenance.get("material_id", sp.id)), sp.provenance))
         labelled = [(el, int(cn), int(q) if np.isfinite(q) else None) for el, cn, q in labelled if np.isfinite(cn)]
         planned = {g.id: g for g in order}
         elongated = Counter(sp.element for sp in spectra
@@ -245,7 +250,7 @@ def compute_project_spectra(
             r["id"]: r for r in (_project_job(g, params, str(cache_dir), cached_only=True)
                                  for g in pending if hasattr(g, "materialize")) if not r.get("pending")}
         pending = deficit_first(pending, Counter((el, cn) for el, cn, _ in labelled), states=Counter(labelled),
-                                elongated=elongated, known=known)
+                                elongated=elongated, known=known, parents=parents)
     gens = {g.id: g for g in pending}
     if client is not None:
         results = _results_on_cluster(client, gens, params, Path(cache_dir), time_budget, progress)
@@ -601,15 +606,17 @@ def parent_groups(lib: SpectrumCollection) -> np.ndarray:
     """The parent structure of each spectrum: the prototype family of a generated structure, the
     host's Materials Project id for a site in a real structure, the material otherwise. Spectra of
     one parent are near relatives; hold-out evaluations keep them on one side."""
-    out = []
-    for src, mat, prov in zip(lib.source.tolist(), lib.material_id.tolist(), lib.provenance.tolist()):
-        p = json.loads(prov) if isinstance(prov, str) else (prov or {})
-        if src == PROJECT_SOURCE and not p.get("parent"):
-            out.append(f"family:{p.get('family', mat)}")
-        else:
-            out.append(str(p.get("parent") or mat))
-    return np.array(out, dtype=str)
+    return np.array([parent_of(src, mat, json.loads(prov) if isinstance(prov, str) else (prov or {}))
+                     for src, mat, prov in zip(lib.source.tolist(), lib.material_id.tolist(),
+                                               lib.provenance.tolist())], dtype=str)
+
+
+def parent_of(source: str, material_id: str, provenance: dict[str, Any]) -> str:
+    """One spectrum's parent structure (:func:`parent_groups`)."""
+    if source == PROJECT_SOURCE and not provenance.get("parent"):
+        return f"family:{provenance.get('family', material_id)}"
+    return str(provenance.get("parent") or material_id)
 
 
 __all__ = ["LABEL_NAMES", "build_library", "bundled_library_path", "environments", "load_bundled_library",
-           "parent_groups", "reusable_spectra", "split_for", "table1"]
+           "parent_groups", "parent_of", "reusable_spectra", "split_for", "table1"]
