@@ -443,7 +443,8 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
         seen[g.element, int(cn)] += 1
         seen_states[g.element, int(cn), int(q) if q is not None and q == q else None] += 1
         seen_long[g.element] += bool(getattr(g, "jahn_teller_elongated", False))
-        seen_parents.setdefault((g.element, int(cn)), set()).add(getattr(g, "parent", g.id))
+        if getattr(g, "parent", None) is not None:  # a host site (a family's one parent is counted already)
+            seen_parents.setdefault((g.element, int(cn)), set()).add(g.parent)
     first, rest = [], []
     for g in pending:
         if g.id in known:
