@@ -66,6 +66,7 @@ def decides(name: str) -> bool:
     registry does not know (a bundle from another version) is taken to."""
     return name not in PROPERTIES or PROPERTIES[name].decides
 
+
 #: Data labels a spectrum may carry, with their units ("" for none).
 LABELS: dict[str, str] = {
     "coordination_number": "",

@@ -534,14 +534,13 @@ class _AcrossCodes:
         if y_all is None or len(self.proba) != len(self.rows) or not self.rows:
             return None, {}
         rows = np.concatenate(self.rows)
-        folds = np.concatenate([np.full(len(self.proba[f]), f) for f in sorted(self.proba)])
         proba = np.vstack([self.proba[f] for f in sorted(self.proba)])
         y = y_all[rows]
         ok = np.isin(y, classes) & np.all(np.isfinite(proba), axis=1)
         if ok.sum() < 10:
             return None, {}
         idx = np.searchsorted(classes, y[ok]).astype(int)
-        return across_codes_confidence_map(proba[ok], idx, self.parents[rows][ok], folds[ok])
+        return across_codes_confidence_map(proba[ok], idx, self.parents[rows][ok], self.folds[rows][ok])
 
     def quantiles(self, typical: float) -> dict[str, list[list[float]]]:
         from .calibration import fit_across_codes
