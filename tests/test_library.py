@@ -198,7 +198,8 @@ def test_host_plan_spreads_classes_and_parents_and_only_grows(small_hosts):
 
 def test_classes_short_of_spectra_run_first_and_the_plan_is_unchanged(small_hosts):
     """deficit_first reorders a real plan: sites of (element, CN) classes below the target run
-    first, in the plan's order, counting those queued ahead; nothing is added or dropped."""
+    first, counting those queued ahead, each class in the plan's order and the nearly full class
+    last; nothing is added or dropped."""
     from collections import Counter
 
     from xanes_agent.data.hosts import deficit_first, plan
@@ -214,7 +215,11 @@ def test_classes_short_of_spectra_run_first_and_the_plan_is_unchanged(small_host
     fe4 = [g for g in short if (g.element, g.cn_estimate) == ("Fe", 4)]
     assert len(fe4) > 1  # one Fe CN 4 site fills the class: the next ones wait
     first = [g for g in short if g is not fe4[1] and g not in fe4[2:]]
-    assert [g.id for g in out[:len(first)]] == [g.id for g in first]
+    assert sorted(g.id for g in out[:len(first)]) == sorted(g.id for g in first)
+    assert out[len(first) - 1].id == fe4[0].id  # 149 of 150: after the empty classes
+    for key in {(g.element, g.cn_estimate) for g in first}:  # each class in the plan's order
+        assert [g.id for g in out[:len(first)] if (g.element, g.cn_estimate) == key] == [
+            g.id for g in first if (g.element, g.cn_estimate) == key]
     rest = out[len(first):]
     assert [g.id for g in rest] == [g.id for g in pending if g not in first]  # plan order kept
     assert deficit_first(pending, Counter(), target=0) == pending  # nothing short: the plan's order
@@ -278,6 +283,33 @@ def test_classes_short_of_parent_structures_run_sites_of_new_parents_first(small
     assert [g.id for g in out[:2]] == [g.id for g in new[:2]]
     assert [g.id for g in out[2:]] == [g.id for g in pending if g not in new[:2]]
     assert deficit_first(pending, full) == pending  # no parent counts: spectra alone decide
+
+
+def test_the_class_furthest_from_its_target_runs_first(small_hosts):
+    """Two classes short of parent structures: the one at half its target runs alone until it
+    has caught up with the other, then the two take turns (the plan's order among equals), so the
+    emptiest class does not wait its element's turn in the plan's interleaving."""
+    from collections import Counter
+
+    from xanes_agent.data.hosts import deficit_first, plan
+
+    pending = plan(["Fe", "Cr"], 12, small_hosts)
+    cls = Counter((g.element, g.cn_estimate) for g in pending)
+    full = Counter({k: 500 for k in cls})
+    new_parents = {k: len({g.parent for g in pending if (g.element, g.cn_estimate) == k}) for k in cls}
+    order = {k: next(i for i, g in enumerate(pending) if (g.element, g.cn_estimate) == k) for k in cls}
+    high, low = sorted((k for k in cls if new_parents[k] >= 3), key=order.get)[:2]  # low: later in the plan
+    parents = {k: {f"other-{i}" for i in range(150)} for k in cls}
+    parents[low] = {f"other-{i}" for i in range(8)}  # 8 of 10: far behind
+    parents[high] = {f"other-{i}" for i in range(9)}  # 9 of 10: one parent short
+    out = deficit_first(pending, full, parents=parents, parent_target=10)
+    assert sorted(g.id for g in out) == sorted(g.id for g in pending)
+    head = [(g.element, g.cn_estimate) for g in out[:3]]
+    assert head[0] == low  # 8/10 before 9/10
+    assert sorted(head[1:]) == sorted([low, high])  # both at 9/10: the plan's order decides
+    first_of = {k: next(g for g in pending if (g.element, g.cn_estimate) == k) for k in (low, high)}
+    assert out[0].id == first_of[low].id and first_of[high].id in [g.id for g in out[1:3]]
+    assert out[3].id == next(g for g in pending if g.id not in {x.id for x in out[:3]}).id  # the rest: plan order
 
 
 def test_oxidation_states_short_of_spectra_run_first(small_hosts):
