@@ -18,6 +18,7 @@ RunEngine; its points are not on the grid, and it reaches the decision or not wi
     python benchmarks/points_to_decision.py [--element Cu] [--samples 60] [--out out/points_to_decision]
         [--strategies importance_uncertainty importance_only]   # the plan's own two only (quicker)
         [--early-updates 0]   # also the plan's stop without its early-stop rule, same models and draws
+        [--undecided-updates 2 3]   # also with fewer agreeing updates before an undecided answer stops
 
 Writes ``table.md``, a PNG and ``results.json``: the figures per strategy, and one record per sample
 (its id, true CN, the full scan's CN, P(CN) and E0 in eV, and where, why and with what CN the plan's
@@ -170,6 +171,9 @@ def main() -> None:
     ap.add_argument("--early-updates", type=int, nargs="+", default=[],
                     help="also run with these agreeing updates for a stable stop before the window is covered "
                          f"(the plan's default: {DEFAULT_STABILITY['early_updates']}; 0: cover the window first)")
+    ap.add_argument("--undecided-updates", type=int, nargs="+", default=[],
+                    help="also run with these agreeing updates before an answer settled below the decision "
+                         f"probability stops (the plan's default: {DEFAULT_STABILITY['undecided_updates']})")
     a = ap.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -198,12 +202,15 @@ def main() -> None:
     stops = {k: [] for k in names if k in ("importance_uncertainty", "importance_only")}
     # policy variants: the agent's strategy to the plan's stop only, with other stop/edge parameters
     variants = {}
-    early_default = DEFAULT_STABILITY["early_updates"]
-    for cov, step, early in itertools.product(a.stop_coverage or [DEFAULT_STABILITY["coverage"]],
-                                              a.edge_step or [0.5], a.early_updates or [early_default]):
-        if (cov, step, early) != (DEFAULT_STABILITY["coverage"], 0.5, early_default):
-            variants[f"coverage {cov:g}, edge step {step:g} eV, early updates {early}"] = {
-                "stability": {"coverage": cov, "early_updates": early}, "edge_step": step}
+    early_default, undecided_default = DEFAULT_STABILITY["early_updates"], DEFAULT_STABILITY["undecided_updates"]
+    for cov, step, early, undecided in itertools.product(
+            a.stop_coverage or [DEFAULT_STABILITY["coverage"]], a.edge_step or [0.5],
+            a.early_updates or [early_default], a.undecided_updates or [undecided_default]):
+        if (cov, step, early, undecided) != (DEFAULT_STABILITY["coverage"], 0.5, early_default, undecided_default):
+            variants[f"coverage {cov:g}, edge step {step:g} eV, early updates {early}, "
+                     f"undecided updates {undecided}"] = {
+                "stability": {"coverage": cov, "early_updates": early, "undecided_updates": undecided},
+                "edge_step": step}
     variant_stops = {k: [] for k in variants}
     for j, i in enumerate(picks):
         sample = sample_from_library(lib, sample_id=str(lib.ids[i]))
