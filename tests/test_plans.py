@@ -158,10 +158,10 @@ def test_stable_reason_needs_coverage_and_agreement():
     assert stable_reason(d[:2] + [None], 1.0, DEFAULT_STABILITY) == ""
     assert stable_reason([(4, 2.0, None)] * 3, 1.0, DEFAULT_STABILITY)  # a model without charge
     assert stable_reason(d, 1.0, {**DEFAULT_STABILITY, "updates": 0}) == ""  # switched off
-    # below the decision probability only more agreeing updates stop the scan, said undecided
+    # below the decision probability agreeing updates stop the scan too, said undecided
     m = DEFAULT_STABILITY["undecided_updates"]
-    assert m > n
-    assert stable_reason(d[-n:], 1.0, DEFAULT_STABILITY, probability=0.52) == ""
+    assert m >= 2
+    assert stable_reason(d[-m:], 1.0, DEFAULT_STABILITY, probability=0.52).startswith("settled, CN undecided")
     same = [(5, 2.041, 1.5)] * m
     why = stable_reason(same, 1.0, DEFAULT_STABILITY, probability=0.52)
     assert why.startswith("settled, CN undecided") and "P=0.52" in why and "not a decision" in why

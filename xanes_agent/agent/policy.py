@@ -38,7 +38,7 @@ One small state machine, driven alike by the in-process plan
 Stop rules, checked before every proposal (:meth:`AdaptivePolicy.observe`): confident
 (:func:`~.stopping.stop_reason`: in domain, calibrated CN probability and interval half-widths
 within the thresholds), stable (:func:`~.stopping.stable_reason`: window covered, the last
-decisions agree, the CN a decision; or, more of them agreeing, settled with the CN undecided; or,
+decisions agree, the CN a decision; or, as many agreeing below that, settled with the CN undecided; or,
 from 80 % of the window, more of them agreeing at the confident probability),
 the point budget, the time budget, the last proposals measured nothing new, nothing left to propose.
 

@@ -13,7 +13,7 @@ the points-to-decision benchmark):
    lattice and without the energies already measured, measured and ``ingest``-ed with the proposal
    uid, until a stop rule holds: confident (in domain; calibrated CN probability and 68 %
    half-widths, in A and e, within ``thresholds``); stable (window covered, the last decisions
-   agree within ``stability``, the CN a decision); settled with the CN undecided (more agreeing
+   agree within ``stability``, the CN a decision); settled with the CN undecided (as many agreeing
    decisions below the decision probability; the stop says so); stable before the window is covered
    (from 80 % of it, more agreeing decisions at the confident probability); a point budget; a time budget;
    nothing new measured; nothing left to propose.
