@@ -470,13 +470,14 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
             seen_long[g.element] += long_
             if parent is not None:
                 in_class.add(parent)
-            first.append((min(f for f in fill if f is not None), len(first), g))
+            first.append((min(f for f in fill if f is not None), g))
         else:
             rest.append(g)
     # emptiest first: the plan interleaves elements, so a class at half its target (five-coordinate
     # V and Cr at 75 of 150 parents, session 21) otherwise waited its element's turn behind classes
-    # nearly full; the fill at queue time, stable, gives each short class its sites as it falls behind
-    return done + [g for *_, g in sorted(first, key=lambda t: t[:2])] + rest
+    # nearly full; sorting (stably) by the fill at queue time gives each short class its sites as it
+    # falls behind, equals in the plan's order
+    return done + [g for _, g in sorted(first, key=lambda t: t[0])] + rest
 
 
 def plan(elements: Iterable[str], per_element: int, root: str | Path | None = None) -> list[HostSite]:
