@@ -402,6 +402,11 @@ def order_sites(sites: Iterable[HostSite], element: str) -> list[HostSite]:
     return [s for rnd in itertools.zip_longest(*queues) for s in rnd if s is not None]
 
 
+def _share(count: int, target: int) -> float | None:
+    """How far ``count`` is toward ``target`` (0-1), or None once it is there."""
+    return count / target if count < target else None
+
+
 def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
                   states: Counter | None = None, state_target: int = STATE_TARGET,
                   elongated: Counter | None = None, elongated_target: int = ELONGATED_TARGET,
@@ -458,12 +463,10 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
         new_parent = (parents is not None and parent is not None and parent not in in_class
                       and len(in_class) < parent_target)
         # how far along each short count is (0: empty, 1: at its target), for each reason that holds
-        fill = [seen[g.element, cn] / target if seen[g.element, cn] < target else None,
+        fill = [_share(seen[g.element, cn], target),
                 len(in_class) / parent_target if new_parent else None,
-                seen_states[state] / state_target if states is not None and seen_states[state] < state_target
-                else None,
-                seen_long[g.element] / elongated_target if long_ and seen_long[g.element] < elongated_target
-                else None]
+                _share(seen_states[state], state_target) if states is not None else None,
+                _share(seen_long[g.element], elongated_target) if long_ else None]
         if cn is not None and any(f is not None for f in fill):
             seen[g.element, cn] += 1
             seen_states[state] += 1
