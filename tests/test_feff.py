@@ -83,13 +83,13 @@ def test_unphysical_spectra_are_rejected():
 
 
 def test_a_two_step_edge_is_not_an_anomalous_pre_edge_peak():
-    from xanes_agent.foundation.normalization import find_e0
+    from xanes_agent.foundation.normalization import steepest_rise
 
     e = np.linspace(0, 60, 241)
     # a first step to 0.95 of the post-edge level, then a sharper white line: the steepest rise
-    # (E0) is the second step, so the first lies >5 eV below E0 above 90 % of the post-edge level
+    # is the second step, so the first lies >5 eV below it above 90 % of the post-edge level
     two_step = 0.95 / (1 + np.exp(-(e - 12))) + np.exp(-(((e - 25) / 2) ** 2)) + 0.05 / (1 + np.exp(-(e - 24)))
-    assert find_e0(e, two_step) > 20
+    assert steepest_rise(e, two_step) > 20
     assert check_spectrum(e, two_step) == ""
     # the same first feature falling back to the baseline before the edge is an artefact
     artefact = np.where(e < 18, 0.95 * np.exp(-(((e - 12) / 3) ** 2)), two_step)

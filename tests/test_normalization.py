@@ -69,3 +69,44 @@ def test_partial_spectrum_is_flagged_not_silently_wrong(cu_xmu):
     assert not a.confident
     with pytest.raises(ValueError, match="unknown normalization"):
         normalize(s.energy, s.mu, "area")
+
+
+def _edge(e, at, width=1.0):
+    return 0.5 + np.arctan((e - at) / width) / np.pi
+
+
+def test_e0_is_half_the_step_on_the_main_rise_whichever_flank_is_steepest():
+    """An edge with a shoulder (a first rise to 0.4 of the step at 8980 eV, the rest at 8990 eV): E0
+    is where the rise crosses half the step, whether the shoulder's flank or the main one is the
+    steeper; the steepest point itself jumps 10 eV between the two."""
+    from xanes_agent.foundation.normalization import steepest_rise
+
+    e = np.arange(8940.0, 9060.0, 0.25)
+    for w_shoulder, w_main in ((0.5, 2.0), (2.0, 0.5)):
+        mu = 0.4 * _edge(e, 8980.0, w_shoulder) + 0.6 * _edge(e, 8990.0, w_main)
+        crossing = e[np.argmax(post_edge_normalize(e, mu, 8990.0).mu >= 0.5)]
+        assert abs(find_e0(e, mu) - crossing) <= 0.25
+        assert 8984.0 < find_e0(e, mu) < 8990.0
+    steep = [steepest_rise(e, 0.4 * _edge(e, 8980.0, a) + 0.6 * _edge(e, 8990.0, b))
+             for a, b in ((0.5, 2.0), (2.0, 0.5))]
+    assert abs(steep[0] - 8980.0) <= 1.0 and abs(steep[1] - 8990.0) <= 1.0
+
+
+def test_a_pre_edge_peak_above_half_the_step_is_not_the_edge():
+    """A tetrahedral-like pre-edge peak reaching 0.9 of the step 12 eV below the edge is narrower
+    than the 10 eV the main rise must stay above half the step."""
+    e = np.arange(5950.0, 6080.0, 0.25)
+    mu = _edge(e, 6000.0) + 0.9 * np.exp(-0.5 * ((e - 5988.0) / 1.0) ** 2)
+    assert abs(find_e0(e, mu) - 6000.0) <= 0.5
+
+
+def test_a_spectrum_that_starts_on_its_white_line_keeps_e0_at_its_start(bundled_library):
+    """Mn on a Cu site of MnCu23(CO5)12: FEFF starts this spectrum on a white line of 4 edge steps,
+    after which mu dips below 30 % of its first points' mean; the steepest-rise rule took that dip
+    for the end of a pre-edge peak and put E0 22 eV up the post-edge. Half the step is crossed at
+    the start."""
+    from xanes_agent.foundation.normalization import steepest_rise
+
+    s = bundled_library.spectrum(bundled_library.index_of("mp-1198809_0-Mn-sub"))
+    assert steepest_rise(s.energy, s.mu) - s.energy[0] > 20.0
+    assert find_e0(s.energy, s.mu) - s.energy[0] < 3.0

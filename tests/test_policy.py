@@ -15,7 +15,7 @@ from xanes_agent.agent.policy import (
 )
 from xanes_agent.agent.stopping import DEFAULT_STABILITY
 from xanes_agent.foundation.energies import lattice_energies
-from xanes_agent.foundation.normalization import find_e0
+from xanes_agent.foundation.normalization import find_e0, steepest_rise
 
 EDGE = 8979.0
 
@@ -279,7 +279,7 @@ def test_a_pass_above_when_the_steeper_step_lies_above_the_fine_points():
     # between the fine points' top and the survey point above it
     assert first.energies.max() < above.energies.min() and above.energies.max() < 8997.0
     order = np.argsort(es)
-    assert abs(find_e0(es[order], two_step(es[order])) - 8997.0) <= 1.0
+    assert abs(steepest_rise(es[order], two_step(es[order])) - 8997.0) <= 1.0
     # one step: the fine points hold the whole rise, the coarse intervals above are flat or falling
     assert [m.kind for m in _opening(_edge_spectrum)[0]] == ["survey", "edge", "normalization"]
 
@@ -312,12 +312,12 @@ def test_a_pass_over_the_gap_below_the_fine_points_where_the_first_step_peaked(s
         return np.interp(e, _CO_E, _CO_MU[site])
 
     grid = np.arange(7689.0, 7809.01, 0.5)
-    full = find_e0(grid, co(grid))
+    full = steepest_rise(grid, co(grid))
     assert full < 7718.0
     passes, es = _opening(co, edge=7709.0)
     assert any(why in m.info.get("why", "") for m in passes)
     order = np.argsort(es)
-    assert abs(find_e0(es[order], co(es[order])) - full) <= 1.0
+    assert abs(steepest_rise(es[order], co(es[order])) - full) <= 1.0
 
 
 def test_no_pass_below_for_a_pre_edge_peak_that_falls_back():
@@ -352,7 +352,7 @@ def test_a_pass_over_the_gap_the_first_step_rises_into(monkeypatch):
         return np.interp(e, _CU_E, _CU_MU)
 
     grid = np.arange(8959.0, 9079.01, 0.5)
-    full = find_e0(grid, cu(grid))
+    full = steepest_rise(grid, cu(grid))
     assert abs(full - 8992.0) <= 1.0
     passes, es = _opening(cu)
     whys = [m.info.get("why", "") for m in passes]
@@ -360,12 +360,13 @@ def test_a_pass_over_the_gap_the_first_step_rises_into(monkeypatch):
     gap = next(m for m in passes if "still rising steeply" in m.info.get("why", ""))
     assert gap.energies.min() > 8991.0 and gap.energies.max() < 8995.0  # only the gap, nothing measured again
     order = np.argsort(es)
-    assert abs(find_e0(es[order], cu(es[order])) - full) <= 1.0
-    # the rule is what does it
+    assert abs(steepest_rise(es[order], cu(es[order])) - full) <= 1.0
+    # the rule is what does it (with the half-step pass, which would measure the gap as well, off)
     monkeypatch.setattr(AdaptivePolicy, "rise_into_gap", lambda self, e, m, i: None)
+    monkeypatch.setattr(AdaptivePolicy, "half_step_pass", lambda self, e, m: None)
     _, es = _opening(cu)
     order = np.argsort(es)
-    assert find_e0(es[order], cu(es[order])) - full > 5.0
+    assert steepest_rise(es[order], cu(es[order])) - full > 5.0
 
 
 def test_no_pass_over_the_gap_where_the_points_below_it_end_flat():
@@ -392,3 +393,25 @@ def test_no_pass_over_the_gap_where_the_points_below_it_end_flat():
         assert p.rise_into_gap(e, noisy, i) is not None
         assert p.rise_into_gap(e, shoulder, i) is None
         assert p.rise_into_gap(e, plain, i) is None
+
+
+def test_a_pass_on_e0_when_half_the_step_is_crossed_in_a_coarse_gap(monkeypatch):
+    """The models place their window at E0 where the main rise crosses half the step. On the Cu
+    two-step edge above, with the gap rule off, the fine points hold the steepest rise but the first
+    step crosses half the step between coarse points: a pass centred on E0 measures it, and the
+    opening passes' E0 is then the full scan's; without that pass it is not."""
+
+    def cu(e):
+        return np.interp(e, _CU_E, _CU_MU)
+
+    grid = np.arange(8959.0, 9079.01, 0.5)
+    full = find_e0(grid, cu(grid))
+    monkeypatch.setattr(AdaptivePolicy, "rise_into_gap", lambda self, e, m, i: None)
+    passes, es = _opening(cu)
+    assert any("E0 (half the edge step)" in m.info.get("why", "") for m in passes)
+    order = np.argsort(es)
+    assert abs(find_e0(es[order], cu(es[order])) - full) <= 0.5
+    monkeypatch.setattr(AdaptivePolicy, "half_step_pass", lambda self, e, m: None)
+    _, es = _opening(cu)
+    order = np.argsort(es)
+    assert abs(find_e0(es[order], cu(es[order])) - full) > 1.0

@@ -10,7 +10,7 @@ One small state machine, driven alike by the in-process plan
    its own pass);
 2. **edge**: ``edge_step`` eV steps over +-``edge_halfwidth`` eV around the steepest coarse
    interval (:func:`coarse_edge`), so E0 and the model window are placed to sub-eV precision;
-   if E0 of the main rise (``find_e0``) then lies outside the fine points (the steepest coarse
+   if the steepest point of the main rise (``steepest_rise``) then lies outside the fine points (the steepest coarse
    interval was a strong pre-edge peak, as in tetrahedral Ti4+, V5+ or Cr6+), another fine pass
    is centred on it, and where the edge had already risen by a third of its step below the fine
    points (at a survey point below them, or at their low end with a slope into them of 0.4 of
@@ -22,7 +22,10 @@ One small state machine, driven alike by the in-process plan
    peaked below them), the gap below them gets a pass (:meth:`AdaptivePolicy.peak_below`); where a coarse interval
    within 2 x ``edge_halfwidth`` eV above the fine points rises at half their steepest slope
    (the second, steeper step of a two-step edge: the fine points measured the first), a pass is
-   made over it (:meth:`AdaptivePolicy.rise_above`; at most ``MAX_EDGE_PASSES`` in all);
+   made over it (:meth:`AdaptivePolicy.rise_above`); and where E0 itself (``find_e0``, where the
+   main rise crosses half the step: the models' reference) lies between points further apart than
+   ``FINE_SPACING`` (a first step that crosses half the step in a coarse gap), a pass is centred on
+   it (:meth:`AdaptivePolicy.half_step_pass`; at most ``MAX_EDGE_PASSES`` in all);
 3. **normalization**: ``NORM_STEP`` eV steps over E0 + 50 +- 1 eV, where the post-edge
    normalization takes its value (measured there, not interpolated across the survey's coarse
    steps);
@@ -57,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from ..foundation.energies import lattice_energies, range_energies
-from ..foundation.normalization import find_e0
+from ..foundation.normalization import find_e0, steepest_rise
 from .stopping import DEFAULT_STABILITY, DEFAULT_THRESHOLDS, cn_probability, decision_of, stable_reason, stop_reason
 
 DEFAULT_SURVEY = (-30.0, 60.0, 6.0)  # eV relative to the tabulated edge: start, stop, step (4 x 1.5 eV)
@@ -160,6 +163,11 @@ def new_energies(planned: np.ndarray, measured: np.ndarray, tol: float = SAME_PO
     return planned[np.minimum(np.abs(planned - below), np.abs(planned - above)) > tol]
 
 
+def _finely_bracketed(e: np.ndarray, i: int) -> bool:
+    """Whether the point at index ``i`` of sorted ``e`` (eV) has neighbours within ``FINE_SPACING``."""
+    return 0 < i < len(e) - 1 and e[i + 1] - e[i - 1] <= 2 * FINE_SPACING
+
+
 class AdaptivePolicy:
     """See the module docstring. Energies in eV; ``thresholds``/``stability`` update
     :data:`~.stopping.DEFAULT_THRESHOLDS`/:data:`~.stopping.DEFAULT_STABILITY` (a dict given
@@ -226,19 +234,20 @@ class AdaptivePolicy:
                        {"centre": self.edge_centre, "halfwidth": h, "step": self.edge_step})
 
     def edge_recheck(self, energies: np.ndarray, mu: np.ndarray) -> Measure | None:
-        """Another fine pass centred on E0 of the main rise if the passes so far do not bracket
-        it finely (``FINE_SPACING``); None when they do."""
+        """Another fine pass centred on the steepest point of the main rise if the passes so far do
+        not bracket it finely (``FINE_SPACING``), else the first of the passes below that applies;
+        None when none does."""
         e = np.asarray(energies, float)
         m = np.asarray(mu, float)
         order = np.argsort(e)
         e, m = e[order], m[order]
-        e0 = find_e0(e, m)
+        e0 = steepest_rise(e, m)
         if not np.isfinite(e0):
             return None
         i = int(np.searchsorted(e, e0))
-        if 0 < i < len(e) - 1 and e[i + 1] - e[i - 1] <= 2 * FINE_SPACING:
+        if _finely_bracketed(e, i):
             return (self.rise_below(e, m, i) or self.rise_into_gap(e, m, i) or self.peak_below(e, m, i)
-                    or self.rise_above(e, m, i))
+                    or self.rise_above(e, m, i) or self.half_step_pass(e, m))
         h = self.edge_halfwidth
         self.edge_centre = float(e0)
         return self._fine_pass(e, e0 - h, e0 + h,
@@ -340,6 +349,17 @@ class AdaptivePolicy:
             return None
         b = int(k[np.argmax(above)])
         return self._fine_pass(e, e[b], e[b + 1], "a steeper rise lies above the fine points (a two-step edge)")
+
+    def half_step_pass(self, e: np.ndarray, m: np.ndarray) -> Measure | None:
+        """A fine pass centred on E0 (:func:`find_e0`: where the main rise crosses half the edge
+        step, the models' reference) when the points around it are further apart than
+        ``FINE_SPACING`` (sorted ``e``, ``m``): the steepest point is measured finely, but a first
+        step crossed half the step in a coarse gap below it. None otherwise."""
+        e0 = find_e0(e, m)
+        if not np.isfinite(e0) or _finely_bracketed(e, int(np.searchsorted(e, e0))):
+            return None
+        h = self.edge_halfwidth
+        return self._fine_pass(e, e0 - h, e0 + h, "E0 (half the edge step) lies between coarse points")
 
     def _fine_pass(self, e: np.ndarray, lo: float, hi: float, why: str) -> Measure:
         """A fine pass (``edge_step`` eV) over ``lo``..``hi`` eV, without the energies ``e`` already

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..foundation.normalization import find_e0, normalize
+from ..foundation.normalization import find_e0, normalize, steepest_rise
 from ..models.fast import FusedForests
 from ..models.features import coverage_mask, to_grid
 from ..models.model import ElementModel, summarize
@@ -45,21 +45,24 @@ def _level(energy: np.ndarray, mu: np.ndarray, step: float = 1.5) -> float:
 def locate_edge(energy: np.ndarray, mu: np.ndarray, max_spacing: float = 1.5) -> tuple[float | None, str]:
     """E0 (eV) if the edge is measured finely enough to place the model window, else (None, why).
 
-    Needs >= 8 points, the steepest rise bracketed by points within ``max_spacing`` eV on both
-    sides, and a rise across it of at least a quarter of the measured range of mu, between the
-    levels (:func:`_level`) of the points more than 5 eV below and above it.
+    Needs >= 8 points, the steepest point of the main rise (:func:`steepest_rise`) bracketed by
+    points within ``max_spacing`` eV on both sides, and a rise across it of at least a quarter of
+    the measured range of mu, between the levels (:func:`_level`) of the points more than 5 eV below
+    and above it. The E0 returned is the models' (:func:`find_e0`: where the main rise crosses half
+    the step); the scan's opening passes measure it finely too (``AdaptivePolicy.half_step_pass``).
     """
     if len(energy) < 8:
         return None, f"{len(energy)} points: too few to locate the edge"
-    e0 = find_e0(energy, mu)
-    i = int(np.searchsorted(energy, e0))
+    steep = steepest_rise(energy, mu)
+    i = int(np.searchsorted(energy, steep))
     if i <= 0 or i >= len(energy) - 1 or energy[i + 1] - energy[i - 1] > 2 * max_spacing:
-        return None, f"edge near {e0:.1f} eV not yet measured finely (spacing > {max_spacing} eV)"
-    below, above = energy < e0 - 5, energy > e0 + 5
+        return None, f"edge near {steep:.1f} eV not yet measured finely (spacing > {max_spacing} eV)"
+    below, above = energy < steep - 5, energy > steep + 5
     if not below.any() or not above.any():
         return None, "no points 5 eV below and above the candidate edge yet"
     if _level(energy[above], mu[above]) - _level(energy[below], mu[below]) < 0.25 * np.ptp(mu):
         return None, "no clear absorption step yet"
+    e0 = find_e0(energy, mu)
     return float(e0), ""
 
 
