@@ -4,7 +4,7 @@
                                   [--augment none experiment] [--stretch 0 0.05 ...]
                                   [--weighting none parent]
                                   [--min-samples-leaf 1 5 ...] [--blur 0 2 ...]
-                                  [--window START STOP N ...] [--pad-below-fermi] [--out out/transfer]
+                                  [--window START STOP N ...] [--out out/transfer]
 
 Per element, on the project's FEFF10 spectra (``feff10-project``):
 
@@ -28,11 +28,11 @@ experiment-like copies of the training spectra (:mod:`xanes_agent.models.realism
 untouched), ``--stretch`` their energy-scale spread about E0 (relative, uniform +-); ``--weighting
 parent`` makes every parent structure weigh 1 in training; ``--blur`` smooths every spectrum
 (training and test) on the grid to a common resolution; ``--window`` sets the model grid
-(E0-relative), and ``--pad-below-fermi`` extends computed spectra below their first point (FEFF's
-Fermi level) with mu = 0 so a window reaching below E0 - 5 eV is covered. Every combination given
-is run. Writes a markdown table, a JSON file and a confusion-matrix PNG per configuration
-under ``--out``. Each configuration is one seed x ``--trees`` trees per fold (a study-size ensemble
-differs by a few hundredths).
+(E0-relative; computed spectra are extended below the Fermi level with mu = 0, as in training,
+:func:`~xanes_agent.models.features.extend_below_fermi`). Every combination given is run.
+Writes a markdown table, a JSON file and a confusion-matrix PNG per configuration under ``--out``.
+Each configuration is one seed x ``--trees`` trees per fold (a study-size ensemble differs by a
+few hundredths).
 """
 
 from __future__ import annotations
@@ -68,10 +68,8 @@ class Prepared:
     """Grid spectra, features and labels of one subset, with experiment-like copies on demand."""
 
     def __init__(self, coll, featurizer, augment: bool, seed: int = 0, grid: Grid = DEFAULT_GRID,
-                 blur: float = 0.0, pad_below_fermi: bool = False, stretch: float = 0.0):
+                 blur: float = 0.0, stretch: float = 0.0):
         self.coll = coll
-        if pad_below_fermi:
-            coll = fermi_padded(coll)
         X, e0 = spectra_to_grid(coll.energy, coll.mu, grid)
         self.blur = lambda X: grid_blur(X, grid, blur)
         X = self.blur(X)
@@ -119,22 +117,6 @@ def grid_blur(X: np.ndarray, grid: Grid, fwhm: float) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         out = num / den
     out[~finite] = np.nan
-    return out
-
-
-def fermi_padded(coll):
-    """A copy whose computed spectra are extended 40 eV below their first point with mu = 0: FEFF
-    starts a spectrum at the Fermi level, below which there are no empty states to absorb into."""
-    import copy
-
-    out = copy.copy(coll)
-    energy, mu = [], []
-    for e, m in zip(coll.energy, coll.mu):
-        e = np.asarray(e, float)
-        pad = np.arange(e[0] - 40.0, e[0] - 0.25, 0.5)
-        energy.append(np.concatenate([pad, e]))
-        mu.append(np.concatenate([np.zeros(len(pad)), np.asarray(m, float)]))
-    out.energy, out.mu = energy, mu
     return out
 
 
@@ -217,16 +199,14 @@ def plot_confusions(confusions: dict[str, np.ndarray], title: str, path: Path) -
 
 
 def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConfig, out: Path,
-        grid: Grid = DEFAULT_GRID, blur: float = 0.0, pad_below_fermi: bool = False,
-        stretch: float = 0.0) -> str:
+        grid: Grid = DEFAULT_GRID, blur: float = 0.0, stretch: float = 0.0) -> str:
     feat = make_featurizer(features, grid)
-    opts = dict(grid=grid, blur=blur, pad_below_fermi=pad_below_fermi, stretch=stretch)  # how spectra are prepared
+    opts = dict(grid=grid, blur=blur, stretch=stretch)  # how spectra are prepared
     copies = f"experiment-like training copies{f' stretched +-{stretch:g}' if stretch else ''}"
     tag = (f"{features}, {copies if augment else 'clean training spectra'}, "
            f"{'each parent structure weighing 1' if cfg.weighting == 'parent' else 'each spectrum weighing 1'}, "
            f"min_samples_leaf {cfg.min_samples_leaf}, "
            f"{f'every spectrum blurred {blur:g} eV FWHM, ' if blur > 0 else ''}"
-           f"{'computed spectra padded below the Fermi level, ' if pad_below_fermi else ''}"
            f"window E0{grid.start:+g}..E0{grid.stop:+g} eV ({grid.n} points)")
     lines = [f"### {tag}", "", HEADER]
     record: dict[str, dict] = {}
@@ -278,7 +258,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
         print(lines[-1], flush=True)
     kind = (f"experiment_stretch{stretch:g}" if stretch else "experiment") if augment else "clean"
     slug = (f"{features}_{kind}_{cfg.weighting}_leaf{cfg.min_samples_leaf}_"
-            f"blur{blur:g}_{'pad_' if pad_below_fermi else ''}{grid.start:g}_{grid.stop:g}_{grid.n}")
+            f"blur{blur:g}_{grid.start:g}_{grid.stop:g}_{grid.n}")
     plot_confusions(confusions, f"CN confusion out of family/parent ({tag})", out / f"confusion_{slug}.png")
     (out / f"transfer_{slug}.json").write_text(json.dumps(record, indent=1))
     return "\n".join(lines)
@@ -304,11 +284,8 @@ def main() -> None:
                          "(a common resolution; 0: none)")
     ap.add_argument("--window", nargs=3, action="append", metavar=("START", "STOP", "N"),
                     help="model grid relative to E0 (eV, eV, points); repeat to compare windows "
-                         "(default: the study's -5 45 100)")
+                         "(default: the models' -15 45 120; the study's was -5 45 100)")
     ap.add_argument("--out", default="out/transfer")
-    ap.add_argument("--pad-below-fermi", action="store_true",
-                    help="extend computed spectra below their first point (the Fermi level) with mu = 0, so a "
-                         "window reaching below it is covered")
     a = ap.parse_args()
     lib = read_library(a.library) if a.library else load_bundled_library()
     out = Path(a.out)
@@ -323,7 +300,7 @@ def main() -> None:
             continue  # clean spectra have no copies to stretch: one clean run
         t0 = time.perf_counter()
         tables.append(run(lib, features, aug == "experiment", a.elements, a.folds, cfg, out, grid, blur,
-                          a.pad_below_fermi, stretch if aug == "experiment" else 0.0))
+                          stretch if aug == "experiment" else 0.0))
         print(f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
     text = "\n\n".join(tables)
     (out / "transfer.md").write_text(text + "\n")

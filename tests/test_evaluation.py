@@ -80,7 +80,7 @@ def test_broadening_keeps_area_and_widens():
 def test_experiment_like_copies_of_computed_spectra(bundled_library):
     lib = bundled_library.where(element="Fe", source="feff10-project")[:5]
     X, src = experiment_like_grid(lib.energy, lib.mu, np.arange(5), Realism(copies=3), rng=np.random.default_rng(0))
-    assert X.shape == (15, 100) and sorted(src.tolist()) == sorted(list(range(5)) * 3)
+    assert X.shape == (15, DEFAULT_GRID.n) and sorted(src.tolist()) == sorted(list(range(5)) * 3)
     assert np.isfinite(X).mean() > 0.9
 
 

@@ -21,12 +21,15 @@ A, B, C = 1.7, 0.3, 0.02  # absorption scale and offset of the sample, fluoresce
 
 @pytest.fixture(scope="module")
 def cu_spectrum(bundled_library):
-    """A held-out project Cu spectrum on a 0.5 eV grid (energy eV, mu)."""
+    """A held-out project Cu spectrum on a 0.5 eV grid (energy eV, mu), from 30 eV below its first
+    computed point (FEFF's Fermi level, below which mu is 0), as a measured one starts well below the
+    edge."""
+    from xanes_agent.models.features import extend_below_fermi
+
     sub = bundled_library.where(element="Cu", source="feff10-project", split="test")
-    e, mu = sub.energy[0], sub.mu[0]
-    ok = np.isfinite(e) & np.isfinite(mu)
-    grid = np.arange(e[ok].min(), e[ok].max(), 0.5)
-    return grid, np.interp(grid, e[ok], mu[ok])
+    e, mu = extend_below_fermi(sub.energy[0], sub.mu[0])
+    grid = np.arange(e[0] + 10.0, e[-1], 0.5)
+    return grid, np.interp(grid, e, mu)
 
 
 @pytest.fixture(scope="module")

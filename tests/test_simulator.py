@@ -133,3 +133,16 @@ def test_jsonl_writer_starts_afresh_unless_told_to_append(tmp_path):
         w("start", {"uid": f"u{append}", "time": 0.0})
         w.close()
     assert [d["uid"] for _, d in read_jsonl(path)] == ["uFalse", "uTrue"]
+
+
+def test_below_a_computed_spectrum_is_zero_below_a_measured_one_its_first_value(sample, tmp_path):
+    """What the models are trained with (features.extend_below_fermi): no absorption below the Fermi
+    level of a computed spectrum; a measured one's pre-edge goes on flat."""
+    from xanes_agent.simulator.samples import sample_from_file
+
+    assert sample.computed and sample.mu_at(sample.energy[0] - 10.0) == 0.0
+    path = tmp_path / "measured.txt"
+    np.savetxt(path, np.column_stack([sample.energy, sample.mu + 0.2]))
+    measured = sample_from_file(path, element="Cu")
+    assert not measured.computed
+    assert measured.mu_at(sample.energy[0] - 10.0) == pytest.approx(sample.mu[0] + 0.2)

@@ -1,6 +1,6 @@
 """Proposal strategies: which not-yet-measured energy ranges to measure next.
 
-Candidates are the 20 chunks of 2.5 eV that tile the model window (the finest polynomial chunks),
+Candidates are the 20 chunks that tile the model window (the finest polynomial chunks: 3 eV),
 in absolute eV once E0 is known. Each strategy scores the candidates; the agent proposes the best.
 
 ``ImportanceUncertainty`` (default) scores a chunk by

@@ -27,7 +27,10 @@ from .packed import PackedForests
 
 INTERVAL_KINDS = ("same-code", "across-codes")
 BUNDLE_FORMAT = "xanes-agent-model"
-BUNDLE_VERSION = 2  # 2: out-of-group calibration (intervals, CN confidence map, domain model)
+# 2: out-of-group calibration (intervals, CN confidence map, domain model); 3: E0 at the half-step
+# crossing of the main rise, not its steepest point (a version-2 model's grid sits ~2.5 eV higher on
+# the same spectrum, so it is refused rather than fed spectra placed another way: retrain)
+BUNDLE_VERSION = 3
 
 
 def bundle_path(folder: str | Path, element: str, featurization: str, normalization: str) -> Path:

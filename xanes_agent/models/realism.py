@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..foundation.normalization import normalize
-from .features import DEFAULT_GRID, Grid, to_grid
+from ..foundation.normalization import find_e0, normalize
+from .features import DEFAULT_GRID, Grid, extend_below_fermi, to_grid
 
 
 @dataclass(frozen=True)
@@ -71,15 +71,16 @@ def experiment_like_grid(energies, mus, rows: np.ndarray, realism: Realism = Rea
 
     Returns (X (len(rows) * copies, grid.n), index into ``energies`` of the source of each row).
     Rows whose copy could not be normalized are NaN (the forests route NaN; callers may drop them).
+    The spectra are computed ones, extended below the Fermi level before they are broadened
+    (:func:`~xanes_agent.models.features.extend_below_fermi`), so the broadening rounds the onset.
     """
     rng = rng or np.random.default_rng(0)
     out, src = [], []
     lo, hi = realism.noise
     for i in rows:
         for _ in range(realism.copies):
-            e, m = broaden(np.asarray(energies[i], float), np.asarray(mus[i], float),
-                           rng.uniform(*realism.fwhm))
-            nrm = normalize(e, m, normalization)
+            e, m = broaden(*extend_below_fermi(energies[i], mus[i]), rng.uniform(*realism.fwhm))
+            nrm = normalize(e, m, normalization, e0=find_e0(e, m))
             x = np.full(grid.n, np.nan)
             if np.isfinite(nrm.e0):
                 if realism.stretch > 0:  # drawn only when asked, so copies without it stay as they were

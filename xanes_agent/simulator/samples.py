@@ -13,7 +13,11 @@ from ..data.collection import SpectrumCollection
 
 @dataclass
 class Sample:
-    """A replayable sample. ``energy`` absolute (eV, increasing), ``mu`` normalized absorption."""
+    """A replayable sample. ``energy`` absolute (eV, increasing), ``mu`` normalized absorption.
+
+    ``computed``: a computed spectrum (FEFF), which starts at the Fermi level; False for a measured
+    one (a two-column file).
+    """
 
     id: str
     element: str
@@ -22,13 +26,17 @@ class Sample:
     mu: np.ndarray
     labels: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    computed: bool = True
 
     def mu_at(self, energy: float | np.ndarray) -> np.ndarray:
-        """Normalized mu at ``energy`` (eV). Outside the computed range: the first value below it
-        (a flat pre-edge) and the mean of the last five points above it (a flat post-edge)."""
+        """Normalized mu at ``energy`` (eV). Below the first point: 0 for a computed spectrum (no
+        empty states below the Fermi level, as :func:`~xanes_agent.models.features.extend_below_fermi`
+        has it for the models), the first value for a measured one (a flat pre-edge); above the last
+        point the mean of the last five (a flat post-edge)."""
         e = np.asarray(energy, float)
         post = float(np.mean(self.mu[-5:]))
-        return np.interp(e, self.energy, self.mu, left=float(self.mu[0]), right=post)
+        below = 0.0 if self.computed else float(self.mu[0])
+        return np.interp(e, self.energy, self.mu, left=below, right=post)
 
 
 def sample_from_library(lib: SpectrumCollection, sample_id: str | None = None, element: str | None = None,
@@ -63,8 +71,9 @@ def sample_from_file(path: str | Path, element: str | None = None) -> Sample:
     from ..data.readers import read_spectrum
 
     s = read_spectrum(path, element=element)
+    fmt = s.provenance.get("format", "file")
     return Sample(id=str(path), element=s.element, edge=s.edge, energy=s.energy, mu=s.mu, labels=s.labels,
-                  source=s.provenance.get("format", "file"))
+                  source=fmt, computed=fmt != "two-column")
 
 
 def sample_from_structure(path: str | Path, element: str, cache_dir: str | Path = ".cache/feff",
