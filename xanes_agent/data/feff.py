@@ -220,10 +220,10 @@ def check_spectrum(energy: np.ndarray, mu: np.ndarray) -> str:
         return f"negative absorption (min {mu.min():.3g})"
     if np.mean(mu[: max(2, n // 10)]) * 2 > post:
         return "no absorption edge (post-edge level below twice the pre-edge level)"
-    from ..foundation.normalization import find_e0
+    from ..foundation.normalization import steepest_rise
 
     # the plain maximum derivative: this acceptance rule was set (and the library judged) with it
-    e0 = find_e0(energy, mu, main_rise=False)
+    e0 = steepest_rise(energy, mu, main_rise=False)
     before = energy < e0
     lowest_after = np.minimum.accumulate(mu[before][::-1])[::-1]  # from each point up to E0
     peak = (energy[before] < e0 - 5.0) & (mu[before] > 0.9 * post) & (lowest_after < 0.5 * post)

@@ -42,7 +42,7 @@ HALF_STEP_LEVEL = 0.5  # of the edge step: E0 is where the main rise crosses it
 HALF_STEP_SUSTAIN = 10.0  # eV the rise must stay above that level (a pre-edge peak is narrower)
 
 
-def find_e0(energy: np.ndarray, mu: np.ndarray, main_rise: bool = True) -> float:
+def find_e0(energy: np.ndarray, mu: np.ndarray) -> float:
     """Edge energy E0 (eV): where the main rise of the edge crosses half the edge step.
 
     Two steps. First the steepest point of the main rise (:func:`steepest_rise`); then, with mu
@@ -57,11 +57,10 @@ def find_e0(energy: np.ndarray, mu: np.ndarray, main_rise: bool = True) -> float
     half-step edge position is also the usual one in XANES work. A pre-edge peak does not stay above
     half the step for 10 eV, so it is not taken for the edge.
 
-    ``main_rise=False``: the plain maximum derivative (xraylarch's ``find_e0`` rule), nothing more.
     Returns NaN when fewer than 8 points are given.
     """
-    e_steep = steepest_rise(energy, mu, main_rise)
-    if not main_rise or not np.isfinite(e_steep):
+    e_steep = steepest_rise(energy, mu)
+    if not np.isfinite(e_steep):
         return e_steep
     energy = np.asarray(energy, float)
     nrm = post_edge_normalize(energy, np.asarray(mu, float), e_steep)
@@ -84,13 +83,14 @@ def steepest_rise(energy: np.ndarray, mu: np.ndarray, main_rise: bool = True) ->
     Points within 5 % (at least 3 points) of either end are ignored, and the maximum must have both
     neighbours also above 10 % of the largest derivative, so single-point glitches are not taken.
 
-    ``main_rise``: a strong pre-edge peak (tetrahedral d0 ions: chromates, vanadates, Ti4+ in
-    tetrahedra) can have a steeper flank than the edge itself, and then the plain maximum sits on
-    the peak, 4-14 eV below the edge (179 of the 2,449 project FEFF10 spectra). Where mu falls back
-    below 30 % of the edge step (pre-edge level: mean of the first 10 % of points; post-edge: of the
-    last 25 %) after the plain maximum, that maximum was a pre-edge feature, and the point is the
-    maximum derivative above the last such point. A first step that does not fall back (a two-step
-    edge) is left as it is. Returns NaN when fewer than 8 points are given.
+    ``main_rise`` (False: the plain maximum, xraylarch's rule): a strong pre-edge peak (tetrahedral
+    d0 ions: chromates, vanadates, Ti4+ in tetrahedra) can have a steeper flank than the edge
+    itself, and then the plain maximum sits on the peak, 4-14 eV below the edge (179 of the 2,449
+    project FEFF10 spectra). Where mu falls back below 30 % of the edge step (pre-edge level: mean
+    of the first 10 % of points; post-edge: of the last 25 %) after the plain maximum, that maximum
+    was a pre-edge feature, and the point is the maximum derivative above the last such point. A
+    first step that does not fall back (a two-step edge) is left as it is. Returns NaN when fewer
+    than 8 points are given.
     """
     energy = np.asarray(energy, float)
     mu = np.asarray(mu, float)
