@@ -20,22 +20,10 @@ import numpy as np
 
 from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
-from xanes_agent.foundation.normalization import find_e0, post_edge_normalize, steepest_rise
-
-
-def level_crossing(energy: np.ndarray, mu: np.ndarray, level: float) -> float:
-    """The first upward crossing of ``level`` of the step (normalized about the steepest point)
-    that stays above it for 10 eV, as :func:`find_e0` does at 0.5."""
-    y = post_edge_normalize(energy, mu, steepest_rise(energy, mu)).mu
-    above = y >= level
-    for i in np.flatnonzero(above & ~np.r_[False, above[:-1]]):
-        if i > 0 and above[i:np.searchsorted(energy, energy[i] + 10.0)].all():
-            return float(energy[i - 1] + (level - y[i - 1]) * (energy[i] - energy[i - 1]) / (y[i] - y[i - 1]))
-    return steepest_rise(energy, mu)
-
+from xanes_agent.foundation.normalization import find_e0, steepest_rise
 
 RULES = {"steepest point of the main rise": steepest_rise, "half-step crossing (find_e0)": find_e0,
-         "0.3 of the step": partial(level_crossing, level=0.3), "0.7 of the step": partial(level_crossing, level=0.7)}
+         "0.3 of the step": partial(find_e0, level=0.3), "0.7 of the step": partial(find_e0, level=0.7)}
 
 
 def main() -> None:

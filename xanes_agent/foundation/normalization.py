@@ -42,7 +42,7 @@ HALF_STEP_LEVEL = 0.5  # of the edge step: E0 is where the main rise crosses it
 HALF_STEP_SUSTAIN = 10.0  # eV the rise must stay above that level (a pre-edge peak is narrower)
 
 
-def find_e0(energy: np.ndarray, mu: np.ndarray) -> float:
+def find_e0(energy: np.ndarray, mu: np.ndarray, level: float = HALF_STEP_LEVEL) -> float:
     """Edge energy E0 (eV): where the main rise of the edge crosses half the edge step.
 
     Two steps. First the steepest point of the main rise (:func:`steepest_rise`); then, with mu
@@ -55,7 +55,8 @@ def find_e0(energy: np.ndarray, mu: np.ndarray) -> float:
     computed by both FEFF10 and FEFF 9 the steepest point moved one spectrum against the other by more
     than 2 eV for 22 % of them, the half-step crossing for 5 % (docs/models.md, session 23); the
     half-step edge position is also the usual one in XANES work. A pre-edge peak does not stay above
-    half the step for 10 eV, so it is not taken for the edge.
+    half the step for 10 eV, so it is not taken for the edge. ``level``: another share of the step
+    (``scripts/e0_across_codes.py`` compares some); the models use the default.
 
     Returns NaN when fewer than 8 points are given.
     """
@@ -65,14 +66,14 @@ def find_e0(energy: np.ndarray, mu: np.ndarray) -> float:
     energy = np.asarray(energy, float)
     nrm = post_edge_normalize(energy, np.asarray(mu, float), e_steep)
     y = nrm.mu  # NaN throughout where the step could not be scaled: then no crossing
-    above = y >= HALF_STEP_LEVEL
+    above = y >= level
     for i in np.flatnonzero(above & ~np.r_[False, above[:-1]]):
         end = np.searchsorted(energy, energy[i] + HALF_STEP_SUSTAIN)
         if above[i:end].all():
             if i == 0:
                 return float(energy[0])
             e1, e2, y1, y2 = energy[i - 1], energy[i], y[i - 1], y[i]
-            return float(e1 + (HALF_STEP_LEVEL - y1) * (e2 - e1) / (y2 - y1))
+            return float(e1 + (level - y1) * (e2 - e1) / (y2 - y1))
     return e_steep
 
 
