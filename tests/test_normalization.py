@@ -100,6 +100,20 @@ def test_a_pre_edge_peak_above_half_the_step_is_not_the_edge():
     assert abs(find_e0(e, mu) - 6000.0) <= 0.5
 
 
+def test_a_pre_edge_peak_is_not_the_edge_across_a_coarse_gap_of_a_partial_scan():
+    """A scan's opening passes: fine points on a pre-edge peak (two steps high, still above half the
+    step at their last point), a 6 eV survey gap, fine points on the main rise. Within the 10 eV
+    after the peak's crossing only its own points lie, all above half the step; the survey point
+    past the gap, back near the pre-edge level, shows the fall (before, E0 was put on the peak,
+    15 eV low)."""
+    def mu(e):
+        return 2.0 * np.exp(-0.5 * ((e - 8983.0) / 1.5) ** 2) + 1.0 / (1.0 + np.exp(-(e - 8996.0) / 2.5))
+
+    e = np.unique(np.concatenate([np.arange(8949.0, 9040.0, 6.0), np.arange(8980.0, 8985.01, 0.5),
+                                  np.arange(8994.0, 9000.01, 0.5)]))
+    assert find_e0(e, mu(e)) == pytest.approx(8996.0, abs=1.0)
+
+
 def test_a_spectrum_that_starts_on_its_white_line_keeps_e0_at_its_start(bundled_library):
     """Mn on a Cu site of MnCu23(CO5)12: FEFF starts this spectrum on a white line of 4 edge steps,
     after which mu dips below 30 % of its first points' mean; the steepest-rise rule took that dip

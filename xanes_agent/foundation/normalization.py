@@ -68,7 +68,9 @@ def find_e0(energy: np.ndarray, mu: np.ndarray, level: float = HALF_STEP_LEVEL) 
     y = nrm.mu  # NaN throughout where the step could not be scaled: then no crossing
     above = y >= level
     for i in np.flatnonzero(above & ~np.r_[False, above[:-1]]):
-        end = np.searchsorted(energy, energy[i] + HALF_STEP_SUSTAIN)
+        # the first point at or past the sustain window counts too: a partial scan's coarse gap
+        # after a pre-edge peak's fine points would otherwise hide its fall
+        end = np.searchsorted(energy, energy[i] + HALF_STEP_SUSTAIN) + 1
         if above[i:end].all():
             if i == 0:
                 return float(energy[0])
