@@ -19,10 +19,12 @@ RunEngine; its points are not on the grid, and it reaches the decision or not wi
         [--strategies importance_uncertainty importance_only]   # the plan's own two only (quicker)
         [--early-updates 0]   # also the plan's stop without its early-stop rule, same models and draws
         [--undecided-updates 2 3]   # also with fewer agreeing updates before an undecided answer stops
+        [--edge-halfwidth 4 3]   # also with narrower (or wider) fine passes around the edge, eV
 
 Writes ``table.md``, a PNG and ``results.json``: the figures per strategy, and one record per sample
 (its id, true CN, the full scan's CN, P(CN) and E0 in eV, and where, why and with what CN the plan's
-policy stopped), so a stop that differs from the full scan can be traced to its sample.
+policy stopped, with the new points each kind of pass measured up to the stop: survey, edge,
+normalization, proposal), so a stop that differs from the full scan can be traced to its sample.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from xanes_agent.agent import ModelStore, XANESAgent
-from xanes_agent.agent.policy import AdaptivePolicy, Stop
+from xanes_agent.agent.policy import DEFAULT_EDGE_HALFWIDTH, AdaptivePolicy, Stop
 from xanes_agent.agent.predictor import LivePredictor
 from xanes_agent.agent.stopping import DEFAULT_STABILITY, agree, decision_of
 from xanes_agent.data.library import load_bundled_library
@@ -65,13 +67,13 @@ def policy_run(model, grid, mu, strategy, e_tab, policy_kw=None, rest=True):
     to the whole grid, so the point where the full-scan decision is reached can be found even
     where the plan stops before it (``rest=False``: end at the stop). ``policy_kw``: the policy's
     parameters where they differ from the plan's defaults (e.g. ``edge_step``, ``stability``).
-    Returns (order, trace, stop): trace = [(n_points, decision, coverage, P(CN))] after each step;
-    stop = (n_points, reason)."""
+    Returns (order, trace, stop, passes): trace = [(n_points, decision, coverage, P(CN))] after each
+    step; stop = (n_points, reason); passes = {kind: new points} of the plan's passes up to its stop."""
     agent = XANESAgent(ModelStore(models={model.element: model}), strategy=strategy)
     agent.begin(model.element, model.edge, uid="points-to-decision")
     policy = AdaptivePolicy(e_tab, **(policy_kw or {}))
     taken = np.zeros(len(grid), bool)
-    order, trace = [], []
+    order, trace, passes = [], [], {}
 
     def take(energies, uid=None):
         new = []
@@ -95,7 +97,9 @@ def policy_run(model, grid, mu, strategy, e_tab, policy_kw=None, rest=True):
             stop = (len(order), action.reason)
             break
         for m in action:
+            before = len(order)
             take(m.energies, m.uid)
+            passes[m.kind] = passes.get(m.kind, 0) + len(order) - before
     while rest and not taken.all():  # beyond the plan's stop: the counterfactual rest of the scan
         before = len(order)
         props = agent.suggest(1)
@@ -104,7 +108,7 @@ def policy_run(model, grid, mu, strategy, e_tab, policy_kw=None, rest=True):
         if len(order) == before:  # window covered (or nothing proposable): the rest in energy order
             take(grid[np.flatnonzero(~taken)[:12]])
     agent.end()
-    return np.array(order), trace, stop
+    return np.array(order), trace, stop, passes
 
 
 def distance_error(d, truth):
@@ -168,6 +172,9 @@ def main() -> None:
                          "required before a stable answer counts (the plan's default: 0.99)")
     ap.add_argument("--edge-step", type=float, nargs="+", default=[],
                     help="also run with these edge-pass steps, eV (the plan's default: 0.5)")
+    ap.add_argument("--edge-halfwidth", type=float, nargs="+", default=[],
+                    help="also run with edge passes of these half-widths, eV (the plan's default: "
+                         f"{DEFAULT_EDGE_HALFWIDTH:g})")
     ap.add_argument("--early-updates", type=int, nargs="+", default=[],
                     help="also run with these agreeing updates for a stable stop before the window is covered "
                          f"(the plan's default: {DEFAULT_STABILITY['early_updates']}; 0: cover the window first)")
@@ -203,14 +210,17 @@ def main() -> None:
     # policy variants: the agent's strategy to the plan's stop only, with other stop/edge parameters
     variants = {}
     early_default, undecided_default = DEFAULT_STABILITY["early_updates"], DEFAULT_STABILITY["undecided_updates"]
-    for cov, step, early, undecided in itertools.product(
-            a.stop_coverage or [DEFAULT_STABILITY["coverage"]], a.edge_step or [0.5],
-            a.early_updates or [early_default], a.undecided_updates or [undecided_default]):
-        if (cov, step, early, undecided) != (DEFAULT_STABILITY["coverage"], 0.5, early_default, undecided_default):
-            variants[f"coverage {cov:g}, edge step {step:g} eV, early updates {early}, "
-                     f"undecided updates {undecided}"] = {
+    plan = (DEFAULT_STABILITY["coverage"], 0.5, DEFAULT_EDGE_HALFWIDTH, early_default,
+            undecided_default)  # the plan's own settings: not a variant
+    for setting in itertools.product(
+            a.stop_coverage or [plan[0]], a.edge_step or [plan[1]], a.edge_halfwidth or [plan[2]],
+            a.early_updates or [plan[3]], a.undecided_updates or [plan[4]]):
+        if setting != plan:
+            cov, step, half, early, undecided = setting
+            variants[f"coverage {cov:g}, edge pass +-{half:g} eV at {step:g} eV, "
+                     f"early updates {early}, undecided updates {undecided}"] = {
                 "stability": {"coverage": cov, "early_updates": early, "undecided_updates": undecided},
-                "edge_step": step}
+                "edge_step": step, "edge_halfwidth": half}
     variant_stops = {k: [] for k in variants}
     for j, i in enumerate(picks):
         sample = sample_from_library(lib, sample_id=str(lib.ids[i]))
@@ -236,7 +246,7 @@ def main() -> None:
         full_derr.append(distance_error(ref, true_d))
         checkpoints_fixed = list(range(3, n + 1, 3)) + ([n] if n % 3 else [])
         for name in [nm for nm in names if nm in stops]:
-            order, tr, (k_stop, reason) = policy_run(model, grid, mu, name, e_tab)
+            order, tr, (k_stop, reason), passes = policy_run(model, grid, mu, name, e_tab)
             needed[name].append(needed_points(tr, ref))
             traces[name].append(tr)
             # where the plan's own policy stopped, and with what answer
@@ -245,9 +255,9 @@ def main() -> None:
                                 at_stop[1][0] == sample.labels["coordination_number"], reason.split(":")[0],
                                 distance_error(at_stop[1], true_d)))
             record[name] = {"stop_fraction": k_stop / n, "stop_cn": None if at_stop[1] is None else at_stop[1][0],
-                            "stop_cn_probability": at_stop[3], "stop_reason": reason}
+                            "stop_cn_probability": at_stop[3], "stop_reason": reason, "points_by_pass": passes}
         for vname, kw in variants.items():
-            _, tr, (k_stop, reason) = policy_run(model, grid, mu, "importance_uncertainty", e_tab, kw, rest=False)
+            _, tr, (k_stop, reason), _ = policy_run(model, grid, mu, "importance_uncertainty", e_tab, kw, rest=False)
             d = tr[-1][1] if tr else None
             variant_stops[vname].append((k_stop / n, same(d, ref), d is not None and
                                          d[0] == sample.labels["coordination_number"], reason.split(":")[0],
@@ -311,6 +321,11 @@ def main() -> None:
                      f"{np.nanmean([x[4] for x in st_]):.3f} | " +
                      ", ".join(f"{r} {c}" for r, c in zip(*np.unique([x[3] for x in st_], return_counts=True))) + " |")
     lines.append(f"(full scan: CN accuracy {full_acc:.2f}, distance MAE vs truth {np.nanmean(full_derr):.3f} A)")
+    for name in stops:  # where the points of the plan's own stops went
+        by_pass = [rec[name]["points_by_pass"] for rec in records if name in rec]
+        kinds = ("survey", "edge", "normalization", "proposal")
+        lines.append(f"{name}: mean new points per pass up to the stop: " + ", ".join(
+            f"{k} {np.mean([p.get(k, 0) for p in by_pass]):.1f}" for k in kinds))
     table = "\n".join(lines)
     print(table)
     (out / "table.md").write_text(table + "\n")

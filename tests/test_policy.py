@@ -24,10 +24,10 @@ def _edge_spectrum(e, e0=8990.0):
     return 1.0 / (1.0 + np.exp(-(np.asarray(e) - e0) / 1.5)) + 0.002 * (np.asarray(e) - e0).clip(0)
 
 
-def _opening(spectrum, edge=EDGE):
+def _opening(spectrum, edge=EDGE, **policy_kw):
     """Drive a policy's opening passes on a noise-free ``spectrum(e)``: the passes and every
-    energy measured, in order."""
-    pol = AdaptivePolicy(edge)
+    energy measured, in order. ``policy_kw``: the policy's settings other than the plan's."""
+    pol = AdaptivePolicy(edge, **policy_kw)
     es, passes = np.zeros(0), []
     while pol.in_opening:
         (m,) = pol.next(es, spectrum(es))
@@ -314,10 +314,15 @@ def test_a_pass_over_the_gap_below_the_fine_points_where_the_first_step_peaked(s
     grid = np.arange(7689.0, 7809.01, 0.5)
     full = steepest_rise(grid, co(grid))
     assert full < 7718.0
-    passes, es = _opening(co, edge=7709.0)
+    # the rule with the +-5 eV edge pass it was needed for (+-4 eV ones can measure the peak itself)
+    passes, es = _opening(co, edge=7709.0, edge_halfwidth=5.0)
     assert any(why in m.info.get("why", "") for m in passes)
     order = np.argsort(es)
     assert abs(steepest_rise(es[order], co(es[order])) - full) <= 1.0
+    # the plan's own passes: the full scan's E0 (the models' reference) either way
+    _, es = _opening(co, edge=7709.0)
+    order = np.argsort(es)
+    assert find_e0(es[order], co(es[order])) == pytest.approx(find_e0(grid, co(grid)), abs=0.5)
 
 
 def test_no_pass_below_for_a_pre_edge_peak_that_falls_back():
@@ -354,17 +359,21 @@ def test_a_pass_over_the_gap_the_first_step_rises_into(monkeypatch):
     grid = np.arange(8959.0, 9079.01, 0.5)
     full = steepest_rise(grid, cu(grid))
     assert abs(full - 8992.0) <= 1.0
-    passes, es = _opening(cu)
+    passes, es = _opening(cu, edge_halfwidth=5.0)  # the edge pass the rule was found with
     whys = [m.info.get("why", "") for m in passes]
     assert any("had risen" in w for w in whys) and any("still rising steeply" in w for w in whys)
     gap = next(m for m in passes if "still rising steeply" in m.info.get("why", ""))
     assert gap.energies.min() > 8991.0 and gap.energies.max() < 8995.0  # only the gap, nothing measured again
     order = np.argsort(es)
     assert abs(steepest_rise(es[order], cu(es[order])) - full) <= 1.0
+    # the plan's own passes: the full scan's E0 (the models' reference)
+    _, es = _opening(cu)
+    order = np.argsort(es)
+    assert find_e0(es[order], cu(es[order])) == pytest.approx(find_e0(grid, cu(grid)), abs=0.5)
     # the rule is what does it (with the half-step pass, which would measure the gap as well, off)
     monkeypatch.setattr(AdaptivePolicy, "rise_into_gap", lambda self, e, m, i: None)
     monkeypatch.setattr(AdaptivePolicy, "half_step_pass", lambda self, e, m: None)
-    _, es = _opening(cu)
+    _, es = _opening(cu, edge_halfwidth=5.0)
     order = np.argsort(es)
     assert steepest_rise(es[order], cu(es[order])) - full > 5.0
 
