@@ -6,7 +6,7 @@ the points-to-decision benchmark):
 
 1. **survey**: a coarse pass around the tabulated edge (default 6 eV
    steps from edge - 30 eV to edge + 60 eV): pre-edge level, rough edge;
-2. **edge**: 0.5 eV steps over +-5 eV around the steepest coarse interval, so E0 (and with it the
+2. **edge**: 0.5 eV steps over +-4 eV around the steepest coarse interval, so E0 (and with it the
    model window) is placed to sub-eV precision; then 1 eV steps over E0 + 50 +- 1 eV, where the
    post-edge normalization takes its value;
 3. **adaptive loop**: the agent's next range(s) (``suggest``: coarse, then fine), on the survey's
