@@ -116,6 +116,32 @@ def test_a_build_without_the_feff_cache_resumes_from_the_committed_library(bundl
         assert lib.spectrum(i).provenance == project.spectrum(j).provenance
 
 
+def test_a_build_from_a_library_does_not_rerun_its_failures_that_stand(bundled_library, tmp_path):
+    """An earlier library's left-out calculation whose outcome stands (FEFF's own stage error under
+    the current retry policy, as a cached outcome would) is recorded as left out again, not run:
+    without the FEFF cache a build retried every one (two thirds of a session's first calculations)."""
+    import dataclasses
+
+    from xanes_agent.data.feff import RETRY_POLICY
+    from xanes_agent.data.library import build_library
+    from xanes_agent.data.readers import write_library
+    from xanes_agent.data.structures import generate
+
+    failed = next(iter(generate(["Ti"], 3))).id
+    prior = bundled_library[bundled_library.ids != failed]
+    reason = "FEFF failed: FeffPipelineError: stage 'pot' failed"
+    prior = dataclasses.replace(prior, meta={**prior.meta, "failures": [
+        {"id": failed, "element": "Ti", "reason": reason, "retry_policy": RETRY_POLICY}]})
+    write_library(prior, tmp_path / "prior.npz")
+    lib = build_library(tmp_path / "lib.npz", per_element=3, elements=["Ti"], workers=1,
+                        cache_dir=tmp_path / "cache", include_omnixas=False, progress=False,
+                        resume_from=tmp_path / "prior.npz")
+    assert not (tmp_path / "cache" / "feff").exists() or not any((tmp_path / "cache" / "feff").iterdir())
+    assert len(lib) == 2 and failed not in lib.ids
+    assert [(f["id"], f["reason"], f["retry_policy"]) for f in lib.meta["failures"]] == [
+        (failed, reason, RETRY_POLICY)]
+
+
 def test_only_spectra_of_the_same_structure_and_parameters_are_reused(bundled_library):
     import json
 

@@ -190,6 +190,7 @@ class FeffResult:
     charge_transfer: float = float("nan")
     meta: dict[str, Any] = field(default_factory=dict)
     scf_mixing_fallback: float | None = None  # the SCF mixing of a second try that gave this result
+    retry_policy: int = 1  # the RETRY_POLICY it was computed under (1: recorded before policies)
 
 
 def input_key(inp: str) -> str:
@@ -285,7 +286,8 @@ def run_feff(
     else:
         result_file.write_text(json.dumps(record, indent=1, sort_keys=True))
     return FeffResult(key=key, ok=not reason, reason=reason, seconds=seconds, energy=energy, mu=mu,
-                      charge_transfer=charge, meta=meta or {}, scf_mixing_fallback=mixing)
+                      charge_transfer=charge, meta=meta or {}, scf_mixing_fallback=mixing,
+                      retry_policy=RETRY_POLICY)
 
 
 def _run_once(
@@ -391,7 +393,8 @@ def _load_cached(entry: Path, key: str, record: dict[str, Any] | None = None) ->
         reason = check_spectrum(energy, mu)
     return FeffResult(key=key, ok=not reason, reason=reason, seconds=record["seconds"],
                       energy=energy, mu=mu, charge_transfer=record.get("charge_transfer", float("nan")),
-                      meta=record.get("meta", {}), scf_mixing_fallback=record.get("scf_mixing_fallback"))
+                      meta=record.get("meta", {}), scf_mixing_fallback=record.get("scf_mixing_fallback"),
+                      retry_policy=record.get("retry_policy", 1))
 
 
 def params_dict(params: FeffParameters) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..foundation.edges import ELEMENTS
 from .collection import LABEL_NAMES, Spectrum, SpectrumCollection
-from .feff import LIBRARY_PARAMETERS, FeffParameters, check_spectrum, feff_input, run_feff
+from .feff import LIBRARY_PARAMETERS, FeffParameters, check_spectrum, feff_input, outcome_stands, run_feff
 from .readers import read_library, write_library
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def _project_job(gen: Any, params: FeffParameters, cache_dir: str, cached_only: 
     ``cached_only`` assembles it without rebuilding the structure; one whose CrystalNN
     coordination is outside 4-6 is skipped before FEFF runs.
     """
-    from .feff import INTERNAL_ERROR, _load_cached, cached_record, cached_result, outcome_stands
+    from .feff import INTERNAL_ERROR, _load_cached, cached_record, cached_result
     from .labels import site_environment
 
     job = gen  # what the provenance records: for a host site, its index in the parent's POSCAR
@@ -99,7 +99,8 @@ def _project_job(gen: Any, params: FeffParameters, cache_dir: str, cached_only: 
             spectrum = (Path(cache_dir) / rec["key"] / "xmu.dat").exists()
             if record is not None and (cached_only or outcome_stands(record, spectrum)):
                 res = _load_cached(Path(cache_dir) / rec["key"], rec["key"], record)
-                return {**rec, "ok": res.ok, "reason": res.reason, "energy": res.energy, "mu": res.mu}
+                return {**rec, "ok": res.ok, "reason": res.reason, "energy": res.energy, "mu": res.mu,
+                        "retry_policy": res.retry_policy}
             # FEFF's outcome is missing or does not stand (an error outside FEFF): computed again
         if cached_only:
             return {"id": job.id, "ok": False, "reason": "not computed yet", "seconds": 0.0, "pending": True}
@@ -126,7 +127,7 @@ def _project_job(gen: Any, params: FeffParameters, cache_dir: str, cached_only: 
     labels = {**env, "oxidation_state": float(gen.oxidation_state), "feff_charge_transfer": res.charge_transfer}
     out: dict[str, Any] = {"id": job.id, "ok": res.ok, "reason": res.reason, "seconds": res.seconds,
                            "scf_mixing_fallback": res.scf_mixing_fallback, "labels": labels,
-                           "provenance": provenance, "key": res.key}
+                           "provenance": provenance, "key": res.key, "retry_policy": res.retry_policy}
     if host and not res.reason.startswith(INTERNAL_ERROR):  # an error outside FEFF: not recorded
         _write_record(record_path, out)
     if res.ok:
@@ -220,7 +221,7 @@ def compute_project_spectra(
     failures: list[dict[str, Any]] = []
     reused = reusable_spectra(prior, order, params) if prior is not None else {}
     # an earlier library's left-out calculations stay recorded when nothing is run (cached_only);
-    # a build that runs FEFF tries them again
+    # a build that runs FEFF tries again those whose outcome does not stand (below)
     prior_failed = {f["id"]: f for f in prior.meta.get("failures", [])} if (
         prior is not None and prior.meta.get("feff_parameters", {}).get("name") in params.spectra_of
     ) else {}
@@ -230,7 +231,12 @@ def compute_project_spectra(
             failures.append({"id": gid, "reason": reason})
         else:
             spectra.append(sp)
-    pending = [g for g in order if g.id not in reused]
+    # an earlier library's failures that stand (:func:`~.feff.outcome_stands`, as a cached outcome
+    # would) are not run again: a checkout without the FEFF cache retried all of them (session 24:
+    # 44 of its first 66 calculations left out again: 31 FEFF stage errors, 11 without an edge, 2 skipped)
+    final = {} if cached_only else {i: f for i, f in prior_failed.items() if outcome_stands(f)}
+    failures += [final[g.id] for g in order if g.id in final and g.id not in reused]
+    pending = [g for g in order if g.id not in reused and g.id not in final]
     if hosts_per_element:  # classes short of spectra run first; the plan itself is unchanged
         from .hosts import deficit_first
 
@@ -263,8 +269,10 @@ def compute_project_spectra(
                 failures.append(prior_failed[r["id"]])
             continue
         if not r["ok"]:
+            # with the policy FEFF ran under, so a later build from this library knows whether it stands
             failures.append({"id": r["id"], "element": g.element, "reason": r["reason"],
-                             **({"skipped": True} if r.get("skipped") else {})})
+                             **({"skipped": True} if r.get("skipped") else {}),
+                             **({"retry_policy": r["retry_policy"]} if "retry_policy" in r else {})})
             continue
         parent = getattr(g, "parent", None)
         method = "bond-valence sum posterior (pymatgen BVAnalyzer per site)"
