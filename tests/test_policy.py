@@ -15,7 +15,7 @@ from xanes_agent.agent.policy import (
 )
 from xanes_agent.agent.stopping import DEFAULT_STABILITY
 from xanes_agent.foundation.energies import lattice_energies
-from xanes_agent.foundation.normalization import find_e0, steepest_rise
+from xanes_agent.foundation.normalization import find_e0
 
 EDGE = 8979.0
 
@@ -231,57 +231,11 @@ def test_a_steep_pre_edge_peak_gets_a_second_fine_pass_on_the_main_rise():
     assert np.median(passes[3].energies) == pytest.approx(e0 + NORM_OFFSET)
 
 
-def test_a_pass_below_a_two_step_edge_and_none_below_a_plain_one():
-    """Half the step rises below the fine points and the rest within them: a pass below them.
-    Survey points inside the pass are measured twice (no slope, no warning)."""
-    import warnings
-
-    from xanes_agent.agent.policy import AdaptivePolicy
-
-    p = AdaptivePolicy(8979.0)
-    survey = np.array([8949, 8954, 8959, 8964, 8969, 8974, 8979, 8984, 8989, 8994, 8999, 9004, 9030, 9040, 9050.0])
-    e = np.sort(np.concatenate([survey, np.arange(8991.5, 9001.6, 0.5)]))
-    two_step = np.interp(e, [8984, 8990.5, 8993.5, 8999, 9005], [0.04, 0.5, 0.53, 1.0, 1.0])
-    plain = np.interp(e, [8993, 8999], [0.04, 1.0])
-    i = int(np.searchsorted(e, 8996.5))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        # the survey point at 8989 eV had risen by 0.39 of the step: measured where it rose
-        m = p.rise_below(e, two_step, i)
-        assert m is not None and m.energies.min() == 8984.5 and m.energies.max() == 8988.5
-        # the first step ends on a plateau: flat into the fine points, but risen below them
-        plateau = np.interp(e, [8984, 8987, 8995, 8999], [0.04, 0.5, 0.5, 1.0])
-        m = p.rise_below(e, plateau, i)
-        assert m is not None and m.energies.min() == 8984.5 and m.energies.max() == 8988.5
-        # risen by a third only at the fine points' low end, and steeply into them: the 10 eV below
-        late = np.interp(e, [8989.5, 8991.5, 8999], [0.04, 0.45, 1.0])
-        m = p.rise_below(e, late, i)
-        assert m is not None and m.energies.min() == 8981.5 and m.energies.max() < 8991.5
-        assert p.rise_below(e, plain, i) is None
-        # risen by half below the pass, but flat into it (a pre-edge peak's tail): no pass
-        tail = np.where(e < 8993, 0.5, plain)
-        assert p.rise_below(e, tail, i) is None
-
-
-def test_a_pass_above_when_the_steeper_step_lies_above_the_fine_points():
-    """A two-step edge whose steepest coarse interval was the first step: the fine points measure
-    it, and the second, steeper step lies between survey points above them (as Cu mp-556002/6:
-    E0 of the passes 5.9 eV low). A pass over that interval moves E0 to it; a plain edge gets none."""
-
-    def two_step(e):
-        e = np.asarray(e, float)
-        return 0.45 / (1 + np.exp(-(e - 8988.0) / 1.0)) + 0.55 / (1 + np.exp(-(e - 8997.0) / 0.7))
-
-    passes, es = _opening(two_step)
-    assert [m.kind for m in passes][:3] == ["survey", "edge", "edge"]
-    first, above = passes[1], passes[2]
-    assert first.energies.max() < 8995 and "steeper rise lies above" in above.info["why"]
-    # between the fine points' top and the survey point above it
-    assert first.energies.max() < above.energies.min() and above.energies.max() < 8997.0
-    order = np.argsort(es)
-    assert abs(steepest_rise(es[order], two_step(es[order])) - 8997.0) <= 1.0
-    # one step: the fine points hold the whole rise, the coarse intervals above are flat or falling
-    assert [m.kind for m in _opening(_edge_spectrum)[0]] == ["survey", "edge", "normalization"]
+def _two_step(e):
+    """A synthetic two-step edge: 0.45 of the step at 8988 eV, the steeper 0.55 at 8997 eV (as Cu
+    mp-556002/6, whose opening passes once put E0 5.9 eV low)."""
+    e = np.asarray(e, float)
+    return 0.45 / (1 + np.exp(-(e - 8988.0) / 1.0)) + 0.55 / (1 + np.exp(-(e - 8997.0) / 0.7))
 
 
 # two tetrahedral Co2+ K edges (FEFF10; noise-free, read off the library spectra): the first rise
@@ -299,43 +253,6 @@ _CO_MU = {
 }
 
 
-@pytest.mark.parametrize(("site", "why"), [("mp-757403/10", "begin on a fall"), ("mp-24156/0", "had risen")])
-def test_a_pass_over_the_gap_below_the_fine_points_where_the_first_step_peaked(site, why):
-    """The survey's steepest interval is the main rise; the first step peaks between the fine
-    points around it and the survey point below. Either the fine points begin on its fall
-    (peak_below), or a survey point below them had risen by a third already and its interval is
-    measured, so the gap above it up to the fine points is (rise_below). Either way the opening
-    passes' E0 is the full scan's; a pre-edge peak that falls back below 30 % of the step (E0
-    stays on the main rise) gets no pass."""
-
-    def co(e):
-        return np.interp(e, _CO_E, _CO_MU[site])
-
-    grid = np.arange(7689.0, 7809.01, 0.5)
-    full = steepest_rise(grid, co(grid))
-    assert full < 7718.0
-    # the rule with the +-5 eV edge pass it was needed for (+-4 eV ones can measure the peak itself)
-    passes, es = _opening(co, edge=7709.0, edge_halfwidth=5.0)
-    assert any(why in m.info.get("why", "") for m in passes)
-    order = np.argsort(es)
-    assert abs(steepest_rise(es[order], co(es[order])) - full) <= 1.0
-    # the plan's own passes: the full scan's E0 (the models' reference) either way
-    _, es = _opening(co, edge=7709.0)
-    order = np.argsort(es)
-    assert find_e0(es[order], co(es[order])) == pytest.approx(find_e0(grid, co(grid)), abs=0.5)
-
-
-def test_no_pass_below_for_a_pre_edge_peak_that_falls_back():
-    pre_edge = np.array(_CO_MU["mp-757403/10"])
-    pre_edge[9:12] = [0.5, 0.47, 0.5]  # falls back to 0.15 of the step
-    p = AdaptivePolicy(7709.0)
-    survey = np.arange(7679.0, 7769.1, 6.0)
-    e = np.sort(np.concatenate([survey[survey < 7719], np.arange(7719.0, 7729.1, 0.5), survey[survey > 7729]]))
-    i = int(np.searchsorted(e, 7725.5))
-    assert p.peak_below(e, np.interp(e, _CO_E, _CO_MU["mp-757403/10"]), i) is not None
-    assert p.peak_below(e, np.interp(e, _CO_E, pre_edge), i) is None
-
-
 # a tetrahedral Cu K edge (FEFF 9, OmniXAS mp-680211 site 8; noise-free, read off the simulator at
 # 1 eV): the first rise is as steep as the main one and peaks at 8993 eV, in the survey gap between
 # the pass below (where the survey point at 8991 eV had risen) and the fine points on the main rise
@@ -347,80 +264,45 @@ _CU_MU = [0.337, 0.337, 0.337, 0.337, 0.337, 0.337, 0.337, 0.341, 0.35, 0.365, 0
           1.384, 1.332, 1.309, 1.313, 1.309, 1.222, 1.201, 1.251, 1.353, 1.406]
 
 
-def test_a_pass_over_the_gap_the_first_step_rises_into(monkeypatch):
-    """The pass below the fine points (where the survey point had risen) ends at 8991 eV still
-    rising as steeply as the main rise; the first step goes on rising and peaks in the gap up to
-    the fine points. A pass over that gap puts the opening passes' E0 where the full scan's is;
-    without it, 8 eV above."""
+def _co(site):
+    return lambda e: np.interp(e, _CO_E, _CO_MU[site])
 
-    def cu(e):
-        return np.interp(e, _CU_E, _CU_MU)
 
-    grid = np.arange(8959.0, 9079.01, 0.5)
-    full = steepest_rise(grid, cu(grid))
-    assert abs(full - 8992.0) <= 1.0
-    passes, es = _opening(cu, edge_halfwidth=5.0)  # the edge pass the rule was found with
-    whys = [m.info.get("why", "") for m in passes]
-    assert any("had risen" in w for w in whys) and any("still rising steeply" in w for w in whys)
-    gap = next(m for m in passes if "still rising steeply" in m.info.get("why", ""))
-    assert gap.energies.min() > 8991.0 and gap.energies.max() < 8995.0  # only the gap, nothing measured again
+def _cu(e):
+    return np.interp(e, _CU_E, _CU_MU)
+
+
+_TWO_STEP_EDGES = {"synthetic, steeper second step": (_two_step, EDGE),
+                   "Co mp-757403/10, first step peaks": (_co("mp-757403/10"), 7709.0),
+                   "Co mp-24156/0, first step peaks higher": (_co("mp-24156/0"), 7709.0),
+                   "Cu mp-680211/8, first step as steep as the main one": (_cu, EDGE)}
+
+
+@pytest.mark.parametrize("name", list(_TWO_STEP_EDGES))
+def test_the_opening_passes_put_e0_where_the_full_scan_does_on_two_step_edges(name):
+    """The models read the spectrum from E0, where the main rise crosses half the step; on a
+    two-step edge the first step can cross it below or above the fine points around the steepest
+    coarse interval. The opening passes (survey, edge pass, a pass on E0 where it lies in a coarse
+    gap) give the full scan's E0 within 0.5 eV; a plain edge gets one fine pass."""
+    spectrum, edge = _TWO_STEP_EDGES[name]
+    grid = np.arange(edge - 20.0, edge + 100.01, 0.5)
+    passes, es = _opening(spectrum, edge=edge)
     order = np.argsort(es)
-    assert abs(steepest_rise(es[order], cu(es[order])) - full) <= 1.0
-    # the plan's own passes: the full scan's E0 (the models' reference)
-    _, es = _opening(cu)
-    order = np.argsort(es)
-    assert find_e0(es[order], cu(es[order])) == pytest.approx(find_e0(grid, cu(grid)), abs=0.5)
-    # the rule is what does it (with the half-step pass, which would measure the gap as well, off)
-    monkeypatch.setattr(AdaptivePolicy, "rise_into_gap", lambda self, e, m, i: None)
-    monkeypatch.setattr(AdaptivePolicy, "half_step_pass", lambda self, e, m: None)
-    _, es = _opening(cu, edge_halfwidth=5.0)
-    order = np.argsort(es)
-    assert steepest_rise(es[order], cu(es[order])) - full > 5.0
+    assert find_e0(es[order], spectrum(es[order])) == pytest.approx(find_e0(grid, spectrum(grid)), abs=0.5)
+    assert [m.kind for m in _opening(_edge_spectrum)[0]] == ["survey", "edge", "normalization"]
 
 
-def test_no_pass_over_the_gap_where_the_points_below_it_end_flat():
-    """A first step that has levelled off (a shoulder) before the gap: its rise is measured, E0 is
-    on the main rise, and the gap costs no pass; nor does a plain edge. The survey point at the
-    gap's low end is measured twice (once in a pass): no slope between the two, and no warning."""
-    import warnings
-
-    p = AdaptivePolicy(8979.0)
-    survey = np.arange(8949.0, 9040.0, 6.0)
-    e = np.sort(np.concatenate([survey, np.arange(8985.5, 8991.01, 0.5), np.arange(8995.0, 9005.01, 0.5)]))
-    assert np.sum(e == 8991.0) == 2
-    i = int(np.searchsorted(e, 9000.0))
-    rising = np.interp(e, _CU_E, _CU_MU)
-    shoulder = np.where(e <= 8991.0, np.interp(e, [8984, 8989, 8991], [0.34, 0.75, 0.76]), rising)
-    plain = np.interp(e, [8995, 9001], [0.34, 1.33])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        m = p.rise_into_gap(e, rising, i)
-        assert m is not None and m.energies.min() > 8991.0 and m.energies.max() < 8995.0
-        # the second reading of 8991 eV a little lower (noise): still no slope between the two
-        noisy = rising.copy()
-        noisy[np.flatnonzero(e == 8991.0)[1]] -= 0.01
-        assert p.rise_into_gap(e, noisy, i) is not None
-        assert p.rise_into_gap(e, shoulder, i) is None
-        assert p.rise_into_gap(e, plain, i) is None
-
-
-def test_a_pass_on_e0_when_half_the_step_is_crossed_in_a_coarse_gap(monkeypatch):
-    """The models place their window at E0 where the main rise crosses half the step. On the Cu
-    two-step edge above, with the gap rule off, the fine points hold the steepest rise but the first
-    step crosses half the step between coarse points: a pass centred on E0 measures it, and the
-    opening passes' E0 is then the full scan's; without that pass it is not."""
-
-    def cu(e):
-        return np.interp(e, _CU_E, _CU_MU)
-
-    grid = np.arange(8959.0, 9079.01, 0.5)
-    full = find_e0(grid, cu(grid))
-    monkeypatch.setattr(AdaptivePolicy, "rise_into_gap", lambda self, e, m, i: None)
-    passes, es = _opening(cu)
+@pytest.mark.parametrize("name", ["synthetic, steeper second step",
+                                  "Cu mp-680211/8, first step as steep as the main one"])
+def test_a_pass_on_e0_when_half_the_step_is_crossed_in_a_coarse_gap(name, monkeypatch):
+    """Where the first step of a two-step edge crosses half the step between coarse points, a
+    pass centred on E0 measures it; without that pass the opening passes' E0 is off by over 1 eV."""
+    spectrum, edge = _TWO_STEP_EDGES[name]
+    grid = np.arange(edge - 20.0, edge + 100.01, 0.5)
+    full = find_e0(grid, spectrum(grid))
+    passes, es = _opening(spectrum, edge=edge)
     assert any("E0 (half the edge step)" in m.info.get("why", "") for m in passes)
-    order = np.argsort(es)
-    assert abs(find_e0(es[order], cu(es[order])) - full) <= 0.5
     monkeypatch.setattr(AdaptivePolicy, "half_step_pass", lambda self, e, m: None)
-    _, es = _opening(cu)
+    _, es = _opening(spectrum, edge=edge)
     order = np.argsort(es)
-    assert abs(find_e0(es[order], cu(es[order])) - full) > 1.0
+    assert abs(find_e0(es[order], spectrum(es[order])) - full) > 1.0

@@ -12,20 +12,13 @@ One small state machine, driven alike by the in-process plan
    interval (:func:`coarse_edge`), so E0 and the model window are placed to sub-eV precision;
    if the steepest point of the main rise (``steepest_rise``) then lies outside the fine points (the steepest coarse
    interval was a strong pre-edge peak, as in tetrahedral Ti4+, V5+ or Cr6+), another fine pass
-   is centred on it, and where the edge had already risen by a third of its step below the fine
-   points (at a survey point below them, or at their low end with a slope into them of 0.4 of
-   their steepest: a two-step edge whose second step was the steeper at survey resolution),
-   another pass is made where it rose (:meth:`AdaptivePolicy.rise_below`); where the points below
-   the fine points end still rising steeply into the coarse gap up to them (the first step goes on
-   rising, and may peak, in the gap), the gap gets a pass (:meth:`AdaptivePolicy.rise_into_gap`);
-   where mu falls from the fine points' low end but stays that high before E0 (the first step
-   peaked below them), the gap below them gets a pass (:meth:`AdaptivePolicy.peak_below`); where a coarse interval
-   within ``TWO_STEP_REACH`` eV above the fine points rises at half their steepest slope
-   (the second, steeper step of a two-step edge: the fine points measured the first), a pass is
-   made over it (:meth:`AdaptivePolicy.rise_above`); and where E0 itself (``find_e0``, where the
-   main rise crosses half the step: the models' reference) lies between points further apart than
-   ``FINE_SPACING`` (a first step that crosses half the step in a coarse gap), a pass is centred on
-   it (:meth:`AdaptivePolicy.half_step_pass`; at most ``MAX_EDGE_PASSES`` in all);
+   is centred on it; and where E0 itself (``find_e0``, where the main rise crosses half the step:
+   the models' reference) lies between points further apart than ``FINE_SPACING`` (on a two-step
+   edge the first step can cross half the step in a coarse gap below or above the fine points), a
+   pass is centred on it (:meth:`AdaptivePolicy.half_step_pass`; at most ``MAX_EDGE_PASSES`` in
+   all). Until session 24 four more rules looked for the steepest step of two-step edges, which
+   was E0 then; with E0 at half the step the pass on E0 gives the full scan's E0 on those edges
+   with fewer points (points-to-decision, docs/benchmarks.md);
 3. **normalization**: ``NORM_STEP`` eV steps over E0 + 50 +- 1 eV, where the post-edge
    normalization takes its value (measured there, not interpolated across the survey's coarse
    steps);
@@ -75,13 +68,6 @@ NORM_STEP = 1.0  # eV: 3 points bracket E0 + 50 (measured: 5 at 0.5 eV gave the 
 SAME_POINT = 0.2  # eV: a planned energy this close to a measured one is not measured again
 MAX_EDGE_PASSES = 3  # fine passes at most before the normalization pass
 FINE_SPACING = 1.5  # eV: E0 counts as measured finely when its neighbours are this close (the agent's rule)
-RISE_BELOW = 0.3  # of the edge step: risen this far at the fine points' low end, the rise began below them
-STEEP_BELOW = 0.4  # ... and the slope into them is at least this share of the steepest slope within them
-RISEN_BELOW = "the edge had risen before the fine points began (a two-step edge)"  # why a pass below
-RISE_INTO_GAP = "the points below the fine points end still rising steeply (a two-step edge)"
-FALL_BELOW = 0.02  # of the edge step: mu falling this far from the fine points' low end (10x counting noise)
-TWO_STEP_REACH = 10.0  # eV beyond the fine points where the rest of a two-step edge is looked for
-STEEP_ABOVE = 0.5  # a measured interval above the fine points this steep (same share) holds a rise of its own
 
 
 @dataclass(frozen=True)
@@ -117,44 +103,6 @@ def coarse_edge(energies: Sequence[float], mu: Sequence[float]) -> float:
     slope = np.diff(m) / np.maximum(np.diff(e), 1e-9)
     i = int(np.argmax(slope))
     return float(0.5 * (e[i] + e[i + 1]))
-
-
-def _fine_block(e: np.ndarray, i: int) -> tuple[int, int]:
-    """First and last index of the run of points (sorted ``e``, eV) no more than
-    :data:`FINE_SPACING` apart that holds index ``i``: the fine points around E0."""
-    j = r = i
-    while j > 0 and e[j] - e[j - 1] <= FINE_SPACING:
-        j -= 1
-    while r < len(e) - 1 and e[r + 1] - e[r] <= FINE_SPACING:
-        r += 1
-    return j, r
-
-
-def _edge_levels(e: np.ndarray, m: np.ndarray, j: int, i: int) -> tuple[float, float] | None:
-    """Pre- and post-edge levels of sorted ``e`` (eV), ``m``: the medians of the points more than
-    10 eV below the fine points (which begin at index ``j``) and more than 20 eV above E0 (index
-    ``i``); None where either has no points or the edge does not rise."""
-    before, after = m[e < e[j] - 10.0], m[e > e[i] + 20.0]
-    if not len(before) or not len(after):
-        return None
-    pre, post = float(np.median(before)), float(np.median(after))
-    return (pre, post) if post > pre else None
-
-
-def _below(e: np.ndarray, i: int) -> int:
-    """Index of the nearest point below index ``i`` (sorted ``e``, eV) at a lower energy, or -1:
-    an energy measured twice (a survey point inside a fine pass) has no slope to itself."""
-    b = i - 1
-    while b >= 0 and e[b] >= e[i]:
-        b -= 1
-    return b
-
-
-def _slopes(e: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Slopes between consecutive points (sorted ``e``, eV); an energy measured twice (a survey
-    point inside a fine pass) has none."""
-    de, dm = np.diff(e), np.diff(m)
-    return dm[de > 0] / de[de > 0]
 
 
 def new_energies(planned: np.ndarray, measured: np.ndarray, tol: float = SAME_POINT) -> np.ndarray:
@@ -241,8 +189,8 @@ class AdaptivePolicy:
 
     def edge_recheck(self, energies: np.ndarray, mu: np.ndarray) -> Measure | None:
         """Another fine pass centred on the steepest point of the main rise if the passes so far do
-        not bracket it finely (``FINE_SPACING``), else the first of the passes below that applies;
-        None when none does."""
+        not bracket it finely (``FINE_SPACING``), else one on E0 if they do not bracket that
+        (:meth:`half_step_pass`); None when they bracket both."""
         e = np.asarray(energies, float)
         m = np.asarray(mu, float)
         order = np.argsort(e)
@@ -252,115 +200,17 @@ class AdaptivePolicy:
             return None
         i = int(np.searchsorted(e, e0))
         if _finely_bracketed(e, i):
-            return (self.rise_below(e, m, i) or self.rise_into_gap(e, m, i) or self.peak_below(e, m, i)
-                    or self.rise_above(e, m, i) or self.half_step_pass(e, m))
+            return self.half_step_pass(e, m)
         h = self.edge_halfwidth
         self.edge_centre = float(e0)
         return self._fine_pass(e, e0 - h, e0 + h,
                                "E0 of the main rise lies outside the fine points (a pre-edge peak was steeper)")
 
-    def rise_below(self, e: np.ndarray, m: np.ndarray, i: int) -> Measure | None:
-        """A fine pass below the fine points around E0 (sorted ``e``, ``m``; E0 at index ``i``) for
-        a two-step edge whose survey-steepest interval was the second step, while the first,
-        steeper in the full spectrum, lies below the pass: where a measured point below the fine
-        points has already risen by :data:`RISE_BELOW` of the edge step, over the interval in which
-        it rose (the first step ends in a plateau or a peak, so the slope into the fine points can be
-        flat); else (or where that interval is measured already, and the rise went on above it)
-        where the edge had risen that far at their lowest point and rises into it at
-        :data:`STEEP_BELOW` of the steepest slope within them, over the ``TWO_STEP_REACH`` eV
-        below them. None otherwise."""
-        j, r = _fine_block(e, i)
-        levels = _edge_levels(e, m, j, i)
-        if j == 0 or levels is None:
-            return None
-        pre, post = levels
-        risen = np.flatnonzero((m[:j] - pre) / (post - pre) >= RISE_BELOW)
-        if len(risen) and risen[0] > 0:
-            # a point below the fine points has risen already: the edge began below it (on a
-            # plateau the slope into the fine points says nothing); measure where it rose, unless
-            # that is measured already: then the rise went on above that point (below, or
-            # peak_below, for the gap up to the fine points)
-            c = int(risen[0])
-            below = self._fine_pass(e, e[c - 1], e[c], RISEN_BELOW)
-            if len(below.energies):
-                return below
-        if (m[j] - pre) / (post - pre) < RISE_BELOW:
-            return None
-        # and still rising into them, about as steeply as within them (not a pre-edge peak's tail
-        # or a shoulder: those cost a pass and do not move E0)
-        inside = _slopes(e[j:r + 1], m[j:r + 1])
-        k = _below(e, j)
-        if not len(inside) or k < 0 or (m[j] - m[k]) / (e[j] - e[k]) < STEEP_BELOW * float(np.max(inside)):
-            return None
-        return self._fine_pass(e, e[j] - TWO_STEP_REACH, e[j], RISEN_BELOW)
-
-    def rise_into_gap(self, e: np.ndarray, m: np.ndarray, i: int) -> Measure | None:
-        """A fine pass over the coarse gap just below the fine points around E0 (sorted ``e``,
-        ``m``; E0 at index ``i``) where the fine points below the gap end still rising, at
-        :data:`STEEP_BELOW` of the steepest slope within the fine points around E0, having risen by
-        :data:`RISE_BELOW` of the edge step: the first step of a two-step edge goes on rising, and
-        may peak and fall back, in the gap (as in tetrahedral Cu, Ni and Mn sites, whose first rise
-        can be as steep as the main one: the full scan's E0 then lies in the gap, 7-9 eV below the
-        plan's). :meth:`rise_below` measures where a survey point below had risen; the slope across
-        the gap into the fine points is flat where the first step peaked in it, so this looks at
-        the slope into the gap from below. None otherwise."""
-        j, r = _fine_block(e, i)
-        levels = _edge_levels(e, m, j, i)
-        k = j - 1
-        b = _below(e, k)
-        if b < 0 or levels is None or e[j] - e[k] <= FINE_SPACING or e[k] - e[b] > FINE_SPACING:
-            return None
-        pre, post = levels
-        inside = _slopes(e[j:r + 1], m[j:r + 1])
-        if not len(inside) or (m[k] - pre) / (post - pre) < RISE_BELOW:
-            return None
-        if (m[k] - m[b]) / (e[k] - e[b]) < STEEP_BELOW * float(np.max(inside)):
-            return None
-        return self._fine_pass(e, e[k], e[j], RISE_INTO_GAP)
-
-    def peak_below(self, e: np.ndarray, m: np.ndarray, i: int) -> Measure | None:
-        """A fine pass over the coarse gap just below the fine points around E0 (sorted ``e``,
-        ``m``; E0 at index ``i``) where mu falls from their low end (by :data:`FALL_BELOW` of the
-        edge step) before rising to E0, yet stays above :data:`RISE_BELOW` of the step: the first
-        step of the edge peaked in the gap (as in tetrahedral Co2+, whose first rise peaks and
-        falls back to under half the step before the main rise). ``find_e0`` keeps E0 on such a
-        first rise (only a peak falling back below 30 % of the step is a pre-edge peak), so the full
-        scan's E0 can lie below the fine points, where neither a survey point (the rise came after
-        it) nor the slope into them (falling) shows it. None otherwise."""
-        j, _ = _fine_block(e, i)
-        levels = _edge_levels(e, m, j, i)
-        if j == 0 or i <= j or e[j] - e[j - 1] <= FINE_SPACING or levels is None:
-            return None
-        pre, post = levels
-        low = float(np.min(m[j:i + 1]))
-        if (low - pre) / (post - pre) < RISE_BELOW or (m[j] - low) / (post - pre) < FALL_BELOW:
-            return None
-        return self._fine_pass(e, e[j - 1], e[j], "the fine points begin on a fall: the edge peaked below them")
-
-    def rise_above(self, e: np.ndarray, m: np.ndarray, i: int) -> Measure | None:
-        """A fine pass over the steepest measured interval that begins within ``TWO_STEP_REACH``
-        eV above the fine points around E0 (sorted ``e``, ``m``; E0 at index ``i``), where it rises
-        at :data:`STEEP_ABOVE` of the steepest slope within them: a two-step edge whose fine points
-        measured the first step, while the second, steeper, lies between survey points above them
-        (E0 of the full scan 5-10 eV higher than the plan's; a survey interval averages a 2-3 eV
-        rise over 6 eV, hence a share well under 1). None otherwise."""
-        j, r = _fine_block(e, i)
-        inside = _slopes(e[j:r + 1], m[j:r + 1])
-        k = np.arange(r, len(e) - 1)
-        k = k[e[k] < e[r] + TWO_STEP_REACH]
-        if not len(inside) or not len(k):
-            return None
-        above = (m[k + 1] - m[k]) / np.maximum(e[k + 1] - e[k], 1e-9)
-        if float(np.max(above)) < STEEP_ABOVE * float(np.max(inside)):
-            return None
-        b = int(k[np.argmax(above)])
-        return self._fine_pass(e, e[b], e[b + 1], "a steeper rise lies above the fine points (a two-step edge)")
-
     def half_step_pass(self, e: np.ndarray, m: np.ndarray) -> Measure | None:
         """A fine pass centred on E0 (:func:`find_e0`: where the main rise crosses half the edge
         step, the models' reference) when the points around it are further apart than
         ``FINE_SPACING`` (sorted ``e``, ``m``): the steepest point is measured finely, but a first
-        step crossed half the step in a coarse gap below it. None otherwise."""
+        step crossed half the step in a coarse gap below or above it. None otherwise."""
         e0 = find_e0(e, m)
         if not np.isfinite(e0) or _finely_bracketed(e, int(np.searchsorted(e, e0))):
             return None
