@@ -57,11 +57,11 @@ from ..foundation.normalization import find_e0, steepest_rise
 from .stopping import DEFAULT_STABILITY, DEFAULT_THRESHOLDS, cn_probability, decision_of, stable_reason, stop_reason
 
 DEFAULT_SURVEY = (-30.0, 60.0, 6.0)  # eV relative to the tabulated edge: start, stop, step (4 x 1.5 eV)
-# eV either side of the coarse edge, measured in edge_step steps (the rechecks below add passes
-# where the edge lies outside them). 4 rather than 5: 2-3 points fewer with the same CN at the stop
-# for every element (points-to-decision, 60 held-out spectra per element, session 24: median share of
-# the scan at the stop Ti..Ni 24.7-25.3 % -> 23.7-24.9 %, Cu 26.1 -> 26.8 %, its mean 27.3 -> 26.8 %);
-# 3 saved 2 more, but put E0 3 eV low on a two-step edge whose first step plateaus at half the step
+# eV either side of the coarse edge, measured in edge_step steps (the rechecks add passes where
+# the edge lies outside them). 4 rather than 5: 2-3 points fewer with the same CN at the stop for
+# every element (points-to-decision, 60 held-out spectra per element, session 24, with session 23's
+# rechecks: median share of the scan at the stop Ti..Ni 24.7-25.3 % -> 23.7-24.9 %); 3 saved 2 more,
+# but then put E0 3 eV low on a two-step edge whose first step plateaus at half the step
 DEFAULT_EDGE_HALFWIDTH = 4.0
 NORM_OFFSET, NORM_HALFWIDTH = 50.0, 1.0  # eV: the post-edge normalization point E0 + 50, measured +-1
 NORM_STEP = 1.0  # eV: 3 points bracket E0 + 50 (measured: 5 at 0.5 eV gave the same decisions, 2 points more)
