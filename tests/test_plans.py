@@ -108,13 +108,13 @@ def test_queue_safe_plans_measure_what_they_say(bundled_library):
     RE(xas_survey_scan([bl.det], bl.mono, edge_energy("Cu"), md=bl.md))
     e = np.array([d["data"][bl.mono.readback.name] for n, d in docs if n == "event"])
     e0 = find_e0(sample.energy, sample.mu)
-    from xanes_agent.agent.policy import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, NORM_HALFWIDTH, NORM_STEP
+    from xanes_agent.agent.policy import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, NORM_OFFSET
     from xanes_agent.foundation.energies import range_energies
 
     n_survey = len(range_energies(*DEFAULT_SURVEY))
     n_edge = len(range_energies(-DEFAULT_EDGE_HALFWIDTH, DEFAULT_EDGE_HALFWIDTH, 0.5))
-    n_norm = len(range_energies(-NORM_HALFWIDTH, NORM_HALFWIDTH, NORM_STEP))
-    norm = e[-n_norm:]  # last: the post-edge normalization point, E0 + 50, measured +-1 eV
+    n_norm = 1
+    norm = e[-n_norm:]  # last: the post-edge normalization point, E0 + 50
     fine = e[n_survey:-n_norm]  # after the survey: 0.5 eV passes around the edge it found
     mu = np.array([d["data"][bl.det.mu.name] for n, d in docs if n == "event"])
     from xanes_agent.agent.policy import coarse_edge
@@ -129,7 +129,7 @@ def test_queue_safe_plans_measure_what_they_say(bundled_library):
     order = np.argsort(e[:-n_norm])
     e0_measured = find_e0(e[:-n_norm][order], mu[:-n_norm][order])
     assert fine.min() < e0_measured < fine.max() and e0_measured == pytest.approx(e0, abs=1.0)
-    assert len(norm) == 3 and np.allclose(np.diff(norm), NORM_STEP) and norm[1] == pytest.approx(e0_measured + 50)
+    assert len(norm) == 1 and norm[0] == pytest.approx(e0_measured + NORM_OFFSET)
     with pytest.raises(ValueError, match="bad energy range"):
         RE(xas_ranges_scan([bl.det], bl.mono, [[9010, 9000, 0.5]]))
 

@@ -203,18 +203,12 @@ def test_queue_away_is_recorded_not_raised(bundled_library, cu_agent_model):
     # the survey, the edge pass (up to MAX_EDGE_PASSES of them where the edge has two steps or a
     # pre-edge peak: which sample rng=3 picks changes as the library grows) and the normalization
     # points, no proposal; where two passes meet the same energies they count once
-    from xanes_agent.agent.policy import (
-        DEFAULT_EDGE_HALFWIDTH,
-        DEFAULT_SURVEY,
-        MAX_EDGE_PASSES,
-        NORM_HALFWIDTH,
-        NORM_STEP,
-    )
+    from xanes_agent.agent.policy import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, MAX_EDGE_PASSES
     from xanes_agent.foundation.energies import range_energies
 
     n_survey = len(range_energies(*DEFAULT_SURVEY))
     n_edge = len(range_energies(-DEFAULT_EDGE_HALFWIDTH, DEFAULT_EDGE_HALFWIDTH, 0.5))
-    n_norm = len(range_energies(-NORM_HALFWIDTH, NORM_HALFWIDTH, NORM_STEP))
+    n_norm = 1  # the normalization point, E0 + 50 eV
     n = suggester.sessions[next(iter(suggester.sessions))].n_points
     assert n_survey + n_edge - 3 <= n <= n_survey + MAX_EDGE_PASSES * n_edge + n_norm
 

@@ -7,8 +7,8 @@ the points-to-decision benchmark):
 1. **survey**: a coarse pass around the tabulated edge (default 6 eV
    steps from edge - 30 eV to edge + 60 eV): pre-edge level, rough edge;
 2. **edge**: 0.5 eV steps over +-4 eV around the steepest coarse interval, so E0 (and with it the
-   model window) is placed to sub-eV precision; then 1 eV steps over E0 + 50 +- 1 eV, where the
-   post-edge normalization takes its value;
+   model window) is placed to sub-eV precision; then one point at E0 + 50 eV, where the post-edge
+   normalization takes its value;
 3. **adaptive loop**: the agent's next range(s) (``suggest``: coarse, then fine), on the survey's
    lattice and without the energies already measured, measured and ``ingest``-ed with the proposal
    uid, until a stop rule holds: confident (in domain; calibrated CN probability and 68 %
