@@ -24,10 +24,10 @@ def _edge_spectrum(e, e0=8990.0):
     return 1.0 / (1.0 + np.exp(-(np.asarray(e) - e0) / 1.5)) + 0.002 * (np.asarray(e) - e0).clip(0)
 
 
-def _opening(spectrum, edge=EDGE, **policy_kw):
+def _opening(spectrum, edge=EDGE):
     """Drive a policy's opening passes on a noise-free ``spectrum(e)``: the passes and every
-    energy measured, in order. ``policy_kw``: the policy's settings other than the plan's."""
-    pol = AdaptivePolicy(edge, **policy_kw)
+    energy measured, in order."""
+    pol = AdaptivePolicy(edge)
     es, passes = np.zeros(0), []
     while pol.in_opening:
         (m,) = pol.next(es, spectrum(es))
