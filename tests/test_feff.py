@@ -146,6 +146,18 @@ def test_only_feffs_own_outcomes_are_kept(tio2_run, tmp_path):
             assert not again.ok and again.reason == reason
 
 
+def test_a_recorded_retry_policy_that_is_not_an_integer_counts_as_none():
+    """Failure records come from files (a library's meta, the cache): a malformed retry policy must
+    not stop a build; the failure is tried again, as one recorded before retry policies."""
+    from xanes_agent.data.feff import RETRY_POLICY, outcome_stands
+
+    crash = "FEFF failed: FeffPipelineError: stage 'pot' failed (exit code 1)"
+    assert outcome_stands({"reason": crash, "retry_policy": RETRY_POLICY})
+    for bad in (str(RETRY_POLICY), float(RETRY_POLICY), None, True, [RETRY_POLICY]):
+        assert not outcome_stands({"reason": crash, "retry_policy": bad})
+    assert not outcome_stands({"reason": crash})
+
+
 def test_bad_input_is_recorded_not_raised(tmp_path):
     r = run_feff("TITLE broken\nPOTENTIALS\n 0 29 Cu\nATOMS\n 0 0 zero 0 Cu\nEND\n", tmp_path)
     assert not r.ok and r.reason

@@ -125,7 +125,9 @@ def outcome_stands(record: dict[str, Any], spectrum_cached: bool = False) -> boo
     reason = str(record.get("reason", ""))
     if spectrum_cached or not reason.startswith(("FEFF failed", INTERNAL_ERROR)):
         return True
-    return reason.startswith("FEFF failed: Feff") and record.get("retry_policy", 1) >= RETRY_POLICY
+    policy = record.get("retry_policy", 1)  # read from a file: anything but an integer counts as none
+    policy = policy if isinstance(policy, int) and not isinstance(policy, bool) else 1
+    return reason.startswith("FEFF failed: Feff") and policy >= RETRY_POLICY
 
 
 def next_attempt(reason: str, bad_counts: bool, fallback_tried: bool, retried: bool) -> str:
