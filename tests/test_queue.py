@@ -202,7 +202,7 @@ def test_queue_away_is_recorded_not_raised(bundled_library, cu_agent_model):
     json.dumps(plan)  # JSON-safe, as the queue server requires
     # the survey, the edge pass (up to MAX_EDGE_PASSES of them where the edge has two steps or a
     # pre-edge peak: which sample rng=3 picks changes as the library grows) and the normalization
-    # points, no proposal; where two passes meet the same energies they count once
+    # point, no proposal; where two passes meet the same energies they count once
     from xanes_agent.agent.policy import DEFAULT_EDGE_HALFWIDTH, DEFAULT_SURVEY, MAX_EDGE_PASSES
     from xanes_agent.foundation.energies import range_energies
 
