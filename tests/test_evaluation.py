@@ -99,3 +99,21 @@ def test_stretched_copies_move_features_about_e0():
     assert np.all(np.abs(peaks - plain_peak) <= 0.1 * plain_peak + 0.6)  # within the stretch (+ one grid step)
     assert peaks.max() - peaks.min() > 0.1 * plain_peak  # and spread over it
     assert np.ptp(plain, axis=0).max() < 1e-12  # no stretch: identical copies here (nothing else drawn)
+
+
+def test_excluded_rows_stay_out_of_their_fold_only():
+    """``excluded[f]`` keeps rows out of fold f's training (a host of the left-out family's
+    structure type), while other folds still train on them."""
+    rng = np.random.default_rng(1)
+    near = rng.normal(0, 0.05, (30, 2))  # the only training rows like fold 0's: label 2.3
+    far = rng.normal(5, 0.05, (30, 2))  # label 1.9
+    F = np.vstack([near, far, rng.normal(0, 0.05, (4, 2)), rng.normal(5, 0.05, (4, 2))])
+    d = np.r_[np.full(30, 2.3), np.full(30, 1.9), np.full(4, 2.3), np.full(4, 1.9)]
+    y = {"mean_nn_distance": d}
+    folds = np.r_[np.full(60, -1), np.zeros(4, int), np.ones(4, int)]
+    like = np.r_[np.ones(30, bool), np.zeros(38, bool)]
+    cfg = EvalConfig(n_estimators=30)
+    kept_out = out_of_group_predictions(F, y, folds, cfg, excluded={0: like})
+    elsewhere = out_of_group_predictions(F, y, folds, cfg, excluded={1: like})
+    np.testing.assert_allclose(kept_out["mean_nn_distance"][60:64], 1.9, atol=0.02)  # fold 0 never saw them
+    np.testing.assert_allclose(elsewhere["mean_nn_distance"][60:64], 2.3, atol=0.02)

@@ -19,7 +19,7 @@ Pure functions of arrays: the benchmark ``benchmarks/transfer.py`` reads the lib
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,11 +123,14 @@ def _weights(cfg: EvalConfig, groups: np.ndarray | None, ok: np.ndarray) -> np.n
 def out_of_group_predictions(F: np.ndarray, labels: dict[str, np.ndarray], folds: np.ndarray,
                              cfg: EvalConfig = EvalConfig(),
                              train_transform: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
-                             groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                             groups: np.ndarray | None = None,
+                             excluded: Mapping[int, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Predictions for every row from a model that never saw its fold.
 
     Rows with a negative fold are training-only: they are in every fold's training set and are
     never predicted (their predictions stay NaN), e.g. host structures while families are held out.
+    ``excluded[f]`` (a boolean mask over the rows) keeps those rows out of fold ``f``'s training
+    too, e.g. the host structures of the left-out family's structure type.
     ``train_transform(train_rows) -> (F_aug, source_row_of_each)`` may enlarge the training set
     (e.g. experiment-like copies); test rows are always the spectra as they are. ``groups`` (the
     parent structure of each row) is needed for ``cfg.weighting == "parent"``.
@@ -137,6 +140,8 @@ def out_of_group_predictions(F: np.ndarray, labels: dict[str, np.ndarray], folds
     pred["coordination_number_proba"] = np.full((n, len(CN_CLASSES)), np.nan)
     for f in np.unique(folds[folds >= 0]):
         test, train = folds == f, folds != f
+        if excluded is not None and f in excluded:
+            train = train & ~np.asarray(excluded[f], dtype=bool)
         rows = np.flatnonzero(train)
         if train_transform is not None:
             Ftr, src = train_transform(rows)
