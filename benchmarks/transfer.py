@@ -136,10 +136,22 @@ HEADER = ("| evaluation | n | groups | CN bal. acc. | CN acc. | CN modal | d MAE
           "| ox MAE | ox base MAE |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
+def cn_called_by_group(groups: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict[str, dict]:
+    """Per group (a family): how many of its spectra of each true CN were called 4, 5, 6."""
+    out: dict[str, dict] = {}
+    for g in np.unique(groups):
+        for cn in CN_CLASSES:
+            m = (groups == g) & (y == cn) & np.isfinite(pred)
+            if m.any():
+                out[f"{g} CN {cn}"] = {str(c): int((pred[m] == c).sum()) for c in CN_CLASSES}
+    return out
+
+
 def within(prep: Prepared, rows: np.ndarray, folds: np.ndarray, cfg: EvalConfig,
            excluded: dict[int, np.ndarray] | None = None):
     """Out-of-fold predictions on ``rows`` of ``prep`` (folds given per row of ``rows``;
-    ``excluded[f]``: rows of ``rows`` kept out of fold f's training as well)."""
+    ``excluded[f]``: rows of ``rows`` kept out of fold f's training as well). The summary's
+    metrics carry ``cn_called_by_group`` for the evaluated rows."""
     sub_F = prep.F[rows]
     labels = {k: v[rows] for k, v in prep.labels.items()}
 
@@ -151,7 +163,20 @@ def within(prep: Prepared, rows: np.ndarray, folds: np.ndarray, cfg: EvalConfig,
     pred = out_of_group_predictions(sub_F, labels, folds, cfg, train_transform=transform, groups=prep.groups[rows],
                                     excluded=excluded)
     keep = prep.ok[rows] & (folds >= 0)  # negative fold: training only, never evaluated
-    return summarize({k: v[keep] for k, v in labels.items()}, {k: v[keep] for k, v in pred.items()})
+    s = summarize({k: v[keep] for k, v in labels.items()}, {k: v[keep] for k, v in pred.items()})
+    if "coordination_number" in pred:
+        s.metrics["cn_called_by_group"] = cn_called_by_group(
+            prep.groups[rows][keep].astype(str), labels["coordination_number"][keep], pred["coordination_number"][keep])
+    return s
+
+
+def missed(s, share: float = 0.5) -> str:
+    """The groups whose spectra of one CN were mostly called another, e.g. ``family:pyramidal_112
+    CN 5 called 4/5/6: 0/0/69``."""
+    parts = [f"{k} called 4/5/6: {'/'.join(str(v[str(c)]) for c in CN_CLASSES)}"
+             for k, v in s.metrics.get("cn_called_by_group", {}).items()
+             if v[k.rsplit(" ", 1)[1]] < share * sum(v.values())]
+    return "; ".join(parts) or "none"
 
 
 def across(train: Prepared, test: Prepared, n_folds: int, cfg: EvalConfig):
@@ -221,6 +246,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
     confusions: dict[str, np.ndarray] = {}
     project = lib.where(source=PROJECT_SOURCE)
     family_type = family_types()  # prototype family -> its structure type (families of one framework)
+    misses: list[str] = []  # families left out whose CN was mostly missed (hosts in training)
     for el in elements:
         sub = project.where(element=el)
         if not len(sub):
@@ -247,6 +273,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
                 lines.append(_row(f"{el} leave-family-out, hosts in training", s, len(type_names)))
                 record[f"{el} leave-family-out, hosts in training"] = s.metrics
                 print(lines[-1], flush=True)
+                misses.append(f"* {el}: {missed(s)}")
                 if s.confusion is not None:
                     confusions[f"{el} family out, hosts in training"] = s.confusion
         if len(fam) < len(sub):  # real host structures present: parents held out in folds
@@ -271,6 +298,8 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
         lines.append(_row("Cu OmniXAS FEFF9 -> FEFF10", s, len(np.unique(p_cu.groups))))
         record["Cu OmniXAS FEFF9 -> FEFF10"] = s.metrics
         print(lines[-1], flush=True)
+    if misses:
+        lines += ["", "Families left out (hosts in training) whose CN was mostly missed:", "", *misses]
     kind = (f"experiment_stretch{stretch:g}" if stretch else "experiment") if augment else "clean"
     slug = (f"{features}_{kind}_{cfg.weighting}_leaf{cfg.min_samples_leaf}_"
             f"blur{blur:g}_{grid.start:g}_{grid.stop:g}_{grid.n}")
