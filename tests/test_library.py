@@ -282,6 +282,35 @@ def test_sites_with_a_known_outcome_go_first_and_only_successes_fill_a_class(sma
     assert sites[1].id != deficit_first(pending, have, target=150)[1].id
 
 
+def test_oxidation_states_short_of_parent_structures_run_sites_of_new_parents_first(small_hosts):
+    """With every class full and every state full in spectra, a state short of distinct parent
+    structures (a family's strained copies fill its spectra, not its parents) runs the sites of
+    parents new to it first; nothing added or dropped, and without state parents the order stays."""
+    from collections import Counter
+
+    from xanes_agent.data.hosts import deficit_first, plan
+
+    pending = plan(["Fe", "Cr"], 12, small_hosts)
+    slices = Counter((g.element, g.cn_estimate, g.oxidation_state) for g in pending)
+    key = max(slices, key=slices.get)
+    mine = [g for g in pending if (g.element, g.cn_estimate, g.oxidation_state) == key]
+    assert len({g.parent for g in mine}) >= 3
+    full = Counter({(el, cn): 500 for el, cn, _ in slices})
+    states = Counter({k: 100 for k in slices})  # spectra enough everywhere
+    old = mine[0].parent  # a parent the state has already: its sites wait
+    state_parents = {k: {f"other-{i}" for i in range(30)} for k in slices}
+    state_parents[key] = {f"family:{i}" for i in range(27)} | {old}  # 28: two new parents fill it
+    out = deficit_first(pending, full, states=states, state_parents=state_parents, state_parent_target=30)
+    assert sorted(g.id for g in out) == sorted(g.id for g in pending)
+    new = []
+    for g in mine:
+        if g.parent != old and g.parent not in {n.parent for n in new}:
+            new.append(g)
+    assert [g.id for g in out[:2]] == [g.id for g in new[:2]]
+    assert [g.id for g in out[2:]] == [g.id for g in pending if g not in new[:2]]
+    assert deficit_first(pending, full, states=states) == pending  # without state parents: spectra decide
+
+
 def test_classes_short_of_parent_structures_run_sites_of_new_parents_first(small_hosts):
     """With every class full in spectra, a class short of distinct parent structures runs the
     sites of parents new to it first (counting those queued ahead), not those of parents it has;

@@ -45,7 +45,8 @@ per parent and element) in an order fixed by a hash, so a larger target only ext
 (the build stays resumable and its cache reusable). A build *runs* the plan's pending sites of
 classes still short of :data:`CLASS_TARGET` spectra or of :data:`PARENT_TARGET` parent structures
 (a site of a parent new to its class), of oxidation states within a class short of
-:data:`STATE_TARGET`, or of Jahn-Teller-elongated octahedra short of :data:`ELONGATED_TARGET`
+:data:`STATE_TARGET` spectra or :data:`STATE_PARENT_TARGET` parents, or of Jahn-Teller-elongated
+octahedra short of :data:`ELONGATED_TARGET`
 first (:func:`deficit_first`); what the plan holds does not change.
 
 Elongated octahedra get their own count because the planning shell cannot see them: a Cu2+ site
@@ -96,6 +97,11 @@ PARENT_TARGET = 150
 #: such sites: a class is to spread over the states the element takes in it (Cr6+ and Cr4+
 #: tetrahedra, not only Cr5+), and a fifth of the class target is the least a state gets.
 STATE_TARGET = 30
+#: Distinct parent structures per (element, coordination, oxidation state) the build fills first,
+#: the same way: counted in spectra, a prototype family's 57-75 strained copies filled the state
+#: target alone, so five-coordinate Co3+, Ni3+ and Cu3+ came from that one family, Fe3+ from 6
+#: parents, and four-coordinate Fe3+ (the common tetrahedral ferric site) from 12 (session 25).
+STATE_PARENT_TARGET = 30
 #: Jahn-Teller ions: an elongated octahedron is their ground-state environment in oxides (high-spin
 #: d4, d9), not an artefact of the host site they sit on.
 JAHN_TELLER_IONS = frozenset({("Cu", 2), ("Mn", 3), ("Cr", 2)})
@@ -412,13 +418,16 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
                   elongated: Counter | None = None, elongated_target: int = ELONGATED_TARGET,
                   known: Mapping[str, Mapping[str, Any]] | None = None,
                   parents: Mapping[tuple[str, int], set[str]] | None = None,
-                  parent_target: int = PARENT_TARGET) -> list[Any]:
+                  parent_target: int = PARENT_TARGET,
+                  state_parents: Mapping[tuple[str, int, int | None], set[str]] | None = None,
+                  state_parent_target: int = STATE_PARENT_TARGET) -> list[Any]:
     """``pending`` calculations in the order to run them: a host site whose (element, planned
     coordination) has fewer than ``target`` spectra so far (``have``, counted by CrystalNN, plus the
     ones queued ahead of it), or fewer than ``parent_target`` distinct parent structures
     (``parents``, the same way) while the site's parent is new to it, whose (element, planned
     coordination, oxidation state) has fewer
-    than ``state_target`` (``states``, counted the same way), or which puts a Jahn-Teller ion in an
+    than ``state_target`` (``states``, counted the same way) or fewer than ``state_parent_target``
+    distinct parents (``state_parents``) while the site's parent is new to it, or which puts a Jahn-Teller ion in an
     elongated octahedron (:attr:`HostSite.jahn_teller_elongated`) while its element has fewer than
     ``elongated_target`` such spectra (``elongated``, per element), first, the emptiest first
     (the share of its target a site's shortest count held when it was queued), the rest after in
@@ -438,6 +447,7 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
     place in the second group."""
     seen, seen_states, seen_long = Counter(have), Counter(states or {}), Counter(elongated or {})
     seen_parents = {k: set(v) for k, v in (parents or {}).items()}
+    seen_state_parents = {k: set(v) for k, v in (state_parents or {}).items()}
     known = known or {}
     done = [g for g in pending if g.id in known]
     for g in done:
@@ -451,6 +461,8 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
         seen_long[g.element] += bool(getattr(g, "jahn_teller_elongated", False))
         if getattr(g, "parent", None) is not None:  # a host site (a family's one parent is counted already)
             seen_parents.setdefault((g.element, int(cn)), set()).add(g.parent)
+            seen_state_parents.setdefault((g.element, int(cn), int(q) if q is not None and q == q else None),
+                                          set()).add(g.parent)
     first, rest = [], []
     for g in pending:
         if g.id in known:
@@ -462,10 +474,14 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
         parent = getattr(g, "parent", None)
         new_parent = (parents is not None and parent is not None and parent not in in_class
                       and len(in_class) < parent_target)
+        in_state = seen_state_parents.setdefault(state, set())
+        new_state_parent = (state_parents is not None and parent is not None and parent not in in_state
+                            and len(in_state) < state_parent_target)
         # how far along each short count is (0: empty, 1: at its target), for each reason that holds
         fill = [_share(seen[g.element, cn], target),
                 len(in_class) / parent_target if new_parent else None,
                 _share(seen_states[state], state_target) if states is not None else None,
+                len(in_state) / state_parent_target if new_state_parent else None,
                 _share(seen_long[g.element], elongated_target) if long_ else None]
         if cn is not None and any(f is not None for f in fill):
             seen[g.element, cn] += 1
@@ -473,6 +489,7 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
             seen_long[g.element] += long_
             if parent is not None:
                 in_class.add(parent)
+                in_state.add(parent)
             first.append((min(f for f in fill if f is not None), g))
         else:
             rest.append(g)

@@ -243,10 +243,12 @@ def compute_project_spectra(
         labelled = [(sp.element, sp.labels.get("coordination_number", np.nan),
                      sp.labels.get("oxidation_state", np.nan)) for sp in spectra]
         parents: dict[tuple[str, int], set[str]] = {}
-        for sp, (el, cn, _) in zip(spectra, labelled):
+        state_parents: dict[tuple[str, int, int | None], set[str]] = {}
+        for sp, (el, cn, q) in zip(spectra, labelled):
             if np.isfinite(cn):
-                parents.setdefault((el, int(cn)), set()).add(
-                    parent_of(PROJECT_SOURCE, str(sp.provenance.get("material_id", sp.id)), sp.provenance))
+                parent = parent_of(PROJECT_SOURCE, str(sp.provenance.get("material_id", sp.id)), sp.provenance)
+                parents.setdefault((el, int(cn)), set()).add(parent)
+                state_parents.setdefault((el, int(cn), int(q) if np.isfinite(q) else None), set()).add(parent)
         labelled = [(el, int(cn), int(q) if np.isfinite(q) else None) for el, cn, q in labelled if np.isfinite(cn)]
         planned = {g.id: g for g in order}
         elongated = Counter(sp.element for sp in spectra
@@ -256,7 +258,7 @@ def compute_project_spectra(
             r["id"]: r for r in (_project_job(g, params, str(cache_dir), cached_only=True)
                                  for g in pending if hasattr(g, "materialize")) if not r.get("pending")}
         pending = deficit_first(pending, Counter((el, cn) for el, cn, _ in labelled), states=Counter(labelled),
-                                elongated=elongated, known=known, parents=parents)
+                                elongated=elongated, known=known, parents=parents, state_parents=state_parents)
     gens = {g.id: g for g in pending}
     if client is not None:
         results = _results_on_cluster(client, gens, params, Path(cache_dir), time_budget, progress)
