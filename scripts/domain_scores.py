@@ -14,6 +14,9 @@ settings), these scores per held-out spectrum:
   freedom);
 * ``CN ambiguity``: 1 - the CN forest's largest class probability;
 * ``two views``: |distance from polynomial features - distance from pointwise features| (A);
+* ``forest vs neighbours``: |the forest's distance - the distance-weighted mean of the 5 nearest
+  training spectra's (normalized values, Euclidean)| (A): two kinds of model, one answer?
+* ``neighbour spread``: standard deviation of those 5 neighbours' distances (A);
 * ``local error``: the mean out-of-parent distance error (A) of the 15 nearest training spectra
   (standardized features), each training spectrum's error from a forest trained without its
   parent structure (5 inner folds): does the spectrum lie where new structures go wrong?
@@ -34,6 +37,7 @@ import warnings
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.neighbors import NearestNeighbors
 
 from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library, parent_groups
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
@@ -41,10 +45,13 @@ from xanes_agent.models.calibration import DomainModel
 from xanes_agent.models.evaluation import group_folds
 from xanes_agent.models.features import DEFAULT_GRID, make_featurizer, spectra_to_grid
 
-SINGLE = ("knn", "tree spread", "seed spread", "CN ambiguity", "two views", "local error")
+SINGLE = ("knn", "tree spread", "seed spread", "CN ambiguity", "two views", "forest vs neighbours",
+          "neighbour spread", "local error")
 COMBINED = {"knn + tree spread": ("knn", "tree spread"), "knn + seed spread": ("knn", "seed spread"),
             "knn + CN ambiguity": ("knn", "CN ambiguity"),
-            "knn + tree spread + CN ambiguity": ("knn", "tree spread", "CN ambiguity")}
+            "knn + tree spread + CN ambiguity": ("knn", "tree spread", "CN ambiguity"),
+            "knn + forest vs neighbours": ("knn", "forest vs neighbours"),
+            "tree spread + forest vs neighbours": ("tree spread", "forest vs neighbours")}
 SEEDS = 10  # the agent's models: 10 seeds, whose means are all its fast path returns
 
 
@@ -84,6 +91,10 @@ def scores(X_train, d_train, cn_train, g_train, X_test, trees: int, local: bool 
     domain = DomainModel.fit(F_train)
     domain.typical = float(np.median(domain.in_family_distance()))
     pred = per_tree.mean(axis=0)
+    near = NearestNeighbors(n_neighbors=5).fit(X_train)
+    dist, idx = near.kneighbors(X_test)
+    w = 1.0 / np.maximum(dist, 1e-12)
+    neighbours = (w * d_train[idx]).sum(axis=1) / w.sum(axis=1)
     # the spread the agent can see: the trees in SEEDS groups (each a seed's forest: the trees of
     # one forest and of another seed are alike independent draws given the data), the standard
     # deviation of the group means times sqrt(trees per group) estimates the trees' spread
@@ -91,6 +102,7 @@ def scores(X_train, d_train, cn_train, g_train, X_test, trees: int, local: bool 
     seed = groups.mean(axis=1).std(axis=0, ddof=1) * np.sqrt(groups.shape[1])
     return pred, {"knn": domain.score(F_test), "tree spread": per_tree.std(axis=0), "seed spread": seed,
                   "CN ambiguity": 1.0 - proba.max(axis=1), "two views": np.abs(pred - pointwise),
+                  "forest vs neighbours": np.abs(pred - neighbours), "neighbour spread": d_train[idx].std(axis=1),
                   "local error": (local_error(F_train, d_train, g_train, F_test, domain, trees) if local
                                   else np.full(len(F_test), np.nan))}
 
