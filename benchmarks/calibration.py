@@ -7,6 +7,9 @@ Nested, so nothing is judged on data its calibration saw:
 * **out of family** (per element, ``feff10-project``): parent structures (prototype families, real
   hosts) in 5 outer folds; for each, a model is trained *and calibrated* (its own inner folds) on
   the other four and predicts the held-out fold, whole and masked (low 30/50/75 % of the window);
+  with ``--hold-out type`` the outer folds keep each structure type together (a family, its
+  sibling families and the hosts of its framework), and the last column gives the figures of the
+  prototype families alone (each family weighing 1);
 * **another code** (Cu): trained and calibrated on the project FEFF10 Cu spectra, tested on the
   OmniXAS FEFF 9 Cu spectra of parents it never saw (5 folds by parent over both sets), with the
   same-code intervals and with the across-codes ones, calibrated on the FEFF 9 spectra of the
@@ -110,6 +113,11 @@ def summary(c: Collector, in_family_mae: float | None) -> dict:
             # counts once, like a host structure with one site)
             _, inv, counts = np.unique(p["group"][ok], return_inverse=True, return_counts=True)
             out[f"{name}_cov{int(level * 100)}_per_parent"] = float(np.average(inside[ok], weights=1.0 / counts[inv]))
+            fam = ok & np.char.startswith(p["group"], "family:")  # the prototype families alone
+            if fam.any():
+                _, inv, counts = np.unique(p["group"][fam], return_inverse=True, return_counts=True)
+                out[f"{name}_cov{int(level * 100)}_families"] = float(np.average(inside[fam],
+                                                                                 weights=1.0 / counts[inv]))
         out[f"{name}_mae_full"] = float(np.mean(err[ok & p["full"]]))
         out[f"{name}_halfwidth68_full"] = float(np.median(p["std"][ok & p["full"]]))
         if name == "mean_nn_distance":
@@ -136,6 +144,11 @@ def summary(c: Collector, in_family_mae: float | None) -> dict:
         out["cn_ece_raw_per_parent"] = confidence_ece(p["raw_proba"][ok][np.arange(len(k)), k], k == idx, weights=w)
         out["cn_ece_calibrated_per_parent"] = confidence_ece(p["proba"][ok][np.arange(len(k)), k], k == idx, weights=w)
         out["cn_accuracy_per_parent"] = float(np.average(k == idx, weights=w))
+        fam = np.char.startswith(p["group"][ok], "family:")
+        if fam.any():
+            out["cn_accuracy_families"] = float(np.average((k == idx)[fam], weights=w[fam]))
+            out["cn_ece_calibrated_families"] = confidence_ece(p["proba"][ok][np.arange(len(k)), k][fam],
+                                                               (k == idx)[fam], weights=w[fam])
     return out
 
 
@@ -145,14 +158,31 @@ def masked_versions(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (np.vstack(parts), np.arange(len(parts) * len(X)) < len(X), np.tile(np.arange(len(X)), len(parts)))
 
 
-def run_out_of_family(sub, el: str, cfg: TrainConfig, n_folds: int, coll: Collector) -> None:
+def run_out_of_family(sub, el: str, cfg: TrainConfig, n_folds: int, coll: Collector,
+                      fold_group: dict[str, str] | None = None) -> None:
+    """Outer folds by parent structure, or by ``fold_group[parent]`` where given (a structure
+    type: a family, its sibling families and the hosts of its framework share a fold)."""
     X, e0 = spectra_to_grid(sub.energy, sub.mu)
-    folds = group_folds(parent_groups(sub), n_folds)
+    groups = parent_groups(sub).astype(str)
+    folds = group_folds(np.array([(fold_group or {}).get(g, g) for g in groups]), n_folds)
     for f in np.unique(folds):
         model = train_element(sub, el, cfg, progress=False, train_mask=folds != f)
         te = np.flatnonzero((folds == f) & np.isfinite(e0))
         Xm, full, src = masked_versions(X[te])
         coll.add(model, Xm, {k: v[te][src] for k, v in sub.labels.items()}, full, parent_groups(sub)[te][src])
+
+
+def structure_type_groups(project) -> dict[str, str]:
+    """Parent group -> ``type:<structure type>`` for the prototype families and the host structures
+    of a family's framework (:mod:`xanes_agent.data.frameworks`); other hosts keep their own."""
+    from xanes_agent.data.frameworks import family_types, hosts_of_family_types
+
+    groups = {str(g) for g in parent_groups(project)}
+    out = {f"family:{fam}": f"type:{t}" for fam, t in family_types().items()}
+    hosts = sorted(g for g in groups if not g.startswith("family:"))
+    for t, members in hosts_of_family_types(hosts, cache_file=".cache/frameworks.json").items():
+        out.update({h: f"type:{t}" for h in members})
+    return out
 
 
 def in_family_flagged(model, sub, cfg: TrainConfig) -> float:
@@ -269,6 +299,9 @@ def main() -> None:
                     help="flag out of domain beyond this quantile of the in-family distance (TrainConfig)")
     ap.add_argument("--cn-map", choices=["single", "domain"], default="domain",
                     help="one CN probability map, or one each for in- and out-of-domain spectra")
+    ap.add_argument("--hold-out", choices=["parent", "type"], default="parent",
+                    help="outer folds by parent structure, or by structure type (a family with its sibling "
+                         "families and the hosts of its framework, xanes_agent.data.frameworks)")
     a = ap.parse_args()
     lib = read_library(a.library) if a.library else load_bundled_library()
     out = Path(a.out)
@@ -277,13 +310,15 @@ def main() -> None:
               realism_copies=a.experiment_like, domain_quantile=a.domain_quantile)
     cfg = live_config(**kw) if a.live else TrainConfig(**kw)
     project = lib.where(source=PROJECT_SOURCE)
+    fold_group = structure_type_groups(project) if a.hold_out == "type" else None
     results: dict[str, Collector] = {}
     table: dict[str, dict] = {}
     head = ("| evaluation | d cov68 | d cov90 | d cov68/90 per parent | charge cov68 | charge cov90 "
             "| charge cov68/90 per parent | FEFF charge cov68/90 per parent | CN acc. | CN ECE raw / calibrated "
             "| per parent: CN acc., ECE raw / "
-            "calibrated | flagged | big errors flagged | in-family flagged |")
-    print(head + "\n" + "|---" * 14 + "|")
+            "calibrated | flagged | big errors flagged | in-family flagged "
+            "| families alone, per family: d cov68/90, charge cov68/90, CN acc., ECE calibrated |")
+    print(head + "\n" + "|---" * 15 + "|")
     mae_in_family = {}
     for el in a.elements:
         t0 = time.perf_counter()
@@ -291,7 +326,7 @@ def main() -> None:
         if not len(sub):
             continue
         c = Collector()
-        run_out_of_family(sub, el, cfg, a.folds, c)
+        run_out_of_family(sub, el, cfg, a.folds, c, fold_group)
         # in-family MAE: the library's own by-material split (siblings in training)
         m = train_element(sub, el, cfg, progress=False)
         mae_in_family[el] = m.properties["mean_nn_distance"].metrics.get("mae_mean", float("nan"))
@@ -325,7 +360,10 @@ def _print(name: str, s: dict, seconds: float) -> None:
           f"| {g('cn_accuracy_per_parent')}, {g('cn_ece_raw_per_parent', '{:.3f}')} / "
           f"{g('cn_ece_calibrated_per_parent', '{:.3f}')} "
           f"| {g('flagged_share')} | {g('big_error_flagged')} (n={s.get('big_error_n', 0)}) "
-          f"| {g('in_family_flagged')} |  ({seconds:.0f} s)",
+          f"| {g('in_family_flagged')} "
+          f"| {g('mean_nn_distance_cov68_families')} / {g('mean_nn_distance_cov90_families')}, "
+          f"{g('charge_cov68_families')} / {g('charge_cov90_families')}, {g('cn_accuracy_families')}, "
+          f"{g('cn_ece_calibrated_families', '{:.3f}')} |  ({seconds:.0f} s)",
           flush=True)
 
 
