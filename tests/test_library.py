@@ -282,6 +282,18 @@ def test_sites_with_a_known_outcome_go_first_and_only_successes_fill_a_class(sma
     assert sites[1].id != deficit_first(pending, have, target=150)[1].id
 
 
+def _two_new_parents_first(out, pending, mine, old):
+    """``out`` is ``pending`` reordered with the first sites of two parents of ``mine`` other than
+    ``old`` (one site each) ahead of all, the rest in the plan's order."""
+    assert sorted(g.id for g in out) == sorted(g.id for g in pending)
+    new = []
+    for g in mine:
+        if g.parent != old and g.parent not in {n.parent for n in new}:
+            new.append(g)
+    assert [g.id for g in out[:2]] == [g.id for g in new[:2]]
+    assert [g.id for g in out[2:]] == [g.id for g in pending if g not in new[:2]]
+
+
 def test_oxidation_states_short_of_parent_structures_run_sites_of_new_parents_first(small_hosts):
     """With every class full and every state full in spectra, a state short of distinct parent
     structures (a family's strained copies fill its spectra, not its parents) runs the sites of
@@ -301,13 +313,7 @@ def test_oxidation_states_short_of_parent_structures_run_sites_of_new_parents_fi
     state_parents = {k: {f"other-{i}" for i in range(30)} for k in slices}
     state_parents[key] = {f"family:{i}" for i in range(27)} | {old}  # 28: two new parents fill it
     out = deficit_first(pending, full, states=states, state_parents=state_parents, state_parent_target=30)
-    assert sorted(g.id for g in out) == sorted(g.id for g in pending)
-    new = []
-    for g in mine:
-        if g.parent != old and g.parent not in {n.parent for n in new}:
-            new.append(g)
-    assert [g.id for g in out[:2]] == [g.id for g in new[:2]]
-    assert [g.id for g in out[2:]] == [g.id for g in pending if g not in new[:2]]
+    _two_new_parents_first(out, pending, mine, old)
     assert deficit_first(pending, full, states=states) == pending  # without state parents: spectra decide
 
 
@@ -330,13 +336,7 @@ def test_classes_short_of_parent_structures_run_sites_of_new_parents_first(small
     parents = {k: {f"other-{i}" for i in range(150)} for k in cls}
     parents[key] = {f"other-{i}" for i in range(147)} | {old}  # 148: two new parents fill it
     out = deficit_first(pending, full, parents=parents, parent_target=150)
-    assert sorted(g.id for g in out) == sorted(g.id for g in pending)
-    new = []
-    for g in mine:
-        if g.parent != old and g.parent not in {n.parent for n in new}:
-            new.append(g)
-    assert [g.id for g in out[:2]] == [g.id for g in new[:2]]
-    assert [g.id for g in out[2:]] == [g.id for g in pending if g not in new[:2]]
+    _two_new_parents_first(out, pending, mine, old)
     assert deficit_first(pending, full) == pending  # no parent counts: spectra alone decide
 
 
