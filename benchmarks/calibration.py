@@ -175,12 +175,12 @@ def run_out_of_family(sub, el: str, cfg: TrainConfig, n_folds: int, coll: Collec
 def structure_type_groups(project) -> dict[str, str]:
     """Parent group -> ``type:<structure type>`` for the prototype families and the host structures
     of a family's framework (:mod:`xanes_agent.data.frameworks`); other hosts keep their own."""
-    from xanes_agent.data.frameworks import family_types, hosts_of_family_types
+    from xanes_agent.data.frameworks import DEFAULT_CACHE, family_types, hosts_of_family_types
 
     groups = {str(g) for g in parent_groups(project)}
     out = {f"family:{fam}": f"type:{t}" for fam, t in family_types().items()}
     hosts = sorted(g for g in groups if not g.startswith("family:"))
-    for t, members in hosts_of_family_types(hosts, cache_file=".cache/frameworks.json").items():
+    for t, members in hosts_of_family_types(hosts, cache_file=DEFAULT_CACHE).items():
         out.update({h: f"type:{t}" for h in members})
     return out
 

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xanes_agent.data.frameworks import family_types, hosts_of_family_types
+from xanes_agent.data.frameworks import DEFAULT_CACHE, family_types, hosts_of_family_types
 from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library, parent_groups
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
 from xanes_agent.data.readers import read_library
@@ -329,7 +329,7 @@ def main() -> None:
     ap.add_argument("--window", nargs=3, action="append", metavar=("START", "STOP", "N"),
                     help="model grid relative to E0 (eV, eV, points); repeat to compare windows "
                          "(default: the models' -15 45 120; the study's was -5 45 100)")
-    ap.add_argument("--framework-cache", default=".cache/frameworks.json",
+    ap.add_argument("--framework-cache", default=DEFAULT_CACHE,
                     help="each host structure's family structure type, kept between runs (JSON)")
     ap.add_argument("--out", default="out/transfer")
     a = ap.parse_args()

@@ -24,6 +24,8 @@ from typing import Any
 
 #: The species every cation becomes in a framework (a dummy: no element's chemistry enters).
 CATION = "X0+"
+#: Where the benchmarks keep each host's structure type between runs (relative to the checkout).
+DEFAULT_CACHE = ".cache/frameworks.json"
 
 
 def framework(structure: Any) -> Any:
