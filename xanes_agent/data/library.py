@@ -240,16 +240,19 @@ def compute_project_spectra(
     if hosts_per_element:  # classes short of spectra run first; the plan itself is unchanged
         from .hosts import deficit_first
 
-        labelled = [(sp.element, sp.labels.get("coordination_number", np.nan),
-                     sp.labels.get("oxidation_state", np.nan)) for sp in spectra]
+        # (element, CN, oxidation state) and parent structure of each spectrum with a CN label
+        labelled, of_parent = [], []
+        for sp in spectra:
+            cn, q = sp.labels.get("coordination_number", np.nan), sp.labels.get("oxidation_state", np.nan)
+            if np.isfinite(cn):
+                labelled.append((sp.element, int(cn), int(q) if np.isfinite(q) else None))
+                of_parent.append(parent_of(PROJECT_SOURCE, str(sp.provenance.get("material_id", sp.id)),
+                                           sp.provenance))
         parents: dict[tuple[str, int], set[str]] = {}
         state_parents: dict[tuple[str, int, int | None], set[str]] = {}
-        for sp, (el, cn, q) in zip(spectra, labelled):
-            if np.isfinite(cn):
-                parent = parent_of(PROJECT_SOURCE, str(sp.provenance.get("material_id", sp.id)), sp.provenance)
-                parents.setdefault((el, int(cn)), set()).add(parent)
-                state_parents.setdefault((el, int(cn), int(q) if np.isfinite(q) else None), set()).add(parent)
-        labelled = [(el, int(cn), int(q) if np.isfinite(q) else None) for el, cn, q in labelled if np.isfinite(cn)]
+        for (el, cn, q), parent in zip(labelled, of_parent):
+            parents.setdefault((el, cn), set()).add(parent)
+            state_parents.setdefault((el, cn, q), set()).add(parent)
         planned = {g.id: g for g in order}
         elongated = Counter(sp.element for sp in spectra
                             if getattr(planned.get(sp.id), "jahn_teller_elongated", False))
