@@ -92,8 +92,10 @@ def family_frameworks() -> dict[str, Any]:
     return out
 
 
+@cache
 def family_types() -> dict[str, str]:
-    """Prototype family -> its structure type (the families of one framework share a name)."""
+    """Prototype family -> its structure type (the families of one framework share a name); one
+    answer per process (the matching takes seconds), not to be modified."""
     return group_by_type(family_frameworks())
 
 
