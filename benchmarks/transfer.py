@@ -148,10 +148,10 @@ def cn_called_by_group(groups: np.ndarray, y: np.ndarray, pred: np.ndarray) -> d
 
 
 def within(prep: Prepared, rows: np.ndarray, folds: np.ndarray, cfg: EvalConfig,
-           excluded: dict[int, np.ndarray] | None = None):
+           excluded: dict[int, np.ndarray] | None = None, by_group: bool = False):
     """Out-of-fold predictions on ``rows`` of ``prep`` (folds given per row of ``rows``;
-    ``excluded[f]``: rows of ``rows`` kept out of fold f's training as well). The summary's
-    metrics carry ``cn_called_by_group`` for the evaluated rows."""
+    ``excluded[f]``: rows of ``rows`` kept out of fold f's training as well). With ``by_group``
+    the summary's metrics carry ``cn_called_by_group`` for the evaluated rows."""
     sub_F = prep.F[rows]
     labels = {k: v[rows] for k, v in prep.labels.items()}
 
@@ -164,7 +164,7 @@ def within(prep: Prepared, rows: np.ndarray, folds: np.ndarray, cfg: EvalConfig,
                                     excluded=excluded)
     keep = prep.ok[rows] & (folds >= 0)  # negative fold: training only, never evaluated
     s = summarize({k: v[keep] for k, v in labels.items()}, {k: v[keep] for k, v in pred.items()})
-    if "coordination_number" in pred:
+    if by_group and "coordination_number" in pred:
         s.metrics["cn_called_by_group"] = cn_called_by_group(
             prep.groups[rows][keep].astype(str), labels["coordination_number"][keep], pred["coordination_number"][keep])
     return s
@@ -259,7 +259,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
             # and (hosts in training) the host structures of that framework kept out as well
             types = np.array([family_type[str(g).split(":", 1)[1]] for g in prep.groups[fam]])
             type_names, fam_folds = np.unique(types, return_inverse=True)
-            s = within(prep, fam, fam_folds, cfg)
+            s = within(prep, fam, fam_folds, cfg, by_group=True)
             lines.append(_row(f"{el} leave-family-out", s, len(type_names)))
             record[f"{el} leave-family-out"] = s.metrics
             print(lines[-1], flush=True)
@@ -268,7 +268,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
                 folds[fam] = fam_folds
                 like = type_hosts or {}
                 excluded = {f: np.isin(prep.groups, sorted(like.get(t, ()))) for f, t in enumerate(type_names)}
-                s = within(prep, rows, folds, cfg, excluded)
+                s = within(prep, rows, folds, cfg, excluded, by_group=True)
                 s.metrics["hosts_left_out"] = {t: int(excluded[f].sum()) for f, t in enumerate(type_names)}
                 lines.append(_row(f"{el} leave-family-out, hosts in training", s, len(type_names)))
                 record[f"{el} leave-family-out, hosts in training"] = s.metrics
