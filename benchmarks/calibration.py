@@ -40,7 +40,7 @@ from xanes_agent.data.readers import read_library
 from xanes_agent.foundation.edges import ELEMENTS
 from xanes_agent.foundation.properties import FEFF_CHARGE, REGRESSORS
 from xanes_agent.models.calibration import confidence_ece, expected_calibration_error
-from xanes_agent.models.evaluation import CN_CLASSES, group_folds, joint_group_folds, on_cn_classes
+from xanes_agent.models.evaluation import CN_CLASSES, group_folds, group_weights, joint_group_folds, on_cn_classes
 from xanes_agent.models.features import spectra_to_grid
 from xanes_agent.models.training import TrainConfig, assign_splits, live_config, train_element, with_low_windows
 
@@ -104,20 +104,18 @@ def summary(c: Collector, in_family_mae: float | None) -> dict:
         if not ok.any():  # a label the held-out spectra lack (FEFF 9: no FEFF10 charge transfer)
             continue
         err = np.abs(p["y"] - p["prediction"])
+        # for a new structure: each held-out parent weighs 1 (a family of 40 strained copies
+        # counts once, like a host structure with one site)
+        w = group_weights(p["group"][ok])
+        fam = np.char.startswith(p["group"][ok], "family:")  # the prototype families alone
         for level, key in ((0.68, "interval68"), (0.9, "interval90")):
             lo, hi = p[key][:, 0], p[key][:, 1]
             inside = (p["y"] >= lo) & (p["y"] <= hi)
             out[f"{name}_cov{int(level * 100)}"] = float(np.mean(inside[ok]))
             out[f"{name}_cov{int(level * 100)}_full"] = float(np.mean(inside[ok & p["full"]]))
-            # for a new structure: each held-out parent weighs 1 (a family of 40 strained copies
-            # counts once, like a host structure with one site)
-            _, inv, counts = np.unique(p["group"][ok], return_inverse=True, return_counts=True)
-            out[f"{name}_cov{int(level * 100)}_per_parent"] = float(np.average(inside[ok], weights=1.0 / counts[inv]))
-            fam = ok & np.char.startswith(p["group"], "family:")  # the prototype families alone
+            out[f"{name}_cov{int(level * 100)}_per_parent"] = float(np.average(inside[ok], weights=w))
             if fam.any():
-                _, inv, counts = np.unique(p["group"][fam], return_inverse=True, return_counts=True)
-                out[f"{name}_cov{int(level * 100)}_families"] = float(np.average(inside[fam],
-                                                                                 weights=1.0 / counts[inv]))
+                out[f"{name}_cov{int(level * 100)}_families"] = float(np.average(inside[ok][fam], weights=w[fam]))
         out[f"{name}_mae_full"] = float(np.mean(err[ok & p["full"]]))
         out[f"{name}_halfwidth68_full"] = float(np.median(p["std"][ok & p["full"]]))
         if name == "mean_nn_distance":
@@ -139,8 +137,7 @@ def summary(c: Collector, in_family_mae: float | None) -> dict:
         out["cn_ece_calibrated"] = confidence_ece(p["proba"][ok][np.arange(len(k)), k], k == idx)
         # for a new structure: each held-out parent weighs 1 (one family of 69 near-identical
         # spectra that is wrong with confidence 0.99 otherwise decides the pooled figure)
-        _, inv, counts = np.unique(p["group"][ok], return_inverse=True, return_counts=True)
-        w = 1.0 / counts[inv]
+        w = group_weights(p["group"][ok])
         out["cn_ece_raw_per_parent"] = confidence_ece(p["raw_proba"][ok][np.arange(len(k)), k], k == idx, weights=w)
         out["cn_ece_calibrated_per_parent"] = confidence_ece(p["proba"][ok][np.arange(len(k)), k], k == idx, weights=w)
         out["cn_accuracy_per_parent"] = float(np.average(k == idx, weights=w))
