@@ -32,9 +32,11 @@ def framework(structure: Any) -> Any:
     """``structure`` with every cation replaced by one dummy species, anions kept, primitive cell."""
     from pymatgen.core import DummySpecies
 
+    from .hosts import ANION_ELECTRONEGATIVITY
+
     s = structure.copy()
     cation = DummySpecies.from_str(CATION)
-    s.replace_species({el: cation for el in s.composition.elements if el.X <= 2.5})
+    s.replace_species({el: cation for el in s.composition.elements if el.X <= ANION_ELECTRONEGATIVITY})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return s.get_primitive_structure()

@@ -74,6 +74,9 @@ import numpy as np
 
 from .structures import O_RADIUS, GeneratedStructure, _shannon_table, shannon_radius
 
+#: Pauling electronegativity above which an element counts as an anion, not a cation site (O 3.44,
+#: Cl 3.16, N 3.04; C, S, Se and Au, at 2.54-2.58, count as anions too, so no absorber replaces them).
+ANION_ELECTRONEGATIVITY = 2.5
 #: Most sites one parent structure gives one element (spreads the library over parents).
 MAX_PER_PARENT = 4
 #: First-shell length change allowed for a substitution (target / host mean bond length).
@@ -353,7 +356,7 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
     for eq in sym.equivalent_indices:
         i = eq[0]
         host = s[i].specie.symbol
-        if host == "O" or s[i].specie.X > 2.5:  # anions are not cation sites
+        if host == "O" or s[i].specie.X > ANION_ELECTRONEGATIVITY:  # anions are not cation sites
             continue
         shell = first_shell(s, i)
         if shell is None:
