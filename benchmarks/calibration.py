@@ -34,7 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library, parent_groups
+from xanes_agent.data.library import (
+    PROJECT_SOURCE,
+    STRUCTURE_TYPES_KEY,
+    annotate_structure_types,
+    load_bundled_library,
+    parent_groups,
+    type_groups,
+)
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
 from xanes_agent.data.readers import read_library
 from xanes_agent.foundation.edges import ELEMENTS
@@ -169,17 +176,15 @@ def run_out_of_family(sub, el: str, cfg: TrainConfig, n_folds: int, coll: Collec
         coll.add(model, Xm, {k: v[te][src] for k, v in sub.labels.items()}, full, parent_groups(sub)[te][src])
 
 
-def structure_type_groups(project) -> dict[str, str]:
-    """Parent group -> ``type:<structure type>`` for the prototype families and the host structures
-    of a family's framework (:mod:`xanes_agent.data.frameworks`); other hosts keep their own."""
-    from xanes_agent.data.frameworks import DEFAULT_CACHE, family_types, hosts_of_family_types
+def structure_type_groups(lib) -> dict[str, str]:
+    """Parent group -> its structure type where the library knows it (``type:<name>``,
+    :func:`~xanes_agent.data.library.type_groups`), else itself. A library without the type table
+    gets it from the host structures (``../shared``, each host's answer cached)."""
+    from xanes_agent.data.frameworks import DEFAULT_CACHE
 
-    groups = {str(g) for g in parent_groups(project)}
-    out = {f"family:{fam}": f"type:{t}" for fam, t in family_types().items()}
-    hosts = sorted(g for g in groups if not g.startswith("family:"))
-    for t, members in hosts_of_family_types(hosts, cache_file=DEFAULT_CACHE).items():
-        out.update({h: f"type:{t}" for h in members})
-    return out
+    if STRUCTURE_TYPES_KEY not in lib.meta:
+        annotate_structure_types(lib, cache_file=DEFAULT_CACHE)
+    return dict(zip(parent_groups(lib).tolist(), type_groups(lib).tolist()))
 
 
 def in_family_flagged(model, sub, cfg: TrainConfig) -> float:

@@ -75,3 +75,44 @@ def test_a_cache_of_the_wrong_shape_is_not_trusted(tmp_path, bad):
     cache.write_text(bad)
     got = hosts_of_family_types(["mp-rs"], root, cache_file=cache)
     assert got[family_types()["rocksalt"]] == {"mp-rs"}
+
+
+def test_the_library_keeps_each_hosts_type_and_groups_by_it_without_the_structures(bundled_library, tmp_path):
+    import numpy as np
+
+    from xanes_agent.data.library import (
+        STRUCTURE_TYPES_KEY,
+        annotate_structure_types,
+        parent_groups,
+        type_groups,
+    )
+    from xanes_agent.data.readers import read_library, write_library
+    from xanes_agent.models.evaluation import joint_group_folds
+
+    cu = bundled_library.where(source="feff10-project", element="Cu")
+    parents = parent_groups(cu)
+    hosts = sorted({p for p in parents.tolist() if not p.startswith("family:")})[:3]
+    keep = np.isin(parents, ["family:rocksalt", "family:layered_limo2"] + hosts)
+    lib = cu[np.flatnonzero(keep)]
+    lib.meta.pop(STRUCTURE_TYPES_KEY, None)
+    root = tmp_path / "hosts"  # stand-in structures under the real hosts' ids: a rocksalt and a rutile
+    for name, s in ((hosts[0], _rocksalt_host()), (hosts[1], _rutile_host())):
+        (root / name).mkdir(parents=True)
+        s.to(filename=str(root / name / "POSCAR"), fmt="poscar")
+    types = family_types()
+    annotate_structure_types(lib, root, cache_file=tmp_path / "frameworks.json")
+    assert lib.meta[STRUCTURE_TYPES_KEY] == {hosts[0]: types["rocksalt"], hosts[1]: types["rutile"]}
+
+    write_library(lib, tmp_path / "lib.npz")  # read back without the structures
+    back = read_library(tmp_path / "lib.npz")
+    groups = dict(zip(parent_groups(back).tolist(), type_groups(back).tolist()))
+    rocksalt = f"type:{types['rocksalt']}"
+    assert groups["family:rocksalt"] == groups["family:layered_limo2"] == groups[hosts[0]] == rocksalt
+    assert groups[hosts[1]] == f"type:{types['rutile']}"  # a type no Cu family has
+    assert groups[hosts[2]] == hosts[2]  # of no family's type: its own group
+    folds, _ = joint_group_folds(type_groups(back), np.zeros(0, str), 5)  # a type lies in one fold
+    assert len(set(folds[type_groups(back) == rocksalt].tolist())) == 1
+
+    back.meta[STRUCTURE_TYPES_KEY] = {hosts[2]: "no such type", hosts[0]: 7}  # from a file: not trusted
+    assert type_groups(back)[parent_groups(back) == hosts[2]][0] == hosts[2]
+    assert type_groups(back)[parent_groups(back) == hosts[0]][0] == hosts[0]

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 PROJECT_SOURCE = "feff10-project"
 TEST_FRACTION = 0.10
 BV_MAX_SITES = 30
+#: Key of ``lib.meta`` holding host parent -> structure type (:func:`annotate_structure_types`).
+STRUCTURE_TYPES_KEY = "structure_types"
 
 
 def bundled_library_path() -> Path:
@@ -551,6 +553,7 @@ def build_library(
                                         "of sites in real Materials Project host oxides (provenance 'parent')",
                     "omnixas-feff9": "OmniXAS Cu K-edge FEFF 9.9.1, BSD-3-Clause (see LICENSE-omnixas)"},
     }
+    annotate_structure_types(lib, omnixas_root, cache_dir / "frameworks.json")
     write_library(lib, out)
     return lib
 
@@ -624,6 +627,40 @@ def parent_groups(lib: SpectrumCollection) -> np.ndarray:
                                                lib.provenance.tolist())], dtype=str)
 
 
+def type_groups(lib: SpectrumCollection) -> np.ndarray:
+    """Each spectrum's structure type where the library knows it, else its parent structure
+    (:func:`parent_groups`): ``type:<name>`` for a prototype family (the families of one
+    framework share a name, :func:`~.frameworks.family_types`) and for a host the library's
+    ``meta["structure_types"]`` puts in a family's type (:func:`annotate_structure_types`). Hold-out
+    folds by these groups keep a structure type on one side (a spinel family with the ~100 spinel
+    hosts). A library without the table (built before session 26) gives the families' types only."""
+    from .frameworks import family_types
+
+    fam = family_types()
+    known = set(fam.values())
+    table = lib.meta.get(STRUCTURE_TYPES_KEY)
+    # read from a file: only entries naming a type the code knows are used
+    table = table if isinstance(table, dict) else {}
+    hosts = {str(k): v for k, v in table.items() if isinstance(v, str) and v in known}
+    out = []
+    for parent in parent_groups(lib).tolist():
+        t = fam.get(parent.removeprefix("family:")) if parent.startswith("family:") else hosts.get(parent)
+        out.append(f"type:{t}" if t else parent)
+    return np.array(out, dtype=str)
+
+
+def annotate_structure_types(lib: SpectrumCollection, root: str | Path | None = None,
+                             cache_file: str | Path | None = None) -> SpectrumCollection:
+    """Put into ``lib.meta["structure_types"]`` the structure type of every host parent whose
+    framework is a prototype family's (read from ``root/<id>/POSCAR``, :func:`~.frameworks.host_types`),
+    so that training and benchmarks can keep a type together without the structures. Returns ``lib``."""
+    from .frameworks import host_types
+
+    hosts = sorted({p for p in parent_groups(lib).tolist() if not p.startswith("family:")})
+    lib.meta[STRUCTURE_TYPES_KEY] = host_types(hosts, root, cache_file)
+    return lib
+
+
 def parent_of(source: str, material_id: str, provenance: dict[str, Any]) -> str:
     """One spectrum's parent structure (:func:`parent_groups`)."""
     if source == PROJECT_SOURCE and not provenance.get("parent"):
@@ -631,5 +668,6 @@ def parent_of(source: str, material_id: str, provenance: dict[str, Any]) -> str:
     return str(provenance.get("parent") or material_id)
 
 
-__all__ = ["LABEL_NAMES", "build_library", "bundled_library_path", "environments", "load_bundled_library",
-           "parent_groups", "parent_of", "reusable_spectra", "split_for", "table1"]
+__all__ = ["LABEL_NAMES", "annotate_structure_types", "build_library", "bundled_library_path", "environments",
+           "load_bundled_library", "parent_groups", "parent_of", "reusable_spectra", "split_for", "table1",
+           "type_groups"]
