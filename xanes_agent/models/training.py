@@ -352,18 +352,21 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     """
     from tqdm import tqdm
 
-    from ..data.library import parent_groups
+    from ..data.library import parent_groups, type_groups
     from .calibration import DomainModel, fit_calibration
     from .evaluation import joint_group_folds, on_cn_classes
 
     idx = np.flatnonzero(rows)
     parents = parent_groups(sub[idx])
     across = _AcrossCodes.prepare(other, label_names or {}, cfg)
-    folds, across.folds = joint_group_folds(parents, across.parents, cfg.calibration_folds)
+    # a structure type stays in one fold: a spinel family held out while ~100 spinel hosts train
+    # would calibrate intervals for structures the library already has
+    types = type_groups(sub[idx])
+    folds, across.folds = joint_group_folds(types, across.types, cfg.calibration_folds)
     rng = np.random.default_rng(cfg.split_seed + 7)
     y_out: dict[str, list] = {p: [] for p in labels}
     pred_out: dict[str, list] = {p: [] for p in labels if p != CN}
-    proba_out, dist_out, cov_out, full_out, group_out, fold_out = [], [], [], [], [], []
+    proba_out, dist_out, cov_out, full_out, group_out, type_out, fold_out = [], [], [], [], [], [], []
     classes = np.array(CN_CLASSES, dtype=float)
     for f in tqdm(np.unique(folds), desc="calibration folds", disable=not progress):
         tr, te = idx[folds != f], idx[folds == f]
@@ -387,6 +390,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
         cov_out.append(np.isfinite(Xall).mean(axis=1))
         full_out.append(np.arange(len(Xall)) < len(te))
         group_out.append(np.tile(parents[folds == f], rep))
+        type_out.append(np.tile(types[folds == f], rep))
         fold_out.append(np.full(len(Xall), f))
         for prop, y_all in labels.items():
             y_rep = np.tile(y_all[te], rep)
@@ -423,11 +427,14 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     y = {p: np.concatenate(v) for p, v in y_out.items()}
     pred = {p: np.concatenate(v) for p, v in pred_out.items()}
     proba = np.vstack(proba_out) if proba_out else None
-    method = {"folds": int(len(np.unique(folds))), "groups": "parent structure (data.library.parent_groups)",
+    method = {"folds": int(len(np.unique(folds))),
+              "groups": "structure type where the library knows it, else parent structure (data.library.type_groups)",
               "seeds_per_fold_model": cfg.calibration_seeds, "n_held_out_spectra": int(len(idx)),
               "masked_copies": "low 30/50/75 % of the window, 1-3 random gaps",
-              "interval": "split-conformal for a new parent structure (each parent weighs 1; Dunn et al. 2022), "
-                          "|y - pred| / (0.5 + 0.5 domain score), per coverage band",
+              "interval": "split-conformal for a new parent structure (each parent weighs 1; Dunn et al. 2022) "
+                          "and for a new structure type (the held-out rows of the families' types, each type "
+                          "weighing 1), the larger of the two, |y - pred| / (0.5 + 0.5 domain score), "
+                          "per coverage band",
               "cn": "isotonic map of the predicted class probability",
               "domain": f"{cfg.domain_quantile:.0%} quantile of the training spectra's leave-self-out distance"
                         + (" (from measurement-like copies; feature scales include measurement noise)"
@@ -464,7 +471,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
         raise ValueError(f"cn_map {cfg.cn_map!r}: 'single' or 'domain'")
     cal = fit_calibration(y, pred, proba, classes, score, np.concatenate(cov_out), full, final_domain, method,
                           groups=np.concatenate(group_out) if cfg.interval_unit == "parent" else None,
-                          cn_map=cfg.cn_map, folds=np.concatenate(fold_out))
+                          cn_map=cfg.cn_map, folds=np.concatenate(fold_out), types=np.concatenate(type_out))
     cal.across_codes = cal_across
     cal.confidence_knots_across = knots_across
     return cal
@@ -477,6 +484,7 @@ class _AcrossCodes:
     X: np.ndarray  # grid spectra (whole)
     labels: dict[str, np.ndarray]  # property -> label values (the CN label too)
     parents: np.ndarray
+    types: np.ndarray  # structure type where known, else the parent (data.library.type_groups)
     source: str = ""
     folds: np.ndarray | None = None
     distance: list = field(default_factory=list)
@@ -490,15 +498,15 @@ class _AcrossCodes:
                 ) -> _AcrossCodes:
         """``label_names``: the label each regression property of the model predicts (the other
         code's spectra are scored against the same label, not one chosen from their own data)."""
-        from ..data.library import parent_groups
+        from ..data.library import parent_groups, type_groups
 
         if other is None or not len(other):
-            return cls(np.zeros((0, cfg.grid.n)), {}, np.zeros(0, str))
+            return cls(np.zeros((0, cfg.grid.n)), {}, np.zeros(0, str), np.zeros(0, str))
         X, e0 = spectra_to_grid(other.energy, other.mu, cfg.grid, cfg.normalization)
         keep = np.isfinite(e0) & (np.isfinite(X).mean(axis=1) > 0.9)
         sub = other[np.flatnonzero(keep)]
         return cls(X[keep], {p: np.asarray(sub.labels[name], float) for p, name in label_names.items()},
-                   parent_groups(sub), source=",".join(sorted(set(sub.source.tolist()))))
+                   parent_groups(sub), type_groups(sub), source=",".join(sorted(set(sub.source.tolist()))))
 
     @property
     def n(self) -> int:
