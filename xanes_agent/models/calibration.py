@@ -3,14 +3,16 @@
 The seed spread of a forest ensemble is not a predictive uncertainty: seeds trained on the same
 spectra agree even where all of them are wrong (a spectrum of an unseen structure type, another
 code, a measurement). What is calibrated here, always on *out-of-group* predictions (models trained
-with whole parent structures left out, :func:`~xanes_agent.models.evaluation.group_folds`), on full
-spectra and on masked (partially measured) copies:
+with whole structure types left out where the library knows them, else whole parent structures:
+:func:`~xanes_agent.data.library.type_groups`, :func:`~xanes_agent.models.evaluation.group_folds`),
+on full spectra and on masked (partially measured) copies:
 
 * **regression intervals** (distance, charge): split-conformal with a difficulty scale. The score
   of a held-out spectrum is ``|y - prediction| / sigma(x)`` with ``sigma(x) = 0.5 + 0.5 x`` its
   domain score (1 for a typical spectrum, larger far from the training spectra), and the interval
   at level L is ``prediction +- q_L sigma(x)``, ``q_L`` the conformal quantile of the scores for a
-  *new parent structure* (each held-out parent weighs 1: :func:`group_conformal_quantile`), per
+  *new parent structure* (each held-out parent weighs 1: :func:`group_conformal_quantile`) or, where
+  larger, for a *new structure type* (the prototype families' types, :func:`band_quantiles`), per
   band of coverage of the model window (0-50 %, 50-80 %, 80-100 %), so a partial spectrum gets
   the wider interval partial spectra earned. ``std`` in the agent's output is the half-width of
   the 68 % interval. (Weighing spectra instead, a prototype family of 40 strained copies counted
@@ -216,7 +218,8 @@ def band_quantiles(scores: np.ndarray, band: np.ndarray, groups: np.ndarray | No
             continue
         row = [group_conformal_quantile(scores[sel], np.asarray(groups)[sel], L) for L in LEVELS]
         if new is not None:
-            fresh = new & (band == b) if (new & (band == b)).sum() >= 20 else new
+            in_band = new & (band == b)
+            fresh = in_band if in_band.sum() >= 20 else new
             row = [max(q, group_conformal_quantile(scores[fresh], np.asarray(types)[fresh], L, finite_sample=False))
                    for q, L in zip(row, LEVELS)]
         table.append(row)
