@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 PROJECT_SOURCE = "feff10-project"
 TEST_FRACTION = 0.10
 BV_MAX_SITES = 30
-#: Key of ``lib.meta`` holding host parent -> structure type (:func:`annotate_structure_types`).
+#: Key of ``lib.meta`` holding parent -> structure type (:func:`annotate_structure_types`).
 STRUCTURE_TYPES_KEY = "structure_types"
 
 
@@ -629,35 +629,32 @@ def parent_groups(lib: SpectrumCollection) -> np.ndarray:
 
 def type_groups(lib: SpectrumCollection) -> np.ndarray:
     """Each spectrum's structure type where the library knows it, else its parent structure
-    (:func:`parent_groups`): ``type:<name>`` for a prototype family (the families of one
-    framework share a name, :func:`~.frameworks.family_types`) and for a host the library's
-    ``meta["structure_types"]`` puts in a family's type (:func:`annotate_structure_types`). Hold-out
-    folds by these groups keep a structure type on one side (a spinel family with the ~100 spinel
-    hosts). A library without the table (built before session 26) gives the families' types only."""
-    from .frameworks import family_types
-
-    fam = family_types()
-    known = set(fam.values())
+    (:func:`parent_groups`): ``type:<name>`` for a parent the library's ``meta["structure_types"]``
+    names (:func:`annotate_structure_types`: the prototype families, the families of one framework
+    sharing a name, and the hosts of a family's framework). Hold-out folds by these groups keep a
+    structure type on one side (a spinel family with the ~120 spinel hosts). Needs nothing but the
+    library (no pymatgen, no structures); a library without the table (built before session 26)
+    gives the parents."""
     table = lib.meta.get(STRUCTURE_TYPES_KEY)
-    # read from a file: only entries naming a type the code knows are used
+    # read from a file: only text -> non-empty text is used (a label to group by, nothing more)
     table = table if isinstance(table, dict) else {}
-    hosts = {str(k): v for k, v in table.items() if isinstance(v, str) and v in known}
-    out = []
-    for parent in parent_groups(lib).tolist():
-        t = fam.get(parent.removeprefix("family:")) if parent.startswith("family:") else hosts.get(parent)
-        out.append(f"type:{t}" if t else parent)
-    return np.array(out, dtype=str)
+    types = {k: v for k, v in table.items() if isinstance(k, str) and isinstance(v, str) and v}
+    return np.array([f"type:{types[p]}" if p in types else p for p in parent_groups(lib).tolist()], dtype=str)
 
 
 def annotate_structure_types(lib: SpectrumCollection, root: str | Path | None = None,
                              cache_file: str | Path | None = None) -> SpectrumCollection:
-    """Put into ``lib.meta["structure_types"]`` the structure type of every host parent whose
-    framework is a prototype family's (read from ``root/<id>/POSCAR``, :func:`~.frameworks.host_types`),
-    so that training and benchmarks can keep a type together without the structures. Returns ``lib``."""
-    from .frameworks import host_types
+    """Put into ``lib.meta["structure_types"]`` the structure type of each prototype family
+    (``family:<name>``, :func:`~.frameworks.family_types`) and of every host parent whose framework
+    is a family's (read from ``root/<id>/POSCAR``, :func:`~.frameworks.host_types`), so that
+    training and benchmarks can keep a type together without pymatgen or the structures. Returns
+    ``lib``."""
+    from .frameworks import family_types, host_types
 
     hosts = sorted({p for p in parent_groups(lib).tolist() if not p.startswith("family:")})
-    lib.meta[STRUCTURE_TYPES_KEY] = host_types(hosts, root, cache_file)
+    table = {f"family:{fam}": t for fam, t in family_types().items()}
+    table.update(host_types(hosts, root, cache_file))
+    lib.meta[STRUCTURE_TYPES_KEY] = table
     return lib
 
 
