@@ -144,10 +144,3 @@ def hosts_of_family_types(parents: Iterable[str], root: str | Path | None = None
         if known.get(parent) in out:
             out[known[parent]].add(parent)
     return out
-
-
-def host_types(parents: Iterable[str], root: str | Path | None = None,
-               cache_file: str | Path | None = None) -> dict[str, str]:
-    """Host parent -> its structure type, for the hosts whose framework is a prototype family's
-    (:func:`hosts_of_family_types`); hosts of no family's type are left out."""
-    return {h: t for t, hosts in hosts_of_family_types(parents, root, cache_file).items() for h in hosts}

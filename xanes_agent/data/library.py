@@ -646,14 +646,14 @@ def annotate_structure_types(lib: SpectrumCollection, root: str | Path | None = 
                              cache_file: str | Path | None = None) -> SpectrumCollection:
     """Put into ``lib.meta["structure_types"]`` the structure type of each prototype family
     (``family:<name>``, :func:`~.frameworks.family_types`) and of every host parent whose framework
-    is a family's (read from ``root/<id>/POSCAR``, :func:`~.frameworks.host_types`), so that
+    is a family's (read from ``root/<id>/POSCAR``, :func:`~.frameworks.hosts_of_family_types`), so that
     training and benchmarks can keep a type together without pymatgen or the structures. Returns
     ``lib``."""
-    from .frameworks import family_types, host_types
+    from .frameworks import family_types, hosts_of_family_types
 
     hosts = sorted({p for p in parent_groups(lib).tolist() if not p.startswith("family:")})
     table = {f"family:{fam}": t for fam, t in family_types().items()}
-    table.update(host_types(hosts, root, cache_file))
+    table.update({h: t for t, members in hosts_of_family_types(hosts, root, cache_file).items() for h in members})
     lib.meta[STRUCTURE_TYPES_KEY] = table
     return lib
 
