@@ -163,28 +163,18 @@ def masked_versions(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def run_out_of_family(sub, el: str, cfg: TrainConfig, n_folds: int, coll: Collector,
-                      fold_group: dict[str, str] | None = None) -> None:
-    """Outer folds by parent structure, or by ``fold_group[parent]`` where given (a structure
-    type: a family, its sibling families and the hosts of its framework share a fold)."""
+                      by_type: bool = False) -> None:
+    """Outer folds by parent structure, or with ``by_type`` by structure type where the library
+    knows it (:func:`~xanes_agent.data.library.type_groups`: a family, its sibling families and the
+    hosts of its framework share a fold)."""
     X, e0 = spectra_to_grid(sub.energy, sub.mu)
-    groups = parent_groups(sub).astype(str)
-    folds = group_folds(np.array([(fold_group or {}).get(g, g) for g in groups]), n_folds)
+    groups = parent_groups(sub)
+    folds = group_folds(type_groups(sub) if by_type else groups, n_folds)
     for f in np.unique(folds):
         model = train_element(sub, el, cfg, progress=False, train_mask=folds != f)
         te = np.flatnonzero((folds == f) & np.isfinite(e0))
         Xm, full, src = masked_versions(X[te])
-        coll.add(model, Xm, {k: v[te][src] for k, v in sub.labels.items()}, full, parent_groups(sub)[te][src])
-
-
-def structure_type_groups(lib) -> dict[str, str]:
-    """Parent group -> its structure type where the library knows it (``type:<name>``,
-    :func:`~xanes_agent.data.library.type_groups`), else itself. A library without the type table
-    gets it from the host structures (``../shared``, each host's answer cached)."""
-    from xanes_agent.data.frameworks import DEFAULT_CACHE
-
-    if STRUCTURE_TYPES_KEY not in lib.meta:
-        annotate_structure_types(lib, cache_file=DEFAULT_CACHE)
-    return dict(zip(parent_groups(lib).tolist(), type_groups(lib).tolist()))
+        coll.add(model, Xm, {k: v[te][src] for k, v in sub.labels.items()}, full, groups[te][src])
 
 
 def in_family_flagged(model, sub, cfg: TrainConfig) -> float:
@@ -312,7 +302,11 @@ def main() -> None:
               realism_copies=a.experiment_like, domain_quantile=a.domain_quantile)
     cfg = live_config(**kw) if a.live else TrainConfig(**kw)
     project = lib.where(source=PROJECT_SOURCE)
-    fold_group = structure_type_groups(project) if a.hold_out == "type" else None
+    if a.hold_out == "type" and STRUCTURE_TYPES_KEY not in project.meta:
+        # a library built before the type table: the hosts' types from their structures (../shared, cached)
+        from xanes_agent.data.frameworks import DEFAULT_CACHE
+
+        annotate_structure_types(project, cache_file=DEFAULT_CACHE)
     results: dict[str, Collector] = {}
     table: dict[str, dict] = {}
     head = ("| evaluation | d cov68 | d cov90 | d cov68/90 per parent | charge cov68 | charge cov90 "
@@ -328,7 +322,7 @@ def main() -> None:
         if not len(sub):
             continue
         c = Collector()
-        run_out_of_family(sub, el, cfg, a.folds, c, fold_group)
+        run_out_of_family(sub, el, cfg, a.folds, c, by_type=a.hold_out == "type")
         # in-family MAE: the library's own by-material split (siblings in training)
         m = train_element(sub, el, cfg, progress=False)
         mae_in_family[el] = m.properties["mean_nn_distance"].metrics.get("mae_mean", float("nan"))
