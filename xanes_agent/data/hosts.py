@@ -31,6 +31,12 @@ Four kinds of site, all planned here without running anything expensive:
   aliovalent where those are scarce: Ti3+, V3+, Cr3+ on divalent hosts' square pyramids, from
   ~200-250 parents each); its params say ``radius: estimated``. These candidates come after all
   others of their class, so the plan's earlier sites keep their order (and their cache keys).
+* **second state**: a five-coordinate site whose candidate above is another state (Co2+, Ni2+,
+  Cu2+ on the hosts' Cu2+ pyramids, Ti4+ on a 3+ host) also gets the trivalent absorber from its
+  estimated radius where that fits (``second_state``), last in its class: for Co, Ni and Cu every
+  five-coordinate M3+ spectrum was the ``pyramidal_112`` family's (session 25); 48-87 candidates
+  per element for Ti, V, Cr and Cu, 455-498 for Co and Ni. They lie beyond the first 1,000 sites
+  of each element's plan (from position ~1,340), hence the build's 2,500.
 
 Planning uses a cheap first shell: the O neighbours within 1.2 x the shortest cation-anion
 distance, all of them O (oxides only), 4 to 6 of them. The host oxidation state is the site's
@@ -143,6 +149,9 @@ class HostSite:
     # rescaling); None with fewer than six O within 3.2 Angstrom. Not in ``params``: it follows
     # from them
     elongation: float | None = None
+    # a five-coordinate site's trivalent candidate beside its first one (:func:`host_sites`); not in
+    # ``params`` (the state and the estimated radius there already tell the structure)
+    second_state: bool = False
 
     @property
     def native(self) -> bool:
@@ -381,6 +390,12 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
                 dq = 0 if 0 in fits else min(fits, key=lambda k: (abs(np.log(fits[k] / d_host)), k))
                 out.append(HostSite(parent, str(poscar), i, host, el, q + dq, cn, d_host, fits[dq], len(eq), dq,
                                     estimated, _scaled_elongation(d_o, fits[dq] / d_host)))
+            if not estimated:
+                # the trivalent absorber too where its five-coordinate radius is estimated (Co3+ on a
+                # Co2+-sized pyramid): five-coordinate Co3+, Ni3+, Cu3+ otherwise came from one family
+                for dq3, d3 in _fits(estimated_radius, el, q, cn, d_host).items():
+                    out.append(HostSite(parent, str(poscar), i, host, el, q + dq3, cn, d_host, d3, len(eq), dq3,
+                                        True, _scaled_elongation(d_o, d3 / d_host), second_state=True))
     return out
 
 
@@ -394,13 +409,15 @@ def order_sites(sites: Iterable[HostSite], element: str) -> list[HostSite]:
     mine = [s for s in sites if s.element == element]
     by_cn: dict[int, dict[bool, dict[str, list[HostSite]]]] = {}
     for s in mine:
-        by_cn.setdefault(s.cn_estimate, {}).setdefault(s.estimated_radius, {}).setdefault(s.parent, []).append(s)
+        tier = (s.estimated_radius, s.second_state)
+        by_cn.setdefault(s.cn_estimate, {}).setdefault(tier, {}).setdefault(s.parent, []).append(s)
     queues = []
     for cn in sorted(by_cn):
         queue = []
-        # sites of tabulated radii first, then those of estimated ones (added later: the plan's
-        # earlier sites keep their order, so a build's cache and snapshots stay as they were)
-        for tier in (False, True):
+        # sites of tabulated radii first, then those of estimated ones, then second states (each
+        # added later: the plan's earlier sites keep their order, so a build's cache and snapshots
+        # stay as they were)
+        for tier in ((False, False), (True, False), (True, True)):
             group = by_cn[cn].get(tier, {})
             parents = sorted(group, key=lambda p: _rank(element, cn, p))
             per_parent = [sorted(group[p], key=lambda s: (not s.native, _rank(s.id)))[:MAX_PER_PARENT]
@@ -524,4 +541,5 @@ def all_sites(elements: tuple[str, ...], root: str | None = None) -> list[HostSi
     for mat in sorted(p for p in base.iterdir() if (p / "POSCAR").is_file()):
         out.extend(host_sites(mat / "POSCAR", mat.name, elements))
     isovalent = Counter((s.element, s.cn_estimate) for s in out if not s.charge_change and not s.estimated_radius)
-    return [s for s in out if not s.charge_change or isovalent[s.element, s.cn_estimate] < MIN_ISOVALENT]
+    return [s for s in out
+            if not s.charge_change or s.second_state or isovalent[s.element, s.cn_estimate] < MIN_ISOVALENT]
