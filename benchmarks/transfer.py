@@ -49,8 +49,15 @@ from pathlib import Path
 
 import numpy as np
 
-from xanes_agent.data.frameworks import DEFAULT_CACHE, family_types, hosts_of_family_types
-from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library, parent_groups
+from xanes_agent.data.frameworks import DEFAULT_CACHE
+from xanes_agent.data.library import (
+    PROJECT_SOURCE,
+    STRUCTURE_TYPES_KEY,
+    annotate_structure_types,
+    load_bundled_library,
+    parent_groups,
+    type_groups,
+)
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
 from xanes_agent.data.readers import read_library
 from xanes_agent.foundation.edges import ELEMENTS
@@ -78,6 +85,7 @@ class Prepared:
         self.blur = lambda X: grid_blur(X, grid, blur)
         X = self.blur(X)
         self.ok = np.isfinite(e0) & (np.isfinite(X).mean(axis=1) > 0.9)
+        self.X = X
         self.F = featurizer.transform(X)
         self.labels = {k: coll.labels[k] for k in TARGETS}
         self.groups = parent_groups(coll)
@@ -161,7 +169,7 @@ def within(prep: Prepared, rows: np.ndarray, folds: np.ndarray, cfg: EvalConfig,
         return F, local
 
     pred = out_of_group_predictions(sub_F, labels, folds, cfg, train_transform=transform, groups=prep.groups[rows],
-                                    excluded=excluded)
+                                    excluded=excluded, spectra=prep.X[rows])
     keep = prep.ok[rows] & (folds >= 0)  # negative fold: training only, never evaluated
     s = summarize({k: v[keep] for k, v in labels.items()}, {k: v[keep] for k, v in pred.items()})
     if by_group and "coordination_number" in pred:
@@ -190,7 +198,8 @@ def across(train: Prepared, test: Prepared, n_folds: int, cfg: EvalConfig):
         if not len(te):
             continue
         Ftr, src = train.training(tr)
-        got = fit_predict(Ftr, {k: v[src] for k, v in train.labels.items()}, test.F[te], cfg, train.groups[src])
+        got = fit_predict(Ftr, {k: v[src] for k, v in train.labels.items()}, test.F[te], cfg, train.groups[src],
+                          (train.X[src], test.X[te]))
         for k in TARGETS:
             if k in got:
                 preds[k][te] = got[k]
@@ -231,21 +240,21 @@ def plot_confusions(confusions: dict[str, np.ndarray], title: str, path: Path) -
 
 
 def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConfig, out: Path,
-        grid: Grid = DEFAULT_GRID, blur: float = 0.0, stretch: float = 0.0,
-        type_hosts: dict[str, set[str]] | None = None) -> str:
+        grid: Grid = DEFAULT_GRID, blur: float = 0.0, stretch: float = 0.0) -> str:
     feat = make_featurizer(features, grid)
     opts = dict(grid=grid, blur=blur, stretch=stretch)  # how spectra are prepared
+    vote = f"a 5-neighbour CN vote ({cfg.neighbour_space}) at {cfg.neighbour_vote:g}, " if cfg.neighbour_vote else ""
     copies = f"experiment-like training copies{f' stretched +-{stretch:g}' if stretch else ''}"
     tag = (f"{features}, {copies if augment else 'clean training spectra'}, "
            f"{'each parent structure weighing 1' if cfg.weighting == 'parent' else 'each spectrum weighing 1'}, "
            f"min_samples_leaf {cfg.min_samples_leaf}, "
+           f"{vote}"
            f"{f'every spectrum blurred {blur:g} eV FWHM, ' if blur > 0 else ''}"
            f"window E0{grid.start:+g}..E0{grid.stop:+g} eV ({grid.n} points)")
     lines = [f"### {tag}", "", HEADER]
     record: dict[str, dict] = {}
     confusions: dict[str, np.ndarray] = {}
     project = lib.where(source=PROJECT_SOURCE)
-    family_type = family_types()  # prototype family -> its structure type (families of one framework)
     misses: list[str] = []  # families left out whose CN was mostly missed (hosts in training)
     for el in elements:
         sub = project.where(element=el)
@@ -255,10 +264,10 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
         fam = np.flatnonzero(np.char.startswith(prep.groups.astype(str), "family:"))
         rows = np.arange(len(sub))
         if len(fam):
-            # a family goes out with its structure type: the families of one framework together,
-            # and (hosts in training) the host structures of that framework kept out as well
-            types = np.array([family_type[str(g).split(":", 1)[1]] for g in prep.groups[fam]])
-            type_names, fam_folds = np.unique(types, return_inverse=True)
+            # a family goes out with its structure type (the library's table: the families of one
+            # framework together, and, hosts in training, the host structures of that framework)
+            types = type_groups(sub)
+            type_names, fam_folds = np.unique(types[fam], return_inverse=True)
             s = within(prep, fam, fam_folds, cfg, by_group=True)
             lines.append(_row(f"{el} leave-family-out", s, len(type_names)))
             record[f"{el} leave-family-out"] = s.metrics
@@ -266,10 +275,11 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
             if len(fam) < len(sub):  # hosts train; each family is predicted by a model without its type
                 folds = np.full(len(sub), -1)
                 folds[fam] = fam_folds
-                like = type_hosts or {}
-                excluded = {f: np.isin(prep.groups, sorted(like.get(t, ()))) for f, t in enumerate(type_names)}
+                hosts = ~np.char.startswith(prep.groups.astype(str), "family:")
+                excluded = {f: hosts & (types == t) for f, t in enumerate(type_names)}
                 s = within(prep, rows, folds, cfg, excluded, by_group=True)
-                s.metrics["hosts_left_out"] = {t: int(excluded[f].sum()) for f, t in enumerate(type_names)}
+                s.metrics["hosts_left_out"] = {t.removeprefix("type:"): int(excluded[f].sum())
+                                               for f, t in enumerate(type_names)}
                 lines.append(_row(f"{el} leave-family-out, hosts in training", s, len(type_names)))
                 record[f"{el} leave-family-out, hosts in training"] = s.metrics
                 print(lines[-1], flush=True)
@@ -302,6 +312,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
         lines += ["", "Families left out (hosts in training) whose CN was mostly missed:", "", *misses]
     kind = (f"experiment_stretch{stretch:g}" if stretch else "experiment") if augment else "clean"
     slug = (f"{features}_{kind}_{cfg.weighting}_leaf{cfg.min_samples_leaf}_"
+            f"{f'vote{cfg.neighbour_vote:g}{cfg.neighbour_space}_' if cfg.neighbour_vote else ''}"
             f"blur{blur:g}_{grid.start:g}_{grid.stop:g}_{grid.n}")
     plot_confusions(confusions, f"CN confusion out of family/parent ({tag})", out / f"confusion_{slug}.png")
     (out / f"transfer_{slug}.json").write_text(json.dumps(record, indent=1))
@@ -329,21 +340,25 @@ def main() -> None:
     ap.add_argument("--window", nargs=3, action="append", metavar=("START", "STOP", "N"),
                     help="model grid relative to E0 (eV, eV, points); repeat to compare windows "
                          "(default: the models' -15 45 120; the study's was -5 45 100)")
+    ap.add_argument("--neighbour-vote", type=float, nargs="+", default=[0.0],
+                    help="share(s) of a 5-nearest-neighbour vote in the CN probability (0: the forests alone; "
+                         "models.evaluation.neighbour_vote_proba)")
+    ap.add_argument("--neighbour-space", nargs="+", default=["spectrum"], choices=("spectrum", "features"),
+                    help="where the vote's neighbours are found: the normalized grid spectra as they are, or the "
+                         "model's features standardized")
     ap.add_argument("--framework-cache", default=DEFAULT_CACHE,
-                    help="each host structure's family structure type, kept between runs (JSON)")
+                    help="for a library without its structure-type table (built before session 26): each "
+                         "host structure's family structure type, kept between runs (JSON)")
     ap.add_argument("--out", default="out/transfer")
     a = ap.parse_args()
     lib = read_library(a.library) if a.library else load_bundled_library()
-    project = lib.where(source=PROJECT_SOURCE)
-    hosts = sorted({g for g in map(str, parent_groups(project)) if not g.startswith("family:")})
-    t0 = time.perf_counter()
-    type_hosts = hosts_of_family_types(hosts, cache_file=a.framework_cache)
-    print(f"host structures by family structure type ({time.perf_counter() - t0:.0f} s): "
-          + ", ".join(f"{t} {len(v)}" for t, v in sorted(type_hosts.items())), flush=True)
+    if STRUCTURE_TYPES_KEY not in lib.meta:  # the hosts' types from their structures (../shared, cached)
+        annotate_structure_types(lib, cache_file=a.framework_cache)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfgs = [EvalConfig(n_estimators=a.trees, weighting=w, min_samples_leaf=leaf)
-            for w in a.weighting for leaf in a.min_samples_leaf]
+    cfgs = [EvalConfig(n_estimators=a.trees, weighting=w, min_samples_leaf=leaf, neighbour_vote=v, neighbour_space=sp)
+            for w in a.weighting for leaf in a.min_samples_leaf for v in a.neighbour_vote
+            for sp in (a.neighbour_space if v else a.neighbour_space[:1])]
     grids = [Grid(float(s), float(e), int(n)) for s, e, n in a.window] if a.window else [DEFAULT_GRID]
     tables = []
     runs = itertools.product(grids, cfgs, a.blur, a.features, a.augment, a.stretch)
@@ -352,7 +367,7 @@ def main() -> None:
             continue  # clean spectra have no copies to stretch: one clean run
         t0 = time.perf_counter()
         tables.append(run(lib, features, aug == "experiment", a.elements, a.folds, cfg, out, grid, blur,
-                          stretch if aug == "experiment" else 0.0, type_hosts))
+                          stretch if aug == "experiment" else 0.0))
         print(f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
     text = "\n\n".join(tables)
     (out / "transfer.md").write_text(text + "\n")

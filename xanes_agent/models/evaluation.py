@@ -67,6 +67,10 @@ class EvalConfig:
     n_jobs: int | None = -1
     random_state: int = 0
     weighting: str = "none"  # "parent": every parent structure weighs 1 in training (group_weights)
+    # share of a nearest-neighbour CN vote (:func:`neighbour_vote_proba`) in the CN probability,
+    # among the training rows' features ("features", standardized) or grid spectra ("spectrum")
+    neighbour_vote: float = 0.0
+    neighbour_space: str = "features"
 
 
 WEIGHTINGS = ("none", "parent")
@@ -79,8 +83,38 @@ def group_weights(groups: np.ndarray) -> np.ndarray:
     return 1.0 / counts[inverse]
 
 
+NEIGHBOURS = 5
+
+
+def neighbour_vote_proba(F_train: np.ndarray, y_train: np.ndarray, F_test: np.ndarray,
+                         k: int = NEIGHBOURS, standardize: bool = True) -> np.ndarray:
+    """CN class probabilities (columns :data:`CN_CLASSES`) from the ``k`` nearest training rows,
+    each voting 1 / its distance, in features standardized by the training rows' mean and spread
+    (``standardize``; else as they are, e.g. grid spectra in units of the edge step; a value a
+    row lacks counts as typical: 0 after centring). Where the forests' splits file an unseen
+    structure type with the class whose features they split on elsewhere, its nearest whole
+    spectra can still be of its own class (session 25: the square-pyramidal family)."""
+    F_train, F_test = np.asarray(F_train, float), np.asarray(F_test, float)
+    center = np.nanmean(F_train, axis=0)
+    scale = np.nanstd(F_train, axis=0) if standardize else np.ones(F_train.shape[1])
+    center = np.where(np.isfinite(center), center, 0.0)
+    scale = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
+    A = np.nan_to_num((F_train - center) / scale)
+    B = np.nan_to_num((F_test - center) / scale)
+    d2 = np.maximum((B ** 2).sum(1)[:, None] - 2 * B @ A.T + (A ** 2).sum(1)[None, :], 0.0)
+    k = min(k, len(A))
+    near = np.argpartition(d2, k - 1, axis=1)[:, :k]
+    w = 1.0 / np.maximum(np.sqrt(np.take_along_axis(d2, near, axis=1)), 1e-9)
+    out = np.zeros((len(B), len(CN_CLASSES)))
+    labels = np.asarray(y_train)[near]
+    for j, c in enumerate(CN_CLASSES):
+        out[:, j] = (w * (labels == c)).sum(axis=1)
+    return out / out.sum(axis=1, keepdims=True)
+
+
 def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.ndarray,
-                cfg: EvalConfig = EvalConfig(), groups_train: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                cfg: EvalConfig = EvalConfig(), groups_train: np.ndarray | None = None,
+                spectra: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Fit one model per target on the rows where that label is known; predict ``F_test``.
 
     Coordination: classes 4/5/6 only; returns the predicted class and the class probabilities
@@ -104,6 +138,14 @@ def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.
                                          n_jobs=cfg.n_jobs)
             clf.fit(F_train[ok], y[ok].astype(int), sample_weight=_weights(cfg, groups_train, ok))
             full = on_cn_classes(clf.predict_proba(F_test), clf.classes_)
+            if cfg.neighbour_vote > 0:
+                if cfg.neighbour_space == "spectrum":
+                    if spectra is None:
+                        raise ValueError("neighbour_space='spectrum' needs the grid spectra (spectra=(train, test))")
+                    vote = neighbour_vote_proba(spectra[0][ok], y[ok], spectra[1], standardize=False)
+                else:
+                    vote = neighbour_vote_proba(F_train[ok], y[ok], F_test)
+                full = (1.0 - cfg.neighbour_vote) * full + cfg.neighbour_vote * vote
             out[name] = np.array(CN_CLASSES)[np.argmax(full, axis=1)].astype(float)
             out[name + "_proba"] = full
         else:
@@ -124,7 +166,8 @@ def out_of_group_predictions(F: np.ndarray, labels: dict[str, np.ndarray], folds
                              cfg: EvalConfig = EvalConfig(),
                              train_transform: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
                              groups: np.ndarray | None = None,
-                             excluded: Mapping[int, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                             excluded: Mapping[int, np.ndarray] | None = None,
+                             spectra: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Predictions for every row from a model that never saw its fold.
 
     Rows with a negative fold are training-only: they are in every fold's training set and are
@@ -133,7 +176,8 @@ def out_of_group_predictions(F: np.ndarray, labels: dict[str, np.ndarray], folds
     too, e.g. the host structures of the left-out family's structure type.
     ``train_transform(train_rows) -> (F_aug, source_row_of_each)`` may enlarge the training set
     (e.g. experiment-like copies); test rows are always the spectra as they are. ``groups`` (the
-    parent structure of each row) is needed for ``cfg.weighting == "parent"``.
+    parent structure of each row) is needed for ``cfg.weighting == "parent"``; ``spectra`` (the
+    grid spectra of the rows) for ``cfg.neighbour_space == "spectrum"``.
     """
     n = len(F)
     pred: dict[str, np.ndarray] = {k: np.full(n, np.nan) for k in labels}
@@ -148,7 +192,8 @@ def out_of_group_predictions(F: np.ndarray, labels: dict[str, np.ndarray], folds
         else:
             Ftr, src = F[rows], rows
         got = fit_predict(Ftr, {k: v[src] for k, v in labels.items()}, F[test], cfg,
-                          None if groups is None else np.asarray(groups)[src])
+                          None if groups is None else np.asarray(groups)[src],
+                          None if spectra is None else (spectra[src], spectra[test]))
         for k, v in got.items():
             pred[k][test] = v
     return pred
