@@ -235,11 +235,11 @@ def plots(results: dict[str, Collector], out: Path) -> None:
     # CN reliability: out of family (every element's held-out parents pooled), and across codes
     # (FEFF 9 spectra of new parents) with the same-code map and with the map fitted across codes
     family = [c for name, c in results.items() if name.endswith("out of family")]
-    panels = [("out of family, elements pooled", [("raw forest probability", "raw_proba", family),
+    panels = [("out of family, elements pooled", [("before the map (forests + vote)", "raw_proba", family),
                                                    ("calibrated", "proba", family)])]
     if "Cu FEFF10 -> OmniXAS FEFF9" in results:
         same, across = results["Cu FEFF10 -> OmniXAS FEFF9"], results["Cu FEFF10 -> OmniXAS FEFF9, across-codes"]
-        panels.append(("Cu FEFF10 -> OmniXAS FEFF 9", [("raw forest probability", "raw_proba", [same]),
+        panels.append(("Cu FEFF10 -> OmniXAS FEFF 9", [("before the map (forests + vote)", "raw_proba", [same]),
                                                        ("same-code map", "proba", [same]),
                                                        ("across-codes map", "proba", [across])]))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.5), squeeze=False)

@@ -243,7 +243,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
         grid: Grid = DEFAULT_GRID, blur: float = 0.0, stretch: float = 0.0) -> str:
     feat = make_featurizer(features, grid)
     opts = dict(grid=grid, blur=blur, stretch=stretch)  # how spectra are prepared
-    vote = f"a 5-neighbour CN vote ({cfg.neighbour_space}) at {cfg.neighbour_vote:g}, " if cfg.neighbour_vote else ""
+    vote = f"a 5-neighbour CN vote at {cfg.neighbour_vote:g}, " if cfg.neighbour_vote else ""
     copies = f"experiment-like training copies{f' stretched +-{stretch:g}' if stretch else ''}"
     tag = (f"{features}, {copies if augment else 'clean training spectra'}, "
            f"{'each parent structure weighing 1' if cfg.weighting == 'parent' else 'each spectrum weighing 1'}, "
@@ -312,7 +312,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
         lines += ["", "Families left out (hosts in training) whose CN was mostly missed:", "", *misses]
     kind = (f"experiment_stretch{stretch:g}" if stretch else "experiment") if augment else "clean"
     slug = (f"{features}_{kind}_{cfg.weighting}_leaf{cfg.min_samples_leaf}_"
-            f"{f'vote{cfg.neighbour_vote:g}{cfg.neighbour_space}_' if cfg.neighbour_vote else ''}"
+            f"{f'vote{cfg.neighbour_vote:g}_' if cfg.neighbour_vote else ''}"
             f"blur{blur:g}_{grid.start:g}_{grid.stop:g}_{grid.n}")
     plot_confusions(confusions, f"CN confusion out of family/parent ({tag})", out / f"confusion_{slug}.png")
     (out / f"transfer_{slug}.json").write_text(json.dumps(record, indent=1))
@@ -341,11 +341,8 @@ def main() -> None:
                     help="model grid relative to E0 (eV, eV, points); repeat to compare windows "
                          "(default: the models' -15 45 120; the study's was -5 45 100)")
     ap.add_argument("--neighbour-vote", type=float, nargs="+", default=[0.0],
-                    help="share(s) of a 5-nearest-neighbour vote in the CN probability (0: the forests alone; "
-                         "models.evaluation.neighbour_vote_proba)")
-    ap.add_argument("--neighbour-space", nargs="+", default=["spectrum"], choices=("spectrum", "features"),
-                    help="where the vote's neighbours are found: the normalized grid spectra as they are, or the "
-                         "model's features standardized")
+                    help="share(s) of a 5-nearest-neighbour vote among the training grid spectra in the CN "
+                         "probability (0: the forests alone; models.neighbours)")
     ap.add_argument("--framework-cache", default=DEFAULT_CACHE,
                     help="for a library without its structure-type table (built before session 26): each "
                          "host structure's family structure type, kept between runs (JSON)")
@@ -356,9 +353,8 @@ def main() -> None:
         annotate_structure_types(lib, cache_file=a.framework_cache)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfgs = [EvalConfig(n_estimators=a.trees, weighting=w, min_samples_leaf=leaf, neighbour_vote=v, neighbour_space=sp)
-            for w in a.weighting for leaf in a.min_samples_leaf for v in a.neighbour_vote
-            for sp in (a.neighbour_space if v else a.neighbour_space[:1])]
+    cfgs = [EvalConfig(n_estimators=a.trees, weighting=w, min_samples_leaf=leaf, neighbour_vote=v)
+            for w in a.weighting for leaf in a.min_samples_leaf for v in a.neighbour_vote]
     grids = [Grid(float(s), float(e), int(n)) for s, e, n in a.window] if a.window else [DEFAULT_GRID]
     tables = []
     runs = itertools.product(grids, cfgs, a.blur, a.features, a.augment, a.stretch)

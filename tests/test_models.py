@@ -205,6 +205,7 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset, capsys):
     assert main(["info", str(bundle)]) == 0
     info = capsys.readouterr().out
     assert "uncertainty: calibrated out of family" in info
+    assert "CN answer: the forests x 0.5 + the 5 nearest of" in info
     # the CN map's record on parents it was not fitted on, unless the CN probability is not mapped
     assert ("the map was not fitted on: ECE" in info) != ("not calibrated: a CN class" in info)
     assert main(["evaluate", str(bundle), "--library", str(lib), "--json", str(tmp_path / "m.json"),
@@ -228,6 +229,12 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset, capsys):
     assert main(["report", "--models", str(models), "--library", str(lib), "--source", "no-such-source",
                  "--out", str(tmp_path / "rep2")]) == 2
     assert main(["train", "--library", str(lib), "--elements", "Ti", "--out", str(models)]) == 2
+    with pytest.raises(SystemExit):  # a share is in [0, 1]
+        main(["train", "--library", str(lib), "--elements", "Cu", "--neighbour-vote", "1.5", "--out", str(models)])
+    assert "expected a share in [0, 1], got 1.5" in capsys.readouterr().err
+    assert main(["train", "--library", str(lib), "--elements", "Cu", "--seeds", "2", "--trees", "5",
+                 "--calibration-folds", "0", "--neighbour-vote", "0", "--out", str(tmp_path / "alone"), "--quiet"]) == 0
+    assert ElementModel.load(tmp_path / "alone" / "Cu-polynomial-post_edge.npz").vote is None
 
 
 def test_permutation_importance_finds_the_informative_feature():
@@ -301,6 +308,8 @@ def test_an_edited_manifest_field_is_refused(tiny_bundle, tmp_path):
 @pytest.mark.parametrize("what, match", [
     ("child out of range", "out of range"), ("cycle", "cycle"), ("feature index", "feature index"),
     ("NaN value", "non-finite"), ("shallow depth", "deeper"), ("classes", "class"), ("manifest type", "malformed"),
+    ("vote label", "neighbour vote labels outside"), ("vote width", "neighbour vote spectra"),
+    ("vote share", "share 2.0"), ("vote k", "k 0"), ("vote record", "not a mapping"),
 ])
 def test_signed_but_broken_trees_are_refused_before_any_walk(tiny_bundle, tmp_path, what, match):
     def mutate(a, m):
@@ -320,6 +329,16 @@ def test_signed_but_broken_trees_are_refused_before_any_walk(tiny_bundle, tmp_pa
             a[p + "classes"] = np.array([4.0, 5.0, 6.0, 7.0])
         elif what == "manifest type":
             m["properties"]["charge"] = ["not", "a", "dict"]
+        elif what == "vote label":
+            a["vote__labels"][0] = 7
+        elif what == "vote width":
+            a["vote__spectra"] = a["vote__spectra"][:, :-1]
+        elif what == "vote share":
+            m["neighbour_vote"]["share"] = 2.0
+        elif what == "vote k":
+            m["neighbour_vote"]["k"] = 0
+        elif what == "vote record":
+            m["neighbour_vote"] = [0.5, 5]
 
     with pytest.raises(BundleError, match=match):
         ElementModel.load(_resigned(tiny_bundle, tmp_path / "bad.npz", mutate))
@@ -450,3 +469,41 @@ def test_feff_charge_transfer_gets_its_own_model_beside_the_oxidation_state_one(
     few.labels[FEFF_CHARGE] = np.where(np.isin(np.arange(len(q)), keep), q, np.nan)
     m = train_element(few, "V", TrainConfig(n_seeds=1, n_estimators=5, calibration_folds=0), progress=False)
     assert FEFF_CHARGE not in m.properties and "charge" in m.properties
+
+
+def test_the_cn_answer_blends_the_forests_with_the_nearest_training_spectra(cu_model, cu_subset, tiny_bundle, tmp_path):
+    """The stated CN probability is (1 - share) x forests + share x the vote of the 5 nearest
+    training spectra (each 1 / distance), before calibration; the bundle keeps the voters, and a
+    version-3 bundle (no vote) is read as the forests alone."""
+    from xanes_agent.models.features import spectra_to_grid
+    from xanes_agent.models.neighbours import NeighbourVote
+
+    vote = cu_model.vote
+    assert vote is not None and vote.share == 0.5 and vote.k == 5
+    assert list(vote.classes) == list(cu_model.properties["coordination_number"].packed.classes)
+    X, _ = spectra_to_grid(cu_subset.energy[:30], cu_subset.mu[:30])
+    got = cu_model.predict_grid(X)["coordination_number"]
+    np.testing.assert_allclose(got["raw_proba"], 0.5 * got["forest_proba"] + 0.5 * vote.proba(X))
+    assert np.array_equal(got["prediction"], vote.classes[np.argmax(got["raw_proba"], axis=1)])
+    # a training spectrum's nearest voter is itself
+    own = vote.proba(vote.spectra[:10].astype(float))
+    assert np.all(own[np.arange(10), np.searchsorted(vote.classes, vote.labels[:10])] > 0.9)
+
+    # a partial spectrum is compared where it is measured, nowhere else
+    R = np.random.default_rng(3).normal(size=(50, 12))
+    v = NeighbourVote(R.astype(np.float32), np.repeat([4, 5, 6], [20, 20, 10]).astype(np.int8), np.array([4., 5., 6.]))
+    x = R[7] + 0.05
+    x[6:] = np.nan
+    part = NeighbourVote(R[:, :6].astype(np.float32), v.labels, v.classes)
+    np.testing.assert_allclose(v.proba(x), part.proba(x[:6]))
+    np.testing.assert_allclose(v.proba(np.full(12, np.nan)), [[0.4, 0.4, 0.2]])  # nothing measured: class shares
+
+    def version3(a, m):  # as a version-3 writer made it: no vote
+        a.pop("vote__spectra"), a.pop("vote__labels")
+        m["neighbour_vote"] = None
+        m["format_version"] = 3
+
+    old = ElementModel.load(_resigned(tiny_bundle, tmp_path / "v3.npz", version3))
+    assert old.vote is None
+    p = old.predict_grid(X)["coordination_number"]
+    assert "forest_proba" not in p and np.allclose(p["proba"].sum(axis=1), 1.0)

@@ -90,7 +90,7 @@ class LivePredictor:
         per = self.fused.per_property(F, self.engine)
         cov = coverage_mask(np.asarray(energy) - e0, self.model.grid)
         rows = {name: summarize(pm, per[name]) for name, pm in self.model.properties.items()}
-        rows = self.model.calibrate(rows, F, np.isfinite(X)[None, :].mean(axis=1))
+        rows = self.model.calibrate(rows, F, X[None, :])
         preds = {name: {k: v if k == "classes" else v[0] for k, v in s.items()}  # the one row
                  for name, s in rows.items()}
         return LiveState(len(energy), e0, True, nrm.confident, nrm.reason, cov, preds, time.perf_counter() - t0)

@@ -68,7 +68,7 @@ def draw(fig, run: Any) -> None:
             ax_p.bar(names, cn["proba"], color="tab:blue", alpha=0.7,
                      label="calibrated" if calibrated else "seed mean (not calibrated)")
             if "raw_proba" in cn:
-                ax_p.bar(names, cn["raw_proba"], fill=False, edgecolor="k", lw=0.8, label="forests, raw")
+                ax_p.bar(names, cn["raw_proba"], fill=False, edgecolor="k", lw=0.8, label="before calibration")
             ax_p.set_ylim(0, 1)
             ax_p.set_ylabel("P(CN)")
             ax_p.legend(fontsize=7, loc="upper left")

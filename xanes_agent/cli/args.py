@@ -41,6 +41,7 @@ positive_int = _number(int, lambda n: n > 0, "a positive integer")
 non_negative_int = _number(int, lambda n: n >= 0, "a whole number >= 0")
 positive_float = _number(float, lambda x: 0 < x < float("inf"), "a positive finite number")
 domain_quantile = _number(float, valid_domain_quantile, "a quantile in [0.5, 1)")
+share = _number(float, lambda x: 0.0 <= x <= 1.0, "a share in [0, 1]")
 
 
 def element_arg(value: str) -> str:

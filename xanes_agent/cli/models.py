@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..models.calibration import DOMAIN_QUANTILE
+from ..models.neighbours import VOTE_SHARE
 from .args import (
     CLIError,
     cluster_client,
@@ -23,6 +24,7 @@ from .args import (
     only_source,
     positive_int,
     scheduler_arg,
+    share,
 )
 
 
@@ -57,7 +59,7 @@ def _train_all(a: argparse.Namespace, coll: Any, elements: list[str], other: Any
             kw = dict(featurization=feat, normalization=a.normalization, n_seeds=a.seeds,
                       n_estimators=a.trees, split_seed=a.seed, n_jobs=a.jobs,
                       calibration_folds=a.calibration_folds, realism_copies=a.experiment_like,
-                      domain_quantile=a.domain_quantile)
+                      domain_quantile=a.domain_quantile, neighbour_vote=a.neighbour_vote)
             cfg = live_config(**kw) if a.live else TrainConfig(**kw)
             m = train_element(coll, el, cfg, progress=not a.quiet,
                               other=other if other is not None and el in set(other.element.tolist()) else None)
@@ -124,6 +126,9 @@ def cmd_info(a: argparse.Namespace) -> int:
         print(f"  {name} ({pm.label}, {pm.kind}, {pm.packed.n_forests} seeds, {len(pm.packed.roots)} trees, "
               f"n_train={pm.n_train}, n_test={pm.n_test}{informs})")
         print("    " + json.dumps(pm.metrics))
+    v = m.vote
+    print(f"CN answer: the forests x {1 - v.share:g} + the {v.k} nearest of {len(v.labels)} training spectra's vote x "
+          f"{v.share:g}" if v is not None else "CN answer: the forests alone")
     cal = m.calibration
     if cal is None:
         print("uncertainty: seed spread only (not calibrated: a predictive uncertainty it is not)")
@@ -179,6 +184,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--domain-quantile", type=domain_quantile, default=DOMAIN_QUANTILE, metavar="Q",
                    help="flag a spectrum out of domain beyond this quantile of the training spectra's in-family "
                         "distance (about 1 - Q of in-family spectra flagged; default %(default)s)")
+    t.add_argument("--neighbour-vote", type=share, default=VOTE_SHARE, metavar="SHARE",
+                   help="share of the 5 nearest training spectra's vote in the CN probability, beside the forests "
+                        "(0: the forests alone; default %(default)s; xanes_agent.models.neighbours)")
     t.add_argument("--calibrate-across", default=None, metavar="SOURCE",
                    help="spectra of this source (another code, e.g. omnixas-feff9) do not train: they calibrate the "
                         "intervals the agent states for measured spectra (--intervals across-codes)")

@@ -39,7 +39,7 @@ def format_prediction(rec: dict) -> list[str]:
         label = charge_title(rec.get("charge_label")) if name == CHARGE else prop.title
         if prop.kind == "classifier":
             forest = max(p["raw_proba"]) if "raw_proba" in p else None  # before calibration
-            raw = f" (forests {forest:.2f})" if forest is not None and abs(forest - p["probability"]) > 5e-3 else ""
+            raw = f" (uncalibrated {forest:.2f})" if forest is not None and abs(forest - p["probability"]) > 5e-3 else ""
             if p.get("across_codes"):  # which map the probability went through
                 raw += "  (across codes)"
             lines.append(f"  {label:<20s} {int(p['prediction']):d}        P = {p['probability']:.2f}{raw}")

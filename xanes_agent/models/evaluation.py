@@ -27,6 +27,7 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, mean_absolute_error, r2_score
 
 from .ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor
+from .neighbours import NeighbourVote
 
 CN_CLASSES = (4, 5, 6)
 TARGETS = ("coordination_number", "mean_nn_distance", "oxidation_state")
@@ -67,10 +68,9 @@ class EvalConfig:
     n_jobs: int | None = -1
     random_state: int = 0
     weighting: str = "none"  # "parent": every parent structure weighs 1 in training (group_weights)
-    # share of a nearest-neighbour CN vote (:func:`neighbour_vote_proba`) in the CN probability,
-    # among the training rows' features ("features", standardized) or grid spectra ("spectrum")
+    # share of a nearest-neighbour CN vote among the training grid spectra in the CN probability
+    # (:class:`~xanes_agent.models.neighbours.NeighbourVote`; 0: the forests alone)
     neighbour_vote: float = 0.0
-    neighbour_space: str = "features"
 
 
 WEIGHTINGS = ("none", "parent")
@@ -81,35 +81,6 @@ def group_weights(groups: np.ndarray) -> np.ndarray:
     total, so a prototype family of 25 near-copies counts as much as one host structure."""
     _, inverse, counts = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
     return 1.0 / counts[inverse]
-
-
-NEIGHBOURS = 5
-
-
-def neighbour_vote_proba(F_train: np.ndarray, y_train: np.ndarray, F_test: np.ndarray,
-                         k: int = NEIGHBOURS, standardize: bool = True) -> np.ndarray:
-    """CN class probabilities (columns :data:`CN_CLASSES`) from the ``k`` nearest training rows,
-    each voting 1 / its distance, in features standardized by the training rows' mean and spread
-    (``standardize``; else as they are, e.g. grid spectra in units of the edge step; a value a
-    row lacks counts as typical: 0 after centring). Where the forests' splits file an unseen
-    structure type with the class whose features they split on elsewhere, its nearest whole
-    spectra can still be of its own class (session 25: the square-pyramidal family)."""
-    F_train, F_test = np.asarray(F_train, float), np.asarray(F_test, float)
-    center = np.nanmean(F_train, axis=0)
-    scale = np.nanstd(F_train, axis=0) if standardize else np.ones(F_train.shape[1])
-    center = np.where(np.isfinite(center), center, 0.0)
-    scale = np.where(np.isfinite(scale) & (scale > 1e-12), scale, 1.0)
-    A = np.nan_to_num((F_train - center) / scale)
-    B = np.nan_to_num((F_test - center) / scale)
-    d2 = np.maximum((B ** 2).sum(1)[:, None] - 2 * B @ A.T + (A ** 2).sum(1)[None, :], 0.0)
-    k = min(k, len(A))
-    near = np.argpartition(d2, k - 1, axis=1)[:, :k]
-    w = 1.0 / np.maximum(np.sqrt(np.take_along_axis(d2, near, axis=1)), 1e-9)
-    out = np.zeros((len(B), len(CN_CLASSES)))
-    labels = np.asarray(y_train)[near]
-    for j, c in enumerate(CN_CLASSES):
-        out[:, j] = (w * (labels == c)).sum(axis=1)
-    return out / out.sum(axis=1, keepdims=True)
 
 
 def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.ndarray,
@@ -137,15 +108,13 @@ def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.
                                          min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.random_state,
                                          n_jobs=cfg.n_jobs)
             clf.fit(F_train[ok], y[ok].astype(int), sample_weight=_weights(cfg, groups_train, ok))
-            full = on_cn_classes(clf.predict_proba(F_test), clf.classes_)
+            proba = clf.predict_proba(F_test)
             if cfg.neighbour_vote > 0:
-                if cfg.neighbour_space == "spectrum":
-                    if spectra is None:
-                        raise ValueError("neighbour_space='spectrum' needs the grid spectra (spectra=(train, test))")
-                    vote = neighbour_vote_proba(spectra[0][ok], y[ok], spectra[1], standardize=False)
-                else:
-                    vote = neighbour_vote_proba(F_train[ok], y[ok], F_test)
-                full = (1.0 - cfg.neighbour_vote) * full + cfg.neighbour_vote * vote
+                if spectra is None:
+                    raise ValueError("neighbour_vote needs the grid spectra (spectra=(train, test))")
+                proba = NeighbourVote.fit(spectra[0][ok], y[ok], clf.classes_, cfg.neighbour_vote).blend(
+                    proba, spectra[1])
+            full = on_cn_classes(proba, clf.classes_)
             out[name] = np.array(CN_CLASSES)[np.argmax(full, axis=1)].astype(float)
             out[name + "_proba"] = full
         else:
@@ -177,7 +146,7 @@ def out_of_group_predictions(F: np.ndarray, labels: dict[str, np.ndarray], folds
     ``train_transform(train_rows) -> (F_aug, source_row_of_each)`` may enlarge the training set
     (e.g. experiment-like copies); test rows are always the spectra as they are. ``groups`` (the
     parent structure of each row) is needed for ``cfg.weighting == "parent"``; ``spectra`` (the
-    grid spectra of the rows) for ``cfg.neighbour_space == "spectrum"``.
+    grid spectra of the rows) for ``cfg.neighbour_vote``.
     """
     n = len(F)
     pred: dict[str, np.ndarray] = {k: np.full(n, np.nan) for k in labels}

@@ -23,14 +23,18 @@ from ..foundation.jsonsafe import json_default
 from ..foundation.properties import decides
 from .calibration import Calibration, DomainModel, apply_confidence_map, check_across_codes, check_knots
 from .features import Grid, make_featurizer
+from .neighbours import NeighbourVote
 from .packed import PackedForests
 
 INTERVAL_KINDS = ("same-code", "across-codes")
 BUNDLE_FORMAT = "xanes-agent-model"
 # 2: out-of-group calibration (intervals, CN confidence map, domain model); 3: E0 at the half-step
 # crossing of the main rise, not its steepest point (a version-2 model's grid sits ~2.5 eV higher on
-# the same spectrum, so it is refused rather than fed spectra placed another way: retrain)
-BUNDLE_VERSION = 3
+# the same spectrum, so it is refused rather than fed spectra placed another way: retrain); 4: the
+# CN probability blends the forests with a nearest-neighbour vote (``vote__*`` arrays; a version-3
+# bundle is read as before, without one; an older reader must refuse a version 4, not ignore the vote)
+BUNDLE_VERSION = 4
+READABLE_VERSIONS = (3, 4)
 
 
 def bundle_path(folder: str | Path, element: str, featurization: str, normalization: str) -> Path:
@@ -76,6 +80,8 @@ class ElementModel:
     # which intervals predictions carry: "same-code" (spectra computed as the training spectra were)
     # or "across-codes" (another code or a measurement; where the bundle has that calibration)
     intervals: str = "same-code"
+    # the nearest-neighbour CN vote blended into the forests' probability (None: the forests alone)
+    vote: NeighbourVote | None = None
 
     def __post_init__(self) -> None:
         self._featurizer = make_featurizer(self.featurization, self.grid)
@@ -95,11 +101,16 @@ class ElementModel:
         X_grid = np.atleast_2d(X_grid)
         F = self.featurize(X_grid)
         raw = {name: summarize(pm, pm.packed.per_forest(F)) for name, pm in self.properties.items()}
-        return self.calibrate(raw, F, np.isfinite(X_grid).mean(axis=1))
+        return self.calibrate(raw, F, X_grid)
 
-    def calibrate(self, preds: dict[str, dict[str, np.ndarray]], F: np.ndarray, coverage: np.ndarray
+    def calibrate(self, preds: dict[str, dict[str, np.ndarray]], F: np.ndarray, X_grid: np.ndarray
                   ) -> dict[str, dict[str, np.ndarray]]:
         """Replace the seed-spread uncertainty by the calibrated one (:mod:`.calibration`).
+
+        ``F``: the features of the grid spectra ``X_grid`` (NaN where not measured). First, where
+        the bundle has a neighbour vote (:mod:`.neighbours`), the classifier's ``proba``,
+        ``prediction`` and ``probability`` become those of the forests blended with it
+        (``forest_proba`` keeps the forests' own).
 
         Classifier: ``proba``/``probability`` through the isotonic confidence map (``raw_proba``
         kept; the predicted class is unchanged; with ``intervals="across-codes"`` the map
@@ -112,6 +123,15 @@ class ElementModel:
         gets ``domain_score`` and ``in_domain``. A model without calibration keeps the seed spread
         and says so (``calibrated`` False).
         """
+        X_grid = np.atleast_2d(X_grid)
+        coverage = np.isfinite(X_grid).mean(axis=1)
+        if self.vote is not None:
+            for p in preds.values():
+                if "proba" in p:
+                    blended = self.vote.blend(p["proba"], X_grid)
+                    k = np.argmax(blended, axis=1)
+                    p.update(forest_proba=p["proba"], proba=blended, prediction=np.asarray(p["classes"])[k],
+                             probability=blended[np.arange(len(k)), k])
         cal = self.calibration
         if cal is None or cal.domain is None:
             for p in preds.values():
@@ -121,7 +141,7 @@ class ElementModel:
         in_domain = score <= cal.domain.threshold
         for name, p in preds.items():
             p.update(domain_score=score, in_domain=in_domain, calibrated=np.ones(len(F), bool))
-            if "proba" in p:  # the predicted class stays the forests' argmax; its probability is calibrated
+            if "proba" in p:  # the predicted class stays the (blended) argmax; its probability is calibrated
                 across = self.intervals == "across-codes" and cal.confidence_knots_across is not None
                 if across:  # another code or a measurement: the map calibrated on another code's spectra
                     proba = apply_confidence_map(p["proba"], *cal.confidence_knots_across)
@@ -168,6 +188,8 @@ class ElementModel:
         props_meta = {}
         if self.calibration is not None and self.calibration.domain is not None:
             arrays.update(self.calibration.domain.to_arrays())
+        if self.vote is not None:
+            arrays.update(self.vote.to_arrays())
         for name, pm in self.properties.items():
             arrays.update(pm.packed.to_arrays(f"{name}__"))
             arrays[f"{name}__importances"] = pm.importances
@@ -181,6 +203,7 @@ class ElementModel:
             "n_spectra": self.n_spectra, "sources": self.sources, "coverage_curve": self.coverage_curve,
             "versions": _versions(), "sha256": {k: _digest(v) for k, v in arrays.items()},
             "calibration": self.calibration.meta() if self.calibration is not None else None,
+            "neighbour_vote": self.vote.meta() if self.vote is not None else None,
         }
         manifest = json.loads(json.dumps(manifest, default=json_default))  # plain JSON types, as a reader sees it
         manifest["digest"] = _bundle_digest(manifest)
@@ -223,9 +246,9 @@ class ElementModel:
             raise BundleError(f"{path}: manifest is not a JSON object")
         if manifest.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"{path}: format {manifest.get('format')!r} is not {BUNDLE_FORMAT!r}")
-        if manifest.get("format_version") != BUNDLE_VERSION:
+        if manifest.get("format_version") not in READABLE_VERSIONS:
             raise BundleError(f"{path}: bundle format version {manifest.get('format_version')} is not supported "
-                              f"(this xanes-agent reads version {BUNDLE_VERSION}); retrain or upgrade")
+                              f"(this xanes-agent reads versions {READABLE_VERSIONS}); retrain or upgrade")
         expected = manifest.get("sha256", {})
         if not isinstance(expected, dict) or set(expected) != set(arrays):
             raise BundleError(f"{path}: arrays {sorted(set(arrays) ^ set(expected))} do not match the manifest")
@@ -261,6 +284,15 @@ class ElementModel:
                 name=name, label=meta["label"], kind=meta["kind"], packed=packed,
                 importances=arrays[f"{name}__importances"], importances_std=arrays[f"{name}__importances_std"],
                 metrics=meta["metrics"], n_train=meta["n_train"], n_test=meta["n_test"])
+        vote = None
+        if manifest.get("neighbour_vote") is not None:
+            cn = next((pm for pm in props.values() if pm.kind == "classifier"), None)
+            try:  # before any distance is computed with it
+                if cn is None:
+                    raise ValueError("a neighbour vote without a CN classifier")
+                vote = NeighbourVote.from_bundle(arrays, manifest["neighbour_vote"], grid.n, cn.packed.classes)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise BundleError(f"{path}: neighbour vote is malformed ({exc})") from None
         calibration = None
         meta = manifest.get("calibration")
         if meta:
@@ -288,7 +320,7 @@ class ElementModel:
                    config=manifest["config"], training_data_hash=manifest["training_data_hash"],
                    n_spectra=manifest["n_spectra"], sources=manifest["sources"],
                    coverage_curve=manifest.get("coverage_curve", {}), versions=manifest["versions"],
-                   calibration=calibration)
+                   calibration=calibration, vote=vote)
 
 
 #: Largest bundle accepted, uncompressed (a study-size model of one element is ~100-200 MB).

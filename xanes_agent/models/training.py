@@ -36,6 +36,7 @@ from .calibration import DOMAIN_QUANTILE, Calibration, valid_domain_quantile
 from .ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor
 from .features import DEFAULT_GRID, Grid, make_featurizer, spectra_to_grid
 from .model import ElementModel, PropertyModel
+from .neighbours import VOTE_SHARE, NeighbourVote
 from .packed import PackedForests
 
 log = logging.getLogger(__name__)
@@ -93,10 +94,14 @@ class TrainConfig:
     # a spectrum is flagged out of domain beyond this quantile of the training spectra's
     # leave-self-out distance (models.calibration), so about 1 - it of in-family spectra are flagged
     domain_quantile: float = DOMAIN_QUANTILE
+    # the nearest-neighbour vote's share of the CN probability (models.neighbours; 0: forests alone)
+    neighbour_vote: float = VOTE_SHARE
 
     def __post_init__(self) -> None:
         if not valid_domain_quantile(self.domain_quantile):
             raise ValueError(f"domain_quantile {self.domain_quantile!r}: a quantile in [0.5, 1)")
+        if not 0.0 <= self.neighbour_vote <= 1.0:
+            raise ValueError(f"neighbour_vote {self.neighbour_vote!r}: a share in [0, 1]")
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -223,6 +228,7 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
     charge = charge_label(sub, exclude=(FEFF_CHARGE,) if FEFF_CHARGE in cfg.properties else ())
     targets = {CN: CN, DISTANCE: DISTANCE, CHARGE: charge, FEFF_CHARGE: FEFF_CHARGE}
     props: dict[str, PropertyModel] = {}
+    vote = None
     bar = tqdm([p for p in cfg.properties], desc=f"{element} models", disable=not progress)
     for prop in bar:
         label = targets[prop]
@@ -243,15 +249,17 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
             importances=est.feature_importances_, importances_std=est.feature_importances_std_,
             n_train=int(tr.sum()), n_test=int(te.sum()),
         )
-        pm.metrics = evaluate_property(pm, featurizer.transform(X_grid[te]), y_all[te],
-                                       train_labels=y_all[tr]) if te.any() else {}
+        if prop == CN and cfg.neighbour_vote > 0:  # the training spectra themselves vote beside the forests
+            vote = NeighbourVote.fit(X_grid[tr], y_all[tr], pm.packed.classes, cfg.neighbour_vote, rng=rng)
+        pm.metrics = evaluate_property(pm, featurizer.transform(X_grid[te]), y_all[te], train_labels=y_all[tr],
+                                       vote=vote if prop == CN else None, X_grid=X_grid[te]) if te.any() else {}
         props[prop] = pm
     model = ElementModel(
         element=element, edge=str(sub.edge[0]), grid=cfg.grid, normalization=cfg.normalization,
         featurization=cfg.featurization, feature_names=featurizer.feature_names_,
         energy_ranges=featurizer.energy_ranges_, properties=props, config=cfg.as_dict(),
         training_data_hash=data_hash(sub), n_spectra=len(sub),
-        sources=sorted(set(sub.source.tolist())),
+        sources=sorted(set(sub.source.tolist())), vote=vote,
     )
     if cfg.calibration_folds >= 2 and props:
         model.calibration = calibrate_element(sub, X_grid, good & (splits == "train"),
@@ -354,7 +362,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
 
     from ..data.library import parent_groups, type_groups
     from .calibration import DomainModel, fit_calibration
-    from .evaluation import joint_group_folds, on_cn_classes
+    from .evaluation import joint_group_folds
 
     idx = np.flatnonzero(rows)
     parents = parent_groups(sub[idx])
@@ -384,7 +392,8 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
         domain = DomainModel.fit(featurizer.transform(X_grid[tr]), rng,
                                  _measured_features(X_grid, tr, cfg, featurizer, rng, real))
         dist_out.append(domain.distance(Fall))
-        F_other = across.features(f, featurizer)
+        X_other = across.spectra(f)
+        F_other = None if X_other is None else featurizer.transform(X_other)
         if F_other is not None:
             across.distance.append(domain.distance(F_other))
         cov_out.append(np.isfinite(Xall).mean(axis=1))
@@ -404,9 +413,12 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                     continue
                 Xf, yf = _training_rows(X_grid, tr[ok], y_all, real)
                 est = _fit_property(Xf, yf, prop, cfg, featurizer, rng, cfg.calibration_seeds)
-                proba_out.append(on_cn_classes(est.predict_proba(Fall), est.classes_))
+                # the fold model states what the final one will: the forests blended with the vote
+                vote = (NeighbourVote.fit(X_grid[tr[ok]], y_all[tr[ok]], est.classes_, cfg.neighbour_vote, rng=rng)
+                        if cfg.neighbour_vote > 0 else None)
+                proba_out.append(_stated_proba(est, vote, Fall, Xall))
                 if F_other is not None:
-                    across.add_proba(f, on_cn_classes(est.predict_proba(F_other), est.classes_))
+                    across.add_proba(f, _stated_proba(est, vote, F_other, X_other))
             else:
                 if ok.sum() < 5:
                     pred_out[prop].append(np.full(len(Xall), np.nan))
@@ -477,6 +489,15 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     return cal
 
 
+def _stated_proba(est: Any, vote: NeighbourVote | None, F: np.ndarray, X_grid: np.ndarray) -> np.ndarray:
+    """A fold model's CN probabilities as the final model states them (the forests blended with
+    the vote where there is one), on the columns of all CN classes."""
+    from .evaluation import on_cn_classes
+
+    p = est.predict_proba(F)
+    return on_cn_classes(p if vote is None else vote.blend(p, X_grid), est.classes_)
+
+
 @dataclass
 class _AcrossCodes:
     """Another code's spectra of one element, scored by the calibration's fold models."""
@@ -512,8 +533,8 @@ class _AcrossCodes:
     def n(self) -> int:
         return int(sum(len(r) for r in self.rows))  # scored rows, masked copies included
 
-    def features(self, fold: int, featurizer: Any) -> np.ndarray | None:
-        """Features of the other code's spectra of parents in ``fold``, whole and masked as the
+    def spectra(self, fold: int) -> np.ndarray | None:
+        """Grid spectra of the other code's spectra of parents in ``fold``, whole and masked as the
         same-code ones (:func:`with_low_windows`; None if there are none)."""
         if self.folds is None:
             return None
@@ -524,7 +545,7 @@ class _AcrossCodes:
         X = np.vstack(parts)
         self.rows.append(np.tile(rows, len(parts)))
         self.coverage.append(np.isfinite(X).mean(axis=1))
-        return featurizer.transform(X)
+        return X
 
     def add(self, prop: str, fold: int, pred: np.ndarray) -> None:
         self.preds.setdefault(prop, {})[fold] = pred
@@ -592,9 +613,11 @@ def _measured_features(X_grid: np.ndarray, rows: np.ndarray, cfg: TrainConfig, f
     return featurizer.transform(measurement_copies(X_grid[rows], cfg.grid, cfg.noise, cfg.e0_jitter, rng))
 
 
-def evaluate_property(pm: PropertyModel, F: np.ndarray, y: np.ndarray, train_labels: np.ndarray | None = None
-                      ) -> dict[str, Any]:
-    """Test metrics, each as mean and std over the seeds."""
+def evaluate_property(pm: PropertyModel, F: np.ndarray, y: np.ndarray, train_labels: np.ndarray | None = None,
+                      vote: NeighbourVote | None = None, X_grid: np.ndarray | None = None) -> dict[str, Any]:
+    """Test metrics, each as mean and std over the seeds; for the classifier with a neighbour
+    ``vote`` (and the rows' ``X_grid``), ``ensemble_accuracy`` is the blend's (the model's answer)
+    and ``forest_ensemble_accuracy`` the forests' alone."""
     per = pm.packed.per_forest(F)  # (seeds, rows, outputs)
     if pm.kind == "classifier":
         classes = pm.packed.classes
@@ -602,8 +625,12 @@ def evaluate_property(pm: PropertyModel, F: np.ndarray, y: np.ndarray, train_lab
         acc = (pred == y[None, :]).mean(axis=1)
         f1 = np.array([f1_score(y, p, labels=classes, average=None, zero_division=0) for p in pred])
         ens = classes[np.argmax(per.mean(axis=0), axis=1)]
+        extra = {}
+        if vote is not None and X_grid is not None:
+            extra["forest_ensemble_accuracy"] = float(np.mean(ens == y))
+            ens = classes[np.argmax(vote.blend(per.mean(axis=0), X_grid), axis=1)]
         out = {"accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std()),
-               "ensemble_accuracy": float(np.mean(ens == y)),
+               "ensemble_accuracy": float(np.mean(ens == y)), **extra,
                "f1_per_class": {str(int(c)): [float(f1[:, j].mean()), float(f1[:, j].std())]
                                 for j, c in enumerate(classes)}, "n_test": int(len(y))}
         if train_labels is not None and len(train_labels):  # the baseline needs the training labels
