@@ -36,11 +36,10 @@ import numpy as np
 
 from xanes_agent.data.library import (
     PROJECT_SOURCE,
-    STRUCTURE_TYPES_KEY,
-    annotate_structure_types,
     load_bundled_library,
     parent_groups,
     type_groups,
+    with_structure_types,
 )
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
 from xanes_agent.data.readers import read_library
@@ -302,11 +301,10 @@ def main() -> None:
               realism_copies=a.experiment_like, domain_quantile=a.domain_quantile)
     cfg = live_config(**kw) if a.live else TrainConfig(**kw)
     project = lib.where(source=PROJECT_SOURCE)
-    if a.hold_out == "type" and STRUCTURE_TYPES_KEY not in project.meta:
-        # a library built before the type table: the hosts' types from their structures (../shared, cached)
+    if a.hold_out == "type":  # a library built before the type table: the hosts' types from their structures
         from xanes_agent.data.frameworks import DEFAULT_CACHE
 
-        annotate_structure_types(project, cache_file=DEFAULT_CACHE)
+        project = with_structure_types(project, cache_file=DEFAULT_CACHE)
     results: dict[str, Collector] = {}
     table: dict[str, dict] = {}
     head = ("| evaluation | d cov68 | d cov90 | d cov68/90 per parent | charge cov68 | charge cov90 "

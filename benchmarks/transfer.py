@@ -52,11 +52,10 @@ import numpy as np
 from xanes_agent.data.frameworks import DEFAULT_CACHE
 from xanes_agent.data.library import (
     PROJECT_SOURCE,
-    STRUCTURE_TYPES_KEY,
-    annotate_structure_types,
     load_bundled_library,
     parent_groups,
     type_groups,
+    with_structure_types,
 )
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
 from xanes_agent.data.readers import read_library
@@ -349,8 +348,7 @@ def main() -> None:
     ap.add_argument("--out", default="out/transfer")
     a = ap.parse_args()
     lib = read_library(a.library) if a.library else load_bundled_library()
-    if STRUCTURE_TYPES_KEY not in lib.meta:  # the hosts' types from their structures (../shared, cached)
-        annotate_structure_types(lib, cache_file=a.framework_cache)
+    lib = with_structure_types(lib, cache_file=a.framework_cache)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     cfgs = [EvalConfig(n_estimators=a.trees, weighting=w, min_samples_leaf=leaf, neighbour_vote=v)

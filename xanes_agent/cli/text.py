@@ -38,8 +38,9 @@ def format_prediction(rec: dict) -> list[str]:
             continue
         label = charge_title(rec.get("charge_label")) if name == CHARGE else prop.title
         if prop.kind == "classifier":
-            forest = max(p["raw_proba"]) if "raw_proba" in p else None  # before calibration
-            raw = f" (uncalibrated {forest:.2f})" if forest is not None and abs(forest - p["probability"]) > 5e-3 else ""
+            before = max(p["raw_proba"]) if "raw_proba" in p else None  # before calibration
+            shown = before is not None and abs(before - p["probability"]) > 5e-3
+            raw = f" (uncalibrated {before:.2f})" if shown else ""
             if p.get("across_codes"):  # which map the probability went through
                 raw += "  (across codes)"
             lines.append(f"  {label:<20s} {int(p['prediction']):d}        P = {p['probability']:.2f}{raw}")

@@ -658,6 +658,14 @@ def annotate_structure_types(lib: SpectrumCollection, root: str | Path | None = 
     return lib
 
 
+def with_structure_types(lib: SpectrumCollection, root: str | Path | None = None,
+                         cache_file: str | Path | None = None) -> SpectrumCollection:
+    """``lib`` with its structure-type table: the one the build wrote, or, for a library built
+    before session 26, one annotated here from the host structures
+    (:func:`annotate_structure_types`, which needs pymatgen and the structures)."""
+    return lib if STRUCTURE_TYPES_KEY in lib.meta else annotate_structure_types(lib, root, cache_file)
+
+
 def parent_of(source: str, material_id: str, provenance: dict[str, Any]) -> str:
     """One spectrum's parent structure (:func:`parent_groups`)."""
     if source == PROJECT_SOURCE and not provenance.get("parent"):
@@ -667,4 +675,4 @@ def parent_of(source: str, material_id: str, provenance: dict[str, Any]) -> str:
 
 __all__ = ["LABEL_NAMES", "annotate_structure_types", "build_library", "bundled_library_path", "environments",
            "load_bundled_library", "parent_groups", "parent_of", "reusable_spectra", "split_for", "table1",
-           "type_groups"]
+           "type_groups", "with_structure_types"]
