@@ -212,6 +212,7 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset, capsys):
                  "--permutation", "1"]) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert len(metrics["coordination_number"]["permutation_importance_top10"]) == 10
+    assert "forest_ensemble_accuracy" in metrics["coordination_number"]  # the model's answer is the blend
     top = capsys.readouterr().out.split("permutation top-10: ")[1].splitlines()[0].split(", ")
     # each feature with its energy range (the white-line energy is a feature of its own)
     assert len(top) == 10 and all(n.endswith(" eV]") or n == "white_line_energy" for n in top), top

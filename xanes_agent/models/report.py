@@ -202,7 +202,9 @@ def evaluate_bundle(model: ElementModel, coll: Any, permutation: int = 0) -> dic
             ok &= np.isin(y, CN_CLASSES)
         if ok.sum() < 2:
             continue
-        res = {"label": pm.label, "n": int(ok.sum()), **evaluate_property(pm, F[ok], y[ok])}
+        res = {"label": pm.label, "n": int(ok.sum()),
+               **evaluate_property(pm, F[ok], y[ok], vote=model.vote if pm.kind == "classifier" else None,
+                                   X_grid=X[ok])}
         if permutation:
             mean, std = permutation_importance(pm, F[ok], y[ok], n_repeats=permutation)
             top = np.argsort(mean)[::-1][:10]
