@@ -311,6 +311,7 @@ def test_an_edited_manifest_field_is_refused(tiny_bundle, tmp_path):
     ("NaN value", "non-finite"), ("shallow depth", "deeper"), ("classes", "class"), ("manifest type", "malformed"),
     ("vote label", "neighbour vote labels outside"), ("vote width", "neighbour vote spectra"),
     ("vote share", "share 2.0"), ("vote k", "k 0"), ("vote record", "not a mapping"),
+    ("vote inf", "infinite"), ("vote classes", "classes differ"),
 ])
 def test_signed_but_broken_trees_are_refused_before_any_walk(tiny_bundle, tmp_path, what, match):
     def mutate(a, m):
@@ -340,6 +341,10 @@ def test_signed_but_broken_trees_are_refused_before_any_walk(tiny_bundle, tmp_pa
             m["neighbour_vote"]["k"] = 0
         elif what == "vote record":
             m["neighbour_vote"] = [0.5, 5]
+        elif what == "vote inf":
+            a["vote__spectra"][0, 0] = np.inf
+        elif what == "vote classes":
+            m["neighbour_vote"]["classes"] = "456"
 
     with pytest.raises(BundleError, match=match):
         ElementModel.load(_resigned(tiny_bundle, tmp_path / "bad.npz", mutate))

@@ -94,8 +94,9 @@ class NeighbourVote:
     @classmethod
     def from_bundle(cls, arrays: dict[str, np.ndarray], meta: Any, grid_n: int, classes: np.ndarray,
                     prefix: str = "vote__") -> NeighbourVote:
-        """Read and check what a bundle holds: a (rows, ``grid_n``) float array, one label per row
-        among ``classes`` (the CN classifier's), a share in [0, 1] and 1 <= k <= rows. Raises
+        """Read and check what a bundle holds: a (rows, ``grid_n``) float array (NaN where a
+        spectrum had no value, nothing infinite), one label per row among ``classes`` (the CN
+        classifier's, listed in the record), a share in [0, 1] and 1 <= k <= rows. Raises
         ValueError naming what is wrong."""
         if not isinstance(meta, dict):
             raise ValueError("neighbour vote record is not a mapping")
@@ -104,9 +105,12 @@ class NeighbourVote:
             raise ValueError("neighbour vote arrays missing")
         if spectra.dtype.kind != "f" or spectra.ndim != 2 or spectra.shape[1] != grid_n or len(spectra) < 1:
             raise ValueError(f"neighbour vote spectra must be (rows, {grid_n}) floats, got {spectra.shape}")
+        if np.isinf(spectra).any():
+            raise ValueError("neighbour vote spectra hold infinite values")
         if labels.dtype.kind not in "iu" or labels.shape != (len(spectra),):
             raise ValueError("neighbour vote labels must be one integer per spectrum")
-        if [float(c) for c in meta.get("classes", [])] != [float(c) for c in classes]:
+        listed = meta.get("classes")
+        if not isinstance(listed, list) or [float(c) for c in listed] != [float(c) for c in classes]:
             raise ValueError("neighbour vote classes differ from the CN classifier's")
         if not np.all(np.isin(labels, classes)):
             raise ValueError("neighbour vote labels outside the CN classes")
