@@ -260,7 +260,8 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
         if not len(sub):
             continue
         prep = Prepared(sub, feat, augment, **opts)
-        fam = np.flatnonzero(np.char.startswith(prep.groups.astype(str), "family:"))
+        is_family = np.char.startswith(prep.groups.astype(str), "family:")
+        fam = np.flatnonzero(is_family)
         rows = np.arange(len(sub))
         if len(fam):
             # a family goes out with its structure type (the library's table: the families of one
@@ -274,8 +275,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
             if len(fam) < len(sub):  # hosts train; each family is predicted by a model without its type
                 folds = np.full(len(sub), -1)
                 folds[fam] = fam_folds
-                hosts = ~np.char.startswith(prep.groups.astype(str), "family:")
-                excluded = {f: hosts & (types == t) for f, t in enumerate(type_names)}
+                excluded = {f: ~is_family & (types == t) for f, t in enumerate(type_names)}
                 s = within(prep, rows, folds, cfg, excluded, by_group=True)
                 s.metrics["hosts_left_out"] = {t.removeprefix("type:"): int(excluded[f].sum())
                                                for f, t in enumerate(type_names)}

@@ -44,6 +44,16 @@ class NeighbourVote:
     share: float = VOTE_SHARE
     k: int = NEIGHBOURS
 
+    def __post_init__(self) -> None:
+        # what every call compares against, derived once from the stored spectra (the live agent
+        # asks on every update): values with 0 where missing, which points each has, their squares
+        R = np.asarray(self.spectra, np.float64)
+        have = np.isfinite(R)
+        self._r0 = np.where(have, R, 0.0)
+        self._have = have.astype(float)
+        self._r0_sq = self._r0 ** 2
+        self._prior = np.array([np.mean(np.asarray(self.labels) == c) for c in self.classes])
+
     @classmethod
     def fit(cls, X_grid: np.ndarray, y: np.ndarray, classes: np.ndarray, share: float = VOTE_SHARE,
             k: int = NEIGHBOURS, rng: np.random.Generator | None = None) -> NeighbourVote:
@@ -59,25 +69,21 @@ class NeighbourVote:
         """(rows, classes) vote shares; a row with no grid point in common with the training
         spectra gets the training rows' class shares."""
         X = np.atleast_2d(np.asarray(X_grid, float))
-        R = self.spectra.astype(np.float64)
-        have_r = np.isfinite(R)
-        R0 = np.where(have_r, R, 0.0)
         have_x = np.isfinite(X)
         X0 = np.where(have_x, X, 0.0)
-        mx, mr = have_x.astype(float), have_r.astype(float)
+        mx = have_x.astype(float)
         # sum over the points both have of (x - r)^2, and how many points that is
-        d2 = (X0 ** 2) @ mr.T - 2.0 * X0 @ R0.T + mx @ (R0 ** 2).T
-        common = mx @ mr.T
+        d2 = (X0 ** 2) @ self._have.T - 2.0 * X0 @ self._r0.T + mx @ self._r0_sq.T
+        common = mx @ self._have.T
         d = np.sqrt(np.maximum(d2, 0.0) * X.shape[1] / np.maximum(common, 1.0))
         d[common < 1] = np.inf
-        k = min(self.k, len(R))
+        k = min(self.k, len(self._r0))
         near = np.argpartition(d, k - 1, axis=1)[:, :k]
         dn = np.take_along_axis(d, near, axis=1)
         w = np.where(np.isfinite(dn), 1.0 / np.maximum(dn, 1e-9), 0.0)
         votes = np.stack([(w * (self.labels[near] == c)).sum(axis=1) for c in self.classes], axis=1)
-        prior = np.array([np.mean(self.labels == c) for c in self.classes])
         tot = votes.sum(axis=1, keepdims=True)
-        return np.where(tot > 0, votes / np.where(tot > 0, tot, 1.0), prior)
+        return np.where(tot > 0, votes / np.where(tot > 0, tot, 1.0), self._prior)
 
     def blend(self, forest_proba: np.ndarray, X_grid: np.ndarray) -> np.ndarray:
         """The CN probability the model states before calibration: forests and vote, by ``share``."""
