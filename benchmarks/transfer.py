@@ -4,7 +4,8 @@
                                   [--augment none experiment] [--stretch 0 0.05 ...]
                                   [--weighting none parent]
                                   [--min-samples-leaf 1 5 ...] [--blur 0 2 ...]
-                                  [--window START STOP N ...] [--out out/transfer]
+                                  [--window START STOP N ...] [--neighbour-vote 0 0.5 ...]
+                                  [--voters parent spectrum] [--out out/transfer]
 
 Per element, on the project's FEFF10 spectra (``feff10-project``):
 
@@ -71,6 +72,7 @@ from xanes_agent.models.evaluation import (
     summarize,
 )
 from xanes_agent.models.features import DEFAULT_GRID, FEATURIZATIONS, Grid, make_featurizer, spectra_to_grid
+from xanes_agent.models.neighbours import VOTERS
 from xanes_agent.models.realism import Realism, experiment_like_grid
 
 
@@ -242,7 +244,8 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
         grid: Grid = DEFAULT_GRID, blur: float = 0.0, stretch: float = 0.0) -> str:
     feat = make_featurizer(features, grid)
     opts = dict(grid=grid, blur=blur, stretch=stretch)  # how spectra are prepared
-    vote = f"a 5-neighbour CN vote at {cfg.neighbour_vote:g}, " if cfg.neighbour_vote else ""
+    vote = (f"a 5-neighbour CN vote at {cfg.neighbour_vote:g}, each {cfg.voters} voting, "
+            if cfg.neighbour_vote else "")
     copies = f"experiment-like training copies{f' stretched +-{stretch:g}' if stretch else ''}"
     tag = (f"{features}, {copies if augment else 'clean training spectra'}, "
            f"{'each parent structure weighing 1' if cfg.weighting == 'parent' else 'each spectrum weighing 1'}, "
@@ -311,7 +314,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
         lines += ["", "Families left out (hosts in training) whose CN was mostly missed:", "", *misses]
     kind = (f"experiment_stretch{stretch:g}" if stretch else "experiment") if augment else "clean"
     slug = (f"{features}_{kind}_{cfg.weighting}_leaf{cfg.min_samples_leaf}_"
-            f"{f'vote{cfg.neighbour_vote:g}_' if cfg.neighbour_vote else ''}"
+            f"{f'vote{cfg.neighbour_vote:g}{cfg.voters}_' if cfg.neighbour_vote else ''}"
             f"blur{blur:g}_{grid.start:g}_{grid.stop:g}_{grid.n}")
     plot_confusions(confusions, f"CN confusion out of family/parent ({tag})", out / f"confusion_{slug}.png")
     (out / f"transfer_{slug}.json").write_text(json.dumps(record, indent=1))
@@ -342,6 +345,9 @@ def main() -> None:
     ap.add_argument("--neighbour-vote", type=float, nargs="+", default=[0.0],
                     help="share(s) of a 5-nearest-neighbour vote among the training grid spectra in the CN "
                          "probability (0: the forests alone; models.neighbours)")
+    ap.add_argument("--voters", nargs="+", default=["parent"], choices=VOTERS,
+                    help="who votes: each parent structure once per CN (the models'), or each spectrum "
+                         "(session 27's vote); every choice is run with every share above 0")
     ap.add_argument("--framework-cache", default=DEFAULT_CACHE,
                     help="for a library without its structure-type table (built before session 26): each "
                          "host structure's family structure type, kept between runs (JSON)")
@@ -351,8 +357,9 @@ def main() -> None:
     lib = with_structure_types(lib, cache_file=a.framework_cache)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfgs = [EvalConfig(n_estimators=a.trees, weighting=w, min_samples_leaf=leaf, neighbour_vote=v)
-            for w in a.weighting for leaf in a.min_samples_leaf for v in a.neighbour_vote]
+    cfgs = [EvalConfig(n_estimators=a.trees, weighting=w, min_samples_leaf=leaf, neighbour_vote=v, voters=who)
+            for w in a.weighting for leaf in a.min_samples_leaf for v in a.neighbour_vote
+            for who in (a.voters if v else a.voters[:1])]
     grids = [Grid(float(s), float(e), int(n)) for s, e, n in a.window] if a.window else [DEFAULT_GRID]
     tables = []
     runs = itertools.product(grids, cfgs, a.blur, a.features, a.augment, a.stretch)

@@ -64,6 +64,12 @@ def test_training_only_rows_and_parent_weights():
     assert weighted["mean_nn_distance"][60] < plain["mean_nn_distance"][60] - 0.02
     with pytest.raises(ValueError, match="groups_train"):  # parent weighting without groups is refused
         out_of_group_predictions(F, y, folds, EvalConfig(weighting="parent"))
+    # the vote counts parents, so it needs them too; a vote by spectrum does not
+    with pytest.raises(ValueError, match="vote by parent needs"):
+        out_of_group_predictions(F, y, folds, EvalConfig(n_estimators=10, neighbour_vote=0.5), spectra=F)
+    voted = out_of_group_predictions(F, y, folds, EvalConfig(n_estimators=10, neighbour_vote=1.0, voters="spectrum"),
+                                     spectra=F)
+    assert np.isclose(voted["coordination_number_proba"][60].sum(), 1.0)
 
 
 def test_broadening_keeps_area_and_widens():

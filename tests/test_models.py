@@ -1,6 +1,7 @@
 """Training on the bundled reference library, bundles, packed forests."""
 
 import json
+import re
 import zipfile
 
 import numpy as np
@@ -205,7 +206,7 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset, capsys):
     assert main(["info", str(bundle)]) == 0
     info = capsys.readouterr().out
     assert "uncertainty: calibrated out of family" in info
-    assert "CN answer: the forests x 0.5 + the 5 nearest of" in info
+    assert re.search(r"CN answer: the forests x 0.5 \+ the vote x 0.5 of the 5 nearest of \d+ parent structures", info)
     # the CN map's record on parents it was not fitted on, unless the CN probability is not mapped
     assert ("the map was not fitted on: ECE" in info) != ("not calibrated: a CN class" in info)
     assert main(["evaluate", str(bundle), "--library", str(lib), "--json", str(tmp_path / "m.json"),
@@ -312,6 +313,7 @@ def test_an_edited_manifest_field_is_refused(tiny_bundle, tmp_path):
     ("vote label", "neighbour vote labels outside"), ("vote width", "neighbour vote spectra"),
     ("vote share", "share 2.0"), ("vote k", "k 0"), ("vote record", "not a mapping"),
     ("vote inf", "infinite"), ("vote classes", "classes differ"),
+    ("vote parents", "parents must be one integer per spectrum"), ("vote voters", "voters 'atoms'"),
 ])
 def test_signed_but_broken_trees_are_refused_before_any_walk(tiny_bundle, tmp_path, what, match):
     def mutate(a, m):
@@ -345,6 +347,10 @@ def test_signed_but_broken_trees_are_refused_before_any_walk(tiny_bundle, tmp_pa
             a["vote__spectra"][0, 0] = np.inf
         elif what == "vote classes":
             m["neighbour_vote"]["classes"] = "456"
+        elif what == "vote parents":
+            a["vote__parents"] = a["vote__parents"][:-1]
+        elif what == "vote voters":
+            m["neighbour_vote"]["voters"] = "atoms"
 
     with pytest.raises(BundleError, match=match):
         ElementModel.load(_resigned(tiny_bundle, tmp_path / "bad.npz", mutate))
@@ -486,6 +492,7 @@ def test_the_cn_answer_blends_the_forests_with_the_nearest_training_spectra(cu_m
 
     vote = cu_model.vote
     assert vote is not None and vote.share == 0.5 and vote.k == 5
+    assert vote.parents is not None and vote.meta()["voters"] == "parent"
     assert list(vote.classes) == list(cu_model.properties["coordination_number"].packed.classes)
     X, _ = spectra_to_grid(cu_subset.energy[:30], cu_subset.mu[:30])
     got = cu_model.predict_grid(X)["coordination_number"]
@@ -513,3 +520,37 @@ def test_the_cn_answer_blends_the_forests_with_the_nearest_training_spectra(cu_m
     assert old.vote is None
     p = old.predict_grid(X)["coordination_number"]
     assert "forest_proba" not in p and np.allclose(p["proba"].sum(axis=1), 1.0)
+
+    def version4(a, m):  # as a version-4 writer made it: every spectrum votes
+        a.pop("vote__parents")
+        m["neighbour_vote"].pop("voters")
+        m["format_version"] = 4
+
+    v4 = ElementModel.load(_resigned(tiny_bundle, tmp_path / "v4.npz", version4))
+    assert v4.vote is not None and v4.vote.parents is None and v4.vote.meta()["voters"] == "spectrum"
+    assert v4.format_version == 4 and cu_model.format_version == 5  # the demo retrains an older bundle
+
+
+def test_each_parent_structure_votes_once_however_many_copies_it_has():
+    """Ten strained copies of one six-coordinate parent nearest to a spectrum are one voice against
+    three five-coordinate parents a little farther; counted per spectrum they outvote them."""
+    from xanes_agent.models.neighbours import NeighbourVote
+
+    rng = np.random.default_rng(0)
+    x = np.zeros(8)
+    copies = 0.1 / np.sqrt(8) + rng.normal(0, 1e-4, (10, 8))  # 0.1 from x (grid-scaled distance)
+    others = np.vstack([0.2 / np.sqrt(8) * np.ones(8)] * 3) + rng.normal(0, 1e-4, (3, 8))  # 0.2 away
+    far = np.full((1, 8), 5.0)
+    R = np.vstack([copies, others, far]).astype(np.float32)
+    labels = np.array([6] * 10 + [5] * 3 + [4], np.int8)
+    parents = ["family:a"] * 10 + ["mp-1", "mp-2", "mp-3", "mp-4"]
+    classes = np.array([4.0, 5.0, 6.0])
+    by_spectrum = NeighbourVote.fit(R, labels, classes).proba(x)
+    by_parent = NeighbourVote.fit(R, labels, classes, parents=parents).proba(x)
+    assert by_spectrum[0].argmax() == 2 and by_spectrum[0, 2] == pytest.approx(1.0)
+    # one voice at 0.1 (weight 10) against three at 0.2 (5 each), and the CN 4 parent far away
+    w_far = 1 / np.sqrt(8 * 25.0)
+    np.testing.assert_allclose(by_parent[0], np.array([w_far, 15, 10]) / (25 + w_far), rtol=5e-3)
+    # one parent with spectra of two CNs is two voters
+    mixed = NeighbourVote.fit(R[:2], np.array([6, 4]), classes, k=5, parents=["mp-9", "mp-9"])
+    assert mixed._voters[0].shape == (2,) and len(mixed._voters[1]) == 2

@@ -127,8 +127,12 @@ def cmd_info(a: argparse.Namespace) -> int:
               f"n_train={pm.n_train}, n_test={pm.n_test}{informs})")
         print("    " + json.dumps(pm.metrics))
     v = m.vote
-    print(f"CN answer: the forests x {1 - v.share:g} + the {v.k} nearest of {len(v.labels)} training spectra's vote x "
-          f"{v.share:g}" if v is not None else "CN answer: the forests alone")
+    if v is None:
+        print("CN answer: the forests alone")
+    else:
+        voters = (f"{len(v.labels)} training spectra" if v.parents is None else
+                  f"{len(np.unique(v.parents))} parent structures (each once per CN; {len(v.labels)} spectra)")
+        print(f"CN answer: the forests x {1 - v.share:g} + the vote x {v.share:g} of the {v.k} nearest of {voters}")
     cal = m.calibration
     if cal is None:
         print("uncertainty: seed spread only (not calibrated: a predictive uncertainty it is not)")

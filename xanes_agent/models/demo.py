@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.library import load_bundled_library
-from .model import BundleError, ElementModel, bundle_path
+from .model import BUNDLE_VERSION, BundleError, ElementModel, bundle_path
 from .training import data_hash, live_config, train_element
 
 
@@ -44,10 +44,11 @@ def ensure_demo_model(models: Path, element: str, trees: int = 50, quiet: bool =
     keep = np.random.default_rng(0).choice(train, min(1500, len(train)), replace=False)
     lib = lib[np.sort(np.concatenate([keep, np.flatnonzero(lib.split == "test")]))]
     if path.exists():
-        # reused only if made with this preset from these spectra (the bundled library grows)
+        # reused only if made with this preset from these spectra (the bundled library grows), in
+        # the current bundle format (an older one loads, but answers as its version did)
         try:
             have = ElementModel.load(path)
-            if have.training_data_hash == data_hash(lib) and all(
+            if have.format_version == BUNDLE_VERSION and have.training_data_hash == data_hash(lib) and all(
                 have.config.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in want.items()
             ):
                 return path

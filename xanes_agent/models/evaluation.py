@@ -71,6 +71,9 @@ class EvalConfig:
     # share of a nearest-neighbour CN vote among the training grid spectra in the CN probability
     # (:class:`~xanes_agent.models.neighbours.NeighbourVote`; 0: the forests alone)
     neighbour_vote: float = 0.0
+    # who votes: "parent" (each parent structure once per CN, as the models do) or "spectrum"
+    # (every training spectrum, the session-27 vote); "parent" needs the training rows' groups
+    voters: str = "parent"
 
 
 WEIGHTINGS = ("none", "parent")
@@ -112,8 +115,11 @@ def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.
             if cfg.neighbour_vote > 0:
                 if spectra is None:
                     raise ValueError("neighbour_vote needs the grid spectra (spectra=(train, test))")
-                proba = NeighbourVote.fit(spectra[0][ok], y[ok], clf.classes_, cfg.neighbour_vote).blend(
-                    proba, spectra[1])
+                if cfg.voters == "parent" and groups_train is None:
+                    raise ValueError("a vote by parent needs the parent structure of each training row (groups_train)")
+                parents = np.asarray(groups_train)[ok] if cfg.voters == "parent" else None
+                proba = NeighbourVote.fit(spectra[0][ok], y[ok], clf.classes_, cfg.neighbour_vote,
+                                          parents=parents).blend(proba, spectra[1])
             full = on_cn_classes(proba, clf.classes_)
             out[name] = np.array(CN_CLASSES)[np.argmax(full, axis=1)].astype(float)
             out[name + "_proba"] = full

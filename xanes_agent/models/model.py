@@ -32,9 +32,11 @@ BUNDLE_FORMAT = "xanes-agent-model"
 # crossing of the main rise, not its steepest point (a version-2 model's grid sits ~2.5 eV higher on
 # the same spectrum, so it is refused rather than fed spectra placed another way: retrain); 4: the
 # CN probability blends the forests with a nearest-neighbour vote (``vote__*`` arrays; a version-3
-# bundle is read as before, without one; an older reader must refuse a version 4, not ignore the vote)
-BUNDLE_VERSION = 4
-READABLE_VERSIONS = (3, 4)
+# bundle is read as before, without one; an older reader must refuse a version 4, not ignore the vote);
+# 5: each parent structure votes once (``vote__parents``; a version-4 vote is read as it was trained,
+# every spectrum a voter; an older reader must refuse a version 5, not count copies as voters)
+BUNDLE_VERSION = 5
+READABLE_VERSIONS = (3, 4, 5)
 
 
 def bundle_path(folder: str | Path, element: str, featurization: str, normalization: str) -> Path:
@@ -82,6 +84,8 @@ class ElementModel:
     intervals: str = "same-code"
     # the nearest-neighbour CN vote blended into the forests' probability (None: the forests alone)
     vote: NeighbourVote | None = None
+    # the bundle format it was read from (a new model: the current one)
+    format_version: int = BUNDLE_VERSION
 
     def __post_init__(self) -> None:
         self._featurizer = make_featurizer(self.featurization, self.grid)
@@ -320,7 +324,7 @@ class ElementModel:
                    config=manifest["config"], training_data_hash=manifest["training_data_hash"],
                    n_spectra=manifest["n_spectra"], sources=manifest["sources"],
                    coverage_curve=manifest.get("coverage_curve", {}), versions=manifest["versions"],
-                   calibration=calibration, vote=vote)
+                   calibration=calibration, vote=vote, format_version=manifest["format_version"])
 
 
 #: Largest bundle accepted, uncompressed (a study-size model of one element is ~100-200 MB).

@@ -214,6 +214,8 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
     """
     from tqdm import tqdm
 
+    from ..data.library import parent_groups
+
     cfg = config or TrainConfig()
     sub = coll.where(element=element)
     if len(sub) < 20:
@@ -229,6 +231,7 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
     targets = {CN: CN, DISTANCE: DISTANCE, CHARGE: charge, FEFF_CHARGE: FEFF_CHARGE}
     props: dict[str, PropertyModel] = {}
     vote = None
+    parents = parent_groups(sub)  # the vote's voters: each parent structure once per CN
     bar = tqdm([p for p in cfg.properties], desc=f"{element} models", disable=not progress)
     for prop in bar:
         label = targets[prop]
@@ -250,7 +253,8 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
             n_train=int(tr.sum()), n_test=int(te.sum()),
         )
         if prop == CN and cfg.neighbour_vote > 0:  # the training spectra themselves vote beside the forests
-            vote = NeighbourVote.fit(X_grid[tr], y_all[tr], pm.packed.classes, cfg.neighbour_vote, rng=rng)
+            vote = NeighbourVote.fit(X_grid[tr], y_all[tr], pm.packed.classes, cfg.neighbour_vote, rng=rng,
+                                     parents=parents[tr])
         pm.metrics = evaluate_property(pm, featurizer.transform(X_grid[te]), y_all[te], train_labels=y_all[tr],
                                        vote=vote if prop == CN else None, X_grid=X_grid[te]) if te.any() else {}
         props[prop] = pm
@@ -365,7 +369,8 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     from .evaluation import joint_group_folds
 
     idx = np.flatnonzero(rows)
-    parents = parent_groups(sub[idx])
+    all_parents = parent_groups(sub)
+    parents = all_parents[idx]
     across = _AcrossCodes.prepare(other, label_names or {}, cfg)
     # a structure type stays in one fold: a spinel family held out while ~100 spinel hosts train
     # would calibrate intervals for structures the library already has
@@ -414,7 +419,8 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                 Xf, yf = _training_rows(X_grid, tr[ok], y_all, real)
                 est = _fit_property(Xf, yf, prop, cfg, featurizer, rng, cfg.calibration_seeds)
                 # the fold model states what the final one will: the forests blended with the vote
-                vote = (NeighbourVote.fit(X_grid[tr[ok]], y_all[tr[ok]], est.classes_, cfg.neighbour_vote, rng=rng)
+                vote = (NeighbourVote.fit(X_grid[tr[ok]], y_all[tr[ok]], est.classes_, cfg.neighbour_vote, rng=rng,
+                                          parents=all_parents[tr[ok]])
                         if cfg.neighbour_vote > 0 else None)
                 proba_out.append(_stated_proba(est, vote, Fall, Xall))
                 if F_other is not None:
