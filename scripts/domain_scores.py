@@ -17,6 +17,11 @@ settings), these scores per held-out spectrum:
 * ``forest vs neighbours``: |the forest's distance - the distance-weighted mean of the 5 nearest
   training spectra's (normalized values, Euclidean)| (A): two kinds of model, one answer?
 * ``neighbour spread``: standard deviation of those 5 neighbours' distances (A);
+* ``PCA residual``: the squared norm of what the training spectra's principal components (those
+  explaining 99.9 % of their variance, on the normalized grid) leave of the spectrum: a shape the
+  training spectra do not span (the chemometric Q statistic, SIMCA's DModX);
+* ``PCA T2``: Hotelling's T^2 of the spectrum's scores on those components (far along shapes the
+  training spectra do span);
 * ``local error``: the mean out-of-parent distance error (A) of the 15 nearest training spectra
   (standardized features), each training spectrum's error from a forest trained without its
   parent structure (5 inner folds): does the spectrum lie where new structures go wrong?
@@ -46,12 +51,15 @@ from xanes_agent.models.evaluation import group_folds
 from xanes_agent.models.features import DEFAULT_GRID, make_featurizer, spectra_to_grid
 
 SINGLE = ("knn", "tree spread", "seed spread", "CN ambiguity", "two views", "forest vs neighbours",
-          "neighbour spread", "local error")
+          "neighbour spread", "PCA residual", "PCA T2", "local error")
 COMBINED = {"knn + tree spread": ("knn", "tree spread"), "knn + seed spread": ("knn", "seed spread"),
             "knn + CN ambiguity": ("knn", "CN ambiguity"),
             "knn + tree spread + CN ambiguity": ("knn", "tree spread", "CN ambiguity"),
             "knn + forest vs neighbours": ("knn", "forest vs neighbours"),
-            "tree spread + forest vs neighbours": ("tree spread", "forest vs neighbours")}
+            "tree spread + forest vs neighbours": ("tree spread", "forest vs neighbours"),
+            "knn + PCA residual": ("knn", "PCA residual"),
+            "tree spread + PCA residual": ("tree spread", "PCA residual"),
+            "PCA residual + PCA T2": ("PCA residual", "PCA T2")}
 SEEDS = 10  # the agent's models: 10 seeds, whose means are all its fast path returns
 
 
@@ -79,6 +87,18 @@ def local_error(F_train, d_train, g_train, F_test, domain: DomainModel, trees: i
     return err[np.argsort(d2, axis=1)[:, :k]].mean(axis=1)
 
 
+def pca_scores(X_train: np.ndarray, X_test: np.ndarray, explained: float = 0.999) -> tuple[np.ndarray, np.ndarray]:
+    """Q (squared residual) and Hotelling T^2 of ``X_test`` against the principal components of
+    ``X_train`` that explain ``explained`` of its variance."""
+    mean = X_train.mean(axis=0)
+    _, sv, vt = np.linalg.svd(X_train - mean, full_matrices=False)
+    var = sv ** 2 / (len(X_train) - 1)
+    n = int(np.searchsorted(np.cumsum(var) / var.sum(), explained) + 1)
+    Z = (X_test - mean) @ vt[:n].T
+    resid = (X_test - mean) - Z @ vt[:n]
+    return (resid ** 2).sum(axis=1), (Z ** 2 / var[:n]).sum(axis=1)
+
+
 def scores(X_train, d_train, cn_train, g_train, X_test, trees: int, local: bool = True
            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The polynomial-feature distance prediction for ``X_test`` and each candidate score."""
@@ -100,9 +120,11 @@ def scores(X_train, d_train, cn_train, g_train, X_test, trees: int, local: bool 
     # deviation of the group means times sqrt(trees per group) estimates the trees' spread
     groups = per_tree[: len(per_tree) // SEEDS * SEEDS].reshape(SEEDS, -1, per_tree.shape[1])
     seed = groups.mean(axis=1).std(axis=0, ddof=1) * np.sqrt(groups.shape[1])
+    q, t2 = pca_scores(X_train, X_test)
     return pred, {"knn": domain.score(F_test), "tree spread": per_tree.std(axis=0), "seed spread": seed,
                   "CN ambiguity": 1.0 - proba.max(axis=1), "two views": np.abs(pred - pointwise),
                   "forest vs neighbours": np.abs(pred - neighbours), "neighbour spread": d_train[idx].std(axis=1),
+                  "PCA residual": q, "PCA T2": t2,
                   "local error": (local_error(F_train, d_train, g_train, F_test, domain, trees) if local
                                   else np.full(len(F_test), np.nan))}
 
