@@ -449,7 +449,8 @@ def test_aliovalent_sites_only_where_isovalent_ones_are_scarce(small_hosts):
 
     sites = all_sites(("Fe", "Cr"), str(small_hosts))
     iso = Counter((s.element, s.cn_estimate) for s in sites if not s.charge_change)
-    alio = [s for s in sites if s.charge_change]
+    # a site's first candidate (second states, the trivalent absorber beside it, are tested below)
+    alio = [s for s in sites if s.charge_change and not s.second_state]
     assert alio and {s.charge_change for s in alio} <= {-1, 1}
     assert iso["Fe", 6] >= MIN_ISOVALENT and iso["Cr", 6] >= MIN_ISOVALENT
     assert all(iso[s.element, s.cn_estimate] < MIN_ISOVALENT for s in alio)
@@ -511,34 +512,41 @@ def test_five_coordinate_trivalent_sites_from_an_estimated_radius(small_hosts, m
 
 
 def test_five_coordinate_sites_also_get_the_trivalent_absorber_as_a_second_state(small_hosts):
-    """Co3+, Ni3+ and Cu3+ are five-coordinate in one prototype family only: a five-coordinate
-    host site whose first candidate is another state (Co2+ on a Cu2+ pyramid) also gets the
-    trivalent absorber from its estimated radius. These come after every other candidate of their
-    class, so the plan's other sites keep their order within each class and their cache keys."""
+    """Co3+, Ni3+ and Cu3+ are five-coordinate in one prototype family only, Mn3+ and Fe3+ in it
+    and a dozen hosts: a five-coordinate host site whose first candidate is another state (Co2+ or
+    Fe2+ on a Cu2+ pyramid) also gets the trivalent absorber, from its estimated radius (Co) or
+    Shannon's (Fe). These come after every other candidate of their class, so the plan's other
+    sites keep their order within each class and their cache keys."""
     from xanes_agent.data.hosts import MAX_PER_PARENT, all_sites, estimated_radius, order_sites
-    from xanes_agent.data.structures import O_RADIUS
+    from xanes_agent.data.structures import O_RADIUS, shannon_radius
 
     sites = all_sites(("Co", "Fe"), str(small_hosts))
     second = [s for s in sites if s.second_state]
-    assert second and {(s.element, s.cn_estimate, s.oxidation_state) for s in second} == {("Co", 5, 3)}
+    assert {(s.element, s.cn_estimate, s.oxidation_state) for s in second} == {("Co", 5, 3), ("Fe", 5, 3)}
     assert len({s.id for s in sites}) == len(sites)
     first = {(s.parent, s.site, s.element): s for s in sites if not s.second_state}
     for s in second:
-        assert s.estimated_radius and s.params["radius"].startswith("estimated")
-        assert s.target_distance == pytest.approx(estimated_radius("Co", 3, 5) + O_RADIUS)
+        if s.element == "Co":
+            assert s.estimated_radius and s.params["radius"].startswith("estimated")
+            assert s.target_distance == pytest.approx(estimated_radius("Co", 3, 5) + O_RADIUS)
+        else:  # Shannon lists Fe3+ five-coordinate: its params are those of any tabulated site
+            assert not s.estimated_radius and "radius" not in s.params
+            assert s.target_distance == pytest.approx(shannon_radius("Fe", 3, "V") + O_RADIUS)
         other = first[s.parent, s.site, s.element]  # the site's first candidate: another state
         assert other.oxidation_state != 3
         assert s.oxidation_state - s.charge_change == other.oxidation_state - other.charge_change  # same host state
     g = second[0].materialize()
     assert g.oxidation_state == 3 and g.params == second[0].params
-    co = order_sites(sites, "Co")
-    five = [s for s in co if s.cn_estimate == 5]
-    assert [s.second_state for s in five] == sorted(s.second_state for s in five)  # second states last
-    assert all(sum(t.parent == p for t in five if t.second_state) <= MAX_PER_PARENT for p in {t.parent for t in five})
-    without = order_sites([s for s in sites if not s.second_state], "Co")
-    for cn in (4, 5, 6):
-        assert [s.id for s in without if s.cn_estimate == cn] == [
-            s.id for s in co if s.cn_estimate == cn and not s.second_state]
+    for el in ("Co", "Fe"):
+        plan = order_sites(sites, el)
+        five = [s for s in plan if s.cn_estimate == 5]
+        assert [s.second_state for s in five] == sorted(s.second_state for s in five)  # second states last
+        assert all(sum(t.parent == p for t in five if t.second_state) <= MAX_PER_PARENT
+                   for p in {t.parent for t in five})
+        without = order_sites([s for s in sites if not s.second_state], el)
+        for cn in (4, 5, 6):
+            assert [s.id for s in without if s.cn_estimate == cn] == [
+                s.id for s in plan if s.cn_estimate == cn and not s.second_state]
 
 
 def test_host_site_build_runs_feff_then_assembles_from_the_cache(small_hosts, tmp_path):

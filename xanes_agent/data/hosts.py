@@ -36,7 +36,10 @@ Four kinds of site, all planned here without running anything expensive:
   estimated radius where that fits (``second_state``), last in its class: for Co, Ni and Cu every
   five-coordinate M3+ spectrum was the ``pyramidal_112`` family's (session 25); 48-87 candidates
   per element for Ti, V, Cr and Cu, 455-498 for Co and Ni. They lie beyond the first 1,000 sites
-  of each element's plan (from position ~1,340), hence the build's 2,500.
+  of each element's plan (from position ~1,340), hence the build's 2,500. Session 28: Mn3+ and
+  Fe3+, whose five-coordinate radii Shannon lists, the same way from those (after the estimated
+  ones): the library's five-coordinate Mn and Fe were 119 and 151 M2+ host spectra against 13 M3+
+  ones, and the left-out ``pyramidal_112`` family (M3+) was called six-coordinate for both.
 
 Planning uses a cheap first shell: the O neighbours within 1.2 x the shortest cation-anion
 distance, all of them O (oxides only), 4 to 6 of them. The host oxidation state is the site's
@@ -333,6 +336,14 @@ def estimated_radius(element: str, q: int, cn: int) -> float | None:
     return five_from_six() * shannon_radius(element, q, "VI") if "VI" in table else None
 
 
+def trivalent_five_radius(element: str, q: int, cn: int) -> float | None:
+    """The five-coordinate radius (Angstrom) of the trivalent ion: Shannon's where listed (Mn3+,
+    Fe3+), else :func:`estimated_radius`; None for any other state or coordination."""
+    if cn != 5 or q != 3:
+        return None
+    return _tabulated(element, q, cn) or estimated_radius(element, q, cn)
+
+
 @lru_cache(maxsize=4096)
 def _spacegroup(poscar: str) -> str:
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
@@ -391,11 +402,14 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
                 out.append(HostSite(parent, str(poscar), i, host, el, q + dq, cn, d_host, fits[dq], len(eq), dq,
                                     estimated, _scaled_elongation(d_o, fits[dq] / d_host)))
             if not estimated:
-                # the trivalent absorber too where its five-coordinate radius is estimated (Co3+ on a
-                # Co2+-sized pyramid): five-coordinate Co3+, Ni3+, Cu3+ otherwise came from one family
-                for dq3, d3 in _fits(estimated_radius, el, q, cn, d_host).items():
-                    out.append(HostSite(parent, str(poscar), i, host, el, q + dq3, cn, d_host, d3, len(eq), dq3,
-                                        True, _scaled_elongation(d_o, d3 / d_host), second_state=True))
+                # the trivalent absorber too (Co3+ on a Co2+-sized pyramid from its estimated radius,
+                # Mn3+ and Fe3+ from their tabulated ones): five-coordinate Co3+, Ni3+, Cu3+ otherwise
+                # came from one family, Mn3+ and Fe3+ from it and a dozen M3+ hosts
+                for dq3, d3 in _fits(trivalent_five_radius, el, q, cn, d_host).items():
+                    if dq3 != dq:
+                        out.append(HostSite(parent, str(poscar), i, host, el, q + dq3, cn, d_host, d3, len(eq), dq3,
+                                            estimated_radius(el, q + dq3, cn) is not None,
+                                            _scaled_elongation(d_o, d3 / d_host), second_state=True))
     return out
 
 
@@ -414,10 +428,10 @@ def order_sites(sites: Iterable[HostSite], element: str) -> list[HostSite]:
     queues = []
     for cn in sorted(by_cn):
         queue = []
-        # sites of tabulated radii first, then those of estimated ones, then second states (each
-        # added later: the plan's earlier sites keep their order, so a build's cache and snapshots
-        # stay as they were)
-        for tier in ((False, False), (True, False), (True, True)):
+        # sites of tabulated radii first, then those of estimated ones, then second states of
+        # estimated radii (Co3+), then of tabulated ones (Mn3+, Fe3+; each added later: the plan's
+        # earlier sites keep their order, so a build's cache and snapshots stay as they were)
+        for tier in ((False, False), (True, False), (True, True), (False, True)):
             group = by_cn[cn].get(tier, {})
             parents = sorted(group, key=lambda p: _rank(element, cn, p))
             per_parent = [sorted(group[p], key=lambda s: (not s.native, _rank(s.id)))[:MAX_PER_PARENT]
