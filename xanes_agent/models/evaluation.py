@@ -100,6 +100,11 @@ def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.
         raise ValueError(f"unknown weighting {cfg.weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
     if cfg.weighting == "parent" and groups_train is None:
         raise ValueError("weighting='parent' needs the parent structure of each training row (groups_train)")
+    if cfg.neighbour_vote > 0 and "coordination_number" in y_train:  # before any forest is fitted
+        if spectra is None:
+            raise ValueError("neighbour_vote needs the grid spectra (spectra=(train, test))")
+        if cfg.voters == "parent" and groups_train is None:
+            raise ValueError("a vote by parent needs the parent structure of each training row (groups_train)")
     out: dict[str, np.ndarray] = {}
     for name, y in y_train.items():
         ok = np.isfinite(y)
@@ -113,10 +118,6 @@ def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.
             clf.fit(F_train[ok], y[ok].astype(int), sample_weight=_weights(cfg, groups_train, ok))
             proba = clf.predict_proba(F_test)
             if cfg.neighbour_vote > 0:
-                if spectra is None:
-                    raise ValueError("neighbour_vote needs the grid spectra (spectra=(train, test))")
-                if cfg.voters == "parent" and groups_train is None:
-                    raise ValueError("a vote by parent needs the parent structure of each training row (groups_train)")
                 parents = np.asarray(groups_train)[ok] if cfg.voters == "parent" else None
                 proba = NeighbourVote.fit(spectra[0][ok], y[ok], clf.classes_, cfg.neighbour_vote,
                                           parents=parents).blend(proba, spectra[1])
