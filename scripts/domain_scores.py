@@ -22,6 +22,9 @@ settings), these scores per held-out spectrum:
   training spectra do not span (the chemometric Q statistic, SIMCA's DModX);
 * ``PCA T2``: Hotelling's T^2 of the spectrum's scores on those components (far along shapes the
   training spectra do span);
+* ``forest proximity``: 1 - the mean proximity of the 5 training spectra closest in the distance
+  forest's own metric (proximity: the share of trees in which two spectra reach the same leaf;
+  Breiman 2001): near only in the features the forest splits on;
 * ``local error``: the mean out-of-parent distance error (A) of the 15 nearest training spectra
   (standardized features), each training spectrum's error from a forest trained without its
   parent structure (5 inner folds): does the spectrum lie where new structures go wrong?
@@ -51,7 +54,7 @@ from xanes_agent.models.evaluation import group_folds
 from xanes_agent.models.features import DEFAULT_GRID, make_featurizer, spectra_to_grid
 
 SINGLE = ("knn", "tree spread", "seed spread", "CN ambiguity", "two views", "forest vs neighbours",
-          "neighbour spread", "PCA residual", "PCA T2", "local error")
+          "neighbour spread", "PCA residual", "PCA T2", "forest proximity", "local error")
 COMBINED = {"knn + tree spread": ("knn", "tree spread"), "knn + seed spread": ("knn", "seed spread"),
             "knn + CN ambiguity": ("knn", "CN ambiguity"),
             "knn + tree spread + CN ambiguity": ("knn", "tree spread", "CN ambiguity"),
@@ -59,7 +62,11 @@ COMBINED = {"knn + tree spread": ("knn", "tree spread"), "knn + seed spread": ("
             "tree spread + forest vs neighbours": ("tree spread", "forest vs neighbours"),
             "knn + PCA residual": ("knn", "PCA residual"),
             "tree spread + PCA residual": ("tree spread", "PCA residual"),
-            "PCA residual + PCA T2": ("PCA residual", "PCA T2")}
+            "PCA residual + PCA T2": ("PCA residual", "PCA T2"),
+            "knn + forest proximity": ("knn", "forest proximity"),
+            "tree spread + forest proximity": ("tree spread", "forest proximity")}
+#: Either score beyond its own threshold (both at the one in-family quantile that flags 10 %).
+EITHER = {"knn or tree spread": ("knn", "tree spread"), "knn or seed spread": ("knn", "seed spread")}
 SEEDS = 10  # the agent's models: 10 seeds, whose means are all its fast path returns
 
 
@@ -99,6 +106,17 @@ def pca_scores(X_train: np.ndarray, X_test: np.ndarray, explained: float = 0.999
     return (resid ** 2).sum(axis=1), (Z ** 2 / var[:n]).sum(axis=1)
 
 
+def proximity_score(forest: RandomForestRegressor, F_train: np.ndarray, F_test: np.ndarray, k: int = 5
+                    ) -> np.ndarray:
+    """1 - mean proximity of each test row's ``k`` closest training rows (share of trees, same leaf)."""
+    leaf_train, leaf_test = forest.apply(F_train), forest.apply(F_test)
+    prox = np.zeros((len(F_test), len(F_train)))
+    for t in range(leaf_train.shape[1]):
+        prox += leaf_test[:, t, None] == leaf_train[None, :, t]
+    prox /= leaf_train.shape[1]
+    return 1.0 - np.sort(prox, axis=1)[:, -k:].mean(axis=1)
+
+
 def scores(X_train, d_train, cn_train, g_train, X_test, trees: int, local: bool = True
            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The polynomial-feature distance prediction for ``X_test`` and each candidate score."""
@@ -124,7 +142,7 @@ def scores(X_train, d_train, cn_train, g_train, X_test, trees: int, local: bool 
     return pred, {"knn": domain.score(F_test), "tree spread": per_tree.std(axis=0), "seed spread": seed,
                   "CN ambiguity": 1.0 - proba.max(axis=1), "two views": np.abs(pred - pointwise),
                   "forest vs neighbours": np.abs(pred - neighbours), "neighbour spread": d_train[idx].std(axis=1),
-                  "PCA residual": q, "PCA T2": t2,
+                  "PCA residual": q, "PCA T2": t2, "forest proximity": proximity_score(forest, F_train, F_test),
                   "local error": (local_error(F_train, d_train, g_train, F_test, domain, trees) if local
                                   else np.full(len(F_test), np.nan))}
 
@@ -144,8 +162,8 @@ def main() -> None:
     lib = load_bundled_library()
     rng = np.random.default_rng(0)
     print("| element, held out | n | errors > 3x in-family MAE | "
-          + " | ".join(f"{k}: flagged / large errors flagged" for k in (*SINGLE, *COMBINED)) + " |")
-    print("|---" * (3 + len(SINGLE) + len(COMBINED)) + "|")
+          + " | ".join(f"{k}: flagged / large errors flagged" for k in (*SINGLE, *COMBINED, *EITHER)) + " |")
+    print("|---" * (3 + len(SINGLE) + len(COMBINED) + len(EITHER)) + "|")
     for el in a.elements:
         X, d, cn, groups = prepare(lib.where(source=PROJECT_SOURCE, element=el))
         held = rng.random(len(X)) < 0.2  # in-family: siblings stay in training
@@ -179,6 +197,11 @@ def main() -> None:
             for keys in COMBINED.values():
                 in_family = np.mean([percentile(ref[k], ref[k]) for k in keys], axis=0)
                 flag = np.mean([percentile(ref[k], s[k]) for k in keys], axis=0) > np.quantile(in_family, 0.9)
+                cells.append(f"{flag.mean():.2f} / {flag[big].mean():.2f}")
+            for keys in EITHER.values():
+                q = next(q for q in np.linspace(0.9, 1.0, 101)
+                         if np.any([ref[k] > np.quantile(ref[k], q) for k in keys], axis=0).mean() <= 0.1)
+                flag = np.any([s[k] > np.quantile(ref[k], q) for k in keys], axis=0)
                 cells.append(f"{flag.mean():.2f} / {flag[big].mean():.2f}")
             print(f"| {el}, {name} | {len(e)} | {big.sum()} (in-family MAE {mae:.3f} A) | " + " | ".join(cells) + " |",
                   flush=True)
