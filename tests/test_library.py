@@ -251,6 +251,31 @@ def test_classes_short_of_spectra_run_first_and_the_plan_is_unchanged(small_host
     assert deficit_first(pending, Counter(), target=0) == pending  # nothing short: the plan's order
 
 
+def test_elements_short_of_spectra_run_first_the_emptiest_first(small_hosts):
+    """With every class full, an element short of its total runs first, the emptiest element
+    first, counting the sites queued ahead: the interleaved plan otherwise grew every element alike
+    (session 28's end: Mn 953, Ni 845 of 1,000). Nothing added or dropped; without totals the order
+    is the plan's."""
+    from collections import Counter
+
+    from xanes_agent.data.hosts import deficit_first, plan
+
+    pending = plan(["Fe", "Cr"], 12, small_hosts)
+    full = Counter({(g.element, g.cn_estimate): 500 for g in pending})
+    fe, cr = [g for g in pending if g.element == "Fe"], [g for g in pending if g.element == "Cr"]
+    assert len(fe) == len(cr) == 12
+    out = deficit_first(pending, full, totals=Counter({"Fe": 990, "Cr": 500}), total_target=1000)
+    assert sorted(g.id for g in out) == sorted(g.id for g in pending)  # the same set
+    # Cr (half full) before Fe; Fe's first 10 fill it to 1,000, its last 2 wait in the plan's order
+    assert [g.id for g in out] == [g.id for g in cr + fe[:10] + fe[10:]]
+    assert deficit_first(pending, full) == pending
+    # a known success counts toward its element's total: Fe at 999 then needs no new site
+    done = {fe[0].id: {"ok": True, "labels": {"coordination_number": float(fe[0].cn_estimate),
+                                              "oxidation_state": 3.0}}}
+    out = deficit_first(pending, full, totals=Counter({"Fe": 999, "Cr": 1000}), total_target=1000, known=done)
+    assert [g.id for g in out] == [g.id for g in pending]  # the known one is first in the plan already
+
+
 def test_sites_with_a_known_outcome_go_first_and_only_successes_fill_a_class(small_hosts):
     """A site whose FEFF outcome is already cached costs nothing: it goes first, and fills its
     class only if FEFF succeeded, under the CrystalNN label it came out with. Known failures took

@@ -54,8 +54,8 @@ per parent and element) in an order fixed by a hash, so a larger target only ext
 (the build stays resumable and its cache reusable). A build *runs* the plan's pending sites of
 classes still short of :data:`CLASS_TARGET` spectra or of :data:`PARENT_TARGET` parent structures
 (a site of a parent new to its class), of oxidation states within a class short of
-:data:`STATE_TARGET` spectra or :data:`STATE_PARENT_TARGET` parents, or of Jahn-Teller-elongated
-octahedra short of :data:`ELONGATED_TARGET`
+:data:`STATE_TARGET` spectra or :data:`STATE_PARENT_TARGET` parents, of Jahn-Teller-elongated
+octahedra short of :data:`ELONGATED_TARGET`, or of elements short of :data:`ELEMENT_TARGET` spectra
 first (:func:`deficit_first`); what the plan holds does not change.
 
 Elongated octahedra get their own count because the planning shell cannot see them: a Cu2+ site
@@ -123,6 +123,10 @@ JAHN_TELLER_IONS = frozenset({("Cu", 2), ("Mn", 3), ("Cr", 2)})
 ELONGATED_BAND = (1.15, 1.40)
 #: Spectra of a Jahn-Teller ion in an elongated octahedron per element the build fills first.
 ELONGATED_TARGET = 150
+#: Spectra per element the build fills first once its classes are filled (issue 13: >= 1,000 per
+#: element). The plan interleaves elements, so without it every element grew alike and the largest
+#: overshot while the smallest lagged (session 28's end: Mn 953, Ni 845): the smallest goes first.
+ELEMENT_TARGET = 1000
 
 _CN_LABEL = {4: "IV", 5: "V", 6: "VI"}
 
@@ -454,16 +458,18 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
                   parents: Mapping[tuple[str, int], set[str]] | None = None,
                   parent_target: int = PARENT_TARGET,
                   state_parents: Mapping[tuple[str, int, int | None], set[str]] | None = None,
-                  state_parent_target: int = STATE_PARENT_TARGET) -> list[Any]:
+                  state_parent_target: int = STATE_PARENT_TARGET,
+                  totals: Counter | None = None, total_target: int = ELEMENT_TARGET) -> list[Any]:
     """``pending`` calculations in the order to run them: a host site whose (element, planned
     coordination) has fewer than ``target`` spectra so far (``have``, counted by CrystalNN, plus the
     ones queued ahead of it), or fewer than ``parent_target`` distinct parent structures
     (``parents``, the same way) while the site's parent is new to it, whose (element, planned
     coordination, oxidation state) has fewer
     than ``state_target`` (``states``, counted the same way) or fewer than ``state_parent_target``
-    distinct parents (``state_parents``) while the site's parent is new to it, or which puts a Jahn-Teller ion in an
+    distinct parents (``state_parents``) while the site's parent is new to it, which puts a Jahn-Teller ion in an
     elongated octahedron (:attr:`HostSite.jahn_teller_elongated`) while its element has fewer than
-    ``elongated_target`` such spectra (``elongated``, per element), first, the emptiest first
+    ``elongated_target`` such spectra (``elongated``, per element), or whose element has fewer than
+    ``total_target`` spectra (``totals``, per element, counted the same way), first, the emptiest first
     (the share of its target a site's shortest count held when it was queued), the rest after in
     the plan's order.
 
@@ -480,6 +486,7 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
     109-157 (session 14). Anything without a planned coordination (prototype families) keeps its
     place in the second group."""
     seen, seen_states, seen_long = Counter(have), Counter(states or {}), Counter(elongated or {})
+    seen_totals = Counter(totals or {})
     seen_parents = {k: set(v) for k, v in (parents or {}).items()}
     seen_state_parents = {k: set(v) for k, v in (state_parents or {}).items()}
     known = known or {}
@@ -493,6 +500,7 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
         seen[g.element, int(cn)] += 1
         seen_states[g.element, int(cn), int(q) if q is not None and q == q else None] += 1
         seen_long[g.element] += bool(getattr(g, "jahn_teller_elongated", False))
+        seen_totals[g.element] += 1
         if getattr(g, "parent", None) is not None:  # a host site (a family's one parent is counted already)
             seen_parents.setdefault((g.element, int(cn)), set()).add(g.parent)
             seen_state_parents.setdefault((g.element, int(cn), int(q) if q is not None and q == q else None),
@@ -516,11 +524,13 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
                 len(in_class) / parent_target if new_parent else None,
                 _share(seen_states[state], state_target) if states is not None else None,
                 len(in_state) / state_parent_target if new_state_parent else None,
-                _share(seen_long[g.element], elongated_target) if long_ else None]
+                _share(seen_long[g.element], elongated_target) if long_ else None,
+                _share(seen_totals[g.element], total_target) if totals is not None else None]
         if cn is not None and any(f is not None for f in fill):
             seen[g.element, cn] += 1
             seen_states[state] += 1
             seen_long[g.element] += long_
+            seen_totals[g.element] += 1
             if parent is not None:
                 in_class.add(parent)
                 in_state.add(parent)

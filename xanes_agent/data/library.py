@@ -263,7 +263,8 @@ def compute_project_spectra(
             r["id"]: r for r in (_project_job(g, params, str(cache_dir), cached_only=True)
                                  for g in pending if hasattr(g, "materialize")) if not r.get("pending")}
         pending = deficit_first(pending, Counter((el, cn) for el, cn, _ in labelled), states=Counter(labelled),
-                                elongated=elongated, known=known, parents=parents, state_parents=state_parents)
+                                elongated=elongated, known=known, parents=parents, state_parents=state_parents,
+                                totals=Counter(el for el, _, _ in labelled))
     gens = {g.id: g for g in pending}
     if client is not None:
         results = _results_on_cluster(client, gens, params, Path(cache_dir), time_budget, progress)
