@@ -5,7 +5,8 @@
                                   [--weighting none parent]
                                   [--min-samples-leaf 1 5 ...] [--blur 0 2 ...]
                                   [--window START STOP N ...] [--neighbour-vote 0 0.5 ...]
-                                  [--voters parent spectrum] [--out out/transfer]
+                                  [--voters parent spectrum] [--vote-blur 0 2]
+                                  [--out out/transfer]
 
 Per element, on the project's FEFF10 spectra (``feff10-project``):
 
@@ -46,6 +47,7 @@ import itertools
 import json
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +73,14 @@ from xanes_agent.models.evaluation import (
     out_of_group_predictions,
     summarize,
 )
-from xanes_agent.models.features import DEFAULT_GRID, FEATURIZATIONS, Grid, make_featurizer, spectra_to_grid
+from xanes_agent.models.features import (
+    DEFAULT_GRID,
+    FEATURIZATIONS,
+    Grid,
+    grid_blur,
+    make_featurizer,
+    spectra_to_grid,
+)
 from xanes_agent.models.neighbours import VOTERS
 from xanes_agent.models.realism import Realism, experiment_like_grid
 
@@ -103,34 +112,6 @@ class Prepared:
         Fc, src = self.copies
         keep = np.isin(src, rows)
         return np.vstack([self.F[rows], Fc[keep]]), np.concatenate([rows, src[keep]])
-
-
-def blur_matrix(grid: Grid, fwhm: float) -> np.ndarray:
-    """Gaussian smoothing of grid spectra as a matrix K (grid.n x grid.n): ``X @ K.T`` blurs each
-    row with a Gaussian of ``fwhm`` eV (rows of K sum to 1 before :func:`grid_blur` renormalizes
-    over the covered points); ``fwhm`` > 0."""
-    g = grid.energies
-    sigma = fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-    K = np.exp(-0.5 * ((g[:, None] - g[None, :]) / sigma) ** 2)
-    K[np.abs(g[:, None] - g[None, :]) > 4 * sigma] = 0.0
-    return K / K.sum(axis=1, keepdims=True)
-
-
-def grid_blur(X: np.ndarray, grid: Grid, fwhm: float) -> np.ndarray:
-    """Grid spectra blurred by a Gaussian of ``fwhm`` eV, each point from the covered points
-    around it (the kernel renormalized over them); uncovered points stay NaN, so a partial
-    spectrum is blurred the same way wherever it is measured."""
-    X = np.asarray(X, float)
-    if fwhm <= 0:
-        return X.copy()
-    K = blur_matrix(grid, fwhm)
-    finite = np.isfinite(X)
-    num = np.where(finite, X, 0.0) @ K.T
-    den = finite.astype(float) @ K.T
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = num / den
-    out[~finite] = np.nan
-    return out
 
 
 def _row(name: str, s, n_groups: int) -> str:
@@ -244,8 +225,8 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
         grid: Grid = DEFAULT_GRID, blur: float = 0.0, stretch: float = 0.0) -> str:
     feat = make_featurizer(features, grid)
     opts = dict(grid=grid, blur=blur, stretch=stretch)  # how spectra are prepared
-    vote = (f"a 5-neighbour CN vote at {cfg.neighbour_vote:g}, each {cfg.voters} voting, "
-            if cfg.neighbour_vote else "")
+    vote = (f"a 5-neighbour CN vote at {cfg.neighbour_vote:g}, each {cfg.voters} voting"
+            f"{f' on spectra blurred {cfg.vote_blur:g} eV' if cfg.vote_blur else ''}, " if cfg.neighbour_vote else "")
     copies = f"experiment-like training copies{f' stretched +-{stretch:g}' if stretch else ''}"
     tag = (f"{features}, {copies if augment else 'clean training spectra'}, "
            f"{'each parent structure weighing 1' if cfg.weighting == 'parent' else 'each spectrum weighing 1'}, "
@@ -315,6 +296,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
     kind = (f"experiment_stretch{stretch:g}" if stretch else "experiment") if augment else "clean"
     slug = (f"{features}_{kind}_{cfg.weighting}_leaf{cfg.min_samples_leaf}_"
             f"{f'vote{cfg.neighbour_vote:g}{cfg.voters}_' if cfg.neighbour_vote else ''}"
+            f"{f'voteblur{cfg.vote_blur:g}_' if cfg.neighbour_vote and cfg.vote_blur else ''}"
             f"blur{blur:g}_{grid.start:g}_{grid.stop:g}_{grid.n}")
     plot_confusions(confusions, f"CN confusion out of family/parent ({tag})", out / f"confusion_{slug}.png")
     (out / f"transfer_{slug}.json").write_text(json.dumps(record, indent=1))
@@ -348,6 +330,9 @@ def main() -> None:
     ap.add_argument("--voters", nargs="+", default=["parent"], choices=VOTERS,
                     help="who votes: each parent structure once per CN (the models'), or each spectrum "
                          "(session 27's vote); every choice is run with every share above 0")
+    ap.add_argument("--vote-blur", type=float, nargs="+", default=[0.0],
+                    help="Gaussian FWHM(s), eV, the vote blurs spectra by before comparing them (the models': "
+                         "2; 0: as they are); every choice is run with every share above 0")
     ap.add_argument("--framework-cache", default=DEFAULT_CACHE,
                     help="for a library without its structure-type table (built before session 26): each "
                          "host structure's family structure type, kept between runs (JSON)")
@@ -357,9 +342,10 @@ def main() -> None:
     lib = with_structure_types(lib, cache_file=a.framework_cache)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    cfgs = [EvalConfig(n_estimators=a.trees, weighting=w, min_samples_leaf=leaf, neighbour_vote=v, voters=who)
+    cfgs = [EvalConfig(n_estimators=a.trees, weighting=w, min_samples_leaf=leaf, neighbour_vote=v, voters=who,
+                       vote_blur=b)
             for w in a.weighting for leaf in a.min_samples_leaf for v in a.neighbour_vote
-            for who in (a.voters if v else a.voters[:1])]
+            for who in (a.voters if v else a.voters[:1]) for b in (a.vote_blur if v else [0.0])]
     grids = [Grid(float(s), float(e), int(n)) for s, e, n in a.window] if a.window else [DEFAULT_GRID]
     tables = []
     runs = itertools.product(grids, cfgs, a.blur, a.features, a.augment, a.stretch)
@@ -367,6 +353,7 @@ def main() -> None:
         if aug == "none" and stretch != a.stretch[0]:
             continue  # clean spectra have no copies to stretch: one clean run
         t0 = time.perf_counter()
+        cfg = replace(cfg, vote_grid=grid)  # a blurred vote blurs on the grid the spectra are on
         tables.append(run(lib, features, aug == "experiment", a.elements, a.folds, cfg, out, grid, blur,
                           stretch if aug == "experiment" else 0.0))
         print(f"({time.perf_counter() - t0:.0f} s)\n", flush=True)

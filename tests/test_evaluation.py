@@ -70,6 +70,10 @@ def test_training_only_rows_and_parent_weights():
     voted = out_of_group_predictions(F, y, folds, EvalConfig(n_estimators=10, neighbour_vote=1.0, voters="spectrum"),
                                      spectra=F)
     assert np.isclose(voted["coordination_number_proba"][60].sum(), 1.0)
+    # a blurred vote needs the grid its spectra are on
+    with pytest.raises(ValueError, match="vote_grid"):
+        out_of_group_predictions(F, y, folds, EvalConfig(n_estimators=10, neighbour_vote=0.5, voters="spectrum",
+                                                         vote_blur=2.0), spectra=F)
 
 
 def test_broadening_keeps_area_and_widens():

@@ -11,7 +11,7 @@ from sklearn.base import clone
 from xanes_agent.data.library import load_bundled_library
 from xanes_agent.models.ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor, random_oversample
 from xanes_agent.models.features import Grid
-from xanes_agent.models.model import BundleError, ElementModel
+from xanes_agent.models.model import BUNDLE_VERSION, BundleError, ElementModel
 from xanes_agent.models.packed import PackedForests
 from xanes_agent.models.training import TrainConfig, augment, train_element
 
@@ -206,7 +206,8 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset, capsys):
     assert main(["info", str(bundle)]) == 0
     info = capsys.readouterr().out
     assert "uncertainty: calibrated out of family" in info
-    assert re.search(r"CN answer: the forests x 0.5 \+ the vote x 0.5 of the 5 nearest of \d+ parent structures", info)
+    assert re.search(r"CN answer: the forests x 0.5 \+ the vote x 0.5 of the 5 nearest of \d+ parent structures"
+                     r" .*, spectra blurred 2 eV FWHM", info)
     # the CN map's record on parents it was not fitted on, unless the CN probability is not mapped
     assert ("the map was not fitted on: ECE" in info) != ("not calibrated: a CN class" in info)
     assert main(["evaluate", str(bundle), "--library", str(lib), "--json", str(tmp_path / "m.json"),
@@ -234,6 +235,9 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset, capsys):
     with pytest.raises(SystemExit):  # a share is in [0, 1]
         main(["train", "--library", str(lib), "--elements", "Cu", "--neighbour-vote", "1.5", "--out", str(models)])
     assert "expected a share in [0, 1], got 1.5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a blur is 0 to 10 eV
+        main(["train", "--library", str(lib), "--elements", "Cu", "--vote-blur", "-1", "--out", str(models)])
+    assert "--vote-blur: expected a blur of 0 to 10 eV, got -1" in capsys.readouterr().err
     assert main(["train", "--library", str(lib), "--elements", "Cu", "--seeds", "2", "--trees", "5",
                  "--calibration-folds", "0", "--neighbour-vote", "0", "--out", str(tmp_path / "alone"), "--quiet"]) == 0
     assert ElementModel.load(tmp_path / "alone" / "Cu-polynomial-post_edge.npz").vote is None
@@ -314,6 +318,7 @@ def test_an_edited_manifest_field_is_refused(tiny_bundle, tmp_path):
     ("vote share", "share 2.0"), ("vote k", "k 0"), ("vote record", "not a mapping"),
     ("vote inf", "infinite"), ("vote classes", "classes differ"),
     ("vote parents", "parents must be one integer per spectrum"), ("vote voters", "voters 'atoms'"),
+    ("vote blur", "blur -2.0"), ("vote blur NaN", "blur nan"), ("vote blur text", "blur '2'"),
 ])
 def test_signed_but_broken_trees_are_refused_before_any_walk(tiny_bundle, tmp_path, what, match):
     def mutate(a, m):
@@ -351,6 +356,12 @@ def test_signed_but_broken_trees_are_refused_before_any_walk(tiny_bundle, tmp_pa
             a["vote__parents"] = a["vote__parents"][:-1]
         elif what == "vote voters":
             m["neighbour_vote"]["voters"] = "atoms"
+        elif what == "vote blur":
+            m["neighbour_vote"]["blur_fwhm"] = -2.0
+        elif what == "vote blur NaN":
+            m["neighbour_vote"]["blur_fwhm"] = float("nan")
+        elif what == "vote blur text":
+            m["neighbour_vote"]["blur_fwhm"] = "2"
 
     with pytest.raises(BundleError, match=match):
         ElementModel.load(_resigned(tiny_bundle, tmp_path / "bad.npz", mutate))
@@ -528,7 +539,48 @@ def test_the_cn_answer_blends_the_forests_with_the_nearest_training_spectra(cu_m
 
     v4 = ElementModel.load(_resigned(tiny_bundle, tmp_path / "v4.npz", version4))
     assert v4.vote is not None and v4.vote.parents is None and v4.vote.meta()["voters"] == "spectrum"
-    assert v4.format_version == 4 and cu_model.format_version == 5  # the demo retrains an older bundle
+    assert v4.format_version == 4 and cu_model.format_version == BUNDLE_VERSION  # the demo retrains an older one
+
+    def version5(a, m):  # as a version-5 writer made it: spectra compared as they are
+        m["neighbour_vote"].pop("blur_fwhm")
+        m["format_version"] = 5
+
+    v5 = ElementModel.load(_resigned(tiny_bundle, tmp_path / "v5.npz", version5))
+    assert v5.vote is not None and v5.vote.blur == 0.0 and v5.vote.parents is not None
+    assert cu_model.vote.blur == 2.0 and cu_model.vote.meta()["blur_fwhm"] == 2.0
+
+
+def test_the_vote_compares_blurred_spectra_measured_or_partial():
+    """A vote with a blur answers as an unblurred vote on blurred spectra (both sides), a partial
+    spectrum blurred where it is measured; the stored spectra stay as given. Blurred, what counts is
+    the broad shape, not the sharpness: two sharp lines 1.2 eV off the query's are farther than the
+    same lines broadened in place, and nearer once both sides are blurred by 4 eV."""
+    from xanes_agent.models.features import DEFAULT_GRID, grid_blur
+    from xanes_agent.models.neighbours import NeighbourVote
+
+    rng = np.random.default_rng(5)
+    g = DEFAULT_GRID.energies
+    R = rng.normal(size=(40, DEFAULT_GRID.n))
+    labels = np.repeat([4, 5, 6], [10, 15, 15])
+    classes = np.array([4.0, 5.0, 6.0])
+    blurred = NeighbourVote.fit(R, labels, classes, parents=np.arange(40) // 2, blur=2.0, grid=DEFAULT_GRID)
+    plain = NeighbourVote.fit(grid_blur(R, DEFAULT_GRID, 2.0), labels, classes, parents=np.arange(40) // 2)
+    x = rng.normal(size=(3, DEFAULT_GRID.n))
+    x[1, 70:] = np.nan
+    np.testing.assert_allclose(blurred.proba(x), plain.proba(grid_blur(x, DEFAULT_GRID, 2.0)))
+    assert np.isfinite(blurred.proba(x)).all()
+    assert np.array_equal(blurred.spectra, R.astype(np.float32))  # stored as given
+
+    def lines(at, width, height=1.0):  # Gaussian lines at ``at`` and ``at`` + 10 eV
+        return sum(height * np.exp(-0.5 * ((g - e) / width) ** 2) for e in (at, at + 10.0))
+
+    query = lines(10.0, 0.4)
+    ref = np.vstack([lines(11.2, 0.4), lines(10.0, 2.0, 0.5)])  # sharp and shifted (CN 6); broad in place (CN 5)
+    lab, two = np.array([6, 5]), np.array([5.0, 6.0])
+    assert NeighbourVote.fit(ref, lab, two, k=1).proba(query)[0].argmax() == 0  # CN 5 nearest as they are
+    assert NeighbourVote.fit(ref, lab, two, k=1, blur=4.0, grid=DEFAULT_GRID).proba(query)[0].argmax() == 1
+    with pytest.raises(ValueError, match="grid"):
+        NeighbourVote.fit(ref, lab, two, blur=2.0)
 
 
 def test_each_parent_structure_votes_once_however_many_copies_it_has():

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..models.calibration import DOMAIN_QUANTILE
-from ..models.neighbours import VOTE_SHARE
+from ..models.neighbours import VOTE_BLUR, VOTE_SHARE
 from .args import (
     CLIError,
     cluster_client,
@@ -25,6 +25,7 @@ from .args import (
     positive_int,
     scheduler_arg,
     share,
+    vote_blur,
 )
 
 
@@ -59,7 +60,7 @@ def _train_all(a: argparse.Namespace, coll: Any, elements: list[str], other: Any
             kw = dict(featurization=feat, normalization=a.normalization, n_seeds=a.seeds,
                       n_estimators=a.trees, split_seed=a.seed, n_jobs=a.jobs,
                       calibration_folds=a.calibration_folds, realism_copies=a.experiment_like,
-                      domain_quantile=a.domain_quantile, neighbour_vote=a.neighbour_vote)
+                      domain_quantile=a.domain_quantile, neighbour_vote=a.neighbour_vote, vote_blur=a.vote_blur)
             cfg = live_config(**kw) if a.live else TrainConfig(**kw)
             m = train_element(coll, el, cfg, progress=not a.quiet,
                               other=other if other is not None and el in set(other.element.tolist()) else None)
@@ -132,7 +133,9 @@ def cmd_info(a: argparse.Namespace) -> int:
     else:
         voters = (f"{len(v.labels)} training spectra" if v.parents is None else
                   f"{len(np.unique(v.parents))} parent structures (each once per CN; {len(v.labels)} spectra)")
-        print(f"CN answer: the forests x {1 - v.share:g} + the vote x {v.share:g} of the {v.k} nearest of {voters}")
+        blur = f", spectra blurred {v.blur:g} eV FWHM" if v.blur > 0 else ""
+        print(f"CN answer: the forests x {1 - v.share:g} + the vote x {v.share:g} of the {v.k} nearest of {voters}"
+              f"{blur}")
     cal = m.calibration
     if cal is None:
         print("uncertainty: seed spread only (not calibrated: a predictive uncertainty it is not)")
@@ -191,6 +194,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--neighbour-vote", type=share, default=VOTE_SHARE, metavar="SHARE",
                    help="share of the 5 nearest training spectra's vote in the CN probability, beside the forests "
                         "(0: the forests alone; default %(default)s; xanes_agent.models.neighbours)")
+    t.add_argument("--vote-blur", type=vote_blur, default=VOTE_BLUR, metavar="EV",
+                   help="the vote compares spectra blurred by a Gaussian of this FWHM (eV; 0: as they are; "
+                        "default %(default)s): real sites and the idealised families differ in sharpness")
     t.add_argument("--calibrate-across", default=None, metavar="SOURCE",
                    help="spectra of this source (another code, e.g. omnixas-feff9) do not train: they calibrate the "
                         "intervals the agent states for measured spectra (--intervals across-codes)")

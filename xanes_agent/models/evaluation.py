@@ -27,6 +27,7 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, mean_absolute_error, r2_score
 
 from .ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor
+from .features import Grid
 from .neighbours import NeighbourVote
 
 CN_CLASSES = (4, 5, 6)
@@ -74,6 +75,10 @@ class EvalConfig:
     # who votes: "parent" (each parent structure once per CN, as the models do) or "spectrum"
     # (every training spectrum, the session-27 vote); "parent" needs the training rows' groups
     voters: str = "parent"
+    # the vote's distances on spectra blurred by this Gaussian FWHM (eV; 0: none) on ``vote_grid``,
+    # the grid of the spectra given to :func:`fit_predict`
+    vote_blur: float = 0.0
+    vote_grid: Grid | None = None
 
 
 WEIGHTINGS = ("none", "parent")
@@ -105,6 +110,8 @@ def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.
             raise ValueError("neighbour_vote needs the grid spectra (spectra=(train, test))")
         if cfg.voters == "parent" and groups_train is None:
             raise ValueError("a vote by parent needs the parent structure of each training row (groups_train)")
+        if cfg.vote_blur > 0 and cfg.vote_grid is None:
+            raise ValueError("a blurred vote needs the grid of the spectra (vote_grid)")
     out: dict[str, np.ndarray] = {}
     for name, y in y_train.items():
         ok = np.isfinite(y)
@@ -120,7 +127,8 @@ def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.
             if cfg.neighbour_vote > 0:
                 parents = np.asarray(groups_train)[ok] if cfg.voters == "parent" else None
                 proba = NeighbourVote.fit(spectra[0][ok], y[ok], clf.classes_, cfg.neighbour_vote,
-                                          parents=parents).blend(proba, spectra[1])
+                                          parents=parents, blur=cfg.vote_blur,
+                                          grid=cfg.vote_grid).blend(proba, spectra[1])
             full = on_cn_classes(proba, clf.classes_)
             out[name] = np.array(CN_CLASSES)[np.argmax(full, axis=1)].astype(float)
             out[name + "_proba"] = full

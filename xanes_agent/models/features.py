@@ -59,6 +59,35 @@ DEFAULT_MAX_GAP = 1.6
 WHITE_LINE_RANGE = (0.0, 25.0)
 
 
+def blur_matrix(grid: Grid, fwhm: float) -> np.ndarray:
+    """Gaussian smoothing of grid spectra as a matrix K (grid.n x grid.n): ``X @ K.T`` blurs each
+    row with a Gaussian of ``fwhm`` eV (rows of K sum to 1 before :func:`grid_blur` renormalizes
+    over the covered points); ``fwhm`` > 0."""
+    g = grid.energies
+    sigma = fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    K = np.exp(-0.5 * ((g[:, None] - g[None, :]) / sigma) ** 2)
+    K[np.abs(g[:, None] - g[None, :]) > 4 * sigma] = 0.0
+    return K / K.sum(axis=1, keepdims=True)
+
+
+def grid_blur(X: np.ndarray, grid: Grid, fwhm: float, K: np.ndarray | None = None) -> np.ndarray:
+    """Grid spectra blurred by a Gaussian of ``fwhm`` eV, each point from the covered points
+    around it (the kernel renormalized over them); uncovered points stay NaN, so a partial
+    spectrum is blurred the same way wherever it is measured. ``K``: :func:`blur_matrix` of
+    ``grid`` and ``fwhm``, where the caller keeps it."""
+    X = np.asarray(X, float)
+    if fwhm <= 0:
+        return X.copy()
+    K = blur_matrix(grid, fwhm) if K is None else K
+    finite = np.isfinite(X)
+    num = np.where(finite, X, 0.0) @ K.T
+    den = finite.astype(float) @ K.T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = num / den
+    out[~finite] = np.nan
+    return out
+
+
 def coverage_mask(energy_rel: np.ndarray, grid: Grid = DEFAULT_GRID, max_gap: float = DEFAULT_MAX_GAP) -> np.ndarray:
     """Boolean mask of grid points covered by measured energies (relative to E0, sorted, eV)."""
     g = grid.energies

@@ -34,9 +34,11 @@ BUNDLE_FORMAT = "xanes-agent-model"
 # CN probability blends the forests with a nearest-neighbour vote (``vote__*`` arrays; a version-3
 # bundle is read as before, without one; an older reader must refuse a version 4, not ignore the vote);
 # 5: each parent structure votes once (``vote__parents``; a version-4 vote is read as it was trained,
-# every spectrum a voter; an older reader must refuse a version 5, not count copies as voters)
-BUNDLE_VERSION = 5
-READABLE_VERSIONS = (3, 4, 5)
+# every spectrum a voter; an older reader must refuse a version 5, not count copies as voters);
+# 6: the vote compares spectra blurred by ``blur_fwhm`` eV (a version-5 vote compares them as they
+# are, as trained; an older reader must refuse a version 6, not compare unblurred spectra)
+BUNDLE_VERSION = 6
+READABLE_VERSIONS = (3, 4, 5, 6)
 
 
 def bundle_path(folder: str | Path, element: str, featurization: str, normalization: str) -> Path:
@@ -294,7 +296,7 @@ class ElementModel:
             try:  # before any distance is computed with it
                 if cn is None:
                     raise ValueError("a neighbour vote without a CN classifier")
-                vote = NeighbourVote.from_bundle(arrays, manifest["neighbour_vote"], grid.n, cn.packed.classes)
+                vote = NeighbourVote.from_bundle(arrays, manifest["neighbour_vote"], grid, cn.packed.classes)
             except (KeyError, TypeError, ValueError) as exc:
                 raise BundleError(f"{path}: neighbour vote is malformed ({exc})") from None
         calibration = None

@@ -36,7 +36,7 @@ from .calibration import DOMAIN_QUANTILE, Calibration, valid_domain_quantile
 from .ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor
 from .features import DEFAULT_GRID, Grid, make_featurizer, spectra_to_grid
 from .model import ElementModel, PropertyModel
-from .neighbours import VOTE_SHARE, NeighbourVote
+from .neighbours import MAX_BLUR, VOTE_BLUR, VOTE_SHARE, NeighbourVote
 from .packed import PackedForests
 
 log = logging.getLogger(__name__)
@@ -96,12 +96,16 @@ class TrainConfig:
     domain_quantile: float = DOMAIN_QUANTILE
     # the nearest-neighbour vote's share of the CN probability (models.neighbours; 0: forests alone)
     neighbour_vote: float = VOTE_SHARE
+    # the Gaussian FWHM (eV) the vote blurs spectra by before comparing them (models.neighbours)
+    vote_blur: float = VOTE_BLUR
 
     def __post_init__(self) -> None:
         if not valid_domain_quantile(self.domain_quantile):
             raise ValueError(f"domain_quantile {self.domain_quantile!r}: a quantile in [0.5, 1)")
         if not 0.0 <= self.neighbour_vote <= 1.0:
             raise ValueError(f"neighbour_vote {self.neighbour_vote!r}: a share in [0, 1]")
+        if not 0.0 <= self.vote_blur <= MAX_BLUR:
+            raise ValueError(f"vote_blur {self.vote_blur!r}: eV from 0 to {MAX_BLUR:g}")
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -254,7 +258,7 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
         )
         if prop == CN and cfg.neighbour_vote > 0:  # the training spectra themselves vote beside the forests
             vote = NeighbourVote.fit(X_grid[tr], y_all[tr], pm.packed.classes, cfg.neighbour_vote, rng=rng,
-                                     parents=parents[tr])
+                                     parents=parents[tr], blur=cfg.vote_blur, grid=cfg.grid)
         pm.metrics = evaluate_property(pm, featurizer.transform(X_grid[te]), y_all[te], train_labels=y_all[tr],
                                        vote=vote if prop == CN else None, X_grid=X_grid[te]) if te.any() else {}
         props[prop] = pm
@@ -420,7 +424,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                 est = _fit_property(Xf, yf, prop, cfg, featurizer, rng, cfg.calibration_seeds)
                 # the fold model states what the final one will: the forests blended with the vote
                 vote = (NeighbourVote.fit(X_grid[tr[ok]], y_all[tr[ok]], est.classes_, cfg.neighbour_vote, rng=rng,
-                                          parents=all_parents[tr[ok]])
+                                          parents=all_parents[tr[ok]], blur=cfg.vote_blur, grid=cfg.grid)
                         if cfg.neighbour_vote > 0 else None)
                 proba_out.append(_stated_proba(est, vote, Fall, Xall))
                 if F_other is not None:
