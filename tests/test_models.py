@@ -551,8 +551,9 @@ def test_the_cn_answer_blends_the_forests_with_the_nearest_training_spectra(cu_m
 
 
 def test_the_vote_compares_blurred_spectra_measured_or_partial():
-    """A vote with a blur answers as an unblurred vote on blurred spectra (both sides), a partial
-    spectrum blurred where it is measured; the stored spectra stay as given. Blurred, what counts is
+    """A vote with a blur answers as an unblurred vote on blurred spectra (both sides); for a
+    partial spectrum both are blurred from the points it has (the stored ones blurred whole differ
+    from it at every edge of what it has); the stored spectra stay as given. Blurred, what counts is
     the broad shape, not the sharpness: two sharp lines 1.2 eV off the query's are farther than the
     same lines broadened in place, and nearer once both sides are blurred by 4 eV."""
     from xanes_agent.models.features import DEFAULT_GRID, grid_blur
@@ -565,10 +566,18 @@ def test_the_vote_compares_blurred_spectra_measured_or_partial():
     classes = np.array([4.0, 5.0, 6.0])
     blurred = NeighbourVote.fit(R, labels, classes, parents=np.arange(40) // 2, blur=2.0, grid=DEFAULT_GRID)
     plain = NeighbourVote.fit(grid_blur(R, DEFAULT_GRID, 2.0), labels, classes, parents=np.arange(40) // 2)
-    x = rng.normal(size=(3, DEFAULT_GRID.n))
+    x = rng.normal(size=(4, DEFAULT_GRID.n))
     x[1, 70:] = np.nan
-    np.testing.assert_allclose(blurred.proba(x), plain.proba(grid_blur(x, DEFAULT_GRID, 2.0)))
-    assert np.isfinite(blurred.proba(x)).all()
+    x[3, 20:40] = np.nan
+    got = blurred.proba(x)
+    whole = [0, 2]
+    np.testing.assert_allclose(got[whole], plain.proba(grid_blur(x[whole], DEFAULT_GRID, 2.0)))
+    for i in (1, 3):  # the stored spectra seen only where this one is measured, then blurred
+        seen = np.where(np.isfinite(x[i]), R, np.nan)
+        same = NeighbourVote.fit(grid_blur(seen, DEFAULT_GRID, 2.0), labels, classes, parents=np.arange(40) // 2)
+        np.testing.assert_allclose(got[i], same.proba(grid_blur(x[i], DEFAULT_GRID, 2.0))[0])
+    assert not np.allclose(got[[1, 3]], plain.proba(grid_blur(x[[1, 3]], DEFAULT_GRID, 2.0)))
+    assert np.isfinite(got).all()
     assert np.array_equal(blurred.spectra, R.astype(np.float32))  # stored as given
 
     def lines(at, width, height=1.0):  # Gaussian lines at ``at`` and ``at`` + 10 eV

@@ -35,7 +35,11 @@ other families whatever the hosts held. ``scripts/vote_variants.py`` (the same f
 for every vote, session-28 library, share 0.5): a structure type left out with hosts in training
 0.718 -> 0.738 mean over Ti..Cu (Ti 0.71 -> 0.74, Cr 0.80 -> 0.83, Mn 0.47 -> 0.53, Fe 0.58 ->
 0.61; Co and Cu -0.02), parents left out 0.828 -> 0.832, Cu FEFF10 -> FEFF 9 0.638 -> 0.639; 4 eV
-gave the same means. The stored spectra stay as they were; both sides are blurred where compared.
+gave the same means. The stored spectra stay as they were; both sides are blurred where compared,
+and where a partial spectrum lacks points the stored ones are blurred as if they lacked them too
+(each point from the points both have): blurred over their whole extent, the stored spectra differ
+from a partial one at every edge of what it has, and the Cu demo model's CN at 20 % of a scan fell
+from 0.87 to 0.80 (`benchmarks/points_to_decision.py`, 60 samples).
 """
 
 from __future__ import annotations
@@ -84,11 +88,8 @@ class NeighbourVote:
         self._kernel = blur_matrix(self.grid, self.blur) if self.blur > 0 else None
         # what every call compares against, derived once from the stored spectra (the live agent
         # asks on every update): values with 0 where missing, which points each has, their squares
-        R = self._blurred(np.asarray(self.spectra, np.float64))
-        have = np.isfinite(R)
-        self._r0 = np.where(have, R, 0.0)
-        self._have = have.astype(float)
-        self._r0_sq = self._r0 ** 2
+        self._raw = np.asarray(self.spectra, np.float64)
+        self._refs = self._prepared(self._blurred(self._raw))
         self._prior = np.array([np.mean(np.asarray(self.labels) == c) for c in self.classes])
         self._voters = None
         if self.parents is not None:
@@ -118,18 +119,47 @@ class NeighbourVote:
     def _blurred(self, X: np.ndarray) -> np.ndarray:
         return X if self._kernel is None else grid_blur(X, self.grid, self.blur, self._kernel)
 
-    def proba(self, X_grid: np.ndarray) -> np.ndarray:
-        """(rows, classes) vote shares; a row with no grid point in common with the training
-        spectra gets the training rows' class shares."""
-        X = self._blurred(np.atleast_2d(np.asarray(X_grid, float)))
+    @staticmethod
+    def _prepared(R: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Stored spectra as the distance needs them: values (0 where missing), which points each
+        has, the squared values."""
+        have = np.isfinite(R)
+        r0 = np.where(have, R, 0.0)
+        return r0, have.astype(float), r0 ** 2
+
+    @staticmethod
+    def _distances(X: np.ndarray, refs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+        """(rows, stored) Euclidean distances over the points both have, scaled to the whole grid;
+        inf where they share none."""
+        r0, have, r0_sq = refs
         have_x = np.isfinite(X)
         X0 = np.where(have_x, X, 0.0)
         mx = have_x.astype(float)
         # sum over the points both have of (x - r)^2, and how many points that is
-        d2 = (X0 ** 2) @ self._have.T - 2.0 * X0 @ self._r0.T + mx @ self._r0_sq.T
-        common = mx @ self._have.T
+        d2 = (X0 ** 2) @ have.T - 2.0 * X0 @ r0.T + mx @ r0_sq.T
+        common = mx @ have.T
         d = np.sqrt(np.maximum(d2, 0.0) * X.shape[1] / np.maximum(common, 1.0))
         d[common < 1] = np.inf
+        return d
+
+    def proba(self, X_grid: np.ndarray) -> np.ndarray:
+        """(rows, classes) vote shares; a row with no grid point in common with the training
+        spectra gets the training rows' class shares."""
+        X = np.atleast_2d(np.asarray(X_grid, float))
+        if self._kernel is None:
+            d = self._distances(X, self._refs)
+        else:
+            measured = np.isfinite(X)
+            Xb = self._blurred(X)
+            d = np.empty((len(X), len(self._raw)))
+            whole = measured.all(axis=1)
+            d[whole] = self._distances(Xb[whole], self._refs)
+            part = np.flatnonzero(~whole)
+            if len(part):  # the stored spectra blurred from the points each partial spectrum has
+                masks, which = np.unique(measured[part], axis=0, return_inverse=True)
+                for j, m in enumerate(masks):
+                    rows = part[np.ravel(which) == j]
+                    d[rows] = self._distances(Xb[rows], self._prepared(self._blurred(np.where(m, self._raw, np.nan))))
         labels = self.labels
         if self._voters is not None:  # each (parent, CN) pair at its nearest spectrum's distance
             order, starts, labels = self._voters
