@@ -206,8 +206,7 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset, capsys):
     assert main(["info", str(bundle)]) == 0
     info = capsys.readouterr().out
     assert "uncertainty: calibrated out of family" in info
-    assert re.search(r"CN answer: the forests x 0.5 \+ the vote x 0.5 of the 5 nearest of \d+ parent structures"
-                     r" .*, spectra blurred 2 eV FWHM", info)
+    assert re.search(r"CN answer: the forests x 0.5 \+ the vote x 0.5 of the 5 nearest of \d+ parent structures", info)
     # the CN map's record on parents it was not fitted on, unless the CN probability is not mapped
     assert ("the map was not fitted on: ECE" in info) != ("not calibrated: a CN class" in info)
     assert main(["evaluate", str(bundle), "--library", str(lib), "--json", str(tmp_path / "m.json"),
@@ -241,6 +240,13 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset, capsys):
     assert main(["train", "--library", str(lib), "--elements", "Cu", "--seeds", "2", "--trees", "5",
                  "--calibration-folds", "0", "--neighbour-vote", "0", "--out", str(tmp_path / "alone"), "--quiet"]) == 0
     assert ElementModel.load(tmp_path / "alone" / "Cu-polynomial-post_edge.npz").vote is None
+    # a blurred vote is kept in the bundle and said in info
+    assert main(["train", "--library", str(lib), "--elements", "Cu", "--seeds", "2", "--trees", "5",
+                 "--calibration-folds", "0", "--vote-blur", "2", "--out", str(tmp_path / "blur"), "--quiet"]) == 0
+    assert ElementModel.load(tmp_path / "blur" / "Cu-polynomial-post_edge.npz").vote.blur == 2.0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "blur" / "Cu-polynomial-post_edge.npz")]) == 0
+    assert "spectra blurred 2 eV FWHM" in capsys.readouterr().out
 
 
 def test_permutation_importance_finds_the_informative_feature():
@@ -499,7 +505,7 @@ def test_the_cn_answer_blends_the_forests_with_the_nearest_training_spectra(cu_m
     training spectra (each 1 / distance), before calibration; the bundle keeps the voters, and a
     version-3 bundle (no vote) is read as the forests alone."""
     from xanes_agent.models.features import spectra_to_grid
-    from xanes_agent.models.neighbours import NeighbourVote
+    from xanes_agent.models.neighbours import VOTE_BLUR, NeighbourVote
 
     vote = cu_model.vote
     assert vote is not None and vote.share == 0.5 and vote.k == 5
@@ -547,7 +553,7 @@ def test_the_cn_answer_blends_the_forests_with_the_nearest_training_spectra(cu_m
 
     v5 = ElementModel.load(_resigned(tiny_bundle, tmp_path / "v5.npz", version5))
     assert v5.vote is not None and v5.vote.blur == 0.0 and v5.vote.parents is not None
-    assert cu_model.vote.blur == 2.0 and cu_model.vote.meta()["blur_fwhm"] == 2.0
+    assert cu_model.vote.blur == VOTE_BLUR and cu_model.vote.meta()["blur_fwhm"] == VOTE_BLUR
 
 
 def test_the_vote_compares_blurred_spectra_measured_or_partial():

@@ -28,18 +28,19 @@ types (a one-seed diagnostic, parent votes: share 0.75, types 0.73 and FEFF 9 0.
 0.74 and 0.60), so the share stays 0.5. Bundles of format 4 hold no parents and vote per spectrum,
 as they were trained.
 
-The distances are taken on spectra blurred by a Gaussian of 2 eV FWHM (session 29, format 6;
-``TrainConfig.vote_blur``): the prototype families are sharper than real sites of the same CN
-(white lines near 1.75 of the step against 1.25-1.5), so a held-out family's nearest spectra were
-other families whatever the hosts held. ``scripts/vote_variants.py`` (the same forests and folds
-for every vote, session-28 library, share 0.5): a structure type left out with hosts in training
-0.718 -> 0.738 mean over Ti..Cu (Ti 0.71 -> 0.74, Cr 0.80 -> 0.83, Mn 0.47 -> 0.53, Fe 0.58 ->
-0.61; Co and Cu -0.02), parents left out 0.828 -> 0.832, Cu FEFF10 -> FEFF 9 0.638 -> 0.639; 4 eV
-gave the same means. The stored spectra stay as they were; both sides are blurred where compared,
-and where a partial spectrum lacks points the stored ones are blurred as if they lacked them too
-(each point from the points both have): blurred over their whole extent, the stored spectra differ
-from a partial one at every edge of what it has, and the Cu demo model's CN at 20 % of a scan fell
-from 0.87 to 0.80 (`benchmarks/points_to_decision.py`, 60 samples).
+The distances can be taken on spectra blurred by a Gaussian (``blur``, ``TrainConfig.vote_blur``,
+format 6; session 29; off by default): the prototype families are sharper than real sites of the
+same CN (white lines near 1.75 of the step against 1.25-1.5), so a held-out family's nearest
+spectra were other families whatever the hosts held. On whole spectra a 2 eV blur helped
+(``scripts/vote_variants.py``, the same forests and folds for every vote, session-28 library,
+share 0.5): a structure type left out with hosts in training 0.718 -> 0.738 mean over Ti..Cu (Ti
+0.71 -> 0.74, Cr 0.80 -> 0.83, Mn 0.47 -> 0.53, Fe 0.58 -> 0.61; Co and Cu -0.02), parents left
+out 0.828 -> 0.832, Cu FEFF10 -> FEFF 9 0.638 -> 0.639. On the partial spectra of a live scan it
+did not: the Cu demo model read CN at 20 % of a scan 0.80 against 0.87 unblurred, and 0.83
+against 0.85 at the plan's stop (``benchmarks/points_to_decision.py``, 60 samples, full scan 0.88
+both), so the models compare spectra as they are until more samples decide. Where a blur is used,
+both sides are blurred, and a partial spectrum is compared with the stored spectra blurred from
+the points it has (each point from the points both have); the stored spectra stay as they were.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ MAX_VOTERS = 2000
 #: Who votes: each parent structure once per CN it holds, or (bundles of format 4) each spectrum.
 VOTERS = ("parent", "spectrum")
 #: Gaussian FWHM (eV) of the blur before distances are taken (``TrainConfig.vote_blur``).
-VOTE_BLUR = 2.0
+VOTE_BLUR = 0.0
 #: The widest blur a bundle may ask for (eV): beyond it every K-edge spectrum looks alike.
 MAX_BLUR = 10.0
 
