@@ -89,8 +89,9 @@ class NeighbourVote:
         self._kernel = blur_matrix(self.grid, self.blur) if self.blur > 0 else None
         # what every call compares against, derived once from the stored spectra (the live agent
         # asks on every update): values with 0 where missing, which points each has, their squares
-        self._raw = np.asarray(self.spectra, np.float64)
-        self._refs = self._prepared(self._blurred(self._raw))
+        R = np.asarray(self.spectra, np.float64)
+        self._refs = self._prepared(self._blurred(R))
+        self._raw = R if self._kernel is not None else None  # blurred again per partial spectrum
         self._prior = np.array([np.mean(np.asarray(self.labels) == c) for c in self.classes])
         self._voters = None
         if self.parents is not None:
@@ -152,7 +153,7 @@ class NeighbourVote:
         else:
             measured = np.isfinite(X)
             Xb = self._blurred(X)
-            d = np.empty((len(X), len(self._raw)))
+            d = np.empty((len(X), len(self.labels)))
             whole = measured.all(axis=1)
             d[whole] = self._distances(Xb[whole], self._refs)
             part = np.flatnonzero(~whole)
