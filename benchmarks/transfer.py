@@ -331,8 +331,8 @@ def main() -> None:
                     help="who votes: each parent structure once per CN (the models'), or each spectrum "
                          "(session 27's vote); every choice is run with every share above 0")
     ap.add_argument("--vote-blur", type=float, nargs="+", default=[0.0],
-                    help="Gaussian FWHM(s), eV, the vote blurs spectra by before comparing them (the models': "
-                         "2; 0: as they are); every choice is run with every share above 0")
+                    help="Gaussian FWHM(s), eV, the vote blurs spectra by before comparing them (0: as they are, "
+                         "the models' default); every choice is run with every share above 0")
     ap.add_argument("--framework-cache", default=DEFAULT_CACHE,
                     help="for a library without its structure-type table (built before session 26): each "
                          "host structure's family structure type, kept between runs (JSON)")

@@ -29,7 +29,7 @@ from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
 from xanes_agent.foundation.edges import ELEMENTS
 from xanes_agent.models.ensemble import SeedEnsembleClassifier
 from xanes_agent.models.evaluation import CN_CLASSES, group_folds
-from xanes_agent.models.features import DEFAULT_GRID, grid_blur, make_featurizer
+from xanes_agent.models.features import DEFAULT_GRID, make_featurizer
 from xanes_agent.models.neighbours import NeighbourVote
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -49,9 +49,9 @@ def fold_probas(train: Prepared, tr: np.ndarray, test: Prepared, te: np.ndarray,
     out = {"forests": clf.predict_proba(test.F[te])}
     for name in variants:
         by_parent, k, blur = VARIANTS[name]
-        vote = NeighbourVote.fit(grid_blur(train.X[tr], DEFAULT_GRID, blur), y, CLASSES, 1.0, k=k,
-                                 parents=train.groups[tr] if by_parent else None)
-        out[name] = vote.proba(grid_blur(test.X[te], DEFAULT_GRID, blur))
+        vote = NeighbourVote.fit(train.X[tr], y, CLASSES, 1.0, k=k, parents=train.groups[tr] if by_parent else None,
+                                 blur=blur, grid=DEFAULT_GRID)
+        out[name] = vote.proba(test.X[te])
     return out
 
 
