@@ -66,6 +66,11 @@ VOTE_BLUR = 0.0
 MAX_BLUR = 10.0
 
 
+def valid_blur(fwhm: float) -> bool:
+    """A vote blur (eV FWHM) the models take: 0 (none) to :data:`MAX_BLUR`."""
+    return 0.0 <= fwhm <= MAX_BLUR
+
+
 @dataclass
 class NeighbourVote:
     """Grid spectra (rows, grid points; NaN where a spectrum had no value) and CN labels of the
@@ -230,7 +235,7 @@ class NeighbourVote:
         elif parents is not None:
             raise ValueError("neighbour vote parents given for a vote by spectrum")
         blur = meta.get("blur_fwhm", 0.0)
-        if isinstance(blur, bool) or not isinstance(blur, (int, float)) or not 0.0 <= blur <= MAX_BLUR:
+        if isinstance(blur, bool) or not isinstance(blur, (int, float)) or not valid_blur(blur):
             raise ValueError(f"neighbour vote blur {blur!r}: a number of eV from 0 to {MAX_BLUR:g}")
         return cls(spectra, labels, np.asarray(classes), share, k, parents if voters == "parent" else None,
                    float(blur), grid)

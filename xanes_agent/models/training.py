@@ -36,7 +36,7 @@ from .calibration import DOMAIN_QUANTILE, Calibration, valid_domain_quantile
 from .ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor
 from .features import DEFAULT_GRID, Grid, make_featurizer, spectra_to_grid
 from .model import ElementModel, PropertyModel
-from .neighbours import MAX_BLUR, VOTE_BLUR, VOTE_SHARE, NeighbourVote
+from .neighbours import MAX_BLUR, VOTE_BLUR, VOTE_SHARE, NeighbourVote, valid_blur
 from .packed import PackedForests
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ class TrainConfig:
             raise ValueError(f"domain_quantile {self.domain_quantile!r}: a quantile in [0.5, 1)")
         if not 0.0 <= self.neighbour_vote <= 1.0:
             raise ValueError(f"neighbour_vote {self.neighbour_vote!r}: a share in [0, 1]")
-        if not 0.0 <= self.vote_blur <= MAX_BLUR:
+        if not valid_blur(self.vote_blur):
             raise ValueError(f"vote_blur {self.vote_blur!r}: eV from 0 to {MAX_BLUR:g}")
 
     def as_dict(self) -> dict[str, Any]:
