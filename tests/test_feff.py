@@ -1,6 +1,7 @@
 """A real FEFF10 run inside the test suite (one small cluster, seconds)."""
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -144,6 +145,28 @@ def test_only_feffs_own_outcomes_are_kept(tio2_run, tmp_path):
             assert again.ok and again.reason == ""  # judged again from the kept spectrum
         else:
             assert not again.ok and again.reason == reason
+
+
+def test_a_run_stopped_from_outside_feff_is_not_kept(tio2_run, tmp_path):
+    """A stage past its wall-clock limit (a niced build on a loaded machine) or killed by a signal
+    (a build being stopped) is not FEFF's answer: reported as not FEFF's failure, never cached, and
+    one cached as a crash before 2026-12-01 is run again; a segfault stays FEFF's own crash."""
+    from xanes_agent.data.feff import INTERNAL_ERROR, RETRY_POLICY, outcome_stands
+
+    inp, _, _ = tio2_run
+    cut = run_feff(inp, tmp_path, stage_timeout=0.001)  # the real pipeline, stopped by its time limit
+    assert not cut.ok and cut.reason.startswith(INTERNAL_ERROR) and "timed out" in cut.reason
+    assert not (tmp_path / cut.key / "result.json").exists()
+    again = run_feff(inp, tmp_path)
+    assert again.ok and json.loads((tmp_path / cut.key / "result.json").read_text())["ok"]
+
+    stage = "FEFF failed: FeffPipelineError: stage 'pot' failed: "
+    for reason, stands in [(stage + "timed out after 900s", False),
+                           (stage + "worker exited with signal: 15 (SIGTERM)", False),
+                           (stage + "worker exited with signal: 9 (SIGKILL)", False),
+                           (stage + "worker exited with signal: 11 (SIGSEGV)", True),
+                           (stage + "worker exited with exit code: 1", True)]:
+        assert outcome_stands({"reason": reason, "retry_policy": RETRY_POLICY}) == stands, reason
 
 
 def test_a_recorded_retry_policy_that_is_not_an_integer_counts_as_none():

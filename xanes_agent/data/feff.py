@@ -113,6 +113,20 @@ RETRY_POLICY = 2
 #: ``feff10.FeffError``) is reported: never cached, so the next build runs it again.
 INTERNAL_ERROR = "not FEFF's failure"
 
+#: How feff10 reports a stage that something outside FEFF stopped: past its wall-clock limit (a
+#: loaded machine: a niced build behind other work timed out in ``pot`` twice on 2026-12-01) or a
+#: worker killed by a signal another process sends (stopping a build killed two ``pot`` stages,
+#: recorded as crashes and so left out for good). Neither is FEFF's answer for the input: such a
+#: run is reported as :data:`INTERNAL_ERROR`, not cached, and run again by the next build. (An
+#: input that truly hangs would then cost one stage limit per build; none has been seen.)
+_STOPPED_FROM_OUTSIDE = re.compile(r"timed out after|signal: (?:1|2|9|15) \(SIG(?:HUP|INT|KILL|TERM)\)")
+
+
+def stopped_from_outside(message: str) -> bool:
+    """Whether a FEFF failure ``message`` says the run was stopped from outside (a stage time
+    limit, or SIGHUP/SIGINT/SIGKILL/SIGTERM) rather than by FEFF itself (a segfault stays FEFF's)."""
+    return bool(_STOPPED_FROM_OUTSIDE.search(message))
+
 
 def outcome_stands(record: dict[str, Any], spectrum_cached: bool = False) -> bool:
     """Whether a cached FEFF outcome (a ``result.json`` record) is final: a spectrum
@@ -121,10 +135,13 @@ def outcome_stands(record: dict[str, Any], spectrum_cached: bool = False) -> boo
     current :data:`RETRY_POLICY`. Anything else is run again: an exception of this package or the
     machine before FEFF wrote a spectrum, which was cached as "FEFF failed" too before 2026-11-29
     (79 entries read "FEFF failed: ModuleNotFoundError", from a check that ran after FEFF while a
-    module was being moved; their spectra were kept, and judged again when read)."""
+    module was being moved; their spectra were kept, and judged again when read), and a run a time
+    limit or a signal stopped (:func:`stopped_from_outside`), cached as FEFF's crash before 2026-12-01."""
     reason = str(record.get("reason", ""))
     if spectrum_cached or not reason.startswith(("FEFF failed", INTERNAL_ERROR)):
         return True
+    if stopped_from_outside(reason):  # recorded before 2026-12-01 as FEFF's crash
+        return False
     policy = record.get("retry_policy", 1)  # read from a file: anything but an integer counts as none
     policy = policy if isinstance(policy, int) and not isinstance(policy, bool) else 1
     return reason.startswith("FEFF failed: Feff") and policy >= RETRY_POLICY
@@ -317,6 +334,8 @@ def _run_once(
         except feff10.FeffParseError as exc:  # the input itself is wrong: retrying cannot help
             return None, None, float("nan"), f"FEFF rejected the input: {exc}"[:500], False
         except feff10.FeffError as exc:  # FEFF's own failure: recorded, never raised into a build
+            if stopped_from_outside(str(exc)):  # ... unless a time limit or a signal stopped it
+                return None, None, float("nan"), f"{INTERNAL_ERROR}: stopped from outside FEFF: {exc}"[:500], False
             log = work / "log1.dat"
             text = log.read_text(errors="replace").lower() if log.exists() else ""
             bad = "bad counts" in text or "reduce ca1" in text  # FEFF's own advice: lower the mixing
