@@ -11,7 +11,11 @@ the training set does not contain:
 * FEFF 9 -> FEFF10: trained on N FEFF 9 spectra, tested on the project's FEFF10 spectra of
   parents FEFF 9 lacks (nearly all of them prototype families: the hosts are OmniXAS parents);
 * FEFF10 -> FEFF 9: all project spectra (or its host sites, or its families only) against the
-  FEFF 9 spectra of parents the project does not hold.
+  FEFF 9 spectra of parents the project does not hold;
+* FEFF10 -> FEFF 9 by size (``--project-fractions``): the families and a random share of the
+  project's host parent structures (all their spectra), against the same FEFF 9 spectra: how the
+  cross-code figure grows with the real structures the build adds, to say what more FEFF10 hours
+  would buy.
 
 The same N in both directions separates what more spectra would buy from what the codes (and
 their parameter sets) differ by.
@@ -47,7 +51,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--trees", type=int, default=300)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[250, 500, 1000, 2000, 3000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[250, 500, 1000, 2000, 3000],
+                    help="FEFF 9 training sizes for the within-FEFF 9 curve (none: skip it)")
+    ap.add_argument("--project-fractions", type=float, nargs="*", default=[0.25, 0.5, 0.75, 1.0],
+                    help="shares of the project's host parents for the FEFF10 -> FEFF 9 curve (none: skip it)")
     a = ap.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     lib = load_bundled_library()
@@ -81,6 +88,19 @@ def main() -> None:
           f"other parents): {score(Fp, yp, Fo[o_new], yo[o_new], a.trees):.2f}; host sites only "
           f"({hosts.sum()}): {score(Fp[hosts], yp[hosts], Fo[o_new], yo[o_new], a.trees):.2f}; "
           f"families only ({(~hosts).sum()}): {score(Fp[~hosts], yp[~hosts], Fo[o_new], yo[o_new], a.trees):.2f}")
+    if a.project_fractions:
+        host_parents = np.unique(gp[hosts])
+        print(f"| share of the {len(host_parents)} project host parents | host spectra | FEFF10 -> FEFF 9, "
+              f"{o_new.sum()} spectra of other parents |")
+        print("|---|---|---|")
+        for share in a.project_fractions:
+            runs, sizes = [], []
+            for _ in range(a.repeats if share < 1 else 1):
+                pick = rng.choice(host_parents, int(round(share * len(host_parents))), replace=False)
+                rows = ~hosts | np.isin(gp, pick)
+                sizes.append(int((rows & hosts).sum()))
+                runs.append(score(Fp[rows], yp[rows], Fo[o_new], yo[o_new], a.trees))
+            print(f"| {share:.2f} | {np.mean(sizes):.0f} | {np.mean(runs):.2f} +- {np.std(runs):.2f} |", flush=True)
 
 
 if __name__ == "__main__":
