@@ -32,11 +32,12 @@ from sklearn.metrics import balanced_accuracy_score
 
 from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library, parent_groups
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE
+from xanes_agent.foundation.normalization import NORMALIZATIONS
 from xanes_agent.models.features import DEFAULT_GRID, make_featurizer, spectra_to_grid
 
 
-def prepare(coll, featurizer):
-    X, e0 = spectra_to_grid(coll.energy, coll.mu, DEFAULT_GRID)
+def prepare(coll, featurizer, normalization: str = "post_edge"):
+    X, e0 = spectra_to_grid(coll.energy, coll.mu, DEFAULT_GRID, normalization=normalization)
     cn = coll.labels["coordination_number"]
     ok = np.isfinite(e0) & np.isfinite(X).all(axis=1) & np.isin(cn, (4, 5, 6))
     return featurizer.transform(X[ok]), cn[ok], parent_groups(coll)[ok]
@@ -55,12 +56,13 @@ def main() -> None:
                     help="FEFF 9 training sizes for the within-FEFF 9 curve (none: skip it)")
     ap.add_argument("--project-fractions", type=float, nargs="*", default=[0.25, 0.5, 0.75, 1.0],
                     help="shares of the project's host parents for the FEFF10 -> FEFF 9 curve (none: skip it)")
+    ap.add_argument("--normalization", default="post_edge", choices=NORMALIZATIONS)
     a = ap.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     lib = load_bundled_library()
     feat = make_featurizer("polynomial", DEFAULT_GRID)
-    Fp, yp, gp = prepare(lib.where(source=PROJECT_SOURCE, element="Cu"), feat)
-    Fo, yo, go = prepare(lib.where(source=OMNIXAS_SOURCE, element="Cu"), feat)
+    Fp, yp, gp = prepare(lib.where(source=PROJECT_SOURCE, element="Cu"), feat, a.normalization)
+    Fo, yo, go = prepare(lib.where(source=OMNIXAS_SOURCE, element="Cu"), feat, a.normalization)
     p_new, o_new = ~np.isin(gp, go), ~np.isin(go, gp)  # parents the other set does not hold
     hosts = np.array([not g.startswith("family:") for g in gp])
     rng = np.random.default_rng(0)
