@@ -116,6 +116,13 @@ def fms_probe(radius: float) -> FeffParameters:
                    cluster_radius=max(LIBRARY_PARAMETERS.cluster_radius, radius + 1.0), spectra_as=())
 
 
+def scf_probe(radius: float) -> FeffParameters:
+    """The library's set with only the SCF radius (A) changed: the self-consistent potentials, which
+    set the edge and the white line (where FEFF10 and FEFF 9 part: ``code_energy_scale.py``)."""
+    return replace(LIBRARY_PARAMETERS, name=f"{LIBRARY_PARAMETERS.name}-scf{radius:g}", scf_radius=radius,
+                   cluster_radius=max(LIBRARY_PARAMETERS.cluster_radius, radius + 1.0), spectra_as=())
+
+
 def summary(rows: list[dict], set_name: str, against: str) -> str:
     rs = [r for r in rows if r["set"] == set_name and r["against"] == against]
     ok = [r for r in rs if r["ok"]]
@@ -172,6 +179,8 @@ def main() -> None:
                     help="also run the full MP set (mp-xanes, minutes a site) on the first N structures")
     ap.add_argument("--probe-fms", type=float, nargs="*", default=[], metavar="A",
                     help="also run the library's set with the FMS radius set to each of these (A)")
+    ap.add_argument("--probe-scf", type=float, nargs="*", default=[], metavar="A",
+                    help="also run the library's set with the SCF radius set to each of these (A)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cached-only", action="store_true",
                     help="run no FEFF: compare what the cache holds (a comparison still running, or stopped)")
@@ -185,6 +194,7 @@ def main() -> None:
     entries = choose(a.n)
     sets = {name: PARAMETER_SETS[name] for name in a.sets}
     sets.update({p.name: p for p in map(fms_probe, a.probe_fms)})
+    sets.update({p.name: p for p in map(scf_probe, a.probe_scf)})
     a.sets = list(sets)
     work = ([(e, PARAMETER_SETS["mp-xanes"]) for e in entries[: a.n_full]]
             + [(e, p) for e in entries for p in sets.values()])
