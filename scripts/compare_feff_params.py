@@ -107,20 +107,14 @@ def job(entry, params: FeffParameters, cache, cached_only: bool = False):
     return entry, params.name, r, time.perf_counter() - t
 
 
-def fms_probe(radius: float) -> FeffParameters:
-    """The library's set with only the full-multiple-scattering radius (A) changed (the cluster
-    grown to hold it): what the FMS radius alone does to the spectra (OmniXAS ran FEFF 9 with FMS
-    over 9 A and the SCF over 7 A; the library, 4.5 and 3 A). 7.5 A cost ~30x the library's time a
-    site here (session 30)."""
-    return replace(LIBRARY_PARAMETERS, name=f"{LIBRARY_PARAMETERS.name}-fms{radius:g}", fms_radius=radius,
-                   cluster_radius=max(LIBRARY_PARAMETERS.cluster_radius, radius + 1.0), spectra_as=())
-
-
-def scf_probe(radius: float) -> FeffParameters:
-    """The library's set with only the SCF radius (A) changed: the self-consistent potentials, which
-    set the edge and the white line (where FEFF10 and FEFF 9 part: ``code_energy_scale.py``)."""
-    return replace(LIBRARY_PARAMETERS, name=f"{LIBRARY_PARAMETERS.name}-scf{radius:g}", scf_radius=radius,
-                   cluster_radius=max(LIBRARY_PARAMETERS.cluster_radius, radius + 1.0), spectra_as=())
+def probe(what: str, radius: float) -> FeffParameters:
+    """The library's set with one radius (A) changed, the cluster grown to hold it: ``"fms"``, full
+    multiple scattering (OmniXAS ran FEFF 9 over 9 A, the library 4.5 A; 7.5 A cost ~30x the
+    library's time a site here), or ``"scf"``, the self-consistent potentials that set the edge and
+    white line (7 against 3 A; 4.5 A cost 2-5x), where FEFF10 and FEFF 9 part (``code_energy_scale.py``)."""
+    return replace(LIBRARY_PARAMETERS, name=f"{LIBRARY_PARAMETERS.name}-{what}{radius:g}",
+                   cluster_radius=max(LIBRARY_PARAMETERS.cluster_radius, radius + 1.0), spectra_as=(),
+                   **{f"{what}_radius": radius})
 
 
 def summary(rows: list[dict], set_name: str, against: str) -> str:
@@ -193,8 +187,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     entries = choose(a.n)
     sets = {name: PARAMETER_SETS[name] for name in a.sets}
-    sets.update({p.name: p for p in map(fms_probe, a.probe_fms)})
-    sets.update({p.name: p for p in map(scf_probe, a.probe_scf)})
+    for what, radii in (("fms", a.probe_fms), ("scf", a.probe_scf)):
+        sets.update({p.name: p for p in (probe(what, r) for r in radii)})
     a.sets = list(sets)
     work = ([(e, PARAMETER_SETS["mp-xanes"]) for e in entries[: a.n_full]]
             + [(e, p) for e in entries for p in sets.values()])
