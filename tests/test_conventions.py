@@ -35,15 +35,28 @@ def _scan(sample, md, omit_mu: bool, seed: int = 0, **agent_kw):
     return agent
 
 
+def _conventions(agent: XANESAgent) -> list[str]:
+    """The agent's warnings about how each run was recorded. The domain flag's warning speaks of the
+    spectrum against the model instead (a test spectrum near the threshold falls on either side of
+    it as the library grows: the FEFF 9 one below did in session 30): it comes at most once a run,
+    and once for a run that ends out of domain; it is set aside here."""
+    said = list(agent.warnings)
+    for run in agent.finished:
+        flag = [w for w in said if w.startswith(f"run {run['raw_run_uid']}: the spectrum is unlike")]
+        assert len(flag) <= 1 and (run["in_domain"] or len(flag) == 1), (run["domain_score"], flag)
+        said = [w for w in said if w not in flag]
+    return said
+
+
 def test_transmission_chambers_and_an_xdi_style_start_document(sample, cu_agent_model):
     """I0 and It only, element under XDI.Element.symbol: the agent forms ln(I0/It) and finds Cu,
     says both once, and predicts exactly what it predicts from the same counts' mu field."""
     models = {"Cu": cu_agent_model}
     plain = _scan(sample, make_beamline(sample).md, omit_mu=False, models=models)
     other = _scan(sample, XDI_MD, omit_mu=True, models=models)
-    assert plain.warnings == []
+    assert _conventions(plain) == []
     uid = other.finished[0]["raw_run_uid"]
-    assert other.warnings == [
+    assert _conventions(other) == [
         f"run {uid}: element Cu taken from the start document's 'XDI.Element.symbol'",
         f"run {uid}: edge K taken from the start document's 'XDI.Element.edge'",
         f"run {uid}: transmission ln(det_i0/det_it) from the field names (name the fields in xas.* of the start "
@@ -59,11 +72,12 @@ def test_named_detector_fields_and_flags_override_and_say_nothing(sample, cu_age
     md = {**XDI_MD, "element": "Cu", "edge": "K",
           "xas": {"energy_field": "mono_energy", "i0_field": "det_i0", "it_field": "det_it"}}
     agent = _scan(sample, md, omit_mu=True, models={"Cu": cu_agent_model})
-    assert agent.warnings == [] and agent.finished[0]["n_points"] == 111
+    assert _conventions(agent) == [] and agent.finished[0]["n_points"] == 111
     # a flag names what the metadata does not
     agent = _scan(sample, {"purpose": "no metadata at all"}, omit_mu=True, models={"Cu": cu_agent_model},
                   element="Cu", i0_field="det_i0", it_field="det_it")
-    assert agent.warnings == [f"run {agent.finished[0]['raw_run_uid']}: no edge in the start document: K edge assumed"]
+    uid = agent.finished[0]["raw_run_uid"]
+    assert _conventions(agent) == [f"run {uid}: no edge in the start document: K edge assumed"]
     assert agent.finished[0]["n_points"] == 111
 
 
@@ -101,16 +115,16 @@ def test_fluorescence_events_from_documents(cu_agent_model, bundled_library):
     agent = XANESAgent(ModelStore(models={"Cu": cu_agent_model}))
     # keys with dots are not allowed in start documents: nested, in lower case
     uid = feed(agent, {"xdi": {"element": {"symbol": "cu", "edge": "k"}}}, {"energy": e, "I0": i0, "IFluor": iff})
-    assert agent.warnings == [f"run {uid}: element Cu taken from the start document's 'XDI.Element.symbol'",
-                              f"run {uid}: edge K taken from the start document's 'XDI.Element.edge'",
-                              f"run {uid}: energy taken from the field 'energy' (no units declared: eV assumed), "
-                              "fluorescence IFluor/I0 from the field names (name the fields in xas.* of the start "
-                              "document to be sure)"]
+    assert _conventions(agent) == [f"run {uid}: element Cu taken from the start document's 'XDI.Element.symbol'",
+                                   f"run {uid}: edge K taken from the start document's 'XDI.Element.edge'",
+                                   f"run {uid}: energy taken from the field 'energy' (no units declared: eV "
+                                   "assumed), fluorescence IFluor/I0 from the field names (name the fields in xas.* "
+                                   "of the start document to be sure)"]
     # the same ratio handed over as a named mu field: the same run, the same predictions
     reference = XANESAgent(ModelStore(models={"Cu": cu_agent_model}))
     feed(reference, {"element": "Cu", "edge": "K", "xas": {"energy_field": "energy", "mu_field": "mu"}},
          {"energy": e, "mu": iff / i0})
-    assert reference.warnings == []
+    assert _conventions(reference) == []
     got, want = agent.finished[0]["predictions"], reference.finished[0]["predictions"]
     assert got.keys() == want.keys()
     for name, p in want.items():
