@@ -20,7 +20,9 @@ charge transfer per parent, where the spectra carry it), the
 CN accuracy and expected calibration error (ECE) of the calibrated probability against the raw
 forest probability, and the domain flag: the share of held-out spectra flagged, the share of
 spectra with a distance error above 3x the in-family MAE that are flagged, and the share of the
-element's in-family held-out spectra (the library's by-material split) flagged. Writes
+element's in-family held-out spectra (the library's by-material split) flagged; in brackets the
+same for the flag's first test alone (the distance to the training spectra, without the trees'
+spread: ``domain_far``). Writes
 ``coverage.png`` (coverage against nominal level) and ``reliability.png`` (CN: out of family, and
 across codes with the same-code and the across-codes probability maps) under ``--out``.
 """
@@ -126,11 +128,13 @@ def summary(c: Collector, in_family_mae: float | None) -> dict:
         out[f"{name}_halfwidth68_full"] = float(np.median(p["std"][ok & p["full"]]))
         if name == "mean_nn_distance":
             full = ok & p["full"]
-            out["flagged_share"] = float(np.mean(~p["in_domain"][full]))
-            if in_family_mae is not None:
-                big = full & (err > 3 * in_family_mae)
-                out["big_error_n"] = int(big.sum())
-                out["big_error_flagged"] = float(np.mean(~p["in_domain"][big])) if big.any() else float("nan")
+            # the flag, and (suffix _far) its first test alone: the distance to the training spectra
+            for key, flag in (("", ~p["in_domain"]), ("_far", p.get("domain_far", ~p["in_domain"]))):
+                out[f"flagged_share{key}"] = float(np.mean(flag[full]))
+                if in_family_mae is not None:
+                    big = full & (err > 3 * in_family_mae)
+                    out["big_error_n"] = int(big.sum())
+                    out[f"big_error_flagged{key}"] = float(np.mean(flag[big])) if big.any() else float("nan")
     if any(r["name"] == "coordination_number" for r in c.rows):
         p = c.pooled("coordination_number")
         classes = p["classes"].astype(float)
@@ -176,15 +180,16 @@ def run_out_of_family(sub, el: str, cfg: TrainConfig, n_folds: int, coll: Collec
         coll.add(model, Xm, {k: v[te][src] for k, v in sub.labels.items()}, full, groups[te][src])
 
 
-def in_family_flagged(model, sub, cfg: TrainConfig) -> float:
+def in_family_flagged(model, sub, cfg: TrainConfig) -> tuple[float, float]:
     """Share of the library's own held-out spectra (its by-material split: siblings in training)
-    that ``model``, trained on the rest, flags out of domain."""
+    that ``model``, trained on the rest, flags out of domain; and by the distance test alone."""
     X, e0 = spectra_to_grid(sub.energy, sub.mu)
     te = np.flatnonzero((assign_splits(sub, cfg.split_seed) == "test") & np.isfinite(e0))
     if not len(te):
-        return float("nan")
-    preds = model.predict_grid(X[te])
-    return float(np.mean(~np.asarray(next(iter(preds.values()))["in_domain"], bool)))
+        return float("nan"), float("nan")
+    first = next(iter(model.predict_grid(X[te]).values()))
+    flagged = ~np.asarray(first["in_domain"], bool)
+    return float(np.mean(flagged)), float(np.mean(first.get("domain_far", flagged)))
 
 
 def run_transfer(project_cu, omni, cfg: TrainConfig, n_folds: int, same: Collector, across: Collector) -> None:
@@ -326,7 +331,8 @@ def main() -> None:
         mae_in_family[el] = m.properties["mean_nn_distance"].metrics.get("mae_mean", float("nan"))
         results[f"{el} out of family"] = c
         table[f"{el} out of family"] = summary(c, mae_in_family[el])
-        table[f"{el} out of family"]["in_family_flagged"] = in_family_flagged(m, sub, cfg)
+        row = table[f"{el} out of family"]
+        row["in_family_flagged"], row["in_family_flagged_far"] = in_family_flagged(m, sub, cfg)
         _print(f"{el} out of family", table[f"{el} out of family"], time.perf_counter() - t0)
     omni = lib.where(source=OMNIXAS_SOURCE, element="Cu")
     if not a.no_transfer and len(omni) and "Cu" in a.elements:
@@ -353,8 +359,9 @@ def _print(name: str, s: dict, seconds: float) -> None:
           f"| {g('cn_accuracy')} | {g('cn_ece_raw', '{:.3f}')} / {g('cn_ece_calibrated', '{:.3f}')} "
           f"| {g('cn_accuracy_per_parent')}, {g('cn_ece_raw_per_parent', '{:.3f}')} / "
           f"{g('cn_ece_calibrated_per_parent', '{:.3f}')} "
-          f"| {g('flagged_share')} | {g('big_error_flagged')} (n={s.get('big_error_n', 0)}) "
-          f"| {g('in_family_flagged')} "
+          f"| {g('flagged_share')} ({g('flagged_share_far')}) "
+          f"| {g('big_error_flagged')} ({g('big_error_flagged_far')}; n={s.get('big_error_n', 0)}) "
+          f"| {g('in_family_flagged')} ({g('in_family_flagged_far')}) "
           f"| {g('mean_nn_distance_cov68_families')} / {g('mean_nn_distance_cov90_families')}, "
           f"{g('charge_cov68_families')} / {g('charge_cov90_families')}, {g('cn_accuracy_families')}, "
           f"{g('cn_ece_calibrated_families', '{:.3f}')} |  ({seconds:.0f} s)",

@@ -74,6 +74,22 @@ def test_end_to_end_in_process(confident_sample, cu_agent_model):
     assert last["update_seconds"] < 1.0
 
 
+def test_trees_that_disagree_put_a_run_out_of_domain_and_say_so(confident_sample, cu_agent_model):
+    dom = cu_agent_model.calibration.domain
+    assert dom.spread_limits is not None
+    saved = dom.spread_limits, dom.threshold
+    try:  # no distance is too far, and no spread is small enough: the second test alone flags
+        dom.spread_limits, dom.threshold = np.zeros(3), np.inf
+        agent, out, raw, bl, energies = run_scan(confident_sample, cu_agent_model)
+    finally:
+        dom.spread_limits, dom.threshold = saved
+    last = [d for n, d in out if n == "event"][-1]["data"]
+    assert not last["in_domain"] and last["domain_trees_disagree"] and last["distance_tree_std"] > 0
+    flag = [w for w in agent.warnings if ": out of domain: " in w]
+    assert len(flag) == 1 and "distance trees disagree" in flag[0]
+    assert agent.finished[-1]["domain_far"] is False and agent.finished[-1]["in_domain"] is False
+
+
 def test_uncertainty_shrinks_and_proposals_are_absolute(confident_sample, cu_agent_model):
     agent, out, raw, bl, energies = run_scan(confident_sample, cu_agent_model)
     events = [d["data"] for n, d in out if n == "event"]
@@ -326,7 +342,7 @@ def test_corrupt_model_and_internal_failure_never_abort_scan(confident_sample, c
 
 def test_fused_fast_path_equals_sklearn():
     from xanes_agent.models.ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor
-    from xanes_agent.models.packed import PackedForests
+    from xanes_agent.models.packed import PackedForests, tree_std
 
     rng = np.random.default_rng(3)
     X = rng.normal(size=(300, 25))
@@ -343,6 +359,12 @@ def test_fused_fast_path_equals_sklearn():
         np.testing.assert_allclose(out["cn"], clf.predict_proba_per_seed(Xt), atol=1e-12)
         np.testing.assert_allclose(out["d"][:, :, 0], reg.predict_per_seed(Xt), atol=1e-12)
         np.testing.assert_allclose(out["cn"].mean(0), clf.predict_proba(Xt), atol=1e-12)
+        # the trees' spread (the domain flag's second test): the std over every tree of every seed
+        mean, sq = fused.per_property(Xt, engine, second=True)["d"]
+        np.testing.assert_allclose(mean, out["d"], atol=1e-12)
+        every_tree = np.stack([t.predict(Xt.astype(np.float32)) for f in reg.estimators_ for t in f.estimators_])
+        np.testing.assert_allclose(tree_std(mean, sq)[:, 0], every_tree.std(axis=0), atol=1e-9)
+        assert np.all(every_tree.std(axis=0) > 0)  # not a vacuous match
     # fewer trees than the walk keeps in flight (slots that never get a tree)
     few = SeedEnsembleRegressor(n_seeds=1, n_estimators=3).fit(X, np.nan_to_num(X[:, 2]))
     small = FusedForests.from_packed({"d": PackedForests.from_sklearn(few.estimators_)})

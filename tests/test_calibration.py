@@ -185,6 +185,65 @@ def test_the_domain_threshold_flags_the_configured_share_of_in_family_spectra(ca
             TrainConfig(domain_quantile=bad)
 
 
+def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bundled_library, tmp_path):
+    from xanes_agent.models.features import spectra_to_grid
+    from xanes_agent.models.model import BundleError, ElementModel, _bundle_digest
+    from xanes_agent.models.training import TrainConfig, assign_splits, with_low_windows
+
+    dom = calibrated_model.calibration.domain
+    assert dom.spread_property == "mean_nn_distance" and dom.spread_limits.shape == (3,)
+    assert np.all(np.isfinite(dom.spread_limits)) and np.all(dom.spread_limits > 0)
+    assert "trees' spread" in calibrated_model.calibration.method["domain"]
+    # set on the validation rows (in-family, never trained on): they are flagged at the configured share
+    lib = bundled_library.where(element="Fe")
+    val = np.flatnonzero(assign_splits(lib, TrainConfig().split_seed) == "validation")
+    X, e0 = spectra_to_grid(lib.energy[val], lib.mu[val])
+    X = np.vstack(with_low_windows(X[np.isfinite(e0)]))
+    p = calibrated_model.predict_grid(X)["mean_nn_distance"]
+    assert np.all(p["tree_std"] >= 0) and np.median(p["tree_std"]) > 0
+    disagree = p["domain_trees_disagree"]
+    assert disagree.mean() <= 1 - TrainConfig().domain_quantile + 0.01
+    np.testing.assert_array_equal(p["in_domain"], ~p["domain_far"] & ~disagree)
+    # trees that disagree beyond the limit flag the spectrum; the CN probability is not moved by it
+    # (its maps' strata were calibrated on the distance test alone)
+    before = calibrated_model.predict_grid(X[:20])
+    saved = dom.spread_limits
+    try:
+        dom.spread_limits = np.zeros(3)
+        after = calibrated_model.predict_grid(X[:20])
+    finally:
+        dom.spread_limits = saved
+    assert np.all(after["charge"]["domain_trees_disagree"]) and not np.any(after["charge"]["in_domain"])
+    np.testing.assert_allclose(after["coordination_number"]["proba"], before["coordination_number"]["proba"])
+    # the bundle keeps the limits, and refuses limits that are not limits
+    path = calibrated_model.save(tmp_path / "fe.npz")
+    np.testing.assert_allclose(ElementModel.load(path).calibration.domain.spread_limits, saved)
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    for bad in ([-1.0, 0.1, 0.1], [0.1, 0.1], "wide"):
+        m = json.loads(str(arrays["manifest"]))
+        m["calibration"]["domain_spread_limits"] = bad
+        m["digest"] = _bundle_digest(m)
+        np.savez_compressed(tmp_path / "bad.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
+        with pytest.raises(BundleError, match="domain_spread_limits"):
+            ElementModel.load(tmp_path / "bad.npz")
+
+
+def test_a_chosen_training_set_keeps_a_ninth_of_its_materials_for_validation(bundled_library):
+    from xanes_agent.models.training import with_validation
+
+    lib = bundled_library.where(element="Fe")
+    rng = np.random.default_rng(0)
+    chosen = np.where(rng.random(len(lib)) < 0.7, "train", "test")
+    splits = with_validation(lib, chosen, 3)
+    assert np.all(splits[chosen == "test"] == "test")  # the caller's held-out rows stay held out
+    val = splits == "validation"
+    mats = set(lib.material_id[chosen == "train"].tolist())
+    assert len(set(lib.material_id[val].tolist())) == len(mats) // 9
+    assert not set(lib.material_id[val].tolist()) & set(lib.material_id[splits == "train"].tolist())
+    np.testing.assert_array_equal(with_validation(lib, chosen, 3), splits)  # seeded
+
+
 def test_the_cn_map_is_kept_only_where_it_lowers_the_ece_on_folds_it_was_not_fitted_on(calibrated_model):
     from xanes_agent.models.calibration import fit_calibration, map_ece_across_folds
 

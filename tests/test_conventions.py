@@ -42,7 +42,7 @@ def _conventions(agent: XANESAgent) -> list[str]:
     and once for a run that ends out of domain; it is set aside here."""
     said = list(agent.warnings)
     for run in agent.finished:
-        flag = [w for w in said if w.startswith(f"run {run['raw_run_uid']}: the spectrum is unlike")]
+        flag = [w for w in said if w.startswith(f"run {run['raw_run_uid']}: out of domain: ")]
         assert len(flag) <= 1 and (run["in_domain"] or len(flag) == 1), (run["domain_score"], flag)
         said = [w for w in said if w not in flag]
     return said

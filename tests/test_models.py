@@ -206,6 +206,8 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset, capsys):
     assert main(["info", str(bundle)]) == 0
     info = capsys.readouterr().out
     assert "uncertainty: calibrated out of family" in info
+    assert re.search(r"or where the distance trees' spread exceeds ([0-9.]+|none) / ([0-9.]+|none) / ([0-9.]+|none) A",
+                     info)
     assert re.search(r"CN answer: the forests x 0.5 \+ the vote x 0.5 of the 5 nearest of \d+ parent structures", info)
     # the CN map's record on parents it was not fitted on, unless the CN probability is not mapped
     assert ("the map was not fitted on: ECE" in info) != ("not calibrated: a CN class" in info)

@@ -391,10 +391,15 @@ class XANESAgent(SafeRouter):
     def _check_domain(self, data: dict[str, Any], s: LiveState, r: RunState) -> None:
         if not data["in_domain"] and not r.warned_domain and s.coverage_fraction >= 0.99:
             r.warned_domain = True
-            self._warn(f"run {r.uid}: the spectrum is unlike the {r.element} model's training spectra (domain score "
-                       f"{data['domain_score']:.2f}, flagged above {self._domain_threshold(r):.2f}): predictions are "
-                       "out of domain; their intervals are widened but treat them with care")
-
+            if data["domain_score"] > self._domain_threshold(r):
+                why = (f"the spectrum is unlike the {r.element} model's training spectra (domain score "
+                       f"{data['domain_score']:.2f}, flagged above {self._domain_threshold(r):.2f}); its intervals "
+                       "are widened")
+            else:
+                why = (f"the {r.element} model's distance trees disagree on this spectrum (spread "
+                       f"{data.get('distance_tree_std', float('nan')):.3f} A, beyond what in-family spectra show), "
+                       "so the answer rests on splits the training spectra do not settle")
+            self._warn(f"run {r.uid}: out of domain: {why}; treat the predictions with care")
 
     @staticmethod
     def _domain_threshold(r: RunState) -> float:
@@ -557,7 +562,9 @@ class XANESAgent(SafeRouter):
                        proposals=[p.as_dict() for p in r.proposals])
             first = next(iter(s.predictions.values()), {})
             if "in_domain" in first:
-                out.update(in_domain=bool(first["in_domain"]), domain_score=float(first["domain_score"]))
+                out.update(in_domain=bool(first["in_domain"]), domain_score=float(first["domain_score"]),
+                           domain_far=bool(first.get("domain_far", not first["in_domain"])),
+                           domain_trees_disagree=bool(first.get("domain_trees_disagree", False)))
         return out
 
 

@@ -109,6 +109,8 @@ def predict_measured(ms: MeasuredSpectrum, store: ModelStore, element: str | Non
     first = next(iter(state.predictions.values()), {})
     rec["in_domain"] = bool(first.get("in_domain", True))
     rec["domain_score"] = _plain(first.get("domain_score", float("nan")))
+    rec["domain_far"] = bool(first.get("domain_far", not rec["in_domain"]))
+    rec["domain_trees_disagree"] = bool(first.get("domain_trees_disagree", False))
     rec["calibrated"] = bool(first.get("calibrated", False))
     return rec
 

@@ -72,8 +72,10 @@ def data_keys(model: Any) -> dict[str, dict[str, Any]]:
         else:
             unit = {"units": PROPERTIES[name].unit_for(p.label)}
             keys.update({short: {**num, **unit}, f"{short}_std": {**num, **unit}, f"{short}_seed_std": {**num, **unit},
+                         f"{short}_tree_std": {**num, **unit},
                          **{f"{short}_{end}{lvl}": {**num, **unit} for end in ("lo", "hi") for lvl in LEVELS}})
     keys.update({"in_domain": {**num, "dtype": "boolean"}, "domain_score": num,
+                 "domain_trees_disagree": {**num, "dtype": "boolean"},
                  "calibrated": {**num, "dtype": "boolean"}, "intervals_across_codes": {**num, "dtype": "boolean"},
                  "cn_raw_probability": num})
     return keys
@@ -101,6 +103,7 @@ def event_data(s: Any, model: Any, spectrum: Any, proposals: Iterable[Any], n_re
             data[short] = float(p["prediction"]) if p else np.nan
             data[f"{short}_std"] = float(p["std"]) if p else np.nan  # calibrated 68 % half-width
             data[f"{short}_seed_std"] = float(p.get("seed_std", p["std"])) if p else np.nan
+            data[f"{short}_tree_std"] = float(p.get("tree_std", np.nan)) if p else np.nan  # spread of every tree
             for lvl in LEVELS:
                 iv = p.get(f"interval{lvl}") if p else None
                 data[f"{short}_lo{lvl}"] = float(iv[0]) if iv is not None else np.nan
@@ -108,6 +111,7 @@ def event_data(s: Any, model: Any, spectrum: Any, proposals: Iterable[Any], n_re
     first = next(iter(s.predictions.values()), None) or {}
     data["in_domain"] = bool(first.get("in_domain", True))
     data["domain_score"] = float(first["domain_score"]) if "domain_score" in first else np.nan
+    data["domain_trees_disagree"] = bool(first.get("domain_trees_disagree", False))
     data["calibrated"] = bool(first.get("calibrated", False))
     # the intervals are those calibrated on another code's spectra (for measured data), not same-code ones
     data["intervals_across_codes"] = any(bool(p.get("across_codes", False)) for p in s.predictions.values())

@@ -87,9 +87,9 @@ class LivePredictor:
                              seconds=time.perf_counter() - t0)
         X, nrm = self.grid_spectrum(energy, mu, e0)
         F = self.model.featurize(X[None, :])
-        per = self.fused.per_property(F, self.engine)
+        per = self.fused.per_property(F, self.engine, second=True)
         cov = coverage_mask(np.asarray(energy) - e0, self.model.grid)
-        rows = {name: summarize(pm, per[name]) for name, pm in self.model.properties.items()}
+        rows = {name: summarize(pm, *per[name]) for name, pm in self.model.properties.items()}
         rows = self.model.calibrate(rows, F, X[None, :])
         preds = {name: {k: v if k == "classes" else v[0] for k, v in s.items()}  # the one row
                  for name, s in rows.items()}

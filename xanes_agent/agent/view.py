@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..foundation.properties import PROPERTIES, REGRESSORS
+from ..models.calibration import domain_words
 from .stopping import DEFAULT_STABILITY
 
 
@@ -83,8 +84,7 @@ def draw(fig, run: Any) -> None:
                 txt.append(f"{label}: {p['prediction']:.3f} ± {p['std']:.3f} {_unit(model, name)}{span}")
         first = next(iter(s.predictions.values()))
         if "in_domain" in first:
-            txt.append(("in domain" if first["in_domain"] else "OUT OF DOMAIN") +
-                       f" (score {float(first['domain_score']):.2f})")
+            txt.append(domain_words(first))
         ax_p.text(0.98, 0.98, "\n".join(txt), transform=ax_p.transAxes, va="top", ha="right", fontsize=7,
                   color="k" if first.get("in_domain", True) else "tab:red")
     fine = np.linspace(model.grid.start, model.grid.stop, 500)

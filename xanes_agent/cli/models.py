@@ -142,8 +142,12 @@ def cmd_info(a: argparse.Namespace) -> int:
     else:
         print(f"uncertainty: calibrated out of family ({cal.method.get('folds')} folds by "
               f"{cal.method.get('groups')}, {cal.method.get('n_held_out_spectra')} spectra): "
-              f"{cal.method.get('interval')}; domain flag above score {cal.domain.threshold:.2f}; CN probability "
-              f"{cal.method.get('cn_probability', 'calibrated (isotonic map)')}")
+              f"{cal.method.get('interval')}; domain flag above score {cal.domain.threshold:.2f}"
+              + ("" if cal.domain.spread_limits is None else
+                 " or where the distance trees' spread exceeds " + " / ".join(
+                     f"{x:.3f}" if np.isfinite(x) else "none" for x in cal.domain.spread_limits)
+                 + " A (coverage 0-50 / 50-80 / 80-100 %)")
+              + f"; CN probability {cal.method.get('cn_probability', 'calibrated (isotonic map)')}")
         unseen = cal.method.get("cn_ece_unseen_folds")
         if unseen:
             print(f"    CN probability on parents the map was not fitted on: ECE {unseen['map']:.3f} mapped, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..foundation.properties import CHARGE, DISTANCE, PROPERTIES, REGRESSORS, charge_title
+from ..models.calibration import domain_words
 
 
 def print_report(rep: dict) -> None:
@@ -20,7 +21,7 @@ def print_report(rep: dict) -> None:
     if rep.get("n_rejected"):
         line.append(f"{rep['n_rejected']} impossible readings rejected")
     if rep.get("in_domain") is False:
-        line.append(f"OUT OF DOMAIN (score {rep['domain_score']:.2f}): unlike the training spectra, treat with care")
+        line.append(domain_words(rep) + ", treat with care")
     print(", ".join(line))
 
 
@@ -55,9 +56,7 @@ def format_prediction(rec: dict) -> list[str]:
             iv += "  (across codes)" if p["across_codes"] else "  (same-code calibration)"
         lines.append(f"  {label:<20s} {p['prediction']:{fmt}} {unit:<2s}{iv}")
     if "in_domain" in rec:
-        lines.append("  domain: " + ("in domain" if rec["in_domain"] else
-                                      "OUT OF DOMAIN: unlike the training spectra, treat with care")
-                     + f" (score {rec['domain_score']:.2f})")
+        lines.append("  domain: " + domain_words(rec) + ("" if rec["in_domain"] else ", treat with care"))
     for n in rec.get("notes", []):
         lines.append(f"  note: {n}")
     return lines

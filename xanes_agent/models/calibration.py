@@ -63,6 +63,15 @@ on full spectra and on masked (partially measured) copies:
   that measurement noise and the in-family distances are those of measured-like copies: the
   fine polynomial orders that noise alone moves otherwise flagged every measured spectrum (a
   clean held-out Cu spectrum scored 0.99, the same with 0.25 % counting noise 3.6).
+  A second test (bundle format 7): a spectrum is also flagged where the distance forest's trees
+  disagree (the standard deviation over every tree of every seed, which the fast path
+  accumulates beside the means) beyond the same quantile of that spread on in-family held-out
+  spectra (the training split's validation rows, as the model meets them), per band of window
+  coverage, since a partial spectrum's trees disagree more. The distance alone does not see a
+  spectrum that lies among training spectra of another label, and those are most of the large
+  errors; where the trees split on what the training spectra do not settle, the spread does
+  (scripts/domain_scores.py: the best of the candidates measured, sessions 15-29). The CN
+  maps' strata stay the distance test's (``domain_far``), on which they were calibrated.
 
 These are the numbers the agent reports and the stop rules use. The arithmetic is the standard
 one (conformal prediction: Vovk et al. 2005, Lei et al. 2018; isotonic calibration: Zadrozny &
@@ -298,6 +307,10 @@ class DomainModel:
     threshold: float = float("inf")
     # measured-like copies of the reference rows (fit only; not stored in a bundle)
     measured: np.ndarray | None = field(default=None, repr=False)
+    # the second test: the distance forest's trees' spread (A) above which a spectrum is flagged,
+    # per coverage band (inf: no limit there; None: the distance alone decides)
+    spread_limits: np.ndarray | None = None
+    spread_property: str = "mean_nn_distance"
 
     @classmethod
     def fit(cls, F: np.ndarray, rng: np.random.Generator | None = None, F_measured: np.ndarray | None = None
@@ -361,6 +374,12 @@ class DomainModel:
         """Distance relative to a typical held-out spectrum's (1 = typical)."""
         return self.distance(F) / self.typical
 
+    def spread_limit(self, coverage: np.ndarray) -> np.ndarray:
+        """The trees' spread (A) above which a spectrum of each ``coverage`` fraction is flagged."""
+        if self.spread_limits is None:
+            return np.full(np.shape(coverage), np.inf)
+        return np.asarray(self.spread_limits, float)[coverage_band(coverage)]
+
     def to_arrays(self, prefix: str = "domain__") -> dict[str, np.ndarray]:
         return {f"{prefix}center": self.center, f"{prefix}scale": self.scale, f"{prefix}reference": self.reference}
 
@@ -369,6 +388,41 @@ class DomainModel:
                     prefix: str = "domain__") -> DomainModel:
         return cls(center=arrays[f"{prefix}center"], scale=arrays[f"{prefix}scale"],
                    reference=arrays[f"{prefix}reference"], typical=typical, threshold=threshold)
+
+
+def domain_words(rec: dict[str, Any]) -> str:
+    """The domain flag for people, from a prediction (or record) with ``in_domain``,
+    ``domain_score`` and, where known, ``domain_far`` / ``domain_trees_disagree``
+    (:meth:`~xanes_agent.models.model.ElementModel.calibrate`)."""
+    score = f"score {float(rec['domain_score']):.2f}"
+    if rec.get("in_domain", True):
+        return f"in domain ({score})"
+    why = [w for w, on in (("unlike the training spectra", rec.get("domain_far", True)),
+                           ("the distance trees disagree", rec.get("domain_trees_disagree", False))) if on]
+    return f"OUT OF DOMAIN ({score}: {'; '.join(why)})"
+
+
+def check_spread_limits(limits: Any) -> np.ndarray:
+    """A bundle's per-band spread limits (JSON: numbers >= 0, None for no limit), validated."""
+    if not isinstance(limits, list) or len(limits) != len(COVERAGE_EDGES) - 1:
+        raise ValueError(f"domain_spread_limits must be a list of {len(COVERAGE_EDGES) - 1} per coverage band")
+    out = np.array([np.inf if x is None else x for x in limits], dtype=float)
+    if np.any(np.isnan(out)) or np.any(out < 0):
+        raise ValueError("domain_spread_limits must be numbers >= 0 (or null for no limit)")
+    return out
+
+
+def fit_spread_limits(spread: np.ndarray, coverage: np.ndarray, quantile: float, min_rows: int = 20) -> np.ndarray:
+    """Per coverage band, the conformal ``quantile`` of the trees' spread of in-family held-out
+    spectra (siblings in training): a spectrum whose trees disagree more than that is flagged.
+    A band with fewer than ``min_rows`` finite spreads gets no limit (inf)."""
+    band = coverage_band(coverage)
+    out = np.full(len(COVERAGE_EDGES) - 1, np.inf)
+    for b in range(len(out)):
+        s = np.asarray(spread, float)[band == b]
+        if np.isfinite(s).sum() >= min_rows:
+            out[b] = conformal_quantile(s, quantile)
+    return out
 
 
 def difficulty(domain_score: np.ndarray) -> np.ndarray:
@@ -429,7 +483,12 @@ class Calibration:
                    if self.confidence_knots_across is not None else {}),
                 "coverage_edges": list(COVERAGE_EDGES[:-1]) + [1.0],
                 "domain_typical": self.domain.typical if self.domain else None,
-                "domain_threshold": self.domain.threshold if self.domain else None, "method": self.method}
+                "domain_threshold": self.domain.threshold if self.domain else None,
+                **({"domain_spread_limits": [float(x) if np.isfinite(x) else None  # None: no limit
+                                             for x in self.domain.spread_limits],
+                    "domain_spread_property": self.domain.spread_property}
+                   if self.domain is not None and self.domain.spread_limits is not None else {}),
+                "method": self.method}
 
     def halfwidths(self, prop: str, domain_score: np.ndarray, coverage: np.ndarray,
                    across_codes: bool = False) -> np.ndarray:

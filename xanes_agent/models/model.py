@@ -21,10 +21,17 @@ import numpy as np
 
 from ..foundation.jsonsafe import json_default
 from ..foundation.properties import decides
-from .calibration import Calibration, DomainModel, apply_confidence_map, check_across_codes, check_knots
+from .calibration import (
+    Calibration,
+    DomainModel,
+    apply_confidence_map,
+    check_across_codes,
+    check_knots,
+    check_spread_limits,
+)
 from .features import Grid, make_featurizer
 from .neighbours import NeighbourVote
-from .packed import PackedForests
+from .packed import PackedForests, tree_std
 
 INTERVAL_KINDS = ("same-code", "across-codes")
 BUNDLE_FORMAT = "xanes-agent-model"
@@ -37,8 +44,11 @@ BUNDLE_FORMAT = "xanes-agent-model"
 # every spectrum a voter; an older reader must refuse a version 5, not count copies as voters);
 # 6: the vote compares spectra blurred by ``blur_fwhm`` eV (a version-5 vote compares them as they
 # are, as trained; an older reader must refuse a version 6, not compare unblurred spectra)
-BUNDLE_VERSION = 6
-READABLE_VERSIONS = (3, 4, 5, 6)
+# 7: the domain flag's second test, the distance forest's trees' spread against per-coverage-band
+# limits (``domain_spread_limits``; a version-6 bundle flags by the distance alone, as trained; an
+# older reader must refuse a version 7, not flag fewer spectra than the model was calibrated to)
+BUNDLE_VERSION = 7
+READABLE_VERSIONS = (3, 4, 5, 6, 7)
 
 
 def bundle_path(folder: str | Path, element: str, featurization: str, normalization: str) -> Path:
@@ -106,7 +116,7 @@ class ElementModel:
         """Per-property predictions for grid spectra (see :func:`summarize` and :meth:`calibrate`)."""
         X_grid = np.atleast_2d(X_grid)
         F = self.featurize(X_grid)
-        raw = {name: summarize(pm, pm.packed.per_forest(F)) for name, pm in self.properties.items()}
+        raw = {name: summarize(pm, *pm.packed.per_forest(F, second=True)) for name, pm in self.properties.items()}
         return self.calibrate(raw, F, X_grid)
 
     def calibrate(self, preds: dict[str, dict[str, np.ndarray]], F: np.ndarray, X_grid: np.ndarray
@@ -126,8 +136,11 @@ class ElementModel:
         ``interval90`` (rows, 2) are added, ``seed_std`` keeps the seed spread; with
         ``intervals="across-codes"`` they are the across-codes ones where the bundle has them
         (``across_codes`` says, per row, whether they were). Every property
-        gets ``domain_score`` and ``in_domain``. A model without calibration keeps the seed spread
-        and says so (``calibrated`` False).
+        gets ``domain_score`` and ``in_domain``: False where the spectrum is far from the training
+        spectra (``domain_far``) or, where the bundle has spread limits, the distance forest's
+        trees disagree beyond them for its coverage (``domain_trees_disagree``; needs the
+        regressor's ``tree_std``, :func:`summarize`). A model without calibration keeps the seed
+        spread and says so (``calibrated`` False).
         """
         X_grid = np.atleast_2d(X_grid)
         coverage = np.isfinite(X_grid).mean(axis=1)
@@ -144,17 +157,22 @@ class ElementModel:
                 p["calibrated"] = np.zeros(len(F), bool)
             return preds
         score = cal.domain.score(F)
-        in_domain = score <= cal.domain.threshold
+        near = score <= cal.domain.threshold  # the CN maps' strata were calibrated on this test alone
+        spread = preds.get(cal.domain.spread_property, {}).get("tree_std")
+        limit = cal.domain.spread_limit(coverage)
+        agree = np.ones(len(F), bool) if spread is None else ~(np.asarray(spread, float) > limit)
+        in_domain = near & agree
         for name, p in preds.items():
-            p.update(domain_score=score, in_domain=in_domain, calibrated=np.ones(len(F), bool))
+            p.update(domain_score=score, in_domain=in_domain, calibrated=np.ones(len(F), bool),
+                     domain_far=~near, domain_trees_disagree=~agree)
             if "proba" in p:  # the predicted class stays the (blended) argmax; its probability is calibrated
                 across = self.intervals == "across-codes" and cal.confidence_knots_across is not None
                 if across:  # another code or a measurement: the map calibrated on another code's spectra
                     proba = apply_confidence_map(p["proba"], *cal.confidence_knots_across)
                 else:
                     proba = apply_confidence_map(p["proba"], *cal.confidence_knots)
-                    if cal.confidence_knots_far is not None and (~in_domain).any():
-                        proba[~in_domain] = apply_confidence_map(p["proba"][~in_domain], *cal.confidence_knots_far)
+                    if cal.confidence_knots_far is not None and (~near).any():
+                        proba[~near] = apply_confidence_map(p["proba"][~near], *cal.confidence_knots_far)
                 k = np.argmax(p["proba"], axis=1)
                 p.update(raw_proba=p["proba"], proba=proba, probability=proba[np.arange(len(k)), k],
                          across_codes=np.full(len(F), across))
@@ -304,6 +322,13 @@ class ElementModel:
         if meta:
             try:
                 domain = DomainModel.from_arrays(arrays, float(meta["domain_typical"]), float(meta["domain_threshold"]))
+                if meta.get("domain_spread_limits") is not None:
+                    domain.spread_limits = check_spread_limits(meta["domain_spread_limits"])
+                    domain.spread_property = str(meta.get("domain_spread_property", domain.spread_property))
+                    if props.get(domain.spread_property, None) is None or \
+                            props[domain.spread_property].kind != "regressor":
+                        raise ValueError(f"domain spread property {domain.spread_property!r} is not a regressor "
+                                         "of this bundle")
                 if domain.reference.ndim != 2 or domain.reference.shape[1] != n_features or \
                         domain.center.shape != (n_features,) or domain.scale.shape != (n_features,):
                     raise ValueError("domain model arrays do not match the features")
@@ -357,12 +382,15 @@ def _bundle_digest(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def summarize(pm: PropertyModel, per_seed: np.ndarray) -> dict[str, np.ndarray]:
+def summarize(pm: PropertyModel, per_seed: np.ndarray, second: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Mean prediction and seed spread from (seeds, rows, outputs) forest outputs.
 
     Classifier: ``proba`` (rows, classes) seed-mean probabilities, ``prediction`` the argmax class,
     ``probability`` its mean probability, ``spread`` the std over seeds of that probability.
-    Regressor: ``prediction`` the seed mean, ``std`` the std over seeds.
+    Regressor: ``prediction`` the seed mean, ``std`` the std over seeds; given ``second`` (the
+    per-seed mean squares of the same outputs), ``tree_std`` the std over every tree (the
+    property's unit): where the trees disagree, which the domain flag reads
+    (:class:`~.calibration.DomainModel`).
     """
     if pm.kind == "classifier":
         proba = per_seed.mean(axis=0)
@@ -371,7 +399,10 @@ def summarize(pm: PropertyModel, per_seed: np.ndarray) -> dict[str, np.ndarray]:
         return {"proba": proba, "prediction": pm.packed.classes[k], "probability": proba[rows, k],
                 "spread": per_seed[:, rows, k].std(axis=0), "classes": pm.packed.classes}
     vals = per_seed[:, :, 0]
-    return {"prediction": vals.mean(axis=0), "std": vals.std(axis=0)}
+    out = {"prediction": vals.mean(axis=0), "std": vals.std(axis=0)}
+    if second is not None:
+        out["tree_std"] = tree_std(per_seed, second)[:, 0]
+    return out
 
 
 def _digest(a: np.ndarray) -> str:

@@ -149,14 +149,18 @@ class PackedForests:
             nodes = np.where(go_left, self.left[nodes], self.right[nodes])
         return nodes
 
-    def per_forest(self, X: np.ndarray) -> np.ndarray:
-        """Mean leaf value per forest: (n_forests, n_rows, n_outputs)."""
+    def per_forest(self, X: np.ndarray, second: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Mean leaf value per forest: (n_forests, n_rows, n_outputs); with ``second``, also the
+        mean of its square per forest (the trees' spread, :func:`tree_std`)."""
         vals = self.value[self.leaves(X)]  # (rows, trees, outputs)
         counts = np.bincount(self.tree_forest, minlength=self.n_forests)
         out = np.zeros((self.n_forests, vals.shape[0], vals.shape[2]))
+        sq = np.zeros_like(out)
         for k in range(self.n_forests):
             out[k] = vals[:, self.tree_forest == k].sum(axis=1) / counts[k]
-        return out
+            if second:
+                sq[k] = (vals[:, self.tree_forest == k] ** 2).sum(axis=1) / counts[k]
+        return (out, sq) if second else out
 
     def validate(self, n_features: int, max_depth: int = 256) -> None:
         """Check the node table before anything walks it; ``ValueError`` names the first problem.
@@ -241,3 +245,11 @@ class PackedForests:
         classes = arrays[f"{prefix}classes"] if f"{prefix}classes" in arrays else None
         return cls(*(np.asarray(arrays[f"{prefix}{name}"]) for name in cls.ARRAYS), depth=depth,
                    n_forests=n_forests, classes=classes)
+
+
+def tree_std(per_forest: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Standard deviation over every tree of every forest, (rows, outputs), from the per-forest
+    means and mean squares (:meth:`PackedForests.per_forest` with ``second``; forests of equal
+    size, as a seed ensemble's are)."""
+    var = second.mean(axis=0) - per_forest.mean(axis=0) ** 2
+    return np.sqrt(np.maximum(var, 0.0))

@@ -3,7 +3,10 @@
 Splits: the library's fixed held-out rows (``split == "test"``, 10 % of materials) are the test set
 and are never used for training or tuning; the other rows are split 8:1 into train and validation
 by material with a recorded seed (an 80/10/10 split overall). A user collection without a ``test``
-split gets a seeded 80/10/10 split by material.
+split gets a seeded 80/10/10 split by material. The validation rows are in-family held-out spectra
+(their siblings train): they set the domain flag's limits on the trees' spread
+(:func:`fit_spread_limits`). A caller that chooses the training rows (``train_mask``) gets a ninth
+of their materials set aside the same way.
 
 Measurement realism (``noise``, ``e0_jitter``; off by default, as in the study's noise-free
 setting): each training spectrum is joined by a copy with Gaussian noise (sigma drawn
@@ -37,7 +40,7 @@ from .ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor
 from .features import DEFAULT_GRID, Grid, make_featurizer, spectra_to_grid
 from .model import ElementModel, PropertyModel
 from .neighbours import MAX_BLUR, VOTE_BLUR, VOTE_SHARE, NeighbourVote, valid_blur
-from .packed import PackedForests
+from .packed import PackedForests, tree_std
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +231,7 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
     X_grid, e0 = spectra_to_grid(sub.energy, sub.mu, cfg.grid, cfg.normalization)
     good = np.isfinite(e0) & (np.isfinite(X_grid).mean(axis=1) > 0.9)
     splits = assign_splits(sub, cfg.split_seed) if train_mask is None else \
-        np.where(np.asarray(train_mask, bool), "train", "test")
+        with_validation(sub, np.where(np.asarray(train_mask, bool), "train", "test"), cfg.split_seed)
     rng = np.random.default_rng(cfg.split_seed)
     real = ExperimentLike.make(sub, np.flatnonzero(good), cfg, rng)
     charge = charge_label(sub, exclude=(FEFF_CHARGE,) if FEFF_CHARGE in cfg.properties else ())
@@ -274,8 +277,43 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
                                               {p: sub.labels[targets[p]] for p in props}, cfg, featurizer,
                                               progress=progress, real=real, label_names={p: targets[p] for p in props},
                                               other=None if other is None else other.where(element=element))
+        fit_spread_limits(model, X_grid, np.flatnonzero(good & (splits == "validation")), cfg, rng, real)
     model.coverage_curve = coverage_curve(model, X_grid[good & (splits == "test")], sub, good & (splits == "test"))
     return model
+
+
+def with_validation(coll: SpectrumCollection, splits: np.ndarray, seed: int) -> np.ndarray:
+    """``splits`` with a ninth of the training rows' materials set aside as 'validation' (as
+    :func:`assign_splits` does for the library's split), for a caller that chose the training rows."""
+    splits = np.asarray(splits).astype(object)
+    mats = np.unique(coll.material_id[splits == "train"])
+    pick = np.random.default_rng(seed).permutation(len(mats))[: len(mats) // 9]
+    splits[(splits == "train") & np.isin(coll.material_id, mats[pick])] = "validation"
+    return splits.astype(str)
+
+
+def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray, cfg: TrainConfig,
+                      rng: np.random.Generator, real: ExperimentLike | None = None) -> None:
+    """The domain flag's second test (:class:`~.calibration.DomainModel`): per coverage band, the
+    ``cfg.domain_quantile`` of the distance forest's trees' spread on in-family held-out spectra
+    (the validation rows: their materials never train, their siblings do), as the model will meet
+    them (measurement-like or experiment-like copies, :func:`_as_met`), whole and masked to the
+    calibration windows. Where the trees disagree more, the answer rests on a split the training
+    spectra do not settle; the distance score alone caught 0.32-0.60 of the large errors on new
+    parent structures, with the trees' spread 0.45-0.59 (scripts/domain_scores.py, docs/models.md)."""
+    from .calibration import fit_spread_limits as limits_of
+
+    cal, pm = model.calibration, model.properties.get(DISTANCE)
+    if cal is None or cal.domain is None or pm is None or not len(rows):
+        return
+    X = _as_met(X_grid, rows, cfg, rng, real)
+    Xm = np.vstack(with_low_windows(X_grid[rows] if X is None else X))
+    per, sq = pm.packed.per_forest(model.featurize(Xm), second=True)
+    cal.domain.spread_property = DISTANCE
+    cal.domain.spread_limits = limits_of(tree_std(per, sq)[:, 0], np.isfinite(Xm).mean(axis=1), cfg.domain_quantile)
+    cal.method["domain"] += (f"; or the distance forest's trees' spread beyond the {cfg.domain_quantile:.0%} "
+                             f"quantile of {len(rows)} in-family held-out spectra's (validation rows), per coverage "
+                             "band")
 
 
 @dataclass
@@ -611,16 +649,23 @@ def _measures(cfg: TrainConfig) -> bool:
     return cfg.noise[1] > 0 or cfg.e0_jitter > 0
 
 
-def _measured_features(X_grid: np.ndarray, rows: np.ndarray, cfg: TrainConfig, featurizer: Any,
-                       rng: np.random.Generator, real: ExperimentLike | None = None) -> np.ndarray | None:
-    """Features of ``rows`` as the model expects to meet them (rows aligned): experiment-like
+def _as_met(X_grid: np.ndarray, rows: np.ndarray, cfg: TrainConfig, rng: np.random.Generator,
+            real: ExperimentLike | None = None) -> np.ndarray | None:
+    """Grid spectra of ``rows`` as the model expects to meet them (rows aligned): experiment-like
     copies for a model trained on them, else measurement-like copies (noise, E0 jitter) for a live
     model, else None (a model of clean computed spectra)."""
     if real is not None:
-        return featurizer.transform(real.one_each(rows, X_grid))
+        return real.one_each(rows, X_grid)
     if not _measures(cfg):
         return None
-    return featurizer.transform(measurement_copies(X_grid[rows], cfg.grid, cfg.noise, cfg.e0_jitter, rng))
+    return measurement_copies(X_grid[rows], cfg.grid, cfg.noise, cfg.e0_jitter, rng)
+
+
+def _measured_features(X_grid: np.ndarray, rows: np.ndarray, cfg: TrainConfig, featurizer: Any,
+                       rng: np.random.Generator, real: ExperimentLike | None = None) -> np.ndarray | None:
+    """Features of ``rows`` as the model expects to meet them (:func:`_as_met`), or None."""
+    X = _as_met(X_grid, rows, cfg, rng, real)
+    return None if X is None else featurizer.transform(X)
 
 
 def evaluate_property(pm: PropertyModel, F: np.ndarray, y: np.ndarray, train_labels: np.ndarray | None = None,
