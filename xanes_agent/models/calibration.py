@@ -412,7 +412,7 @@ def check_spread_limits(limits: Any) -> np.ndarray:
     return out
 
 
-def fit_spread_limits(spread: np.ndarray, coverage: np.ndarray, quantile: float, min_rows: int = 20) -> np.ndarray:
+def per_band_limits(spread: np.ndarray, coverage: np.ndarray, quantile: float, min_rows: int = 20) -> np.ndarray:
     """Per coverage band, the conformal ``quantile`` of the trees' spread of in-family held-out
     spectra (siblings in training): a spectrum whose trees disagree more than that is flagged.
     A band with fewer than ``min_rows`` finite spreads gets no limit (inf)."""

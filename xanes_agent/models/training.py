@@ -35,7 +35,7 @@ from sklearn.metrics import f1_score, mean_absolute_error, r2_score
 
 from ..data.collection import SpectrumCollection
 from ..foundation.properties import CHARGE, CHARGE_LABELS, CN, DISTANCE, FEFF_CHARGE
-from .calibration import DOMAIN_QUANTILE, Calibration, valid_domain_quantile
+from .calibration import DOMAIN_QUANTILE, Calibration, per_band_limits, valid_domain_quantile
 from .ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor
 from .features import DEFAULT_GRID, Grid, make_featurizer, spectra_to_grid
 from .model import ElementModel, PropertyModel
@@ -299,10 +299,9 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
     (the validation rows: their materials never train, their siblings do), as the model will meet
     them (measurement-like or experiment-like copies, :func:`_as_met`), whole and masked to the
     calibration windows. Where the trees disagree more, the answer rests on a split the training
-    spectra do not settle; the distance score alone caught 0.32-0.60 of the large errors on new
-    parent structures, with the trees' spread 0.45-0.59 (scripts/domain_scores.py, docs/models.md)."""
-    from .calibration import fit_spread_limits as limits_of
-
+    spectra do not settle: with this test the flag caught 0.46 of the large distance errors on new
+    parent structures (mean over the elements), the distance alone 0.32 (benchmarks/calibration.py,
+    session 31, docs/models.md)."""
     cal, pm = model.calibration, model.properties.get(DISTANCE)
     if cal is None or cal.domain is None or pm is None or not len(rows):
         return
@@ -310,7 +309,8 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
     Xm = np.vstack(with_low_windows(X_grid[rows] if X is None else X))
     per, sq = pm.packed.per_forest(model.featurize(Xm), second=True)
     cal.domain.spread_property = DISTANCE
-    cal.domain.spread_limits = limits_of(tree_std(per, sq)[:, 0], np.isfinite(Xm).mean(axis=1), cfg.domain_quantile)
+    cal.domain.spread_limits = per_band_limits(tree_std(per, sq)[:, 0], np.isfinite(Xm).mean(axis=1),
+                                               cfg.domain_quantile)
     cal.method["domain"] += (f"; or the distance forest's trees' spread beyond the {cfg.domain_quantile:.0%} "
                              f"quantile of {len(rows)} in-family held-out spectra's (validation rows), per coverage "
                              "band")
