@@ -391,7 +391,7 @@ class XANESAgent(SafeRouter):
     def _check_domain(self, data: dict[str, Any], s: LiveState, r: RunState) -> None:
         if not data["in_domain"] and not r.warned_domain and s.coverage_fraction >= 0.99:
             r.warned_domain = True
-            if data["domain_score"] > self._domain_threshold(r):
+            if next(iter(s.predictions.values())).get("domain_far", True):  # the model's own verdict
                 why = (f"the spectrum is unlike the {r.element} model's training spectra (domain score "
                        f"{data['domain_score']:.2f}, flagged above {self._domain_threshold(r):.2f}); its intervals "
                        "are widened")
