@@ -128,12 +128,13 @@ def summary(c: Collector, in_family_mae: float | None) -> dict:
         out[f"{name}_halfwidth68_full"] = float(np.median(p["std"][ok & p["full"]]))
         if name == "mean_nn_distance":
             full = ok & p["full"]
+            big = None if in_family_mae is None else full & (err > 3 * in_family_mae)
+            if big is not None:
+                out["big_error_n"] = int(big.sum())
             # the flag, and (suffix _far) its first test alone: the distance to the training spectra
             for key, flag in (("", ~p["in_domain"]), ("_far", p.get("domain_far", ~p["in_domain"]))):
                 out[f"flagged_share{key}"] = float(np.mean(flag[full]))
-                if in_family_mae is not None:
-                    big = full & (err > 3 * in_family_mae)
-                    out["big_error_n"] = int(big.sum())
+                if big is not None:
                     out[f"big_error_flagged{key}"] = float(np.mean(flag[big])) if big.any() else float("nan")
     if any(r["name"] == "coordination_number" for r in c.rows):
         p = c.pooled("coordination_number")
