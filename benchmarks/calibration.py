@@ -20,7 +20,8 @@ charge transfer per parent, where the spectra carry it), the
 CN accuracy and expected calibration error (ECE) of the calibrated probability against the raw
 forest probability, and the domain flag: the share of held-out spectra flagged, the share of
 spectra with a distance error above 3x the in-family MAE that are flagged, and the share of the
-element's in-family held-out spectra (the library's by-material split) flagged; in brackets the
+element's in-family held-out spectra (the library's by-material split) flagged, whole and
+(partial) masked to the low 30/50/75 % of the window; in brackets the
 same for the flag's first test alone (the distance to the training spectra, without the trees'
 spread: ``domain_far``). Writes
 ``coverage.png`` (coverage against nominal level) and ``reliability.png`` (CN: out of family, and
@@ -181,16 +182,21 @@ def run_out_of_family(sub, el: str, cfg: TrainConfig, n_folds: int, coll: Collec
         coll.add(model, Xm, {k: v[te][src] for k, v in sub.labels.items()}, full, groups[te][src])
 
 
-def in_family_flagged(model, sub, cfg: TrainConfig) -> tuple[float, float]:
+def in_family_flagged(model, sub, cfg: TrainConfig) -> dict[str, float]:
     """Share of the library's own held-out spectra (its by-material split: siblings in training)
-    that ``model``, trained on the rest, flags out of domain; and by the distance test alone."""
+    that ``model``, trained on the rest, flags out of domain, and by the distance test alone
+    (suffix ``_far``): whole spectra, and (prefix ``partial_``) their low windows."""
     X, e0 = spectra_to_grid(sub.energy, sub.mu)
     te = np.flatnonzero((assign_splits(sub, cfg.split_seed) == "test") & np.isfinite(e0))
     if not len(te):
-        return float("nan"), float("nan")
-    first = next(iter(model.predict_grid(X[te]).values()))
+        return {}
+    Xm, full, _ = masked_versions(X[te])
+    first = next(iter(model.predict_grid(Xm).values()))
     flagged = ~np.asarray(first["in_domain"], bool)
-    return float(np.mean(flagged)), float(np.mean(first.get("domain_far", flagged)))
+    far = np.asarray(first.get("domain_far", flagged), bool)
+    return {"in_family_flagged": float(np.mean(flagged[full])), "in_family_flagged_far": float(np.mean(far[full])),
+            "partial_in_family_flagged": float(np.mean(flagged[~full])),
+            "partial_in_family_flagged_far": float(np.mean(far[~full]))}
 
 
 def run_transfer(project_cu, omni, cfg: TrainConfig, n_folds: int, same: Collector, across: Collector) -> None:
@@ -294,6 +300,8 @@ def main() -> None:
     ap.add_argument("--live", action="store_true", help="the live preset (training.live_config)")
     ap.add_argument("--domain-quantile", type=float, default=TrainConfig.domain_quantile,
                     help="flag out of domain beyond this quantile of the in-family distance (TrainConfig)")
+    ap.add_argument("--domain-allowance", type=float, default=TrainConfig.domain_allowance,
+                    help="share of in-family held-out spectra both domain tests together may flag (TrainConfig)")
     ap.add_argument("--cn-map", choices=["single", "domain"], default="domain",
                     help="one CN probability map, or one each for in- and out-of-domain spectra")
     ap.add_argument("--hold-out", choices=["parent", "type"], default="parent",
@@ -304,7 +312,8 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     kw = dict(n_seeds=a.seeds, n_estimators=a.trees, n_jobs=-1, interval_unit=a.interval_unit, cn_map=a.cn_map,
-              realism_copies=a.experiment_like, domain_quantile=a.domain_quantile)
+              realism_copies=a.experiment_like, domain_quantile=a.domain_quantile,
+              domain_allowance=a.domain_allowance)
     cfg = live_config(**kw) if a.live else TrainConfig(**kw)
     project = lib.where(source=PROJECT_SOURCE)
     if a.hold_out == "type":  # a library built before the type table: the hosts' types from their structures
@@ -316,7 +325,7 @@ def main() -> None:
     head = ("| evaluation | d cov68 | d cov90 | d cov68/90 per parent | charge cov68 | charge cov90 "
             "| charge cov68/90 per parent | FEFF charge cov68/90 per parent | CN acc. | CN ECE raw / calibrated "
             "| per parent: CN acc., ECE raw / "
-            "calibrated | flagged | big errors flagged | in-family flagged "
+            "calibrated | flagged | big errors flagged | in-family flagged (whole; partial) "
             "| families alone, per family: d cov68/90, charge cov68/90, CN acc., ECE calibrated |")
     print(head + "\n" + "|---" * 15 + "|")
     mae_in_family = {}
@@ -333,7 +342,7 @@ def main() -> None:
         results[f"{el} out of family"] = c
         table[f"{el} out of family"] = summary(c, mae_in_family[el])
         row = table[f"{el} out of family"]
-        row["in_family_flagged"], row["in_family_flagged_far"] = in_family_flagged(m, sub, cfg)
+        row.update(in_family_flagged(m, sub, cfg))
         _print(f"{el} out of family", table[f"{el} out of family"], time.perf_counter() - t0)
     omni = lib.where(source=OMNIXAS_SOURCE, element="Cu")
     if not a.no_transfer and len(omni) and "Cu" in a.elements:
@@ -362,7 +371,8 @@ def _print(name: str, s: dict, seconds: float) -> None:
           f"{g('cn_ece_calibrated_per_parent', '{:.3f}')} "
           f"| {g('flagged_share')} ({g('flagged_share_far')}) "
           f"| {g('big_error_flagged')} ({g('big_error_flagged_far')}; n={s.get('big_error_n', 0)}) "
-          f"| {g('in_family_flagged')} ({g('in_family_flagged_far')}) "
+          f"| {g('in_family_flagged')} ({g('in_family_flagged_far')}); partial "
+          f"{g('partial_in_family_flagged')} ({g('partial_in_family_flagged_far')}) "
           f"| {g('mean_nn_distance_cov68_families')} / {g('mean_nn_distance_cov90_families')}, "
           f"{g('charge_cov68_families')} / {g('charge_cov90_families')}, {g('cn_accuracy_families')}, "
           f"{g('cn_ece_calibrated_families', '{:.3f}')} |  ({seconds:.0f} s)",

@@ -77,12 +77,12 @@ def test_end_to_end_in_process(confident_sample, cu_agent_model):
 def test_trees_that_disagree_put_a_run_out_of_domain_and_say_so(confident_sample, cu_agent_model):
     dom = cu_agent_model.calibration.domain
     assert dom.spread_limits is not None
-    saved = dom.spread_limits, dom.threshold
+    saved = dom.spread_limits, dom.far_limits
     try:  # no distance is too far, and no spread is small enough: the second test alone flags
-        dom.spread_limits, dom.threshold = np.zeros(3), np.inf
+        dom.spread_limits, dom.far_limits = np.zeros(3), np.full(3, np.inf)
         agent, out, raw, bl, energies = run_scan(confident_sample, cu_agent_model)
     finally:
-        dom.spread_limits, dom.threshold = saved
+        dom.spread_limits, dom.far_limits = saved
     last = [d for n, d in out if n == "event"][-1]["data"]
     assert not last["in_domain"] and last["domain_trees_disagree"] and last["distance_tree_std"] > 0
     flag = [w for w in agent.warnings if ": out of domain: " in w]

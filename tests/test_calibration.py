@@ -18,6 +18,7 @@ from xanes_agent.models.calibration import (
     expected_calibration_error,
     fit_confidence_map,
     group_conformal_quantile,
+    per_band_limits,
 )
 
 
@@ -121,6 +122,26 @@ def test_coverage_bands():
     assert coverage_band(0.0) == 0 and coverage_band(0.6) == 1 and coverage_band(1.0) == len(COVERAGE_EDGES) - 2
 
 
+def test_the_spread_limit_spends_what_the_first_test_leaves_of_the_allowance():
+    rng = np.random.default_rng(3)
+    n = 4000
+    spread, coverage = rng.gamma(2.0, 0.01, n), rng.choice([0.3, 0.7, 1.0], n)
+    first = rng.random(n) < np.where(coverage < 0.5, 0.02, np.where(coverage < 0.8, 0.06, 0.12))
+    limits = per_band_limits(spread, coverage, 0.08, flagged=first)
+    band = coverage_band(coverage)
+    for b, share_first in ((0, 0.02), (1, 0.06)):
+        sel = band == b
+        both = np.mean(first[sel] | (spread[sel] > limits[b]))
+        assert abs(both - 0.08) < 0.01  # the two tests together take the allowance, not more
+        # new spectra of the same kind: the same share (the limit is a conformal quantile, not a fit)
+        s_new, f_new = rng.gamma(2.0, 0.01, n), rng.random(n) < share_first
+        assert abs(np.mean(f_new | (s_new > limits[b])) - 0.08) < 0.015
+    assert limits[2] == np.inf  # the first test already flags more than the allowance there: no limit
+    # without a first test: the conformal 1 - allowance quantile; too few rows: no limit
+    np.testing.assert_allclose(per_band_limits(spread, np.ones(n), 0.05)[2], conformal_quantile(spread, 0.95))
+    assert np.all(per_band_limits(spread[:10], np.ones(10), 0.05) == np.inf)
+
+
 @pytest.fixture(scope="module")
 def calibrated_model(bundled_library):
     from xanes_agent.models.training import TrainConfig, train_element
@@ -183,6 +204,9 @@ def test_the_domain_threshold_flags_the_configured_share_of_in_family_spectra(ca
     for bad in (0.3, 1.0, float("nan")):
         with pytest.raises(ValueError, match="domain_quantile"):
             TrainConfig(domain_quantile=bad)
+    for bad in (0.0, 0.6, float("nan")):
+        with pytest.raises(ValueError, match="domain_allowance"):
+            TrainConfig(domain_allowance=bad)
 
 
 def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bundled_library, tmp_path):
@@ -202,7 +226,16 @@ def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bund
     p = calibrated_model.predict_grid(X)["mean_nn_distance"]
     assert np.all(p["tree_std"] >= 0) and np.median(p["tree_std"]) > 0
     disagree = p["domain_trees_disagree"]
-    assert disagree.mean() <= 1 - TrainConfig().domain_quantile + 0.01
+    # the distance test's limit per coverage band: a partial spectrum lies farther from whole
+    # training spectra, so its limit is higher (one limit flagged about half of these at 30 %)
+    allowance, band = TrainConfig().domain_allowance, coverage_band(np.isfinite(X).mean(axis=1))
+    assert dom.far_limits[0] > dom.far_limits[1] > dom.far_limits[2]
+    np.testing.assert_allclose(dom.far_limits[2], dom.threshold, rtol=0.05)  # whole spectra: the rule as before
+    # on the rows that set the spread limits, the two tests together take the allowance in every
+    # band, partial spectra as whole ones (a little less: the limit is a conformal quantile)
+    for b in range(3):
+        assert allowance - 0.03 <= np.mean(~p["in_domain"][band == b]) <= allowance + 0.01
+    assert "8% of" in calibrated_model.calibration.method["domain"]
     np.testing.assert_array_equal(p["in_domain"], ~p["domain_far"] & ~disagree)
     # trees that disagree beyond the limit flag the spectrum; the CN probability is not moved by it
     # (its maps' strata were calibrated on the distance test alone)
@@ -220,13 +253,25 @@ def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bund
     np.testing.assert_allclose(ElementModel.load(path).calibration.domain.spread_limits, saved)
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
-    for bad in ([-1.0, 0.1, 0.1], [0.1, 0.1], "wide"):
-        m = json.loads(str(arrays["manifest"]))
-        m["calibration"]["domain_spread_limits"] = bad
-        m["digest"] = _bundle_digest(m)
-        np.savez_compressed(tmp_path / "bad.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
-        with pytest.raises(BundleError, match="domain_spread_limits"):
-            ElementModel.load(tmp_path / "bad.npz")
+    np.testing.assert_allclose(ElementModel.load(path).calibration.domain.far_limits, dom.far_limits)
+    for key in ("domain_spread_limits", "domain_far_limits"):
+        for bad in ([-1.0, 0.1, 0.1], [0.1, 0.1], "wide"):
+            m = json.loads(str(arrays["manifest"]))
+            m["calibration"][key] = bad
+            m["digest"] = _bundle_digest(m)
+            np.savez_compressed(tmp_path / "bad.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
+            with pytest.raises(BundleError, match=key):
+                ElementModel.load(tmp_path / "bad.npz")
+    # a version-7 bundle (no band limits for the distance test) flags at its one threshold, as trained
+    m = json.loads(str(arrays["manifest"]))
+    del m["calibration"]["domain_far_limits"]
+    m["format_version"] = 7
+    m["digest"] = _bundle_digest(m)
+    np.savez_compressed(tmp_path / "v7.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
+    v7 = ElementModel.load(tmp_path / "v7.npz")
+    far7 = v7.predict_grid(X)["mean_nn_distance"]["domain_far"]
+    np.testing.assert_array_equal(far7, v7.calibration.domain.score(v7.featurize(X)) > dom.threshold)
+    assert np.mean(far7[band == 0]) > np.mean(p["domain_far"][band == 0])
 
 
 def test_a_chosen_training_set_keeps_a_ninth_of_its_materials_for_validation(bundled_library):

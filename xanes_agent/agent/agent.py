@@ -392,9 +392,9 @@ class XANESAgent(SafeRouter):
         if not data["in_domain"] and not r.warned_domain and s.coverage_fraction >= 0.99:
             r.warned_domain = True
             if next(iter(s.predictions.values())).get("domain_far", True):  # the model's own verdict
+                limit = self._domain_threshold(r, s.coverage_fraction)
                 why = (f"the spectrum is unlike the {r.element} model's training spectra (domain score "
-                       f"{data['domain_score']:.2f}, flagged above {self._domain_threshold(r):.2f}); its intervals "
-                       "are widened")
+                       f"{data['domain_score']:.2f}, flagged above {limit:.2f}); its intervals are widened")
             else:
                 why = (f"the {r.element} model's distance trees disagree on this spectrum (spread "
                        f"{data.get('distance_tree_std', float('nan')):.3f} A, beyond what in-family spectra show), "
@@ -402,9 +402,11 @@ class XANESAgent(SafeRouter):
             self._warn(f"run {r.uid}: out of domain: {why}; treat the predictions with care")
 
     @staticmethod
-    def _domain_threshold(r: RunState) -> float:
+    def _domain_threshold(r: RunState, coverage: float) -> float:
         cal = r.predictor.model.calibration
-        return float(cal.domain.threshold) if cal is not None and cal.domain is not None else float("nan")
+        if cal is None or cal.domain is None:
+            return float("nan")
+        return float(cal.domain.far_limit(np.array([coverage]))[0])
 
     def _finish(self, exit_status: str = "success", reason: str = "") -> None:
         r = self.run

@@ -26,8 +26,8 @@ from .calibration import (
     DomainModel,
     apply_confidence_map,
     check_across_codes,
+    check_band_limits,
     check_knots,
-    check_spread_limits,
 )
 from .features import Grid, make_featurizer
 from .neighbours import NeighbourVote
@@ -47,8 +47,11 @@ BUNDLE_FORMAT = "xanes-agent-model"
 # 7: the domain flag's second test, the distance forest's trees' spread against per-coverage-band
 # limits (``domain_spread_limits``; a version-6 bundle flags by the distance alone, as trained; an
 # older reader must refuse a version 7, not flag fewer spectra than the model was calibrated to)
-BUNDLE_VERSION = 7
-READABLE_VERSIONS = (3, 4, 5, 6, 7)
+# 8: the distance test's score limit per coverage band (``domain_far_limits``; a version-7 bundle
+# flags at ``domain_threshold`` in every band, as trained; an older reader must refuse a version 8,
+# not flag half of a model's in-family partial spectra)
+BUNDLE_VERSION = 8
+READABLE_VERSIONS = (3, 4, 5, 6, 7, 8)
 
 
 def bundle_path(folder: str | Path, element: str, featurization: str, normalization: str) -> Path:
@@ -137,7 +140,7 @@ class ElementModel:
         ``intervals="across-codes"`` they are the across-codes ones where the bundle has them
         (``across_codes`` says, per row, whether they were). Every property
         gets ``domain_score`` and ``in_domain``: False where the spectrum is far from the training
-        spectra (``domain_far``) or, where the bundle has spread limits, the distance forest's
+        spectra for its coverage (``domain_far``) or, where the bundle has spread limits, the distance forest's
         trees disagree beyond them for its coverage (``domain_trees_disagree``; needs the
         regressor's ``tree_std``, :func:`summarize`). A model without calibration keeps the seed
         spread and says so (``calibrated`` False).
@@ -157,14 +160,15 @@ class ElementModel:
                 p["calibrated"] = np.zeros(len(F), bool)
             return preds
         score = cal.domain.score(F)
-        near = score <= cal.domain.threshold  # the CN maps' strata were calibrated on this test alone
+        near = score <= cal.domain.threshold  # the CN maps' strata, as they were calibrated
+        far = score > cal.domain.far_limit(coverage)  # the flag's first test, per coverage band
         spread = preds.get(cal.domain.spread_property, {}).get("tree_std")
         limit = cal.domain.spread_limit(coverage)
         agree = np.ones(len(F), bool) if spread is None else ~(np.asarray(spread, float) > limit)
-        in_domain = near & agree
+        in_domain = ~far & agree
         for name, p in preds.items():
             p.update(domain_score=score, in_domain=in_domain, calibrated=np.ones(len(F), bool),
-                     domain_far=~near, domain_trees_disagree=~agree)
+                     domain_far=far, domain_trees_disagree=~agree)
             if "proba" in p:  # the predicted class stays the (blended) argmax; its probability is calibrated
                 across = self.intervals == "across-codes" and cal.confidence_knots_across is not None
                 if across:  # another code or a measurement: the map calibrated on another code's spectra
@@ -322,8 +326,10 @@ class ElementModel:
         if meta:
             try:
                 domain = DomainModel.from_arrays(arrays, float(meta["domain_typical"]), float(meta["domain_threshold"]))
+                if meta.get("domain_far_limits") is not None:
+                    domain.far_limits = check_band_limits(meta["domain_far_limits"], "domain_far_limits")
                 if meta.get("domain_spread_limits") is not None:
-                    domain.spread_limits = check_spread_limits(meta["domain_spread_limits"])
+                    domain.spread_limits = check_band_limits(meta["domain_spread_limits"], "domain_spread_limits")
                     domain.spread_property = str(meta.get("domain_spread_property", domain.spread_property))
                     if props.get(domain.spread_property, None) is None or \
                             props[domain.spread_property].kind != "regressor":

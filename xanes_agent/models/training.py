@@ -35,7 +35,15 @@ from sklearn.metrics import f1_score, mean_absolute_error, r2_score
 
 from ..data.collection import SpectrumCollection
 from ..foundation.properties import CHARGE, CHARGE_LABELS, CN, DISTANCE, FEFF_CHARGE
-from .calibration import DOMAIN_QUANTILE, Calibration, per_band_limits, valid_domain_quantile
+from .calibration import (
+    DOMAIN_ALLOWANCE,
+    DOMAIN_QUANTILE,
+    Calibration,
+    DomainModel,
+    per_band_limits,
+    valid_domain_allowance,
+    valid_domain_quantile,
+)
 from .ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor
 from .features import DEFAULT_GRID, Grid, make_featurizer, spectra_to_grid
 from .model import ElementModel, PropertyModel
@@ -97,6 +105,9 @@ class TrainConfig:
     # a spectrum is flagged out of domain beyond this quantile of the training spectra's
     # leave-self-out distance (models.calibration), so about 1 - it of in-family spectra are flagged
     domain_quantile: float = DOMAIN_QUANTILE
+    # the share of in-family held-out spectra the flag's two tests together may flag: the trees'
+    # spread limit spends what the distance test leaves of it (fit_spread_limits)
+    domain_allowance: float = DOMAIN_ALLOWANCE
     # the nearest-neighbour vote's share of the CN probability (models.neighbours; 0: forests alone)
     neighbour_vote: float = VOTE_SHARE
     # the Gaussian FWHM (eV) the vote blurs spectra by before comparing them (models.neighbours)
@@ -105,6 +116,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not valid_domain_quantile(self.domain_quantile):
             raise ValueError(f"domain_quantile {self.domain_quantile!r}: a quantile in [0.5, 1)")
+        if not valid_domain_allowance(self.domain_allowance):
+            raise ValueError(f"domain_allowance {self.domain_allowance!r}: a share in (0, 0.5]")
         if not 0.0 <= self.neighbour_vote <= 1.0:
             raise ValueError(f"neighbour_vote {self.neighbour_vote!r}: a share in [0, 1]")
         if not valid_blur(self.vote_blur):
@@ -295,25 +308,27 @@ def with_validation(coll: SpectrumCollection, splits: np.ndarray, seed: int) -> 
 def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray, cfg: TrainConfig,
                       rng: np.random.Generator, real: ExperimentLike | None = None) -> None:
     """The domain flag's second test (:class:`~.calibration.DomainModel`): per coverage band, the
-    ``cfg.domain_quantile`` of the distance forest's trees' spread on in-family held-out spectra
-    (the validation rows: their materials never train, their siblings do), as the model will meet
-    them (measurement-like or experiment-like copies, :func:`_as_met`), whole and masked to the
-    calibration windows. Where the trees disagree more, the answer rests on a split the training
-    spectra do not settle: with this test the flag caught 0.46 of the large distance errors on new
-    parent structures (mean over the elements), the distance alone 0.32 (benchmarks/calibration.py,
-    session 31, docs/models.md)."""
+    distance forest's trees' spread above which an in-family held-out spectrum (a validation row:
+    its material never trains, its siblings do), met as the model will meet it (measurement-like
+    or experiment-like copies, :func:`_as_met`), whole and masked to the calibration windows, is
+    flagged, so that with the distance test the flag takes ``cfg.domain_allowance`` of them
+    (:func:`~.calibration.per_band_limits`). Where the trees disagree more, the answer rests on a
+    split the training spectra do not settle: with this test at the 95 % quantile the flag caught
+    0.46 of the large distance errors on new parent structures (mean over the elements), the
+    distance alone 0.32 (benchmarks/calibration.py, session 31, docs/models.md)."""
     cal, pm = model.calibration, model.properties.get(DISTANCE)
     if cal is None or cal.domain is None or pm is None or not len(rows):
         return
     X = _as_met(X_grid, rows, cfg, rng, real)
     Xm = np.vstack(with_low_windows(X_grid[rows] if X is None else X))
-    per, sq = pm.packed.per_forest(model.featurize(Xm), second=True)
+    F, coverage = model.featurize(Xm), np.isfinite(Xm).mean(axis=1)
+    per, sq = pm.packed.per_forest(F, second=True)
     cal.domain.spread_property = DISTANCE
-    cal.domain.spread_limits = per_band_limits(tree_std(per, sq)[:, 0], np.isfinite(Xm).mean(axis=1),
-                                               cfg.domain_quantile)
-    cal.method["domain"] += (f"; or the distance forest's trees' spread beyond the {cfg.domain_quantile:.0%} "
-                             f"quantile of {len(rows)} in-family held-out spectra's (validation rows), per coverage "
-                             "band")
+    cal.domain.spread_limits = per_band_limits(tree_std(per, sq)[:, 0], coverage, cfg.domain_allowance,
+                                               flagged=cal.domain.score(F) > cal.domain.far_limit(coverage))
+    cal.method["domain"] += (f"; or the distance forest's trees' spread beyond the limit at which both tests flag "
+                             f"{cfg.domain_allowance:.0%} of {len(rows)} in-family held-out spectra (validation rows), "
+                             "per coverage band")
 
 
 @dataclass
@@ -407,7 +422,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     from tqdm import tqdm
 
     from ..data.library import parent_groups, type_groups
-    from .calibration import DomainModel, fit_calibration
+    from .calibration import fit_calibration
     from .evaluation import joint_group_folds
 
     idx = np.flatnonzero(rows)
@@ -478,11 +493,13 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                     across.add(prop, f, est.predict(F_other))
     dist = np.concatenate(dist_out)
     full = np.concatenate(full_out)
+    met = _as_met(X_grid, idx, cfg, rng, real)
     final_domain = DomainModel.fit(featurizer.transform(X_grid[idx]), rng,
-                                   _measured_features(X_grid, idx, cfg, featurizer, rng, real))
+                                   None if met is None else featurizer.transform(met))
     in_family = final_domain.in_family_distance()
     final_domain.typical = float(np.median(in_family))
     final_domain.threshold = float(np.quantile(in_family, cfg.domain_quantile) / final_domain.typical)
+    final_domain.far_limits = _far_limits(final_domain, (X_grid[idx] if met is None else met), featurizer, cfg)
     score = dist / final_domain.typical
     y = {p: np.concatenate(v) for p, v in y_out.items()}
     pred = {p: np.concatenate(v) for p, v in pred_out.items()}
@@ -496,12 +513,13 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                           "weighing 1), the larger of the two, |y - pred| / (0.5 + 0.5 domain score), "
                           "per coverage band",
               "cn": "isotonic map of the predicted class probability",
-              "domain": f"{cfg.domain_quantile:.0%} quantile of the training spectra's leave-self-out distance"
+              "domain": f"{cfg.domain_quantile:.0%} quantile of the training spectra's leave-self-out distance, "
+                        "per coverage band (whole and masked to the calibration windows)"
                         + (" (from measurement-like copies; feature scales include measurement noise)"
                            if _measures(cfg) and real is None else "")
                         + (" (from experiment-like copies; feature scales include their spread)"
                            if real is not None else ""),
-              "held_out_flagged": float(np.mean(score[full] > final_domain.threshold))}
+              "held_out_flagged": float(np.mean(score[full] > final_domain.far_limit(np.ones(full.sum()))))}
     # the CN map is fitted on folds that hold parents out; a class seen in only a few parents
     # cannot be held out that way, and the map would learn confidence it has not earned
     cn_y = labels.get(CN)
@@ -535,6 +553,21 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     cal.across_codes = cal_across
     cal.confidence_knots_across = knots_across
     return cal
+
+
+def _far_limits(domain: DomainModel, X_met: np.ndarray, featurizer: Any, cfg: TrainConfig) -> np.ndarray:
+    """The domain flag's first test per coverage band: the ``cfg.domain_quantile`` of the
+    training spectra's leave-self-out score (:meth:`~.calibration.DomainModel.in_family_distance`),
+    whole and masked to the calibration windows (``X_met``: the fitted rows as met, grid). A
+    partial spectrum lies farther from whole training spectra (what it lacks counts as typical,
+    and the distance is scaled up for it): one limit for every coverage flagged about half of the
+    in-family held-out spectra measured over the low 30 % of the window (Fe, session 32)."""
+    X = X_met[domain.reference_rows]
+    parts = with_low_windows(X)
+    score = np.concatenate([domain.in_family_distance()]
+                           + [domain.in_family_distance(featurizer.transform(P)) for P in parts[1:]]) / domain.typical
+    coverage = np.concatenate([np.isfinite(P).mean(axis=1) for P in parts])
+    return per_band_limits(score, coverage, 1.0 - cfg.domain_quantile)
 
 
 def _stated_proba(est: Any, vote: NeighbourVote | None, F: np.ndarray, X_grid: np.ndarray) -> np.ndarray:
