@@ -300,8 +300,6 @@ def main() -> None:
     ap.add_argument("--live", action="store_true", help="the live preset (training.live_config)")
     ap.add_argument("--domain-quantile", type=float, default=TrainConfig.domain_quantile,
                     help="flag out of domain beyond this quantile of the in-family distance (TrainConfig)")
-    ap.add_argument("--domain-allowance", type=float, default=TrainConfig.domain_allowance,
-                    help="share of in-family held-out spectra both domain tests together may flag (TrainConfig)")
     ap.add_argument("--cn-map", choices=["single", "domain"], default="domain",
                     help="one CN probability map, or one each for in- and out-of-domain spectra")
     ap.add_argument("--hold-out", choices=["parent", "type"], default="parent",
@@ -312,8 +310,7 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     kw = dict(n_seeds=a.seeds, n_estimators=a.trees, n_jobs=-1, interval_unit=a.interval_unit, cn_map=a.cn_map,
-              realism_copies=a.experiment_like, domain_quantile=a.domain_quantile,
-              domain_allowance=a.domain_allowance)
+              realism_copies=a.experiment_like, domain_quantile=a.domain_quantile)
     cfg = live_config(**kw) if a.live else TrainConfig(**kw)
     project = lib.where(source=PROJECT_SOURCE)
     if a.hold_out == "type":  # a library built before the type table: the hosts' types from their structures

@@ -18,7 +18,6 @@ from xanes_agent.models.calibration import (
     expected_calibration_error,
     fit_confidence_map,
     group_conformal_quantile,
-    per_band_limits,
 )
 
 
@@ -122,26 +121,6 @@ def test_coverage_bands():
     assert coverage_band(0.0) == 0 and coverage_band(0.6) == 1 and coverage_band(1.0) == len(COVERAGE_EDGES) - 2
 
 
-def test_the_spread_limit_spends_what_the_first_test_leaves_of_the_allowance():
-    rng = np.random.default_rng(3)
-    n = 4000
-    spread, coverage = rng.gamma(2.0, 0.01, n), rng.choice([0.3, 0.7, 1.0], n)
-    first = rng.random(n) < np.where(coverage < 0.5, 0.02, np.where(coverage < 0.8, 0.06, 0.12))
-    limits = per_band_limits(spread, coverage, 0.08, flagged=first)
-    band = coverage_band(coverage)
-    for b, share_first in ((0, 0.02), (1, 0.06)):
-        sel = band == b
-        both = np.mean(first[sel] | (spread[sel] > limits[b]))
-        assert abs(both - 0.08) < 0.01  # the two tests together take the allowance, not more
-        # new spectra of the same kind: the same share (the limit is a conformal quantile, not a fit)
-        s_new, f_new = rng.gamma(2.0, 0.01, n), rng.random(n) < share_first
-        assert abs(np.mean(f_new | (s_new > limits[b])) - 0.08) < 0.015
-    assert limits[2] == np.inf  # the first test already flags more than the allowance there: no limit
-    # without a first test: the conformal 1 - allowance quantile; too few rows: no limit
-    np.testing.assert_allclose(per_band_limits(spread, np.ones(n), 0.05)[2], conformal_quantile(spread, 0.95))
-    assert np.all(per_band_limits(spread[:10], np.ones(10), 0.05) == np.inf)
-
-
 @pytest.fixture(scope="module")
 def calibrated_model(bundled_library):
     from xanes_agent.models.training import TrainConfig, train_element
@@ -204,9 +183,6 @@ def test_the_domain_threshold_flags_the_configured_share_of_in_family_spectra(ca
     for bad in (0.3, 1.0, float("nan")):
         with pytest.raises(ValueError, match="domain_quantile"):
             TrainConfig(domain_quantile=bad)
-    for bad in (0.0, 0.6, float("nan")):
-        with pytest.raises(ValueError, match="domain_allowance"):
-            TrainConfig(domain_allowance=bad)
 
 
 def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bundled_library, tmp_path):
@@ -226,16 +202,16 @@ def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bund
     p = calibrated_model.predict_grid(X)["mean_nn_distance"]
     assert np.all(p["tree_std"] >= 0) and np.median(p["tree_std"]) > 0
     disagree = p["domain_trees_disagree"]
+    assert disagree.mean() <= 1 - TrainConfig().domain_quantile + 0.01
     # the distance test's limit per coverage band: a partial spectrum lies farther from whole
-    # training spectra, so its limit is higher (one limit flagged about half of these at 30 %)
-    allowance, band = TrainConfig().domain_allowance, coverage_band(np.isfinite(X).mean(axis=1))
+    # training spectra, so its limit is higher; these in-family spectra are flagged by it about as
+    # often in every band (one limit for all flagged about half of them at 30 % coverage)
+    band = coverage_band(np.isfinite(X).mean(axis=1))
     assert dom.far_limits[0] > dom.far_limits[1] > dom.far_limits[2]
     np.testing.assert_allclose(dom.far_limits[2], dom.threshold, rtol=0.05)  # whole spectra: the rule as before
-    # on the rows that set the spread limits, the two tests together take the allowance in every
-    # band, partial spectra as whole ones (a little less: the limit is a conformal quantile)
     for b in range(3):
-        assert allowance - 0.03 <= np.mean(~p["in_domain"][band == b]) <= allowance + 0.01
-    assert "8% of" in calibrated_model.calibration.method["domain"]
+        assert np.mean(p["domain_far"][band == b]) <= 0.10
+    assert "per coverage band" in calibrated_model.calibration.method["domain"]
     np.testing.assert_array_equal(p["in_domain"], ~p["domain_far"] & ~disagree)
     # trees that disagree beyond the limit flag the spectrum; the CN probability is not moved by it
     # (its maps' strata were calibrated on the distance test alone)

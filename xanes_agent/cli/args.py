@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..models.calibration import valid_domain_allowance, valid_domain_quantile
+from ..models.calibration import valid_domain_quantile
 from ..models.neighbours import MAX_BLUR, valid_blur
 
 
@@ -42,7 +42,6 @@ positive_int = _number(int, lambda n: n > 0, "a positive integer")
 non_negative_int = _number(int, lambda n: n >= 0, "a whole number >= 0")
 positive_float = _number(float, lambda x: 0 < x < float("inf"), "a positive finite number")
 domain_quantile = _number(float, valid_domain_quantile, "a quantile in [0.5, 1)")
-domain_allowance = _number(float, valid_domain_allowance, "a share in (0, 0.5]")
 share = _number(float, lambda x: 0.0 <= x <= 1.0, "a share in [0, 1]")
 vote_blur = _number(float, valid_blur, f"a blur of 0 to {MAX_BLUR:g} eV")
 

@@ -10,13 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from ..models.calibration import DOMAIN_ALLOWANCE, DOMAIN_QUANTILE
+from ..models.calibration import DOMAIN_QUANTILE
 from ..models.neighbours import VOTE_BLUR, VOTE_SHARE
 from .args import (
     CLIError,
     cluster_client,
     data_args,
-    domain_allowance,
     domain_quantile,
     element_arg,
     existing_file,
@@ -61,8 +60,7 @@ def _train_all(a: argparse.Namespace, coll: Any, elements: list[str], other: Any
             kw = dict(featurization=feat, normalization=a.normalization, n_seeds=a.seeds,
                       n_estimators=a.trees, split_seed=a.seed, n_jobs=a.jobs,
                       calibration_folds=a.calibration_folds, realism_copies=a.experiment_like,
-                      domain_quantile=a.domain_quantile, domain_allowance=a.domain_allowance,
-                      neighbour_vote=a.neighbour_vote, vote_blur=a.vote_blur)
+                      domain_quantile=a.domain_quantile, neighbour_vote=a.neighbour_vote, vote_blur=a.vote_blur)
             cfg = live_config(**kw) if a.live else TrainConfig(**kw)
             m = train_element(coll, el, cfg, progress=not a.quiet,
                               other=other if other is not None and el in set(other.element.tolist()) else None)
@@ -200,9 +198,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--domain-quantile", type=domain_quantile, default=DOMAIN_QUANTILE, metavar="Q",
                    help="flag a spectrum out of domain beyond this quantile of the training spectra's in-family "
                         "distance (about 1 - Q of in-family spectra flagged; default %(default)s)")
-    t.add_argument("--domain-allowance", type=domain_allowance, default=DOMAIN_ALLOWANCE, metavar="SHARE",
-                   help="share of in-family held-out spectra the domain flag's two tests together may flag: the "
-                        "trees'-spread test spends what the distance test leaves (default %(default)s)")
     t.add_argument("--neighbour-vote", type=share, default=VOTE_SHARE, metavar="SHARE",
                    help="share of the 5 nearest training spectra's vote in the CN probability, beside the forests "
                         "(0: the forests alone; default %(default)s; xanes_agent.models.neighbours)")

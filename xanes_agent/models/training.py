@@ -36,12 +36,10 @@ from sklearn.metrics import f1_score, mean_absolute_error, r2_score
 from ..data.collection import SpectrumCollection
 from ..foundation.properties import CHARGE, CHARGE_LABELS, CN, DISTANCE, FEFF_CHARGE
 from .calibration import (
-    DOMAIN_ALLOWANCE,
     DOMAIN_QUANTILE,
     Calibration,
     DomainModel,
     per_band_limits,
-    valid_domain_allowance,
     valid_domain_quantile,
 )
 from .ensemble import SeedEnsembleClassifier, SeedEnsembleRegressor
@@ -105,9 +103,6 @@ class TrainConfig:
     # a spectrum is flagged out of domain beyond this quantile of the training spectra's
     # leave-self-out distance (models.calibration), so about 1 - it of in-family spectra are flagged
     domain_quantile: float = DOMAIN_QUANTILE
-    # the share of in-family held-out spectra the flag's two tests together may flag: the trees'
-    # spread limit spends what the distance test leaves of it (fit_spread_limits)
-    domain_allowance: float = DOMAIN_ALLOWANCE
     # the nearest-neighbour vote's share of the CN probability (models.neighbours; 0: forests alone)
     neighbour_vote: float = VOTE_SHARE
     # the Gaussian FWHM (eV) the vote blurs spectra by before comparing them (models.neighbours)
@@ -116,8 +111,6 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not valid_domain_quantile(self.domain_quantile):
             raise ValueError(f"domain_quantile {self.domain_quantile!r}: a quantile in [0.5, 1)")
-        if not valid_domain_allowance(self.domain_allowance):
-            raise ValueError(f"domain_allowance {self.domain_allowance!r}: a share in (0, 0.5]")
         if not 0.0 <= self.neighbour_vote <= 1.0:
             raise ValueError(f"neighbour_vote {self.neighbour_vote!r}: a share in [0, 1]")
         if not valid_blur(self.vote_blur):
@@ -308,27 +301,26 @@ def with_validation(coll: SpectrumCollection, splits: np.ndarray, seed: int) -> 
 def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray, cfg: TrainConfig,
                       rng: np.random.Generator, real: ExperimentLike | None = None) -> None:
     """The domain flag's second test (:class:`~.calibration.DomainModel`): per coverage band, the
-    distance forest's trees' spread above which an in-family held-out spectrum (a validation row:
-    its material never trains, its siblings do), met as the model will meet it (measurement-like
-    or experiment-like copies, :func:`_as_met`), whole and masked to the calibration windows, is
-    flagged, so that with the distance test the flag takes ``cfg.domain_allowance`` of them
-    (:func:`~.calibration.per_band_limits`). Where the trees disagree more, the answer rests on a
-    split the training spectra do not settle: with this test at the 95 % quantile the flag caught
-    0.46 of the large distance errors on new parent structures (mean over the elements), the
-    distance alone 0.32 (benchmarks/calibration.py, session 31, docs/models.md)."""
+    ``cfg.domain_quantile`` of the distance forest's trees' spread on in-family held-out spectra
+    (the validation rows: their materials never train, their siblings do), as the model will meet
+    them (measurement-like or experiment-like copies, :func:`_as_met`), whole and masked to the
+    calibration windows. Where the trees disagree more, the answer rests on a split the training
+    spectra do not settle: with this test the flag caught 0.46 of the large distance errors on new
+    parent structures (mean over the elements), the distance alone 0.32 (benchmarks/calibration.py,
+    session 31, docs/models.md). Each test at its own quantile catches more than the two sharing
+    one allowance, where the distance test took most of it (session 32)."""
     cal, pm = model.calibration, model.properties.get(DISTANCE)
     if cal is None or cal.domain is None or pm is None or not len(rows):
         return
     X = _as_met(X_grid, rows, cfg, rng, real)
     Xm = np.vstack(with_low_windows(X_grid[rows] if X is None else X))
-    F, coverage = model.featurize(Xm), np.isfinite(Xm).mean(axis=1)
-    per, sq = pm.packed.per_forest(F, second=True)
+    per, sq = pm.packed.per_forest(model.featurize(Xm), second=True)
     cal.domain.spread_property = DISTANCE
-    cal.domain.spread_limits = per_band_limits(tree_std(per, sq)[:, 0], coverage, cfg.domain_allowance,
-                                               flagged=cal.domain.score(F) > cal.domain.far_limit(coverage))
-    cal.method["domain"] += (f"; or the distance forest's trees' spread beyond the limit at which both tests flag "
-                             f"{cfg.domain_allowance:.0%} of {len(rows)} in-family held-out spectra (validation rows), "
-                             "per coverage band")
+    cal.domain.spread_limits = per_band_limits(tree_std(per, sq)[:, 0], np.isfinite(Xm).mean(axis=1),
+                                               cfg.domain_quantile)
+    cal.method["domain"] += (f"; or the distance forest's trees' spread beyond the {cfg.domain_quantile:.0%} "
+                             f"quantile of {len(rows)} in-family held-out spectra's (validation rows), per coverage "
+                             "band")
 
 
 @dataclass
@@ -567,7 +559,7 @@ def _far_limits(domain: DomainModel, X_met: np.ndarray, featurizer: Any, cfg: Tr
     score = np.concatenate([domain.in_family_distance()]
                            + [domain.in_family_distance(featurizer.transform(P)) for P in parts[1:]]) / domain.typical
     coverage = np.concatenate([np.isfinite(P).mean(axis=1) for P in parts])
-    return per_band_limits(score, coverage, 1.0 - cfg.domain_quantile)
+    return per_band_limits(score, coverage, cfg.domain_quantile)
 
 
 def _stated_proba(est: Any, vote: NeighbourVote | None, F: np.ndarray, X_grid: np.ndarray) -> np.ndarray:
