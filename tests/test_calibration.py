@@ -212,6 +212,15 @@ def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bund
     for b in range(3):
         assert np.mean(p["domain_far"][band == b]) <= 0.10
     assert "per coverage band" in calibrated_model.calibration.method["domain"]
+    # the CN maps' strata are the same per-band test: a partial spectrum beyond the whole-spectrum
+    # threshold but within its band's limit gets the in-domain map, as in calibration
+    cal = calibrated_model.calibration
+    cn = calibrated_model.predict_grid(X)["coordination_number"]
+    mid = (p["domain_score"] > dom.threshold) & ~p["domain_far"]
+    assert cal.confidence_knots_far is not None and mid.sum() >= 10
+    np.testing.assert_allclose(cn["proba"][mid], apply_confidence_map(cn["raw_proba"][mid], *cal.confidence_knots))
+    far = p["domain_far"]
+    np.testing.assert_allclose(cn["proba"][far], apply_confidence_map(cn["raw_proba"][far], *cal.confidence_knots_far))
     np.testing.assert_array_equal(p["in_domain"], ~p["domain_far"] & ~disagree)
     # trees that disagree beyond the limit flag the spectrum; the CN probability is not moved by it
     # (its maps' strata were calibrated on the distance test alone)

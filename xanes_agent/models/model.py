@@ -160,8 +160,7 @@ class ElementModel:
                 p["calibrated"] = np.zeros(len(F), bool)
             return preds
         score = cal.domain.score(F)
-        near = score <= cal.domain.threshold  # the CN maps' strata, as they were calibrated
-        far = score > cal.domain.far_limit(coverage)  # the flag's first test, per coverage band
+        far = score > cal.domain.far_limit(coverage)  # the flag's first test and the CN maps' strata
         spread = preds.get(cal.domain.spread_property, {}).get("tree_std")
         limit = cal.domain.spread_limit(coverage)
         agree = np.ones(len(F), bool) if spread is None else ~(np.asarray(spread, float) > limit)
@@ -175,8 +174,8 @@ class ElementModel:
                     proba = apply_confidence_map(p["proba"], *cal.confidence_knots_across)
                 else:
                     proba = apply_confidence_map(p["proba"], *cal.confidence_knots)
-                    if cal.confidence_knots_far is not None and (~near).any():
-                        proba[~near] = apply_confidence_map(p["proba"][~near], *cal.confidence_knots_far)
+                    if cal.confidence_knots_far is not None and far.any():
+                        proba[far] = apply_confidence_map(p["proba"][far], *cal.confidence_knots_far)
                 k = np.argmax(p["proba"], axis=1)
                 p.update(raw_proba=p["proba"], proba=proba, probability=proba[np.arange(len(k)), k],
                          across_codes=np.full(len(F), across))
