@@ -227,7 +227,7 @@ def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bund
     before = calibrated_model.predict_grid(X[:20])
     saved = dom.spread_limits
     try:
-        dom.spread_limits = np.zeros(3)
+        dom.spread_limits = np.full(3, -1.0)  # below any spread, even a spectrum all trees agree on exactly
         after = calibrated_model.predict_grid(X[:20])
     finally:
         dom.spread_limits = saved
