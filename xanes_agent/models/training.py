@@ -491,7 +491,8 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     in_family = final_domain.in_family_distance()
     final_domain.typical = float(np.median(in_family))
     final_domain.threshold = float(np.quantile(in_family, cfg.domain_quantile) / final_domain.typical)
-    final_domain.far_limits = _far_limits(final_domain, (X_grid[idx] if met is None else met), featurizer, cfg)
+    final_domain.far_limits = _far_limits(final_domain, in_family, (X_grid[idx] if met is None else met), featurizer,
+                                          cfg)
     score = dist / final_domain.typical
     y = {p: np.concatenate(v) for p, v in y_out.items()}
     pred = {p: np.concatenate(v) for p, v in pred_out.items()}
@@ -547,16 +548,18 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     return cal
 
 
-def _far_limits(domain: DomainModel, X_met: np.ndarray, featurizer: Any, cfg: TrainConfig) -> np.ndarray:
+def _far_limits(domain: DomainModel, in_family: np.ndarray, X_met: np.ndarray, featurizer: Any, cfg: TrainConfig
+                ) -> np.ndarray:
     """The domain flag's first test per coverage band: the ``cfg.domain_quantile`` of the
     training spectra's leave-self-out score (:meth:`~.calibration.DomainModel.in_family_distance`),
-    whole and masked to the calibration windows (``X_met``: the fitted rows as met, grid). A
+    whole (``in_family``, already computed) and masked to the calibration windows (``X_met``: the
+    fitted rows as met, grid). A
     partial spectrum lies farther from whole training spectra (what it lacks counts as typical,
     and the distance is scaled up for it): one limit for every coverage flagged about half of the
     in-family held-out spectra measured over the low 30 % of the window (Fe, session 32)."""
     X = X_met[domain.reference_rows]
     parts = with_low_windows(X)
-    score = np.concatenate([domain.in_family_distance()]
+    score = np.concatenate([in_family]
                            + [domain.in_family_distance(featurizer.transform(P)) for P in parts[1:]]) / domain.typical
     coverage = np.concatenate([np.isfinite(P).mean(axis=1) for P in parts])
     return per_band_limits(score, coverage, cfg.domain_quantile)
