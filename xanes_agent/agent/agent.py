@@ -392,7 +392,7 @@ class XANESAgent(SafeRouter):
         if not data["in_domain"] and not r.warned_domain and s.coverage_fraction >= 0.99:
             r.warned_domain = True
             if next(iter(s.predictions.values())).get("domain_far", True):  # the model's own verdict
-                limit = self._domain_threshold(r, s.coverage_fraction)
+                limit = self._far_limit(r, s.coverage_fraction)
                 why = (f"the spectrum is unlike the {r.element} model's training spectra (domain score "
                        f"{data['domain_score']:.2f}, flagged above {limit:.2f}); its intervals are widened")
             else:
@@ -402,7 +402,7 @@ class XANESAgent(SafeRouter):
             self._warn(f"run {r.uid}: out of domain: {why}; treat the predictions with care")
 
     @staticmethod
-    def _domain_threshold(r: RunState, coverage: float) -> float:
+    def _far_limit(r: RunState, coverage: float) -> float:
         cal = r.predictor.model.calibration
         if cal is None or cal.domain is None:
             return float("nan")

@@ -382,15 +382,11 @@ class DomainModel:
     def far_limit(self, coverage: np.ndarray) -> np.ndarray:
         """The score above which a spectrum of each ``coverage`` fraction is flagged (the first
         test, and the CN maps' strata)."""
-        if self.far_limits is None:
-            return np.full(np.shape(coverage), self.threshold)
-        return np.asarray(self.far_limits, float)[coverage_band(coverage)]
+        return _by_band(self.far_limits, coverage, self.threshold)
 
     def spread_limit(self, coverage: np.ndarray) -> np.ndarray:
         """The trees' spread (A) above which a spectrum of each ``coverage`` fraction is flagged."""
-        if self.spread_limits is None:
-            return np.full(np.shape(coverage), np.inf)
-        return np.asarray(self.spread_limits, float)[coverage_band(coverage)]
+        return _by_band(self.spread_limits, coverage, np.inf)
 
     def to_arrays(self, prefix: str = "domain__") -> dict[str, np.ndarray]:
         return {f"{prefix}center": self.center, f"{prefix}scale": self.scale, f"{prefix}reference": self.reference}
@@ -412,6 +408,13 @@ def domain_words(rec: dict[str, Any]) -> str:
     why = [w for w, on in (("unlike the training spectra", rec.get("domain_far", True)),
                            ("the distance trees disagree", rec.get("domain_trees_disagree", False))) if on]
     return f"OUT OF DOMAIN ({score}: {'; '.join(why)})"
+
+
+def _by_band(limits: np.ndarray | None, coverage: np.ndarray, without: float) -> np.ndarray:
+    """Each ``coverage`` fraction's entry of per-band ``limits``; ``without`` everywhere when None."""
+    if limits is None:
+        return np.full(np.shape(coverage), without)
+    return np.asarray(limits, float)[coverage_band(coverage)]
 
 
 def check_band_limits(limits: Any, name: str) -> np.ndarray:
