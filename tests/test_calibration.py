@@ -211,7 +211,10 @@ def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bund
     np.testing.assert_allclose(dom.far_limits[2], dom.threshold, rtol=0.05)  # whole spectra: the rule as before
     for b in range(3):
         assert np.mean(p["domain_far"][band == b]) <= 0.10
+        # the two tests together flag at most both allowances of them (the spread limit gives way)
+        assert np.mean(~p["in_domain"][band == b]) <= 2 * (1 - TrainConfig().domain_quantile) + 1e-9
     assert "per coverage band" in calibrated_model.calibration.method["domain"]
+    assert "together flag at most 10%" in calibrated_model.calibration.method["domain"]
     # the CN maps' strata are the same per-band test: a partial spectrum beyond the whole-spectrum
     # threshold but within its band's limit gets the in-domain map, as in calibration
     cal = calibrated_model.calibration
@@ -562,3 +565,25 @@ def test_a_model_trained_on_experiment_like_copies_is_calibrated_on_them(bundled
         lo, hi = p["interval68"].T
         assert np.mean(~p["in_domain"]) <= 0.2
         assert 0.45 <= np.mean((yy >= lo) & (yy <= hi)) <= 0.9  # one fold, 20 trees: 0.50-0.74 measured
+
+
+def test_the_spread_limit_gives_way_where_the_two_tests_flag_different_spectra():
+    from xanes_agent.models.calibration import cap_spread_limits
+
+    rng = np.random.default_rng(1)
+    coverage = np.repeat([0.3, 0.6, 1.0], 100)
+    spread = rng.random(300)
+    far = np.zeros(300, bool)
+    far[:8] = True  # band 0: 8 % flagged by the distance, none of them among the widest spreads
+    far[100:103] = True  # band 1: 3 %
+    far[200:215] = True  # band 2: the distance alone flags 15 %
+    limits = np.array([np.quantile(spread[:100], 0.95), np.quantile(spread[100:200], 0.95), 0.5])
+    both = lambda lim, b: np.mean((far | (spread > lim[np.repeat([0, 1, 2], 100)]))[b * 100:(b + 1) * 100])  # noqa: E731
+    assert both(limits, 0) > 0.10  # the two 5 % tests flag different spectra: 8 + ~5 %
+    capped = cap_spread_limits(far, spread, coverage, limits, 0.10)
+    assert capped[0] > limits[0] and both(capped, 0) == pytest.approx(0.10)  # raised just enough
+    assert both(capped, 0) <= 0.10
+    assert both(limits, 1) <= 0.10 and capped[1] == limits[1]  # a band within the allowance keeps its limit
+    assert np.isinf(capped[2])  # the distance alone exceeds it: no spread test there
+    # never lowered; a band without a limit keeps none
+    assert np.all(cap_spread_limits(far, spread, coverage, np.array([2.0, np.inf, 2.0]), 0.10)[:2] == [2.0, np.inf])

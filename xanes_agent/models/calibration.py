@@ -70,7 +70,9 @@ on full spectra and on masked (partially measured) copies:
   disagree (the standard deviation over every tree of every seed, which the fast path
   accumulates beside the means) beyond the same quantile of that spread on in-family held-out
   spectra (the training split's validation rows, as the model meets them), per band of window
-  coverage, since a partial spectrum's trees disagree more. The distance alone does not see a
+  coverage, since a partial spectrum's trees disagree more; where the two tests flag different
+  in-family spectra and together exceed both allowances in a band, the spread limit rises until
+  they do not (:func:`cap_spread_limits`). The distance alone does not see a
   spectrum that lies among training spectra of another label, and those are most of the large
   errors; where the trees split on what the training spectra do not settle, the spread does
   (scripts/domain_scores.py: the best of the candidates measured, sessions 15-29). The CN
@@ -441,6 +443,31 @@ def per_band_limits(values: np.ndarray, coverage: np.ndarray, quantile: float, m
         s = np.asarray(values, float)[band == b]
         if np.isfinite(s).sum() >= min_rows:
             out[b] = conformal_quantile(s, quantile)
+    return out
+
+
+def cap_spread_limits(far: np.ndarray, spread: np.ndarray, coverage: np.ndarray, limits: np.ndarray,
+                      cap: float) -> np.ndarray:
+    """Per coverage band, the spread ``limits`` raised (never lowered) until the in-family spectra
+    that either test flags are at most ``cap`` of the band: ``far`` (bool), the distance test's
+    flags of those spectra, ``spread`` their distance trees' spread (A). Each test at its own
+    quantile flags its share, but where they flag different spectra (partial Mn and Fe spectra,
+    session 32: 12 %) together they flag more than the two allowances; the distance test keeps its
+    limit (it is also the CN maps' strata and the intervals' scale) and the spread test gives way.
+    A band whose distance test alone flags more than ``cap`` gets no spread limit (inf)."""
+    band = coverage_band(coverage)
+    far, spread = np.asarray(far, bool), np.asarray(spread, float)
+    out = np.array(limits, float)
+    for b in range(len(out)):
+        rows = band == b
+        if not rows.any() or not np.isfinite(out[b]):
+            continue
+        room = int(np.floor(cap * rows.sum() + 1e-9)) - int(far[rows].sum())  # spectra the spread may add
+        rest = np.sort(spread[rows & ~far])[::-1]  # the others' spreads, largest first
+        if room < 0:
+            out[b] = np.inf
+        elif len(rest) > room and rest[room] > out[b]:
+            out[b] = rest[room]  # at most ``room`` of them lie above it
     return out
 
 

@@ -39,6 +39,7 @@ from .calibration import (
     DOMAIN_QUANTILE,
     Calibration,
     DomainModel,
+    cap_spread_limits,
     per_band_limits,
     valid_domain_quantile,
 )
@@ -308,19 +309,26 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
     spectra do not settle: with this test the flag caught 0.46 of the large distance errors on new
     parent structures (mean over the elements), the distance alone 0.32 (benchmarks/calibration.py,
     session 31, docs/models.md). Each test at its own quantile catches more than the two sharing
-    one allowance, where the distance test took most of it (session 32)."""
+    one allowance, where the distance test took most of it (session 32); where the two flag
+    different spectra and together exceed both allowances (2 x (1 - ``cfg.domain_quantile``)) on
+    these rows in a band, the spread limit is raised to that (:func:`~.calibration.cap_spread_limits`)."""
     cal, pm = model.calibration, model.properties.get(DISTANCE)
     if cal is None or cal.domain is None or pm is None or not len(rows):
         return
     X = _as_met(X_grid, rows, cfg, rng, real)
     Xm = np.vstack(with_low_windows(X_grid[rows] if X is None else X))
-    per, sq = pm.packed.per_forest(model.featurize(Xm), second=True)
+    F = model.featurize(Xm)
+    per, sq = pm.packed.per_forest(F, second=True)
+    spread, coverage = tree_std(per, sq)[:, 0], np.isfinite(Xm).mean(axis=1)
+    cap = 2 * (1 - cfg.domain_quantile)  # the two tests' allowances together
+    far = cal.domain.score(F) > cal.domain.far_limit(coverage)
     cal.domain.spread_property = DISTANCE
-    cal.domain.spread_limits = per_band_limits(tree_std(per, sq)[:, 0], np.isfinite(Xm).mean(axis=1),
-                                               cfg.domain_quantile)
+    cal.domain.spread_limits = cap_spread_limits(far, spread, coverage,
+                                                 per_band_limits(spread, coverage, cfg.domain_quantile), cap)
     cal.method["domain"] += (f"; or the distance forest's trees' spread beyond the {cfg.domain_quantile:.0%} "
                              f"quantile of {len(rows)} in-family held-out spectra's (validation rows), per coverage "
-                             "band")
+                             f"band, raised where needed so that the two tests together flag at most {cap:.0%} of "
+                             "them")
 
 
 @dataclass
