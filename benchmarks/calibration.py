@@ -195,7 +195,8 @@ def in_family_flagged(model, sub, cfg: TrainConfig) -> dict[str, float]:
     that ``model``, trained on the rest, flags out of domain, and by the distance test alone
     (suffix ``_far``): whole spectra, and (prefix ``partial_``) their low windows."""
     X, e0 = spectra_to_grid(sub.energy, sub.mu)
-    te = np.flatnonzero((assign_splits(sub, cfg.split_seed) == "test") & np.isfinite(e0))
+    splits = assign_splits(sub, cfg.split_seed)
+    te = np.flatnonzero((splits == "test") & np.isfinite(e0))
     if not len(te):
         return {}
     Xm, full, _ = masked_versions(X[te])
@@ -210,7 +211,7 @@ def in_family_flagged(model, sub, cfg: TrainConfig) -> dict[str, float]:
     dom = model.calibration.domain
     one = np.asarray(first["domain_score"]) > dom.threshold
     spread = np.asarray(preds["mean_nn_distance"]["tree_std"], float)
-    val = np.flatnonzero((assign_splits(sub, cfg.split_seed) == "validation") & np.isfinite(e0))
+    val = np.flatnonzero((splits == "validation") & np.isfinite(e0))
     Xv = np.vstack(with_low_windows(X[val]))
     own = per_band_limits(model.predict_grid(Xv)["mean_nn_distance"]["tree_std"], np.isfinite(Xv).mean(axis=1),
                           cfg.domain_quantile)

@@ -462,7 +462,8 @@ def cap_spread_limits(far: np.ndarray, spread: np.ndarray, coverage: np.ndarray,
         rows = band == b
         if not rows.any() or not np.isfinite(out[b]):
             continue
-        room = int(np.floor(cap * rows.sum() + 1e-9)) - int(far[rows].sum())  # spectra the spread may add
+        # spectra the spread may add; the 1e-9 because 2 x (1 - 0.95) is 0.0999...98 in floating point
+        room = int(np.floor(cap * rows.sum() + 1e-9)) - int(far[rows].sum())
         rest = np.sort(spread[rows & ~far])[::-1]  # the others' spreads, largest first
         if room < 0:
             out[b] = np.inf
