@@ -80,6 +80,7 @@ from xanes_agent.models.features import (
     grid_blur,
     make_featurizer,
     spectra_to_grid,
+    view_columns,
 )
 from xanes_agent.models.neighbours import VOTERS
 from xanes_agent.models.realism import Realism, experiment_like_grid
@@ -222,8 +223,12 @@ def plot_confusions(confusions: dict[str, np.ndarray], title: str, path: Path) -
 
 
 def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConfig, out: Path,
-        grid: Grid = DEFAULT_GRID, blur: float = 0.0, stretch: float = 0.0) -> str:
+        grid: Grid = DEFAULT_GRID, blur: float = 0.0, stretch: float = 0.0, edge_view: float = 0.0) -> str:
     feat = make_featurizer(features, grid)
+    if edge_view:  # a committee of two views, as many trees in all: the whole window, and up to E0 + edge_view
+        subsets = view_columns(feat, [(grid.start, grid.stop), (grid.start, edge_view)], grid)
+        cfg = replace(cfg, feature_subsets=tuple(tuple(int(i) for i in c) for c in subsets),
+                      n_seeds=2 * cfg.n_seeds, n_estimators=max(1, cfg.n_estimators // 2))
     opts = dict(grid=grid, blur=blur, stretch=stretch)  # how spectra are prepared
     vote = (f"a 5-neighbour CN vote at {cfg.neighbour_vote:g}, each {cfg.voters} voting"
             f"{f' on spectra blurred {cfg.vote_blur:g} eV' if cfg.vote_blur else ''}, " if cfg.neighbour_vote else "")
@@ -233,6 +238,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
            f"min_samples_leaf {cfg.min_samples_leaf}, "
            f"{vote}"
            f"{f'every spectrum blurred {blur:g} eV FWHM, ' if blur > 0 else ''}"
+           f"{f'half the trees on E0{grid.start:+g}..E0{edge_view:+g} eV alone, ' if edge_view else ''}"
            f"window E0{grid.start:+g}..E0{grid.stop:+g} eV ({grid.n} points)")
     lines = [f"### {tag}", "", HEADER]
     record: dict[str, dict] = {}
@@ -297,6 +303,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
     slug = (f"{features}_{kind}_{cfg.weighting}_leaf{cfg.min_samples_leaf}_"
             f"{f'vote{cfg.neighbour_vote:g}{cfg.voters}_' if cfg.neighbour_vote else ''}"
             f"{f'voteblur{cfg.vote_blur:g}_' if cfg.neighbour_vote and cfg.vote_blur else ''}"
+            f"{f'edgeview{edge_view:g}_' if edge_view else ''}"
             f"blur{blur:g}_{grid.start:g}_{grid.stop:g}_{grid.n}")
     plot_confusions(confusions, f"CN confusion out of family/parent ({tag})", out / f"confusion_{slug}.png")
     (out / f"transfer_{slug}.json").write_text(json.dumps(record, indent=1))
@@ -336,6 +343,10 @@ def main() -> None:
     ap.add_argument("--framework-cache", default=DEFAULT_CACHE,
                     help="for a library without its structure-type table (built before session 26): each "
                          "host structure's family structure type, kept between runs (JSON)")
+    ap.add_argument("--edge-view", type=float, nargs="+", default=[0.0], metavar="STOP",
+                    help="the CN classifier as a committee of two views (models.ensemble): half the trees on the "
+                         "whole window, half on the features below E0 + STOP eV alone (the pre-edge and edge; the "
+                         "regressors see every feature, in two seeds of half the trees); 0: none")
     ap.add_argument("--out", default="out/transfer")
     a = ap.parse_args()
     lib = read_library(a.library) if a.library else load_bundled_library()
@@ -348,14 +359,14 @@ def main() -> None:
             for who in (a.voters if v else a.voters[:1]) for b in (a.vote_blur if v else [0.0])]
     grids = [Grid(float(s), float(e), int(n)) for s, e, n in a.window] if a.window else [DEFAULT_GRID]
     tables = []
-    runs = itertools.product(grids, cfgs, a.blur, a.features, a.augment, a.stretch)
-    for grid, cfg, blur, features, aug, stretch in runs:
+    runs = itertools.product(grids, cfgs, a.blur, a.features, a.augment, a.stretch, a.edge_view)
+    for grid, cfg, blur, features, aug, stretch, edge_view in runs:
         if aug == "none" and stretch != a.stretch[0]:
             continue  # clean spectra have no copies to stretch: one clean run
         t0 = time.perf_counter()
         cfg = replace(cfg, vote_grid=grid)  # a blurred vote blurs on the grid the spectra are on
         tables.append(run(lib, features, aug == "experiment", a.elements, a.folds, cfg, out, grid, blur,
-                          stretch if aug == "experiment" else 0.0))
+                          stretch if aug == "experiment" else 0.0, edge_view))
         print(f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
     text = "\n\n".join(tables)
     (out / "transfer.md").write_text(text + "\n")

@@ -54,7 +54,7 @@ def cu_agent_model(bundled_library, tmp_path_factory):
     keep = np.concatenate([rng.choice(train, 700, replace=False), np.flatnonzero(lib.split == "test")])
     model = train_element(lib[np.sort(keep)], "Cu", TrainConfig(n_seeds=10, n_estimators=12), progress=False)
     folder = tmp_path_factory.mktemp("models")
-    path = model.save(folder / "Cu-polynomial-post_edge.npz")
+    path = model.save(folder / "Cu-pointwise-post_edge.npz")
     return ElementModel.load(path)
 
 

@@ -318,7 +318,7 @@ def test_served_router_skips_a_run_joined_mid_way(confident_sample, cu_agent_mod
 
 
 def test_corrupt_model_and_internal_failure_never_abort_scan(confident_sample, cu_agent_model, tmp_path):
-    (tmp_path / "Cu-polynomial-post_edge.npz").write_bytes(b"corrupt")
+    (tmp_path / "Cu-pointwise-post_edge.npz").write_bytes(b"corrupt")
     agent = XANESAgent(ModelStore(tmp_path))
     bl = make_beamline(confident_sample, seed=0)
     RE = RunEngine({})
@@ -491,13 +491,13 @@ def test_model_store_names_its_choice_among_normalizations(cu_agent_model, tmp_p
     from xanes_agent.agent import ModelStore
 
     for norm in ("max", "post_edge"):
-        cu_agent_model.save(tmp_path / f"Cu-polynomial-{norm}.npz")
+        cu_agent_model.save(tmp_path / f"Cu-pointwise-{norm}.npz")
     store = ModelStore(tmp_path)
-    assert store.predictor("Cu") is not None and store.paths["Cu"].name == "Cu-polynomial-post_edge.npz"
-    assert "several bundles (Cu-polynomial-max.npz, Cu-polynomial-post_edge.npz): using Cu-polynomial-post_edge.npz" \
+    assert store.predictor("Cu") is not None and store.paths["Cu"].name == "Cu-pointwise-post_edge.npz"
+    assert "several bundles (Cu-pointwise-max.npz, Cu-pointwise-post_edge.npz): using Cu-pointwise-post_edge.npz" \
         in caplog.text
     chosen = ModelStore(tmp_path, normalization="max")
-    assert chosen.predictor("Cu") is not None and chosen.paths["Cu"].name == "Cu-polynomial-max.npz"
+    assert chosen.predictor("Cu") is not None and chosen.paths["Cu"].name == "Cu-pointwise-max.npz"
     assert ModelStore(tmp_path, normalization="area").predictor("Cu") is None  # none of that kind: said
 
 

@@ -171,7 +171,7 @@ def test_bundle_keeps_the_calibration_and_predictions_carry_it(calibrated_model,
 def test_the_domain_threshold_flags_the_configured_share_of_in_family_spectra(calibrated_model, bundled_library):
     from xanes_agent.models.training import TrainConfig, train_element
 
-    small = dict(n_seeds=1, n_estimators=10, calibration_seeds=1, calibration_folds=2,
+    small = dict(n_seeds=1, n_estimators=10, calibration_seeds=1, calibration_folds=2, views=(),
                  properties=("mean_nn_distance",))
     other = train_element(bundled_library.where(element="Fe"), "Fe", TrainConfig(**small, domain_quantile=0.8),
                           progress=False)
@@ -258,7 +258,7 @@ def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bund
     np.savez_compressed(tmp_path / "v7.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
     v7 = ElementModel.load(tmp_path / "v7.npz")
     far7 = v7.predict_grid(X)["mean_nn_distance"]["domain_far"]
-    np.testing.assert_array_equal(far7, v7.calibration.domain.score(v7.featurize(X)) > dom.threshold)
+    np.testing.assert_array_equal(far7, v7.calibration.domain.score(v7.domain_features(X)) > dom.threshold)
     assert np.mean(far7[band == 0]) > np.mean(p["domain_far"][band == 0])
 
 
@@ -517,7 +517,7 @@ def test_intervals_across_codes_hold_for_another_codes_spectra_of_new_structures
     assert data["intervals_across_codes"] is True
     with caplog.at_level("WARNING"):
         ModelStore(models={"Fe": train_element(bundled_library.where(element="Fe"), "Fe",
-                                               TrainConfig(n_seeds=1, n_estimators=5, calibration_seeds=1),
+                                               TrainConfig(n_seeds=1, n_estimators=5, calibration_seeds=1, views=()),
                                                progress=False)}, intervals="across-codes").predictor("Fe")
     assert "no across-codes calibration" in caplog.text
 
@@ -552,7 +552,8 @@ def test_a_model_trained_on_experiment_like_copies_is_calibrated_on_them(bundled
 
     cu = bundled_library.where(element="Cu", source=PROJECT_SOURCE)
     folds = group_folds(parent_groups(cu), 5)
-    model = train_element(cu, "Cu", TrainConfig(n_seeds=1, n_estimators=20, calibration_seeds=1, realism_copies=1),
+    model = train_element(cu, "Cu", TrainConfig(n_seeds=1, n_estimators=20, calibration_seeds=1, realism_copies=1,
+                                                    views=()),
                           progress=False, train_mask=folds != 0)
     assert "experiment-like" in model.calibration.method["domain"]
     te = np.flatnonzero(folds == 0)

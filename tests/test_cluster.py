@@ -149,7 +149,7 @@ def test_the_cli_trains_through_a_scheduler_and_names_a_missing_one(client, tmp_
                "--quiet", "--out", str(tmp_path), "--scheduler", addr])
     out = capsys.readouterr().out
     assert rc == 0 and f"Dask scheduler {addr}: 2 workers" in out and "dashboard http://127.0.0.1:" in out
-    assert (tmp_path / "Ti-polynomial-post_edge.npz").is_file()
+    assert (tmp_path / "Ti-pointwise-post_edge.npz").is_file()
     rc = main(["train", "--elements", "Ti", "--out", str(tmp_path), "--scheduler", "tcp://127.0.0.1:9"])
     assert rc == 2 and "no Dask scheduler answered at tcp://127.0.0.1:9" in capsys.readouterr().err
 

@@ -169,7 +169,7 @@ def test_serve_end_to_end_on_runs_in_another_convention(sample, cu_agent_model, 
     from xanes_agent.agent.wire import pack
 
     models = tmp_path / "models"
-    cu_agent_model.save(models / "Cu-polynomial-post_edge.npz")
+    cu_agent_model.save(models / "Cu-pointwise-post_edge.npz")
     in_addr, out_addr = zmq_proxy
     proc = subprocess.Popen([sys.executable, "-m", "xanes_agent", "serve", "--subscribe", out_addr,
                              "--models", str(models), "--max-runs", "1", "--intervals", "same-code"],

@@ -225,7 +225,7 @@ def test_predict_command_on_each_format_with_json_and_png(tmp_path, signals, cu_
     from xanes_agent.cli import main
 
     models = tmp_path / "models"
-    cu_agent_model.save(models / "Cu-polynomial-post_edge.npz")
+    cu_agent_model.save(models / "Cu-pointwise-post_edge.npz")
     xdi = write_xdi(tmp_path / "a.xdi", {k: signals[k] for k in ("energy", "i0", "itrans")})
     cols = tmp_path / "b.txt"
     cols.write_text("# energy i0 ifluor\n" + "\n".join(

@@ -49,7 +49,7 @@ def test_training_is_deterministic(cu_subset):
 
 def test_bundle_round_trip(cu_model, cu_subset, tmp_path):
     path = cu_model.save(tmp_path / "cu.npz")
-    back = ElementModel.load(path, expect_grid=Grid(), expect_featurization="polynomial", expect_element="Cu")
+    back = ElementModel.load(path, expect_grid=Grid(), expect_featurization="pointwise", expect_element="Cu")
     from xanes_agent.models.features import spectra_to_grid
 
     X, _ = spectra_to_grid(cu_subset.energy[:20], cu_subset.mu[:20])
@@ -83,8 +83,8 @@ def test_wrong_grid_featurization_version_refused(cu_model, tmp_path):
     path = cu_model.save(tmp_path / "cu.npz")
     with pytest.raises(BundleError, match="grid"):
         ElementModel.load(path, expect_grid=Grid(-10, 40, 100))
-    with pytest.raises(BundleError, match="pointwise"):
-        ElementModel.load(path, expect_featurization="pointwise")
+    with pytest.raises(BundleError, match="polynomial"):
+        ElementModel.load(path, expect_featurization="polynomial")
 
     def bump(a):
         m = json.loads(str(a["manifest"]))
@@ -208,7 +208,9 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset, capsys):
     assert "uncertainty: calibrated out of family" in info
     assert re.search(r"or where the distance trees' spread exceeds ([0-9.]+|none) / ([0-9.]+|none) / ([0-9.]+|none) A",
                      info)
-    assert re.search(r"CN answer: the forests x 0.5 \+ the vote x 0.5 of the 5 nearest of \d+ parent structures", info)
+    assert "CN forests: a committee of views, the seeds taking turns: E0-15..E0+45 eV, E0-15..E0+8 eV" in info
+    assert re.search(r"CN answer: the forests x 0.75 \+ the vote x 0.25 of the 5 nearest of \d+ parent structures",
+                     info)
     # the CN map's record on parents it was not fitted on, unless the CN probability is not mapped
     assert ("the map was not fitted on: ECE" in info) != ("not calibrated: a CN class" in info)
     assert main(["evaluate", str(bundle), "--library", str(lib), "--json", str(tmp_path / "m.json"),
@@ -233,6 +235,10 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset, capsys):
     assert main(["report", "--models", str(models), "--library", str(lib), "--source", "no-such-source",
                  "--out", str(tmp_path / "rep2")]) == 2
     assert main(["train", "--library", str(lib), "--elements", "Ti", "--out", str(models)]) == 2
+    assert main(["train", "--library", str(lib), "--elements", "Cu", "--seeds", "1", "--out", str(models)]) == 2
+    assert "2 views need at least as many seeds" in capsys.readouterr().err
+    assert main(["train", "--library", str(lib), "--elements", "Cu", "--edge-view", "60", "--out", str(models)]) == 2
+    assert "--edge-view: the edge view's end 60.0 eV must lie in the window" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # a share is in [0, 1]
         main(["train", "--library", str(lib), "--elements", "Cu", "--neighbour-vote", "1.5", "--out", str(models)])
     assert "expected a share in [0, 1], got 1.5" in capsys.readouterr().err
@@ -241,13 +247,13 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset, capsys):
     assert "--vote-blur: expected a blur of 0 to 10 eV, got -1" in capsys.readouterr().err
     assert main(["train", "--library", str(lib), "--elements", "Cu", "--seeds", "2", "--trees", "5",
                  "--calibration-folds", "0", "--neighbour-vote", "0", "--out", str(tmp_path / "alone"), "--quiet"]) == 0
-    assert ElementModel.load(tmp_path / "alone" / "Cu-polynomial-post_edge.npz").vote is None
+    assert ElementModel.load(tmp_path / "alone" / "Cu-pointwise-post_edge.npz").vote is None
     # a blurred vote is kept in the bundle and said in info
     assert main(["train", "--library", str(lib), "--elements", "Cu", "--seeds", "2", "--trees", "5",
                  "--calibration-folds", "0", "--vote-blur", "2", "--out", str(tmp_path / "blur"), "--quiet"]) == 0
-    assert ElementModel.load(tmp_path / "blur" / "Cu-polynomial-post_edge.npz").vote.blur == 2.0
+    assert ElementModel.load(tmp_path / "blur" / "Cu-pointwise-post_edge.npz").vote.blur == 2.0
     capsys.readouterr()
-    assert main(["info", str(tmp_path / "blur" / "Cu-polynomial-post_edge.npz")]) == 0
+    assert main(["info", str(tmp_path / "blur" / "Cu-pointwise-post_edge.npz")]) == 0
     assert "spectra blurred 2 eV FWHM" in capsys.readouterr().out
 
 
@@ -312,7 +318,7 @@ def tiny_bundle(cu_subset, tmp_path_factory):
 def test_an_edited_manifest_field_is_refused(tiny_bundle, tmp_path):
     def flip(a):
         m = json.loads(str(a["manifest"]))
-        m["featurization"] = "pointwise"
+        m["featurization"] = "polynomial"
         a["manifest"] = np.array(json.dumps(m))
 
     with pytest.raises(BundleError, match="digest"):
@@ -424,12 +430,12 @@ def test_cli_trains_on_one_code_and_calibrates_across_another(tmp_path, cu_subse
     write_library(SpectrumCollection.concatenate([project, cu_subset]), lib)
     models = tmp_path / "models"
     assert main(["train", "--library", str(lib), "--source", "feff10-project", "--calibrate-across", "omnixas-feff9",
-                 "--elements", "Cu", "--seeds", "1", "--trees", "5", "--out", str(models), "--quiet"]) == 0
-    m = ElementModel.load(models / "Cu-polynomial-post_edge.npz")
+                 "--elements", "Cu", "--seeds", "2", "--trees", "5", "--out", str(models), "--quiet"]) == 0
+    m = ElementModel.load(models / "Cu-pointwise-post_edge.npz")
     assert m.sources == ["feff10-project"] and m.n_spectra == len(project)
     assert m.calibration.method["across_codes"]["source"] == "omnixas-feff9"
     capsys.readouterr()
-    assert main(["info", str(models / "Cu-polynomial-post_edge.npz")]) == 0
+    assert main(["info", str(models / "Cu-pointwise-post_edge.npz")]) == 0
     out = capsys.readouterr().out
     assert "across codes: calibrated on" in out and "CN probability across codes: " in out
     assert main(["train", "--library", str(lib), "--calibrate-across", "no-such-code", "--elements", "Cu",
@@ -491,14 +497,14 @@ def test_feff_charge_transfer_gets_its_own_model_beside_the_oxidation_state_one(
 
     full = copy.deepcopy(lib)
     full.labels[FEFF_CHARGE] = np.where(np.isfinite(q), q, 0.1)  # every spectrum labelled
-    m = train_element(full, "V", TrainConfig(n_seeds=1, n_estimators=5, calibration_folds=0), progress=False)
+    m = train_element(full, "V", TrainConfig(n_seeds=1, n_estimators=5, calibration_folds=0, views=()), progress=False)
     assert m.properties["charge"].label == "oxidation_state"  # not taken over by the FEFF label
     assert m.properties[FEFF_CHARGE].label == FEFF_CHARGE
 
     few = copy.deepcopy(lib)
     keep = np.flatnonzero(np.isfinite(q))[: MIN_LABELLED[FEFF_CHARGE] // 2]
     few.labels[FEFF_CHARGE] = np.where(np.isin(np.arange(len(q)), keep), q, np.nan)
-    m = train_element(few, "V", TrainConfig(n_seeds=1, n_estimators=5, calibration_folds=0), progress=False)
+    m = train_element(few, "V", TrainConfig(n_seeds=1, n_estimators=5, calibration_folds=0, views=()), progress=False)
     assert FEFF_CHARGE not in m.properties and "charge" in m.properties
 
 
@@ -510,12 +516,12 @@ def test_the_cn_answer_blends_the_forests_with_the_nearest_training_spectra(cu_m
     from xanes_agent.models.neighbours import VOTE_BLUR, NeighbourVote
 
     vote = cu_model.vote
-    assert vote is not None and vote.share == 0.5 and vote.k == 5
+    assert vote is not None and vote.share == 0.25 and vote.k == 5
     assert vote.parents is not None and vote.meta()["voters"] == "parent"
     assert list(vote.classes) == list(cu_model.properties["coordination_number"].packed.classes)
     X, _ = spectra_to_grid(cu_subset.energy[:30], cu_subset.mu[:30])
     got = cu_model.predict_grid(X)["coordination_number"]
-    np.testing.assert_allclose(got["raw_proba"], 0.5 * got["forest_proba"] + 0.5 * vote.proba(X))
+    np.testing.assert_allclose(got["raw_proba"], 0.75 * got["forest_proba"] + 0.25 * vote.proba(X))
     assert np.array_equal(got["prediction"], vote.classes[np.argmax(got["raw_proba"], axis=1)])
     # a training spectrum's nearest voter is itself
     own = vote.proba(vote.spectra[:10].astype(float))
@@ -623,3 +629,97 @@ def test_each_parent_structure_votes_once_however_many_copies_it_has():
     # one parent with spectra of two CNs is two voters
     mixed = NeighbourVote.fit(R[:2], np.array([6, 4]), classes, k=5, parents=["mp-9", "mp-9"])
     assert mixed._voters[0].shape == (2,) and len(mixed._voters[1]) == 2
+
+
+def test_a_committee_of_views_packs_exactly_and_each_forest_reads_only_its_columns():
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(400, 12))
+    y = np.where(X[:, 9] > 0.3, 6, np.where(X[:, 1] > 0, 5, 4))
+    X[rng.random(X.shape) < 0.1] = np.nan
+    edge = [8, 9, 10, 11]
+    clf = SeedEnsembleClassifier(n_seeds=4, n_estimators=15, feature_subsets=[range(12), edge]).fit(X, y)
+    reg = SeedEnsembleRegressor(n_seeds=4, n_estimators=15, feature_subsets=[range(12), edge]).fit(
+        X, np.nan_to_num(X[:, 1] + X[:, 10]))
+    Xt = rng.normal(size=(50, 12))
+    Xt[rng.random(Xt.shape) < 0.3] = np.nan
+    for est, ref in ((clf, clf.predict_proba_per_seed(Xt)), (reg, reg.predict_per_seed(Xt)[..., None])):
+        packed = PackedForests.from_sklearn(est.estimators_, est.columns_)
+        np.testing.assert_allclose(packed.per_forest(Xt), ref, atol=1e-12)
+        split = np.isfinite(packed.threshold)  # leaves carry +inf
+        node_forest = np.repeat(packed.tree_forest, np.diff(np.append(packed.roots, len(packed.feature))))
+        for k in (1, 3):  # the edge view's seeds: every split reads one of its columns, in the full vector
+            assert set(packed.feature[split & (node_forest == k)]) <= set(edge)
+        assert not set(packed.feature[split & (node_forest == 0)]) <= set(edge)
+        # scikit-learn's own importances per forest know only its columns; the ensemble's are on all 12
+        assert [len(e.feature_importances_) for e in est.estimators_] == [12, 4, 12, 4]
+        assert est.feature_importances_.shape == (12,)
+    # the whole-window seeds alone see column 1; the edge seeds cannot
+    assert clf.feature_importances_[1] > 0 and clf.estimators_[1].n_features_in_ == 4
+    assert clone(clf).feature_subsets == [range(12), edge]
+    with pytest.raises(ValueError, match="at least as many seeds"):
+        SeedEnsembleClassifier(n_seeds=1, feature_subsets=[range(12), edge]).fit(X, y)
+    with pytest.raises(ValueError, match="distinct column indices below 12"):
+        SeedEnsembleRegressor(n_seeds=2, feature_subsets=[range(12), [3, 12]]).fit(X, np.nan_to_num(X[:, 1]))
+    with pytest.raises(ValueError, match="12 features"):
+        clf.predict_proba(Xt[:, :10])
+
+
+def test_views_are_energy_windows_of_the_features():
+    from xanes_agent.models.features import DEFAULT_GRID, make_featurizer, view_columns
+
+    g = DEFAULT_GRID.energies
+    point = make_featurizer("pointwise")
+    whole, edge = view_columns(point, [(-15, 45), (-15, 8)])
+    assert len(whole) == 120
+    np.testing.assert_array_equal(edge, np.flatnonzero(g <= 8 + DEFAULT_GRID.step / 2))
+    poly = make_featurizer("polynomial")
+    (cols,) = view_columns(poly, [(-15, 8)])
+    ranges = poly.energy_ranges_[cols]
+    assert ranges[:, 1].max() <= 8 + DEFAULT_GRID.step and "white_line_energy" not in poly.feature_names_[cols]
+    assert len(cols) == 4 * (1 + 1 + 3 + 7)  # the chunks of 4/5/10/20 that end below E0 + 8 eV
+    with pytest.raises(ValueError, match="no feature lies within"):
+        view_columns(point, [(50, 60)])
+    with pytest.raises(ValueError, match="start < stop"):
+        view_columns(point, [(8, -15)])
+    with pytest.raises(ValueError, match="views need at least as many seeds"):
+        TrainConfig(n_seeds=1, views=((-15, 45), (-15, 8)))
+    assert TrainConfig(n_seeds=1, views=()).views == ()
+
+
+def test_a_model_of_views_trains_saves_and_predicts_partial_spectra(cu_subset, tmp_path):
+    from xanes_agent.models.features import spectra_to_grid
+
+    cfg = TrainConfig(n_seeds=2, n_estimators=10, calibration_seeds=2, featurization="pointwise",
+                      views=((-15, 45), (-15, 8)))
+    model = train_element(cu_subset, "Cu", cfg, progress=False)
+    assert [list(v) for v in model.config["views"]] == [[-15.0, 45.0], [-15.0, 8.0]]
+    imp = model.properties["coordination_number"].importances
+    assert imp.shape == (120,) and imp[47:].sum() > 0  # the whole-window seeds read above the edge too
+    back = ElementModel.load(model.save(tmp_path / "views.npz"), expect_featurization="pointwise")
+    X, _ = spectra_to_grid(cu_subset.energy[:30], cu_subset.mu[:30])
+    X[10:, 60:] = np.nan  # partly measured
+    a, b = model.predict_grid(X), back.predict_grid(X)
+    np.testing.assert_allclose(a["coordination_number"]["proba"], b["coordination_number"]["proba"])
+    np.testing.assert_allclose(a["mean_nn_distance"]["interval68"], b["mean_nn_distance"]["interval68"])
+    assert np.isfinite(a["mean_nn_distance"]["prediction"]).all()
+    # the domain score keeps the polynomial features whatever the models train on, in the bundle too
+    for m in (model, back):
+        assert m.calibration.domain.featurization == "polynomial"
+        assert m.calibration.domain.reference.shape[1] == 157
+    from xanes_agent.models.features import make_featurizer
+
+    np.testing.assert_allclose(a["mean_nn_distance"]["domain_score"],
+                               model.calibration.domain.score(make_featurizer("polynomial").transform(X)))
+
+    def bogus(arrays, manifest):
+        manifest["calibration"]["domain_featurization"] = "wavelets"
+
+    with pytest.raises(BundleError, match="domain featurization 'wavelets' is not one of"):
+        ElementModel.load(_resigned(tmp_path / "views.npz", tmp_path / "bogus.npz", bogus))
+
+    def as_version8(arrays, manifest):  # a format-8 bundle scores the model's own features
+        manifest["calibration"].pop("domain_featurization")
+        manifest["format_version"] = 8
+
+    with pytest.raises(BundleError, match="domain model arrays do not match the features"):
+        ElementModel.load(_resigned(tmp_path / "views.npz", tmp_path / "v8.npz", as_version8))

@@ -122,7 +122,7 @@ def _run_one(api) -> None:
 def test_agent_suggests_plans_to_a_real_queue_server(stack, cu_agent_model, tmp_path):
     models = tmp_path / "models"
     models.mkdir()
-    cu_agent_model.save(models / "Cu-polynomial-post_edge.npz")
+    cu_agent_model.save(models / "Cu-pointwise-post_edge.npz")
     api = stack["api"]
     agent = subprocess.Popen(
         [sys.executable, "-m", "xanes_agent", "serve", "--subscribe", stack["proxy_out"], "--queue", stack["control"],

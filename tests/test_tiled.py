@@ -111,7 +111,7 @@ def test_replay_cli_selects_runs_by_uid_and_by_search(tiled_server, recorded, cu
 
     uids, _ = recorded
     models = tmp_path / "models"
-    cu_agent_model.save(models / "Cu-polynomial-post_edge.npz")
+    cu_agent_model.save(models / "Cu-pointwise-post_edge.npz")
     common = ["--models", str(models), "--api-key", API_KEY]
     assert main(["replay", tiled_server, "--uid", uids[0], *common]) == 0
     out = capsys.readouterr().out

@@ -38,7 +38,7 @@ def test_agent_in_separate_process_over_0mq(sample, cu_agent_model, tmp_path, zm
     bad messages are counted and named, and the run is still analysed."""
     models = tmp_path / "models"
     models.mkdir()
-    cu_agent_model.save(models / "Cu-polynomial-post_edge.npz")
+    cu_agent_model.save(models / "Cu-pointwise-post_edge.npz")
     in_addr, out_addr = zmq_proxy
 
     # listen to everything the proxy forwards, the agent's own documents included
@@ -102,7 +102,7 @@ def test_replay_cli(sample, cu_agent_model, tmp_path, capsys):
 
     models = tmp_path / "models"
     models.mkdir()
-    cu_agent_model.save(models / "Cu-polynomial-post_edge.npz")
+    cu_agent_model.save(models / "Cu-pointwise-post_edge.npz")
     bl = make_beamline(sample, seed=0, flux=1e9)
     path = tmp_path / "run.jsonl"
     w = JSONLWriter(path)

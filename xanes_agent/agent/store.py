@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..models.features import DEFAULT_FEATURIZATION
 from ..models.model import INTERVAL_KINDS, BundleError, ElementModel
 from .predictor import LivePredictor
 
@@ -39,7 +40,7 @@ class ModelStore:
     """
 
     def __init__(self, folder: str | Path | None = None, models: dict[str, ElementModel] | None = None,
-                 featurization: str = "polynomial", engine: str = "auto", normalization: str | None = None,
+                 featurization: str = DEFAULT_FEATURIZATION, engine: str = "auto", normalization: str | None = None,
                  intervals: str = "same-code") -> None:
         if intervals not in INTERVAL_KINDS:
             raise ValueError(f"intervals {intervals!r}: one of {', '.join(INTERVAL_KINDS)}")

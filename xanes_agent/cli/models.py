@@ -52,16 +52,25 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def _train_all(a: argparse.Namespace, coll: Any, elements: list[str], other: Any = None) -> None:
+    from ..models.features import edge_views
     from ..models.model import bundle_path
     from ..models.training import TrainConfig, live_config, train_element
 
+    try:
+        views = edge_views(a.edge_view)
+    except ValueError as e:
+        raise CLIError(f"--edge-view: {e}") from None
     for el in elements:
         for feat in a.featurization:
             kw = dict(featurization=feat, normalization=a.normalization, n_seeds=a.seeds,
                       n_estimators=a.trees, split_seed=a.seed, n_jobs=a.jobs,
                       calibration_folds=a.calibration_folds, realism_copies=a.experiment_like,
-                      domain_quantile=a.domain_quantile, neighbour_vote=a.neighbour_vote, vote_blur=a.vote_blur)
-            cfg = live_config(**kw) if a.live else TrainConfig(**kw)
+                      domain_quantile=a.domain_quantile, neighbour_vote=a.neighbour_vote, vote_blur=a.vote_blur,
+                      views=views)
+            try:
+                cfg = live_config(**kw) if a.live else TrainConfig(**kw)
+            except ValueError as e:
+                raise CLIError(f"{e} (--seeds; --edge-view 0 trains the CN forests without the committee)") from None
             m = train_element(coll, el, cfg, progress=not a.quiet,
                               other=other if other is not None and el in set(other.element.tolist()) else None)
             path = m.save(bundle_path(a.out, el, feat, a.normalization))
@@ -127,6 +136,10 @@ def cmd_info(a: argparse.Namespace) -> int:
         print(f"  {name} ({pm.label}, {pm.kind}, {pm.packed.n_forests} seeds, {len(pm.packed.roots)} trees, "
               f"n_train={pm.n_train}, n_test={pm.n_test}{informs})")
         print("    " + json.dumps(pm.metrics))
+    views = m.config.get("views") or []
+    if views:
+        print("CN forests: a committee of views, the seeds taking turns: "
+              + ", ".join(f"E0{lo:+g}..E0{hi:+g} eV" for lo, hi in views))
     v = m.vote
     if v is None:
         print("CN answer: the forests alone")
@@ -175,12 +188,16 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..foundation.normalization import NORMALIZATIONS
-    from ..models.features import FEATURIZATIONS
+    from ..models.features import DEFAULT_FEATURIZATION, EDGE_VIEW_STOP, FEATURIZATIONS
 
     t = sub.add_parser("train", help="train seed-ensemble forests per element")
     data_args(t)
     t.add_argument("--elements", nargs="+", type=element_arg, default=None)
-    t.add_argument("--featurization", nargs="+", choices=FEATURIZATIONS, default=["polynomial"])
+    t.add_argument("--featurization", nargs="+", choices=FEATURIZATIONS, default=[DEFAULT_FEATURIZATION])
+    t.add_argument("--edge-view", type=float, default=EDGE_VIEW_STOP, metavar="EV",
+                   help="a committee of views: half the forests see the whole window, half only the features below "
+                        "E0 + EV eV (the pre-edge and edge; default %(default)s; 0: every forest sees every feature; "
+                        "xanes_agent.models.training)")
     t.add_argument("--normalization", choices=NORMALIZATIONS, default="post_edge")
     t.add_argument("--seeds", type=positive_int, default=10)
     t.add_argument("--trees", type=positive_int, default=100)

@@ -50,7 +50,8 @@ on full spectra and on masked (partially measured) copies:
   (:func:`across_codes_confidence_map`, the same rules, fitted on the fold models' probabilities
   for that code's held-out parents): by session 20 the same-code map stated ECE 0.064 on FEFF 9
   Cu spectra against the forests' own 0.032, and the map across codes 0.009 (session 21).
-* **applicability domain**: the mean Euclidean distance from a spectrum's standardized features to
+* **applicability domain**: the mean Euclidean distance from a spectrum's standardized features
+  (:data:`DOMAIN_FEATURIZATION`, whatever the models train on; bundle format 9) to
   its 5 nearest training spectra (up to 1,500 stored; features a partial spectrum lacks count as
   typical, and the distance is scaled by sqrt(features / features measured)), divided by the
   median of that distance for a training spectrum to the *other* training spectra (its
@@ -96,6 +97,10 @@ COVERAGE_EDGES: tuple[float, ...] = (0.0, 0.5, 0.8, 1.0 + 1e-9)
 DOMAIN_K = 5
 DOMAIN_QUANTILE = 0.95
 MAX_REFERENCE = 1500
+#: The features the domain score is taken on, whatever the models train on: the multiscale
+#: polynomial coefficients (session 34: with the models on grid values, the flag on the grid values
+#: caught 0.28 of Cu's large distance errors on new parents against 0.40 on these).
+DOMAIN_FEATURIZATION = "polynomial"
 MIN_STRATUM = 30
 #: Structure types held out in calibration from which the intervals also hold for a new type.
 MIN_NEW_TYPES = 3
@@ -321,6 +326,9 @@ class DomainModel:
     # per coverage band (inf: no limit there; None: the distance alone decides)
     spread_limits: np.ndarray | None = None
     spread_property: str = "mean_nn_distance"
+    # the featurization of the features it is given (None: the model's own, as bundles before
+    # format 9 were calibrated)
+    featurization: str | None = None
 
     @classmethod
     def fit(cls, F: np.ndarray, rng: np.random.Generator | None = None, F_measured: np.ndarray | None = None
@@ -530,6 +538,8 @@ class Calibration:
                    if self.confidence_knots_across is not None else {}),
                 "coverage_edges": list(COVERAGE_EDGES[:-1]) + [1.0],
                 "domain_typical": self.domain.typical if self.domain else None,
+                **({"domain_featurization": self.domain.featurization}
+                   if self.domain is not None and self.domain.featurization else {}),
                 "domain_threshold": self.domain.threshold if self.domain else None,
                 **({"domain_far_limits": _band_list(self.domain.far_limits)}
                    if self.domain is not None and self.domain.far_limits is not None else {}),

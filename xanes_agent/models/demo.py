@@ -5,6 +5,7 @@ Used by ``xanes-agent demo``, ``predict`` without ``--models`` and the benchmark
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from .training import data_hash, live_config, train_element
 
 
 def ensure_demo_model(models: Path, element: str, trees: int = 50, quiet: bool = False) -> Path:
-    """The bundle the demo uses (``models/<El>-polynomial-post_edge.npz``): the live preset with
+    """The bundle the demo uses (``models/<El>-pointwise-post_edge.npz``): the live preset with
     ``trees`` trees per seed, trained once on the bundled library and reused while the library and
     the preset are unchanged.
 
@@ -35,9 +36,9 @@ def ensure_demo_model(models: Path, element: str, trees: int = 50, quiet: bool =
     Path
         The bundle.
     """
-    path = bundle_path(models, element, "polynomial", "post_edge")
     cfg = live_config(n_estimators=trees, n_jobs=-1)
-    want = {k: v for k, v in cfg.as_dict().items() if k != "n_jobs"}
+    path = bundle_path(models, element, cfg.featurization, "post_edge")
+    want = json.loads(json.dumps({k: v for k, v in cfg.as_dict().items() if k != "n_jobs"}))  # as a bundle stores it
     lib = load_bundled_library().where(element=element)
     # a quick model: every held-out row (never trained on) plus a seeded 1,500 of the training rows
     train = np.flatnonzero(lib.split != "test")
@@ -49,7 +50,7 @@ def ensure_demo_model(models: Path, element: str, trees: int = 50, quiet: bool =
         try:
             have = ElementModel.load(path)
             if have.format_version == BUNDLE_VERSION and have.training_data_hash == data_hash(lib) and all(
-                have.config.get(k) == (list(v) if isinstance(v, tuple) else v) for k, v in want.items()
+                have.config.get(k) == v for k, v in want.items()
             ):
                 return path
         except BundleError:

@@ -9,6 +9,12 @@ Defaults: 100 trees per forest; classifier ``max_features="sqrt"``, regressor ``
 (Breiman's regression default), otherwise scikit-learn defaults. Torrisi et al. used scikit-learn
 random forests with modest tuning; their exact settings are not restated here, so these are the
 documented defaults and every one is a constructor parameter.
+
+``feature_subsets`` (both ensembles): column subsets the seeds' forests cycle through, seed s
+fitted on ``X[:, feature_subsets[s % len(feature_subsets)]]`` (a committee of views: e.g. half
+the forests on the whole window, half on the pre-edge and edge alone, so that region has its own
+say; :func:`~xanes_agent.models.features.view_columns`). Each forest's trees keep the subset's
+local indices; :attr:`columns_` maps them back (:meth:`~.packed.PackedForests.from_sklearn`).
 """
 
 from __future__ import annotations
@@ -79,7 +85,7 @@ class _SeedEnsemble(BaseEstimator):
 
     def __init__(self, *, n_seeds: int = 10, n_estimators: int = 100, max_features="sqrt",
                  min_samples_leaf: int = 1, max_depth: int | None = None, random_state=0,
-                 n_jobs: int | None = None):
+                 n_jobs: int | None = None, feature_subsets=None):
         self.n_seeds = n_seeds
         self.n_estimators = n_estimators
         self.max_features = max_features
@@ -87,6 +93,27 @@ class _SeedEnsemble(BaseEstimator):
         self.max_depth = max_depth
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.feature_subsets = feature_subsets
+
+    def _columns(self, n_features: int) -> list[np.ndarray]:
+        """The feature columns of each seed's forest (every column where no subsets are given)."""
+        subsets = self.feature_subsets
+        if subsets is None or not len(subsets):
+            return [np.arange(n_features)] * int(self.n_seeds)
+        cols = [np.asarray(c, dtype=np.intp).reshape(-1) for c in subsets]
+        if int(self.n_seeds) < len(cols):
+            raise ValueError(f"{len(cols)} feature subsets need at least as many seeds, got n_seeds={self.n_seeds}")
+        for c in cols:
+            if not len(c) or c.min() < 0 or c.max() >= n_features or len(np.unique(c)) != len(c):
+                raise ValueError(f"a feature subset must be distinct column indices below {n_features}, got {c}")
+        return [cols[s % len(cols)] for s in range(int(self.n_seeds))]
+
+    def _per_seed(self, X, method: str) -> np.ndarray:
+        check_is_fitted(self)
+        X = np.asarray(X, float)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X must be 2-D with {self.n_features_in_} features, got shape {X.shape}")
+        return np.stack([getattr(e, method)(X[:, c]) for e, c in zip(self.estimators_, self.columns_)])
 
     def _seeds(self) -> tuple[list[int], list[int]]:
         """(forest seeds, over-sampling seeds), one each per ensemble member."""
@@ -119,15 +146,19 @@ class _SeedEnsemble(BaseEstimator):
             if sample_weight.shape != (len(y),) or not np.all(np.isfinite(sample_weight)) or np.any(
                     sample_weight < 0) or not sample_weight.sum() > 0:
                 raise ValueError("sample_weight must be one finite, non-negative weight per row, not all zero")
+        columns = self._columns(X.shape[1])
         forest_seeds, sample_seeds = self._seeds()
         if not oversample:
             sample_seeds = [None] * len(forest_seeds)
         # each seed is one job: deterministic for a given random_state whatever n_jobs is
         self.estimators_ = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_one)(f, X, y, sd, sample_weight)
-            for f, sd in zip(self._forests(forest_seeds), sample_seeds))
+            delayed(_fit_one)(f, X[:, c], y, sd, sample_weight)
+            for f, sd, c in zip(self._forests(forest_seeds), sample_seeds, columns))
+        self.columns_ = columns
         self.n_features_in_ = X.shape[1]
-        imp = np.array([e.feature_importances_ for e in self.estimators_])
+        imp = np.zeros((len(self.estimators_), X.shape[1]))
+        for k, (e, c) in enumerate(zip(self.estimators_, columns)):
+            imp[k, c] = e.feature_importances_  # a column a forest never saw has no importance in it
         self.feature_importances_ = imp.mean(axis=0)
         self.feature_importances_std_ = imp.std(axis=0)
         return self
@@ -150,10 +181,14 @@ class SeedEnsembleClassifier(ClassifierMixin, _SeedEnsemble):
         joblib workers over the seeds (results do not depend on it).
     oversample : bool
         Over-sample the minority classes of the training data (the study's random over-sampling).
+    feature_subsets : list of index arrays, optional
+        Columns each seed's forest sees, cycled over the seeds (module docstring); None: all.
 
     Attributes
     ----------
     estimators_ : list of RandomForestClassifier
+    columns_ : list of ndarray
+        The columns of ``X`` each forest was fitted on (its trees' feature indices index these).
     classes_ : ndarray
     feature_importances_, feature_importances_std_ : ndarray
         Impurity importances, mean and spread over the seeds.
@@ -163,10 +198,10 @@ class SeedEnsembleClassifier(ClassifierMixin, _SeedEnsemble):
 
     def __init__(self, *, n_seeds: int = 10, n_estimators: int = 100, max_features="sqrt",
                  min_samples_leaf: int = 1, max_depth: int | None = None, random_state=0,
-                 n_jobs: int | None = None, oversample: bool = True):
+                 n_jobs: int | None = None, oversample: bool = True, feature_subsets=None):
         super().__init__(n_seeds=n_seeds, n_estimators=n_estimators, max_features=max_features,
                          min_samples_leaf=min_samples_leaf, max_depth=max_depth, random_state=random_state,
-                         n_jobs=n_jobs)
+                         n_jobs=n_jobs, feature_subsets=feature_subsets)
         self.oversample = oversample
 
     def fit(self, X, y, sample_weight=None):
@@ -201,8 +236,7 @@ class SeedEnsembleClassifier(ClassifierMixin, _SeedEnsemble):
         -------
         ndarray, shape (n_seeds, n_samples, n_classes)
         """
-        check_is_fitted(self)
-        return np.stack([e.predict_proba(np.asarray(X, float)) for e in self.estimators_])
+        return self._per_seed(X, "predict_proba")
 
     def predict_proba(self, X) -> np.ndarray:
         return self.predict_proba_per_seed(X).mean(axis=0)
@@ -227,10 +261,14 @@ class SeedEnsembleRegressor(RegressorMixin, _SeedEnsemble):
         An int reproduces the study's seeds.
     n_jobs : int, optional
         joblib workers over the seeds.
+    feature_subsets : list of index arrays, optional
+        Columns each seed's forest sees, cycled over the seeds (module docstring); None: all.
 
     Attributes
     ----------
     estimators_ : list of RandomForestRegressor
+    columns_ : list of ndarray
+        The columns of ``X`` each forest was fitted on.
     feature_importances_, feature_importances_std_ : ndarray
     """
 
@@ -238,10 +276,10 @@ class SeedEnsembleRegressor(RegressorMixin, _SeedEnsemble):
 
     def __init__(self, *, n_seeds: int = 10, n_estimators: int = 100, max_features=1 / 3,
                  min_samples_leaf: int = 1, max_depth: int | None = None, random_state=0,
-                 n_jobs: int | None = None):
+                 n_jobs: int | None = None, feature_subsets=None):
         super().__init__(n_seeds=n_seeds, n_estimators=n_estimators, max_features=max_features,
                          min_samples_leaf=min_samples_leaf, max_depth=max_depth, random_state=random_state,
-                         n_jobs=n_jobs)
+                         n_jobs=n_jobs, feature_subsets=feature_subsets)
 
     def fit(self, X, y, sample_weight=None):
         """Fit the seeds' forests.
@@ -271,8 +309,7 @@ class SeedEnsembleRegressor(RegressorMixin, _SeedEnsemble):
         -------
         ndarray, shape (n_seeds, n_samples)
         """
-        check_is_fitted(self)
-        return np.stack([e.predict(np.asarray(X, float)) for e in self.estimators_])
+        return self._per_seed(X, "predict")
 
     def predict(self, X) -> np.ndarray:
         return self.predict_per_seed(X).mean(axis=0)

@@ -79,6 +79,10 @@ class EvalConfig:
     # the grid of the spectra given to :func:`fit_predict`
     vote_blur: float = 0.0
     vote_grid: Grid | None = None
+    # the CN classifier's committee of views (models.ensemble): the feature columns each seed's
+    # forest sees, cycled over the seeds (features.view_columns); None: every forest sees every
+    # feature (the regressors always do, as the models' do: models.training)
+    feature_subsets: tuple[tuple[int, ...], ...] | None = None
 
 
 WEIGHTINGS = ("none", "parent")
@@ -121,7 +125,7 @@ def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.
                 continue
             clf = SeedEnsembleClassifier(n_seeds=cfg.n_seeds, n_estimators=cfg.n_estimators,
                                          min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.random_state,
-                                         n_jobs=cfg.n_jobs)
+                                         n_jobs=cfg.n_jobs, feature_subsets=cfg.feature_subsets)
             clf.fit(F_train[ok], y[ok].astype(int), sample_weight=_weights(cfg, groups_train, ok))
             proba = clf.predict_proba(F_test)
             if cfg.neighbour_vote > 0:

@@ -273,6 +273,46 @@ class PolynomialFeaturizer(_GridFeaturizer):
 
 
 FEATURIZATIONS = ("pointwise", "polynomial", "derivative")
+#: What the models train on (session 34: the grid values, in a committee of views;
+#: :mod:`~xanes_agent.models.training`).
+DEFAULT_FEATURIZATION = "pointwise"
+#: Where the edge view ends (eV above E0): the pre-edge and the main rise, before the region the
+#: medium-range order shapes.
+EDGE_VIEW_STOP = 8.0
+
+
+def edge_views(stop: float = EDGE_VIEW_STOP, grid: Grid = DEFAULT_GRID) -> tuple[tuple[float, float], ...]:
+    """The committee of two views (``TrainConfig.views``): the whole window, and the window's start
+    up to E0 + ``stop`` eV. ``stop`` 0: no committee (every forest sees every feature)."""
+    if stop == 0:
+        return ()
+    if not grid.start < stop <= grid.stop:
+        raise ValueError(f"the edge view's end {stop!r} eV must lie in the window, above {grid.start:g} and at most "
+                         f"{grid.stop:g} eV (0: no views)")
+    return ((grid.start, grid.stop), (grid.start, float(stop)))
+
+
+#: The models' views (:mod:`~xanes_agent.models.training`).
+EDGE_VIEWS = edge_views()
+
+
+def view_columns(featurizer, windows, grid: Grid = DEFAULT_GRID) -> list[np.ndarray]:
+    """The feature columns inside each energy window (eV relative to E0; ``(start, stop)``), from
+    the fitted ``featurizer``'s ``energy_ranges_``: a feature belongs to a window when its range
+    lies within it, give or take one grid step. For the seed ensembles' committees of views
+    (:mod:`~xanes_agent.models.ensemble`). Raises ValueError for a window that holds no feature."""
+    ranges = np.asarray(featurizer.energy_ranges_, float)
+    tol = grid.step + 1e-9
+    out = []
+    for lo, hi in windows:
+        lo, hi = float(lo), float(hi)
+        if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+            raise ValueError(f"a view's window must be two finite energies, start < stop (eV), got {(lo, hi)}")
+        cols = np.flatnonzero((ranges[:, 0] >= lo - tol) & (ranges[:, 1] <= hi + tol))
+        if not len(cols):
+            raise ValueError(f"no feature lies within the view's window {lo:g} .. {hi:g} eV")
+        out.append(cols)
+    return out
 
 
 def make_featurizer(name: str, grid: Grid = DEFAULT_GRID):

@@ -29,7 +29,7 @@ from .calibration import (
     check_band_limits,
     check_knots,
 )
-from .features import Grid, make_featurizer
+from .features import FEATURIZATIONS, Grid, make_featurizer
 from .neighbours import NeighbourVote
 from .packed import PackedForests, tree_std
 
@@ -50,8 +50,11 @@ BUNDLE_FORMAT = "xanes-agent-model"
 # 8: the distance test's score limit per coverage band (``domain_far_limits``; a version-7 bundle
 # flags at ``domain_threshold`` in every band, as trained; an older reader must refuse a version 8,
 # not flag half of a model's in-family partial spectra)
-BUNDLE_VERSION = 8
-READABLE_VERSIONS = (3, 4, 5, 6, 7, 8)
+# 9: the domain score on features of its own (``domain_featurization``, the polynomial ones while the
+# models train on grid values; a version-8 bundle scores the model's own features, as calibrated;
+# an older reader must refuse a version 9, not score features the limits were not set on)
+BUNDLE_VERSION = 9
+READABLE_VERSIONS = (3, 4, 5, 6, 7, 8, 9)
 
 
 def bundle_path(folder: str | Path, element: str, featurization: str, normalization: str) -> Path:
@@ -104,6 +107,7 @@ class ElementModel:
 
     def __post_init__(self) -> None:
         self._featurizer = make_featurizer(self.featurization, self.grid)
+        self._domain_featurizer = None  # made on first use (domain_features)
         if self.intervals not in INTERVAL_KINDS:
             raise ValueError(f"intervals {self.intervals!r}: one of {', '.join(INTERVAL_KINDS)}")
 
@@ -114,6 +118,17 @@ class ElementModel:
     def featurize(self, X_grid: np.ndarray) -> np.ndarray:
         """Features of spectra already normalized and on the grid (NaN where not covered)."""
         return self._featurizer.transform(np.atleast_2d(X_grid))
+
+    def domain_features(self, X_grid: np.ndarray, F: np.ndarray | None = None) -> np.ndarray:
+        """The features the domain score is taken on (:data:`~.calibration.DOMAIN_FEATURIZATION`
+        where the calibration names one, else the model's own, ``F`` if given)."""
+        dom = None if self.calibration is None or self.calibration.domain is None else self.calibration.domain
+        name = None if dom is None else dom.featurization
+        if name is None or name == self.featurization:
+            return self.featurize(X_grid) if F is None else F
+        if self._domain_featurizer is None:
+            self._domain_featurizer = make_featurizer(name, self.grid)
+        return self._domain_featurizer.transform(np.atleast_2d(X_grid))
 
     def predict_grid(self, X_grid: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
         """Per-property predictions for grid spectra (see :func:`summarize` and :meth:`calibrate`)."""
@@ -159,7 +174,7 @@ class ElementModel:
             for p in preds.values():
                 p["calibrated"] = np.zeros(len(F), bool)
             return preds
-        score = cal.domain.score(F)
+        score = cal.domain.score(self.domain_features(X_grid, F))
         far = score > cal.domain.far_limit(coverage)  # the flag's first test and the CN maps' strata
         spread = preds.get(cal.domain.spread_property, {}).get("tree_std")
         limit = cal.domain.spread_limit(coverage)
@@ -325,6 +340,13 @@ class ElementModel:
         if meta:
             try:
                 domain = DomainModel.from_arrays(arrays, float(meta["domain_typical"]), float(meta["domain_threshold"]))
+                n_domain = n_features
+                if meta.get("domain_featurization") is not None:
+                    domain.featurization = str(meta["domain_featurization"])
+                    if domain.featurization not in FEATURIZATIONS:
+                        raise ValueError(f"domain featurization {domain.featurization!r} is not one of "
+                                         f"{', '.join(FEATURIZATIONS)}")
+                    n_domain = len(make_featurizer(domain.featurization, grid).feature_names_)
                 if meta.get("domain_far_limits") is not None:
                     domain.far_limits = check_band_limits(meta["domain_far_limits"], "domain_far_limits")
                 if meta.get("domain_spread_limits") is not None:
@@ -334,8 +356,8 @@ class ElementModel:
                             props[domain.spread_property].kind != "regressor":
                         raise ValueError(f"domain spread property {domain.spread_property!r} is not a regressor "
                                          "of this bundle")
-                if domain.reference.ndim != 2 or domain.reference.shape[1] != n_features or \
-                        domain.center.shape != (n_features,) or domain.scale.shape != (n_features,):
+                if domain.reference.ndim != 2 or domain.reference.shape[1] != n_domain or \
+                        domain.center.shape != (n_domain,) or domain.scale.shape != (n_domain,):
                     raise ValueError("domain model arrays do not match the features")
                 far = meta.get("confidence_knots_out_of_domain")
                 across_knots = meta.get("confidence_knots_across_codes")

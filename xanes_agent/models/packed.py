@@ -102,11 +102,16 @@ class PackedForests:
     ARRAYS = ("feature", "threshold", "left", "right", "missing_left", "value", "roots", "tree_forest")
 
     @classmethod
-    def from_sklearn(cls, forests) -> PackedForests:
-        """Pack fitted ``RandomForestClassifier``/``Regressor`` objects (one per seed)."""
+    def from_sklearn(cls, forests, columns=None) -> PackedForests:
+        """Pack fitted ``RandomForestClassifier``/``Regressor`` objects (one per seed).
+
+        ``columns`` (one index array per forest, a seed ensemble's ``columns_``): the features each
+        forest was fitted on; its trees' split features are mapped to those columns, so every
+        packed tree reads the full feature vector."""
         classes = getattr(forests[0], "classes_", None)
         trees, depth = [], 0
         for k, forest in enumerate(forests):
+            cols = None if columns is None else np.asarray(columns[k], np.int64)
             for est in forest.estimators_:
                 t = est.tree_
                 n = t.node_count
@@ -122,8 +127,11 @@ class PackedForests:
                 if classes is not None:
                     v = v / np.maximum(v.sum(axis=1, keepdims=True), 1e-300)
                 mgl = getattr(t, "missing_go_to_left", np.zeros(n, np.uint8))[order]
+                feat = np.where(leaf, 0, t.feature[order])
+                if cols is not None:
+                    feat = np.where(leaf, 0, cols[feat])
                 trees.append(NodeTable(
-                    np.where(leaf, 0, t.feature[order]).astype(np.int32), np.where(leaf, np.inf, t.threshold[order]),
+                    feat.astype(np.int32), np.where(leaf, np.inf, t.threshold[order]),
                     np.where(leaf, idx, pos[np.maximum(cl, 0)]).astype(np.int32),
                     np.where(leaf, idx, pos[np.maximum(cr, 0)]).astype(np.int32),
                     np.where(leaf, 1, mgl).astype(np.uint8), v, np.zeros(1, np.int32), np.full(1, k, np.int32)))
