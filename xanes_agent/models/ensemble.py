@@ -95,11 +95,12 @@ class _SeedEnsemble(BaseEstimator):
         self.n_jobs = n_jobs
         self.feature_subsets = feature_subsets
 
-    def _columns(self, n_features: int) -> list[np.ndarray]:
-        """The feature columns of each seed's forest (every column where no subsets are given)."""
+    def _columns(self, n_features: int) -> list[np.ndarray] | None:
+        """The feature columns of each seed's forest (None where no subsets are given: every forest
+        sees ``X`` itself, not a copy of it)."""
         subsets = self.feature_subsets
         if subsets is None or not len(subsets):
-            return [np.arange(n_features)] * int(self.n_seeds)
+            return None
         cols = [np.asarray(c, dtype=np.intp).reshape(-1) for c in subsets]
         if int(self.n_seeds) < len(cols):
             raise ValueError(f"{len(cols)} feature subsets need at least as many seeds, got n_seeds={self.n_seeds}")
@@ -113,7 +114,8 @@ class _SeedEnsemble(BaseEstimator):
         X = np.asarray(X, float)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ValueError(f"X must be 2-D with {self.n_features_in_} features, got shape {X.shape}")
-        return np.stack([getattr(e, method)(X[:, c]) for e, c in zip(self.estimators_, self.columns_)])
+        columns = self.columns_ or [slice(None)] * len(self.estimators_)
+        return np.stack([getattr(e, method)(X[:, c]) for e, c in zip(self.estimators_, columns)])
 
     def _seeds(self) -> tuple[list[int], list[int]]:
         """(forest seeds, over-sampling seeds), one each per ensemble member."""
@@ -151,13 +153,14 @@ class _SeedEnsemble(BaseEstimator):
         if not oversample:
             sample_seeds = [None] * len(forest_seeds)
         # each seed is one job: deterministic for a given random_state whatever n_jobs is
+        views = columns or [slice(None)] * len(forest_seeds)  # a basic slice: X itself, no copy
         self.estimators_ = Parallel(n_jobs=self.n_jobs)(
             delayed(_fit_one)(f, X[:, c], y, sd, sample_weight)
-            for f, sd, c in zip(self._forests(forest_seeds), sample_seeds, columns))
+            for f, sd, c in zip(self._forests(forest_seeds), sample_seeds, views))
         self.columns_ = columns
         self.n_features_in_ = X.shape[1]
         imp = np.zeros((len(self.estimators_), X.shape[1]))
-        for k, (e, c) in enumerate(zip(self.estimators_, columns)):
+        for k, (e, c) in enumerate(zip(self.estimators_, views)):
             imp[k, c] = e.feature_importances_  # a column a forest never saw has no importance in it
         self.feature_importances_ = imp.mean(axis=0)
         self.feature_importances_std_ = imp.std(axis=0)
@@ -187,8 +190,9 @@ class SeedEnsembleClassifier(ClassifierMixin, _SeedEnsemble):
     Attributes
     ----------
     estimators_ : list of RandomForestClassifier
-    columns_ : list of ndarray
-        The columns of ``X`` each forest was fitted on (its trees' feature indices index these).
+    columns_ : list of ndarray or None
+        The columns of ``X`` each forest was fitted on (its trees' feature indices index these;
+        None: every column).
     classes_ : ndarray
     feature_importances_, feature_importances_std_ : ndarray
         Impurity importances, mean and spread over the seeds.
@@ -267,8 +271,8 @@ class SeedEnsembleRegressor(RegressorMixin, _SeedEnsemble):
     Attributes
     ----------
     estimators_ : list of RandomForestRegressor
-    columns_ : list of ndarray
-        The columns of ``X`` each forest was fitted on.
+    columns_ : list of ndarray or None
+        The columns of ``X`` each forest was fitted on (None: every column).
     feature_importances_, feature_importances_std_ : ndarray
     """
 
