@@ -77,6 +77,7 @@ from xanes_agent.models.features import (
     DEFAULT_GRID,
     FEATURIZATIONS,
     Grid,
+    edge_views,
     grid_blur,
     make_featurizer,
     spectra_to_grid,
@@ -226,7 +227,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
         grid: Grid = DEFAULT_GRID, blur: float = 0.0, stretch: float = 0.0, edge_view: float = 0.0) -> str:
     feat = make_featurizer(features, grid)
     if edge_view:  # a committee of two views, as many trees in all: the whole window, and up to E0 + edge_view
-        subsets = view_columns(feat, [(grid.start, grid.stop), (grid.start, edge_view)], grid)
+        subsets = view_columns(feat, edge_views(edge_view, grid), grid)
         cfg = replace(cfg, feature_subsets=tuple(tuple(int(i) for i in c) for c in subsets),
                       n_seeds=2 * cfg.n_seeds, n_estimators=max(1, cfg.n_estimators // 2))
     opts = dict(grid=grid, blur=blur, stretch=stretch)  # how spectra are prepared
