@@ -95,8 +95,6 @@ def charge_label(coll: SpectrumCollection, exclude: tuple[str, ...] = ()) -> str
     return "oxidation_state"
 
 
-
-
 @dataclass
 class TrainConfig:
     featurization: str = DEFAULT_FEATURIZATION
