@@ -53,9 +53,7 @@ from xanes_agent.foundation.edges import ELEMENTS
 from xanes_agent.foundation.properties import FEFF_CHARGE, REGRESSORS
 from xanes_agent.models.calibration import (
     confidence_ece,
-    coverage_band,
     expected_calibration_error,
-    per_band_limits,
 )
 from xanes_agent.models.evaluation import CN_CLASSES, group_folds, group_weights, joint_group_folds, on_cn_classes
 from xanes_agent.models.features import spectra_to_grid
@@ -204,25 +202,14 @@ def in_family_flagged(model, sub, cfg: TrainConfig) -> dict[str, float]:
     first = next(iter(preds.values()))
     flagged = ~np.asarray(first["in_domain"], bool)
     far = np.asarray(first.get("domain_far", flagged), bool)
-    # the baselines in the same run: the distance test with one limit for every coverage (format
-    # 7), and the spread test at its own quantile of the validation rows, not raised where the two
-    # tests together flag more than both allowances (session 33; a model of clean spectra meets
-    # the validation rows as they are, a --live one as noisy copies: there the baseline is approximate)
+    # the baseline in the same run: the distance test with one limit for every coverage (format 7)
     dom = model.calibration.domain
     one = np.asarray(first["domain_score"]) > dom.threshold
-    spread = np.asarray(preds["mean_nn_distance"]["tree_std"], float)
-    val = np.flatnonzero((splits == "validation") & np.isfinite(e0))
-    Xv = np.vstack(with_low_windows(X[val]))
-    own = per_band_limits(model.predict_grid(Xv)["mean_nn_distance"]["tree_std"], np.isfinite(Xv).mean(axis=1),
-                          cfg.domain_quantile)
-    uncapped = far | (spread > own[coverage_band(np.isfinite(Xm).mean(axis=1))])
     return {"in_family_flagged": float(np.mean(flagged[full])), "in_family_flagged_far": float(np.mean(far[full])),
             "partial_in_family_flagged": float(np.mean(flagged[~full])),
             "partial_in_family_flagged_far": float(np.mean(far[~full])),
             "partial_in_family_flagged_one_limit": float(np.mean(one[~full])),
-            "in_family_flagged_uncapped": float(np.mean(uncapped[full])),
-            "partial_in_family_flagged_uncapped": float(np.mean(uncapped[~full])),
-            "spread_limits": [float(x) for x in dom.spread_limits], "spread_limits_uncapped": [float(x) for x in own]}
+            "spread_limits": [float(x) for x in dom.spread_limits]}
 
 
 def run_transfer(project_cu, omni, cfg: TrainConfig, n_folds: int, same: Collector, across: Collector) -> None:
@@ -396,8 +383,7 @@ def _print(name: str, s: dict, seconds: float) -> None:
           f"| {g('big_error_flagged')} ({g('big_error_flagged_far')}; n={s.get('big_error_n', 0)}) "
           f"| {g('in_family_flagged')} ({g('in_family_flagged_far')}); partial "
           f"{g('partial_in_family_flagged')} ({g('partial_in_family_flagged_far')}; one limit "
-          f"{g('partial_in_family_flagged_one_limit')}; spread limit not raised "
-          f"{g('in_family_flagged_uncapped')}; partial {g('partial_in_family_flagged_uncapped')}) "
+          f"{g('partial_in_family_flagged_one_limit')}) "
           f"| {g('mean_nn_distance_cov68_families')} / {g('mean_nn_distance_cov90_families')}, "
           f"{g('charge_cov68_families')} / {g('charge_cov90_families')}, {g('cn_accuracy_families')}, "
           f"{g('cn_ece_calibrated_families', '{:.3f}')} |  ({seconds:.0f} s)",

@@ -194,10 +194,12 @@ def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bund
     assert dom.spread_property == "mean_nn_distance" and dom.spread_limits.shape == (3,)
     assert np.all(np.isfinite(dom.spread_limits)) and np.all(dom.spread_limits > 0)
     assert "trees' spread" in calibrated_model.calibration.method["domain"]
-    # set on the validation rows (in-family, never trained on): they are flagged at the configured share
+    # set on the training spectra cross-fitted (in-family, each scored by forests it did not train):
+    # the test split's spectra, in-family and never trained on, are flagged at about the configured share
+    assert "cross-fitted over 3 folds by material" in calibrated_model.calibration.method["domain"]
     lib = bundled_library.where(element="Fe")
-    val = np.flatnonzero(assign_splits(lib, TrainConfig().split_seed) == "validation")
-    X, e0 = spectra_to_grid(lib.energy[val], lib.mu[val])
+    held = np.flatnonzero(assign_splits(lib, TrainConfig().split_seed) == "test")
+    X, e0 = spectra_to_grid(lib.energy[held], lib.mu[held])
     X = np.vstack(with_low_windows(X[np.isfinite(e0)]))
     p = calibrated_model.predict_grid(X)["mean_nn_distance"]
     assert np.all(p["tree_std"] >= 0) and np.median(p["tree_std"]) > 0
@@ -262,19 +264,21 @@ def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bund
     assert np.mean(far7[band == 0]) > np.mean(p["domain_far"][band == 0])
 
 
-def test_a_chosen_training_set_keeps_a_ninth_of_its_materials_for_validation(bundled_library):
-    from xanes_agent.models.training import with_validation
+def test_splits_hold_out_whole_materials_and_train_on_the_rest(bundled_library):
+    from xanes_agent.models.training import assign_splits
 
     lib = bundled_library.where(element="Fe")
-    rng = np.random.default_rng(0)
-    chosen = np.where(rng.random(len(lib)) < 0.7, "train", "test")
-    splits = with_validation(lib, chosen, 3)
-    assert np.all(splits[chosen == "test"] == "test")  # the caller's held-out rows stay held out
-    val = splits == "validation"
-    mats = set(lib.material_id[chosen == "train"].tolist())
-    assert len(set(lib.material_id[val].tolist())) == len(mats) // 9
-    assert not set(lib.material_id[val].tolist()) & set(lib.material_id[splits == "train"].tolist())
-    np.testing.assert_array_equal(with_validation(lib, chosen, 3), splits)  # seeded
+    splits = assign_splits(lib, 3)
+    np.testing.assert_array_equal(splits == "test", lib.split == "test")  # the library's own held-out rows
+    assert set(splits.tolist()) == {"train", "test"}
+    # a collection without a test split: a tenth of its materials, seeded, none on both sides
+    user = lib[np.flatnonzero(lib.split != "test")]
+    user.split[:] = ""
+    splits = assign_splits(user, 3)
+    test_m = set(user.material_id[splits == "test"].tolist())
+    assert len(test_m) == len(set(user.material_id.tolist())) // 10
+    assert not test_m & set(user.material_id[splits == "train"].tolist())
+    np.testing.assert_array_equal(assign_splits(user, 3), splits)
 
 
 def test_the_cn_map_is_kept_only_where_it_lowers_the_ece_on_folds_it_was_not_fitted_on(calibrated_model):

@@ -462,8 +462,8 @@ def test_feff_charge_transfer_gets_its_own_model_beside_the_oxidation_state_one(
     assert pm.label == FEFF_CHARGE and pm.kind == "regressor"
     from xanes_agent.models.training import assign_splits
 
-    # the labelled rows of the training split (the library's, less a ninth of its materials kept for
-    # validation), bar any a few that lack a grid
+    # the labelled rows of the training split (every row but the library's test rows), bar a few
+    # that lack a grid
     train = (assign_splits(lib, cfg.split_seed) == "train") & np.isfinite(q)
     assert 0.9 * train.sum() <= pm.n_train <= train.sum()
     assert m.properties["charge"].label == "oxidation_state"
