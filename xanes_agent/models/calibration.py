@@ -70,7 +70,8 @@ on full spectra and on masked (partially measured) copies:
   A second test (bundle format 7): a spectrum is also flagged where the distance forest's trees
   disagree (the standard deviation over every tree of every seed, which the fast path
   accumulates beside the means) beyond the same quantile of that spread on in-family held-out
-  spectra (the training split's validation rows, as the model meets them), per band of window
+  spectra (the training spectra, each scored by distance forests trained without its material:
+  cross-fitted over 3 folds, as the model meets them, session 35), per band of window
   coverage, since a partial spectrum's trees disagree more; where the two tests flag different
   in-family spectra and together exceed both allowances in a band, the spread limit rises until
   they do not (:func:`cap_spread_limits`). The distance alone does not see a

@@ -322,7 +322,9 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
     :func:`_as_met`), whole and masked to the calibration windows. The training ``rows`` are split
     into :data:`SPREAD_FOLDS` folds by material; a ``cfg.calibration_seeds``-seed distance forest
     trained on the other folds (as the final one is) scores each fold: every training spectrum is
-    scored once by a model its siblings trained and it did not. Set on the ~100 spectra of a ninth
+    scored once by a model its siblings trained and it did not, and by the distance test of a
+    domain fitted without it (:func:`fit_domain`: the final domain holds it among its reference
+    spectra, and would find it nearer than a new spectrum). Set on the ~100 spectra of a ninth
     of the materials kept out of training (until session 35) the limits moved with the draw: Ni's
     flagged 0.14 of its whole test spectra, cross-fitted 0.11 (Fe partial 0.06 -> 0.095, V 0.10 ->
     0.09; the two tests' allowance is 0.10; /tmp study, docs/models.md). Where the trees disagree
@@ -341,6 +343,7 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
         return
     fold_of = dict(zip(mats.tolist(), np.random.default_rng(cfg.split_seed).permutation(len(mats)) % SPREAD_FOLDS))
     fold = np.array([fold_of[m] for m in sub.material_id[rows].tolist()])
+    dom_feat = make_featurizer(DOMAIN_FEATURIZATION, cfg.grid)
     spread, coverage, far = [], [], []
     for k in range(SPREAD_FOLDS):
         tr, held = rows[fold != k], rows[fold == k]
@@ -353,7 +356,10 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
         cov = np.isfinite(Xm).mean(axis=1)
         spread.append(tree_std(per, sq)[:, 0])
         coverage.append(cov)
-        far.append(cal.domain.score(model.domain_features(Xm, F)) > cal.domain.far_limit(cov))
+        # the distance test as the held-out spectra would meet it: from a domain without them (the
+        # final one holds them among its reference spectra, and would leave the spread more room)
+        fold_domain = fit_domain(X_grid, tr, cfg, dom_feat, rng, real)
+        far.append(fold_domain.score(dom_feat.transform(Xm)) > fold_domain.far_limit(cov))
     spread, coverage, far = np.concatenate(spread), np.concatenate(coverage), np.concatenate(far)
     cap = 2 * (1 - cfg.domain_quantile)  # the two tests' allowances together
     cal.domain.spread_property = DISTANCE
@@ -531,15 +537,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                     across.add(prop, f, est.predict(F_other))
     dist = np.concatenate(dist_out)
     full = np.concatenate(full_out)
-    met = _as_met(X_grid, idx, cfg, rng, real)
-    final_domain = DomainModel.fit(dom_feat.transform(X_grid[idx]), rng,
-                                   None if met is None else dom_feat.transform(met))
-    final_domain.featurization = DOMAIN_FEATURIZATION
-    in_family = final_domain.in_family_distance()
-    final_domain.typical = float(np.median(in_family))
-    final_domain.threshold = float(np.quantile(in_family, cfg.domain_quantile) / final_domain.typical)
-    final_domain.far_limits = _far_limits(final_domain, in_family, (X_grid[idx] if met is None else met), dom_feat,
-                                          cfg)
+    final_domain = fit_domain(X_grid, idx, cfg, dom_feat, rng, real)
     score = dist / final_domain.typical
     y = {p: np.concatenate(v) for p, v in y_out.items()}
     pred = {p: np.concatenate(v) for p, v in pred_out.items()}
@@ -593,6 +591,22 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     cal.across_codes = cal_across
     cal.confidence_knots_across = knots_across
     return cal
+
+
+def fit_domain(X_grid: np.ndarray, rows: np.ndarray, cfg: TrainConfig, featurizer: Any, rng: np.random.Generator,
+               real: ExperimentLike | None = None) -> DomainModel:
+    """The domain score's first test (:class:`~.calibration.DomainModel`) fitted on the training
+    ``rows`` (grid spectra; ``featurizer``: :data:`~.calibration.DOMAIN_FEATURIZATION`'s), with
+    its typical in-family distance and its limits per coverage band (:func:`_far_limits`)."""
+    met = _as_met(X_grid, rows, cfg, rng, real)
+    domain = DomainModel.fit(featurizer.transform(X_grid[rows]), rng,
+                             None if met is None else featurizer.transform(met))
+    domain.featurization = DOMAIN_FEATURIZATION
+    in_family = domain.in_family_distance()
+    domain.typical = float(np.median(in_family))
+    domain.threshold = float(np.quantile(in_family, cfg.domain_quantile) / domain.typical)
+    domain.far_limits = _far_limits(domain, in_family, (X_grid[rows] if met is None else met), featurizer, cfg)
+    return domain
 
 
 def _far_limits(domain: DomainModel, in_family: np.ndarray, X_met: np.ndarray, featurizer: Any, cfg: TrainConfig
