@@ -22,9 +22,7 @@ forest probability, and the domain flag: the share of held-out spectra flagged, 
 spectra with a distance error above 3x the in-family MAE that are flagged, and the share of the
 element's in-family held-out spectra (the library's by-material split) flagged, whole and
 (partial) masked to the low 30/50/75 % of the window (and, as the baseline, the partial ones the
-distance test flags with one limit for every coverage, as before bundle format 8, and what the
-flag flags with the spread test's limits as set before session 33, each test at its own quantile,
-not raised where the two together exceed both allowances); in brackets the
+distance test flags with one limit for every coverage, as before bundle format 8); in brackets the
 same for the flag's first test alone (the distance to the training spectra, without the trees'
 spread: ``domain_far``). Writes
 ``coverage.png`` (coverage against nominal level) and ``reliability.png`` (CN: out of family, and
