@@ -200,6 +200,7 @@ def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bund
     lib = bundled_library.where(element="Fe")
     held = np.flatnonzero(assign_splits(lib, TrainConfig().split_seed) == "test")
     X, e0 = spectra_to_grid(lib.energy[held], lib.mu[held])
+    n_spectra = int(np.isfinite(e0).sum())
     X = np.vstack(with_low_windows(X[np.isfinite(e0)]))
     p = calibrated_model.predict_grid(X)["mean_nn_distance"]
     assert np.all(p["tree_std"] >= 0) and np.median(p["tree_std"]) > 0
@@ -211,10 +212,16 @@ def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bund
     band = coverage_band(np.isfinite(X).mean(axis=1))
     assert dom.far_limits[0] > dom.far_limits[1] > dom.far_limits[2]
     np.testing.assert_allclose(dom.far_limits[2], dom.threshold, rtol=0.05)  # whole spectra: the rule as before
+    cap = 2 * (1 - TrainConfig().domain_quantile)  # the two tests' allowances together
+    crossfit = calibrated_model.calibration.method["domain_flagged_cross_fitted"]
     for b in range(3):
         assert np.mean(p["domain_far"][band == b]) <= 0.10
-        # the two tests together flag at most both allowances of them (the spread limit gives way)
-        assert np.mean(~p["in_domain"][band == b]) <= 2 * (1 - TrainConfig().domain_quantile) + 1e-9
+        # the two tests together flag at most both allowances of the spectra the limits were set on
+        # (the spread limit gives way); exact there, so the record must not exceed it
+        assert 0 < crossfit[b] <= cap + 1e-9
+        # new in-family spectra: the same share give or take their sampling error (two standard
+        # errors of a ~100-spectrum split, counted per spectrum: its masked copies are not independent)
+        assert np.mean(~p["in_domain"][band == b]) <= cap + 2 * np.sqrt(cap * (1 - cap) / n_spectra)
     assert "per coverage band" in calibrated_model.calibration.method["domain"]
     assert "together flag at most 10%" in calibrated_model.calibration.method["domain"]
     # the CN maps' strata are the same per-band test: a partial spectrum beyond the whole-spectrum

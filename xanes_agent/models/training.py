@@ -54,6 +54,7 @@ from .calibration import (
     Calibration,
     DomainModel,
     cap_spread_limits,
+    coverage_band,
     per_band_limits,
     valid_domain_quantile,
 )
@@ -365,6 +366,10 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
     cal.domain.spread_property = DISTANCE
     cal.domain.spread_limits = cap_spread_limits(far, spread, coverage,
                                                  per_band_limits(spread, coverage, cfg.domain_quantile), cap)
+    # where the cap is exact: a new in-family spectrum's share moves about it by sampling error
+    flagged, band = far | (spread > cal.domain.spread_limit(coverage)), coverage_band(coverage)
+    cal.method["domain_flagged_cross_fitted"] = [float(flagged[band == b].mean()) if (band == b).any() else None
+                                                 for b in range(len(cal.domain.spread_limits))]
     cal.method["domain"] += (f"; or the distance forest's trees' spread beyond the {cfg.domain_quantile:.0%} "
                              f"quantile of {len(rows)} in-family held-out spectra's (the training spectra, "
                              f"cross-fitted over {SPREAD_FOLDS} folds by material), per coverage band, raised "
