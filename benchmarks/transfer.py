@@ -1,7 +1,7 @@
 """Out-of-family and cross-code evaluation: the honest score of a model change (issue 13).
 
     python benchmarks/transfer.py [--library LIB.npz] [--features polynomial pointwise]
-                                  [--augment none experiment] [--stretch 0 0.05 ...]
+                                  [--augment none experiment regressors] [--stretch 0 0.05 ...]
                                   [--weighting none parent]
                                   [--min-samples-leaf 1 5 ...] [--blur 0 2 ...]
                                   [--window START STOP N ...] [--neighbour-vote 0 0.5 ...]
@@ -31,7 +31,8 @@ Printed per row: n, groups, CN balanced accuracy and accuracy beside the modal b
 evaluated rows' most frequent class), distance MAE (A) and R^2 beside the baseline MAE (of the
 evaluated rows' median), oxidation-state MAE beside its baseline. ``--augment experiment`` adds
 experiment-like copies of the training spectra (:mod:`xanes_agent.models.realism`; test spectra
-untouched), ``--stretch`` their energy-scale spread about E0 (relative, uniform +-); ``--weighting
+untouched), ``--augment regressors`` to the regressors' only (as the models train since session
+36), ``--stretch`` their energy-scale spread about E0 (relative, uniform +-); ``--weighting
 parent`` makes every parent structure weigh 1 in training; ``--blur`` smooths every spectrum
 (training and test) on the grid to a common resolution; ``--window`` sets the model grid
 (E0-relative; computed spectra are extended below the Fermi level with mu = 0, as in training,
@@ -91,8 +92,8 @@ from xanes_agent.models.realism import Realism, experiment_like_grid
 class Prepared:
     """Grid spectra, features and labels of one subset, with experiment-like copies on demand."""
 
-    def __init__(self, coll, featurizer, augment: bool, seed: int = 0, grid: Grid = DEFAULT_GRID,
-                 blur: float = 0.0, stretch: float = 0.0):
+    def __init__(self, coll, featurizer, augment: str, seed: int = 0, grid: Grid = DEFAULT_GRID,
+                 blur: float = 0.0, stretch: float = 0.0, copies: int = 2):
         self.coll = coll
         X, e0 = spectra_to_grid(coll.energy, coll.mu, grid)
         self.blur = lambda X: grid_blur(X, grid, blur)
@@ -103,18 +104,30 @@ class Prepared:
         self.labels = {k: coll.labels[k] for k in TARGETS}
         self.groups = parent_groups(coll)
         self.copies = None
-        if augment:
+        self.cn_copies = augment == "experiment"  # "regressors": the CN classifier trains without them
+        if augment != "none":
             Xc, src = experiment_like_grid(coll.energy, coll.mu, np.flatnonzero(self.ok),
-                                           Realism(stretch=stretch), grid, rng=np.random.default_rng(seed))
+                                           Realism(stretch=stretch, copies=copies), grid,
+                                           rng=np.random.default_rng(seed))
             self.copies = (featurizer.transform(self.blur(Xc)), src)
 
-    def training(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def training(self, rows: np.ndarray, copies: bool = True) -> tuple[np.ndarray, np.ndarray]:
         rows = rows[self.ok[rows]]
-        if self.copies is None:
+        if self.copies is None or not copies:
             return self.F[rows], rows
         Fc, src = self.copies
         keep = np.isin(src, rows)
         return np.vstack([self.F[rows], Fc[keep]]), np.concatenate([rows, src[keep]])
+
+
+def target_groups(prep: Prepared, labels: dict) -> list[tuple[dict, bool]]:
+    """(labels, trained with the copies) per group of targets: one group, unless the copies are
+    the regressors' only; then the CN classifier (last, so its probabilities are the ones kept)
+    trains on the spectra as they are."""
+    if prep.copies is None or prep.cn_copies:
+        return [(labels, True)]
+    cn = "coordination_number"
+    return [({k: v for k, v in labels.items() if k != cn}, True), ({cn: labels[cn]}, False)]
 
 
 def _row(name: str, s, n_groups: int) -> str:
@@ -148,13 +161,15 @@ def within(prep: Prepared, rows: np.ndarray, folds: np.ndarray, cfg: EvalConfig,
     sub_F = prep.F[rows]
     labels = {k: v[rows] for k, v in prep.labels.items()}
 
-    def transform(train_local):
-        F, src = prep.training(rows[train_local])
-        local = np.searchsorted(rows, src)  # rows is sorted
-        return F, local
+    pred: dict[str, np.ndarray] = {}
+    for targets, copies in target_groups(prep, labels):
+        def transform(train_local, copies=copies):
+            F, src = prep.training(rows[train_local], copies)
+            local = np.searchsorted(rows, src)  # rows is sorted
+            return F, local
 
-    pred = out_of_group_predictions(sub_F, labels, folds, cfg, train_transform=transform, groups=prep.groups[rows],
-                                    excluded=excluded, spectra=prep.X[rows])
+        pred.update(out_of_group_predictions(sub_F, targets, folds, cfg, train_transform=transform,
+                                             groups=prep.groups[rows], excluded=excluded, spectra=prep.X[rows]))
     keep = prep.ok[rows] & (folds >= 0)  # negative fold: training only, never evaluated
     s = summarize({k: v[keep] for k, v in labels.items()}, {k: v[keep] for k, v in pred.items()})
     if by_group and "coordination_number" in pred:
@@ -183,12 +198,13 @@ def across(train: Prepared, test: Prepared, n_folds: int, cfg: EvalConfig) -> di
         tr = np.flatnonzero(folds_tr != f)
         if not len(te):
             continue
-        Ftr, src = train.training(tr)
-        got = fit_predict(Ftr, {k: v[src] for k, v in train.labels.items()}, test.F[te], cfg, train.groups[src],
-                          (train.X[src], test.X[te]))
-        for k in TARGETS:
-            if k in got:
-                preds[k][te] = got[k]
+        for targets, copies in target_groups(train, train.labels):
+            Ftr, src = train.training(tr, copies)
+            got = fit_predict(Ftr, {k: v[src] for k, v in targets.items()}, test.F[te], cfg, train.groups[src],
+                              (train.X[src], test.X[te]))
+            for k in TARGETS:
+                if k in got:
+                    preds[k][te] = got[k]
     return preds
 
 
@@ -232,18 +248,21 @@ def plot_confusions(confusions: dict[str, np.ndarray], title: str, path: Path) -
     plt.close(fig)
 
 
-def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConfig, out: Path,
-        grid: Grid = DEFAULT_GRID, blur: float = 0.0, stretch: float = 0.0, edge_view: float = 0.0) -> str:
+def run(lib, features: str, augment: str, elements, n_folds: int, cfg: EvalConfig, out: Path,
+        grid: Grid = DEFAULT_GRID, blur: float = 0.0, stretch: float = 0.0, edge_view: float = 0.0,
+        copies: int = 2) -> str:
     feat = make_featurizer(features, grid)
     if edge_view:  # a committee of two views, as many trees in all: the whole window, and up to E0 + edge_view
         subsets = view_columns(feat, edge_views(edge_view, grid), grid)
         cfg = replace(cfg, feature_subsets=tuple(tuple(int(i) for i in c) for c in subsets),
                       n_seeds=2 * cfg.n_seeds, n_estimators=max(1, cfg.n_estimators // 2))
-    opts = dict(grid=grid, blur=blur, stretch=stretch)  # how spectra are prepared
+    opts = dict(grid=grid, blur=blur, stretch=stretch, copies=copies)  # how spectra are prepared
     vote = (f"a 5-neighbour CN vote at {cfg.neighbour_vote:g}, each {cfg.voters} voting"
             f"{f' on spectra blurred {cfg.vote_blur:g} eV' if cfg.vote_blur else ''}, " if cfg.neighbour_vote else "")
-    copies = f"experiment-like training copies{f' stretched +-{stretch:g}' if stretch else ''}"
-    tag = (f"{features}, {copies if augment else 'clean training spectra'}, "
+    made = f"{copies} experiment-like training copies each{f' stretched +-{stretch:g}' if stretch else ''}"
+    made += " for the regressors only" if augment == "regressors" else ""
+    tag = (f"{features}, {made if augment != 'none' else 'clean training spectra'}, "
+           f"{'extremely randomized' if cfg.regressor_trees == 'extra' else 'random-forest'} regressors, "
            f"{'each parent structure weighing 1' if cfg.weighting == 'parent' else 'each spectrum weighing 1'}, "
            f"min_samples_leaf {cfg.min_samples_leaf}, "
            f"{vote}"
@@ -296,7 +315,7 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
     cu = project.where(element="Cu")
     if len(omni) and len(cu) and "Cu" in elements:
         p_cu = Prepared(cu, feat, augment, **opts)
-        p_omni = Prepared(omni, feat, augment=False, **opts)
+        p_omni = Prepared(omni, feat, augment="none", **opts)
         pred = across(p_cu, p_omni, n_folds, cfg)
         for name, in_scope in (("Cu FEFF10 -> OmniXAS FEFF9", False),
                                ("Cu FEFF10 -> OmniXAS FEFF9, CN 4/5/6 sites", True)):
@@ -306,15 +325,15 @@ def run(lib, features: str, augment: bool, elements, n_folds: int, cfg: EvalConf
             print(lines[-1], flush=True)
         confusions["Cu FEFF10->FEFF9"] = s.confusion
         p_omni_tr = Prepared(omni, feat, augment, **opts)
-        p_cu_test = Prepared(cu, feat, augment=False, **opts)
+        p_cu_test = Prepared(cu, feat, augment="none", **opts)
         s = scored(p_cu_test, across(p_omni_tr, p_cu_test, n_folds, cfg))
         lines.append(_row("Cu OmniXAS FEFF9 -> FEFF10", s, len(np.unique(p_cu.groups))))
         record["Cu OmniXAS FEFF9 -> FEFF10"] = s.metrics
         print(lines[-1], flush=True)
     if misses:
         lines += ["", "Families left out (hosts in training) whose CN was mostly missed:", "", *misses]
-    kind = (f"experiment_stretch{stretch:g}" if stretch else "experiment") if augment else "clean"
-    slug = (f"{features}_{kind}_{cfg.weighting}_leaf{cfg.min_samples_leaf}_"
+    kind = "clean" if augment == "none" else f"{augment}{copies}" + (f"_stretch{stretch:g}" if stretch else "")
+    slug = (f"{features}_{kind}_{cfg.weighting}_leaf{cfg.min_samples_leaf}_{cfg.regressor_trees}_"
             f"{f'vote{cfg.neighbour_vote:g}{cfg.voters}_' if cfg.neighbour_vote else ''}"
             f"{f'voteblur{cfg.vote_blur:g}_' if cfg.neighbour_vote and cfg.vote_blur else ''}"
             f"{f'edgeview{edge_view:g}_' if edge_view else ''}"
@@ -328,7 +347,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--library", default=None)
     ap.add_argument("--features", nargs="+", default=["polynomial"], choices=FEATURIZATIONS)
-    ap.add_argument("--augment", nargs="+", default=["none"], choices=("none", "experiment"))
+    ap.add_argument("--augment", nargs="+", default=["none"], choices=("none", "experiment", "regressors"),
+                    help="experiment-like training copies: none, for every model, or for the regressors only "
+                         "(the CN classifier trains on the spectra as they are; the models' way since session 36)")
+    ap.add_argument("--copies", type=int, default=2,
+                    help="experiment-like copies per training spectrum with --augment (the models: 1)")
+    ap.add_argument("--regressor-trees", nargs="+", default=["random"], choices=("random", "extra"),
+                    help="the regressors' trees: random forests or extremely randomized trees (the models' since "
+                         "session 36); every choice is run")
     ap.add_argument("--stretch", type=float, nargs="+", default=[0.0],
                     help="with --augment experiment: relative energy-scale spread of the copies about E0 "
                          "(uniform +-; 0: none)")
@@ -368,9 +394,10 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     cfgs = [EvalConfig(n_estimators=a.trees, weighting=w, min_samples_leaf=leaf, neighbour_vote=v, voters=who,
-                       vote_blur=b)
+                       vote_blur=b, regressor_trees=rt)
             for w in a.weighting for leaf in a.min_samples_leaf for v in a.neighbour_vote
-            for who in (a.voters if v else a.voters[:1]) for b in (a.vote_blur if v else [0.0])]
+            for who in (a.voters if v else a.voters[:1]) for b in (a.vote_blur if v else [0.0])
+            for rt in a.regressor_trees]
     grids = [Grid(float(s), float(e), int(n)) for s, e, n in a.window] if a.window else [DEFAULT_GRID]
     tables = []
     runs = itertools.product(grids, cfgs, a.blur, a.features, a.augment, a.stretch, a.edge_view)
@@ -379,8 +406,8 @@ def main() -> None:
             continue  # clean spectra have no copies to stretch: one clean run
         t0 = time.perf_counter()
         cfg = replace(cfg, vote_grid=grid)  # a blurred vote blurs on the grid the spectra are on
-        tables.append(run(lib, features, aug == "experiment", a.elements, a.folds, cfg, out, grid, blur,
-                          stretch if aug == "experiment" else 0.0, edge_view))
+        tables.append(run(lib, features, aug, a.elements, a.folds, cfg, out, grid, blur,
+                          stretch if aug != "none" else 0.0, edge_view, a.copies))
         print(f"({time.perf_counter() - t0:.0f} s)\n", flush=True)
     text = "\n\n".join(tables)
     (out / "transfer.md").write_text(text + "\n")

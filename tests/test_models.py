@@ -160,6 +160,25 @@ def test_estimators_clone():
         SeedEnsembleRegressor(3, 10)  # keyword-only, as scikit-learn's own estimators
 
 
+def test_extremely_randomized_trees_fit_pack_and_route_nan_like_the_forests():
+    """``trees="extra"`` (the regressors' since session 36) fits scikit-learn's ExtraTrees, packs
+    into the same arrays with the same answers, NaN included; an unknown kind is refused by name."""
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 6))
+    X[rng.random(X.shape) < 0.1] = np.nan
+    y = np.nan_to_num(X[:, 0]) + 0.1 * rng.normal(size=200)
+    est = clone(SeedEnsembleRegressor(n_seeds=2, n_estimators=8, trees="extra")).fit(X, y)
+    assert all(isinstance(e, ExtraTreesRegressor) for e in est.estimators_)
+    packed = PackedForests.from_sklearn(est.estimators_, est.columns_)
+    np.testing.assert_allclose(packed.per_forest(X).mean(axis=0)[:, 0], est.predict(X), rtol=1e-12)
+    with pytest.raises(ValueError, match="trees 'boosted'"):
+        SeedEnsembleRegressor(n_seeds=1, n_estimators=2, trees="boosted").fit(X, y)
+    with pytest.raises(ValueError, match="regressor_trees 'boosted'"):
+        TrainConfig(regressor_trees="boosted")
+
+
 def test_seed_ensembles_take_any_random_state():
     """An int reproduces the study's seeds (random_state + s); None, a RandomState or a Generator
     draws them (an int arithmetic on None used to fail)."""
@@ -723,3 +742,19 @@ def test_a_model_of_views_trains_saves_and_predicts_partial_spectra(cu_subset, t
 
     with pytest.raises(BundleError, match="domain model arrays do not match the features"):
         ElementModel.load(_resigned(tmp_path / "views.npz", tmp_path / "v8.npz", as_version8))
+
+
+def test_the_regressors_train_on_experiment_like_copies_and_the_classifier_does_not(cu_subset):
+    """``regressor_copies`` joins experiment-like copies of each training spectrum to the distance and
+    charge models' rows (their errors on new structures fall, docs/models.md session 36); the CN
+    classifier, which loses with them out of family, trains exactly as without them."""
+    base = dict(n_seeds=2, n_estimators=5, calibration_folds=0, properties=("coordination_number", "mean_nn_distance"))
+    plain = train_element(cu_subset, "Cu", TrainConfig(regressor_copies=0, **base), progress=False)
+    copied = train_element(cu_subset, "Cu", TrainConfig(regressor_copies=2, **base), progress=False)
+    cn_a, cn_b = plain.properties["coordination_number"].packed, copied.properties["coordination_number"].packed
+    for name in PackedForests.ARRAYS:
+        np.testing.assert_array_equal(getattr(cn_a, name), getattr(cn_b, name))
+    # three times the rows (each spectrum and two copies), grown to pure leaves: over twice the nodes
+    d_a, d_b = plain.properties["mean_nn_distance"].packed, copied.properties["mean_nn_distance"].packed
+    assert d_b.threshold.size > 2 * d_a.threshold.size
+    assert copied.config["regressor_copies"] == 2 and plain.config["regressor_copies"] == 0

@@ -15,6 +15,11 @@ fitted on ``X[:, feature_subsets[s % len(feature_subsets)]]`` (a committee of vi
 the forests on the whole window, half on the pre-edge and edge alone, so that region has its own
 say; :func:`~xanes_agent.models.features.view_columns`). Each forest's trees keep the subset's
 local indices; :attr:`columns_` maps them back (:meth:`~.packed.PackedForests.from_sklearn`).
+
+``trees`` (both ensembles): ``"random"`` (Breiman's random forests, the study's) or ``"extra"``
+(Geurts et al.'s extremely randomized trees: split thresholds drawn at random, no bootstrap;
+smoother functions of the spectrum, which the regressors' errors on new structures favour,
+docs/models.md session 36). Both pack alike: the same trees, the same NaN routing.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor, RandomForestClassifier, RandomForestRegressor
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -81,11 +86,12 @@ class _SeedEnsemble(BaseEstimator):
     recorded seed; ``None``, a ``RandomState`` or a ``Generator`` draws the seeds from it.
     """
 
-    _forest_cls: type
+    _FORESTS: dict[str, type]  # ``trees`` -> the scikit-learn forest
 
     def __init__(self, *, n_seeds: int = 10, n_estimators: int = 100, max_features="sqrt",
                  min_samples_leaf: int = 1, max_depth: int | None = None, random_state=0,
-                 n_jobs: int | None = None, feature_subsets=None):
+                 n_jobs: int | None = None, feature_subsets=None, trees: str = "random"):
+        self.trees = trees
         self.n_seeds = n_seeds
         self.n_estimators = n_estimators
         self.max_features = max_features
@@ -131,8 +137,10 @@ class _SeedEnsemble(BaseEstimator):
         return [int(d) for d in draws[:n]], [int(d) for d in draws[n:]]
 
     def _forests(self, seeds: list[int]):
+        if self.trees not in self._FORESTS:
+            raise ValueError(f"trees {self.trees!r}: one of {', '.join(self._FORESTS)}")
         return [
-            self._forest_cls(n_estimators=self.n_estimators, max_features=self.max_features,
+            self._FORESTS[self.trees](n_estimators=self.n_estimators, max_features=self.max_features,
                              min_samples_leaf=self.min_samples_leaf, max_depth=self.max_depth,
                              random_state=sd, n_jobs=1)
             for sd in seeds
@@ -186,10 +194,12 @@ class SeedEnsembleClassifier(ClassifierMixin, _SeedEnsemble):
         Over-sample the minority classes of the training data (the study's random over-sampling).
     feature_subsets : list of index arrays, optional
         Columns each seed's forest sees, cycled over the seeds (module docstring); None: all.
+    trees : {"random", "extra"}
+        Random forests or extremely randomized trees (module docstring).
 
     Attributes
     ----------
-    estimators_ : list of RandomForestClassifier
+    estimators_ : list of RandomForestClassifier (ExtraTreesClassifier with ``trees="extra"``)
     columns_ : list of ndarray or None
         The columns of ``X`` each forest was fitted on (its trees' feature indices index these;
         None: every column).
@@ -198,14 +208,14 @@ class SeedEnsembleClassifier(ClassifierMixin, _SeedEnsemble):
         Impurity importances, mean and spread over the seeds.
     """
 
-    _forest_cls = RandomForestClassifier
+    _FORESTS = {"random": RandomForestClassifier, "extra": ExtraTreesClassifier}
 
     def __init__(self, *, n_seeds: int = 10, n_estimators: int = 100, max_features="sqrt",
                  min_samples_leaf: int = 1, max_depth: int | None = None, random_state=0,
-                 n_jobs: int | None = None, oversample: bool = True, feature_subsets=None):
+                 n_jobs: int | None = None, oversample: bool = True, feature_subsets=None, trees: str = "random"):
         super().__init__(n_seeds=n_seeds, n_estimators=n_estimators, max_features=max_features,
                          min_samples_leaf=min_samples_leaf, max_depth=max_depth, random_state=random_state,
-                         n_jobs=n_jobs, feature_subsets=feature_subsets)
+                         n_jobs=n_jobs, feature_subsets=feature_subsets, trees=trees)
         self.oversample = oversample
 
     def fit(self, X, y, sample_weight=None):
@@ -267,23 +277,25 @@ class SeedEnsembleRegressor(RegressorMixin, _SeedEnsemble):
         joblib workers over the seeds.
     feature_subsets : list of index arrays, optional
         Columns each seed's forest sees, cycled over the seeds (module docstring); None: all.
+    trees : {"random", "extra"}
+        Random forests or extremely randomized trees (module docstring).
 
     Attributes
     ----------
-    estimators_ : list of RandomForestRegressor
+    estimators_ : list of RandomForestRegressor (ExtraTreesRegressor with ``trees="extra"``)
     columns_ : list of ndarray or None
         The columns of ``X`` each forest was fitted on (None: every column).
     feature_importances_, feature_importances_std_ : ndarray
     """
 
-    _forest_cls = RandomForestRegressor
+    _FORESTS = {"random": RandomForestRegressor, "extra": ExtraTreesRegressor}
 
     def __init__(self, *, n_seeds: int = 10, n_estimators: int = 100, max_features=1 / 3,
                  min_samples_leaf: int = 1, max_depth: int | None = None, random_state=0,
-                 n_jobs: int | None = None, feature_subsets=None):
+                 n_jobs: int | None = None, feature_subsets=None, trees: str = "random"):
         super().__init__(n_seeds=n_seeds, n_estimators=n_estimators, max_features=max_features,
                          min_samples_leaf=min_samples_leaf, max_depth=max_depth, random_state=random_state,
-                         n_jobs=n_jobs, feature_subsets=feature_subsets)
+                         n_jobs=n_jobs, feature_subsets=feature_subsets, trees=trees)
 
     def fit(self, X, y, sample_weight=None):
         """Fit the seeds' forests.

@@ -83,6 +83,9 @@ class EvalConfig:
     # forest sees, cycled over the seeds (features.view_columns); None: every forest sees every
     # feature (the regressors always do, as the models' do: models.training)
     feature_subsets: tuple[tuple[int, ...], ...] | None = None
+    # the regressors' trees: "random" forests or "extra" (extremely randomized; the models' since
+    # session 36, models.ensemble)
+    regressor_trees: str = "random"
 
 
 WEIGHTINGS = ("none", "parent")
@@ -139,7 +142,7 @@ def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.
         else:
             if ok.sum() < 5:
                 continue
-            reg = SeedEnsembleRegressor(n_seeds=cfg.n_seeds, n_estimators=cfg.n_estimators,
+            reg = SeedEnsembleRegressor(n_seeds=cfg.n_seeds, n_estimators=cfg.n_estimators, trees=cfg.regressor_trees,
                                         min_samples_leaf=cfg.min_samples_leaf, random_state=cfg.random_state,
                                         n_jobs=cfg.n_jobs)
             out[name] = reg.fit(F_train[ok], y[ok], sample_weight=_weights(cfg, groups_train, ok)).predict(F_test)
