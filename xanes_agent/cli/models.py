@@ -213,7 +213,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "3 %% normalization, noise: xanes_agent.models.realism)")
     t.add_argument("--regressor-copies", type=non_negative_int, default=None, metavar="N",
                    help="experiment-like copies of each training spectrum for the distance and charge models only "
-                        "(default: TrainConfig's, 2: their errors on new structures fall by a sixth; 0: none)")
+                        "(default: TrainConfig's, one: their errors on new structures fall by a sixth; 0: none)")
     t.add_argument("--calibration-folds", type=non_negative_int, default=5, metavar="K",
                    help="calibrate intervals, CN probability and the domain flag on K folds by parent structure "
                         "(0: seed spread only, not a predictive uncertainty)")

@@ -141,8 +141,8 @@ class _SeedEnsemble(BaseEstimator):
             raise ValueError(f"trees {self.trees!r}: one of {', '.join(self._FORESTS)}")
         return [
             self._FORESTS[self.trees](n_estimators=self.n_estimators, max_features=self.max_features,
-                             min_samples_leaf=self.min_samples_leaf, max_depth=self.max_depth,
-                             random_state=sd, n_jobs=1)
+                                      min_samples_leaf=self.min_samples_leaf, max_depth=self.max_depth,
+                                      random_state=sd, n_jobs=1)
             for sd in seeds
         ]
 
