@@ -294,7 +294,7 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
         if tr.sum() < MIN_LABELLED.get(prop, 10) or (prop == CN and len(np.unique(y_all[tr])) < 2):
             log.warning("%s %s: too few labelled training spectra (%d); property skipped", element, label, tr.sum())
             continue
-        Xtr, ytr = _training_rows(X_grid, np.flatnonzero(tr), y_all, real if prop == CN else extra)
+        Xtr, ytr = _training_rows(X_grid, np.flatnonzero(tr), y_all, _copies_for(prop, real, extra))
         est = _fit_property(Xtr, ytr, prop, cfg, featurizer, rng, cfg.n_seeds)
         pm = PropertyModel(
             name=prop, label=label, kind="classifier" if prop == CN else "regressor",
@@ -365,8 +365,8 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
     spread, coverage, far = [], [], []
     for k in range(SPREAD_FOLDS):
         tr, held = rows[fold != k], rows[fold == k]
-        est = _fit_property(*_training_rows(X_grid, tr, y, extra), DISTANCE, cfg, featurizer, rng,
-                            cfg.calibration_seeds)
+        est = _fit_property(*_training_rows(X_grid, tr, y, _copies_for(DISTANCE, real, extra)), DISTANCE, cfg,
+                            featurizer, rng, cfg.calibration_seeds)
         X = _as_met(X_grid, held, cfg, rng, real)
         Xm = np.vstack(with_low_windows(X_grid[held] if X is None else X))
         F = featurizer.transform(Xm)
@@ -429,6 +429,13 @@ class ExperimentLike:
         has = (uniq[pos] == rows) if len(uniq) else np.zeros(len(rows), bool)
         out[has] = self.X[first[pos[has]]]
         return out
+
+
+def _copies_for(prop: str, real: ExperimentLike | None, extra: ExperimentLike | None) -> ExperimentLike | None:
+    """The experiment-like copies ``prop``'s forests train on beside their rows: the model's own
+    (``real``, every property) where it has them, else the regressors' (``extra``; the CN
+    classifier none)."""
+    return real if prop == CN or real is not None else extra
 
 
 def _training_rows(X_grid: np.ndarray, rows: np.ndarray, y: np.ndarray, real: ExperimentLike | None
@@ -542,7 +549,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                     if F_other is not None:
                         across.add_proba(f, np.full((len(F_other), len(classes)), np.nan))
                     continue
-                Xf, yf = _training_rows(X_grid, tr[ok], y_all, real)
+                Xf, yf = _training_rows(X_grid, tr[ok], y_all, _copies_for(prop, real, extra))
                 est = _fit_property(Xf, yf, prop, cfg, featurizer, rng, cfg.calibration_seeds)
                 # the fold model states what the final one will: the forests blended with the vote
                 vote = (NeighbourVote.fit(X_grid[tr[ok]], y_all[tr[ok]], est.classes_, cfg.neighbour_vote, rng=rng,
@@ -555,7 +562,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                 if ok.sum() < 5:
                     pred_out[prop].append(np.full(len(Xall), np.nan))
                     continue
-                Xf, yf = _training_rows(X_grid, tr[ok], y_all, real or extra)
+                Xf, yf = _training_rows(X_grid, tr[ok], y_all, _copies_for(prop, real, extra))
                 est = _fit_property(Xf, yf, prop, cfg, featurizer, rng, cfg.calibration_seeds)
                 pred_out[prop].append(est.predict(Fall))
                 if F_other is not None:
