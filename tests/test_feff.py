@@ -181,6 +181,30 @@ def test_a_recorded_retry_policy_that_is_not_an_integer_counts_as_none():
     assert not outcome_stands({"reason": crash})
 
 
+def test_the_rpa_set_screens_the_core_hole(tio2_run, tmp_path):
+    """``reduced-v2-rpa`` differs from the library's set only in the core-hole card, and FEFF10
+    computes that screened core hole: the same tiny cluster gives another spectrum."""
+    from xanes_agent.data.feff import REDUCED_RPA_PARAMETERS, REDUCED_V2_PARAMETERS
+
+    rpa = dataclasses.asdict(REDUCED_RPA_PARAMETERS)
+    fsr = dataclasses.asdict(REDUCED_V2_PARAMETERS)
+    assert {k for k in rpa if rpa[k] != fsr[k]} == {"name", "corehole", "spectra_as"}
+    assert rpa["spectra_as"] == ()  # FSR spectra are not taken for RPA ones
+    inp, _, fsr_run = tio2_run
+    tiny = dataclasses.replace(FAST_PARAMETERS, name="test-tiny-rpa", cluster_radius=4.5, fms_radius=3.0,
+                               xanes_kmax=3.2, corehole="RPA")
+    from pymatgen.core import Lattice, Structure
+
+    s = Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.905), ["Sr", "Ti", "O"],
+                                  [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0]])
+    rpa_inp = feff_input(s, 1, tiny, title="SrTiO3 test")
+    assert "COREHOLE RPA" in rpa_inp and "COREHOLE FSR" in inp
+    r = run_feff(rpa_inp, tmp_path)
+    assert r.ok, r.reason
+    assert len(r.mu) == len(fsr_run.mu)
+    assert np.max(np.abs(r.mu / r.mu[-1] - fsr_run.mu / fsr_run.mu[-1])) > 0.05
+
+
 def test_bad_input_is_recorded_not_raised(tmp_path):
     r = run_feff("TITLE broken\nPOTENTIALS\n 0 29 Cu\nATOMS\n 0 0 zero 0 Cu\nEND\n", tmp_path)
     assert not r.ok and r.reason
