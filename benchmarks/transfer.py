@@ -93,7 +93,7 @@ class Prepared:
     """Grid spectra, features and labels of one subset, with experiment-like copies on demand."""
 
     def __init__(self, coll, featurizer, augment: str, seed: int = 0, grid: Grid = DEFAULT_GRID,
-                 blur: float = 0.0, stretch: float = 0.0, copies: int = 2):
+                 blur: float = 0.0, stretch: float = 0.0, copies: int = 1):
         self.coll = coll
         X, e0 = spectra_to_grid(coll.energy, coll.mu, grid)
         self.blur = lambda X: grid_blur(X, grid, blur)
@@ -250,7 +250,7 @@ def plot_confusions(confusions: dict[str, np.ndarray], title: str, path: Path) -
 
 def run(lib, features: str, augment: str, elements, n_folds: int, cfg: EvalConfig, out: Path,
         grid: Grid = DEFAULT_GRID, blur: float = 0.0, stretch: float = 0.0, edge_view: float = 0.0,
-        copies: int = 2) -> str:
+        copies: int = 1) -> str:
     feat = make_featurizer(features, grid)
     if edge_view:  # a committee of two views, as many trees in all: the whole window, and up to E0 + edge_view
         subsets = view_columns(feat, edge_views(edge_view, grid), grid)
@@ -350,8 +350,9 @@ def main() -> None:
     ap.add_argument("--augment", nargs="+", default=["none"], choices=("none", "experiment", "regressors"),
                     help="experiment-like training copies: none, for every model, or for the regressors only "
                          "(the CN classifier trains on the spectra as they are; the models' way since session 36)")
-    ap.add_argument("--copies", type=int, default=2,
-                    help="experiment-like copies per training spectrum with --augment (the models: 1)")
+    ap.add_argument("--copies", type=int, default=1,
+                    help="experiment-like copies per training spectrum with --augment (1: the models'; the "
+                         "benchmark's runs before session 37 made 2)")
     ap.add_argument("--regressor-trees", nargs="+", default=["random"], choices=("random", "extra"),
                     help="the regressors' trees: random forests or extremely randomized trees (the models' since "
                          "session 36); every choice is run")
