@@ -188,8 +188,10 @@ def test_the_rpa_set_screens_the_core_hole(tio2_run, tmp_path):
 
     rpa = dataclasses.asdict(REDUCED_RPA_PARAMETERS)
     fsr = dataclasses.asdict(REDUCED_V2_PARAMETERS)
-    assert {k for k in rpa if rpa[k] != fsr[k]} == {"name", "corehole", "spectra_as"}
+    assert {k for k in rpa if rpa[k] != fsr[k]} == {"name", "corehole", "spectra_as", "id_suffix", "charge_label"}
     assert rpa["spectra_as"] == ()  # FSR spectra are not taken for RPA ones
+    # the ground-state SCF's charge is another quantity than the FSR set's, and named so
+    assert rpa["charge_label"] == "feff_ground_charge_transfer" and fsr["charge_label"] == "feff_charge_transfer"
     inp, _, fsr_run = tio2_run
     tiny = dataclasses.replace(FAST_PARAMETERS, name="test-tiny-rpa", cluster_radius=4.5, fms_radius=3.0,
                                xanes_kmax=3.2, corehole="RPA")

@@ -50,16 +50,29 @@ def test_provenance_and_failures_are_recorded(bundled_library):
     from xanes_agent.data.feff import PARAMETER_SETS
 
     built_with = PARAMETER_SETS[bundled_library.meta["feff_parameters"]["name"]]
-    assert built_with.name in ("reduced-v1", "reduced-v2")
-    # each row names its own set: the build's, or one whose spectra the build's reproduces
+    assert built_with.name in ("reduced-v1", "reduced-v2", "reduced-v2-rpa")
+    # each row names its own set: the build's, one whose spectra the build's reproduces, or one of
+    # an earlier build the library keeps; its id carries that set's suffix
     import json
 
+    from xanes_agent.data.library import site_id
+
+    kept = set(bundled_library.meta.get("kept_feff_parameters", {}))
     used = {json.loads(p).get("feff_parameters") for p in project.provenance}
-    assert used <= set(built_with.spectra_of)
-    assert prov["feff_parameters"] in built_with.spectra_of
+    assert used <= set(built_with.spectra_of) | kept
+    assert prov["feff_parameters"] in used
+    for sid, p in zip(project.ids.tolist(), project.provenance.tolist()):
+        suffix = PARAMETER_SETS[json.loads(p)["feff_parameters"]].id_suffix
+        assert sid.endswith(suffix) and site_id(sid) == sid[: len(sid) - len(suffix)]
     assert {"family", "seed", "structure_params", "absorber_index"} <= set(prov)
-    ids = set(project.material_id.tolist())
-    assert not ids & {f["id"] for f in bundled_library.meta["failures"]}  # a failure is never kept
+    from xanes_agent.data.library import failure_set
+
+    for name in used:  # a failure is never kept beside a spectrum of the same site and set
+        ids = {site_id(i) for i, p in zip(project.ids.tolist(), project.provenance.tolist())
+               if json.loads(p)["feff_parameters"] in PARAMETER_SETS[name].spectra_of}
+        failed = {f["id"] for f in bundled_library.meta["failures"]
+                  if failure_set(f, bundled_library.meta) in PARAMETER_SETS[name].spectra_of}
+        assert not ids & failed, name
     assert all(f["reason"] for f in bundled_library.meta["failures"])
 
 
@@ -98,13 +111,17 @@ def test_environments_count_each_class_by_oxidation_state(bundled_library):
 
 def test_a_build_without_the_feff_cache_resumes_from_the_committed_library(bundled_library, tmp_path):
     """A fresh machine has no FEFF cache: the build keeps the library's spectra and computes nothing."""
+    from xanes_agent.data.feff import REDUCED_V2_PARAMETERS
     from xanes_agent.data.library import build_library, bundled_library_path
 
     out = tmp_path / "lib.npz"
     lib = build_library(out, per_element=3, elements=["Ti", "Cu"], workers=1, cache_dir=tmp_path / "cache",
-                        include_omnixas=False, progress=False, resume_from=bundled_library_path())
+                        include_omnixas=False, progress=False, resume_from=bundled_library_path(),
+                        params=REDUCED_V2_PARAMETERS)
     assert not (tmp_path / "cache" / "feff").exists() or not any((tmp_path / "cache" / "feff").iterdir())
-    assert len(lib) == 6 and sorted(set(lib.element.tolist())) == ["Cu", "Ti"]
+    # the sites' FSR spectra, and any of another set (RPA) the library holds for them, kept as they are
+    assert len(lib) >= 6 and sorted(set(lib.element.tolist())) == ["Cu", "Ti"]
+    assert sum(not sid.endswith("@rpa") for sid in lib.ids.tolist()) == 6
     project = bundled_library.where(source=PROJECT_SOURCE)
     index = {m: i for i, m in enumerate(project.ids.tolist())}
     for i, sid in enumerate(lib.ids.tolist()):
@@ -116,13 +133,64 @@ def test_a_build_without_the_feff_cache_resumes_from_the_committed_library(bundl
         assert lib.spectrum(i).provenance == project.spectrum(j).provenance
 
 
+def test_a_build_with_a_new_parameter_set_keeps_the_earlier_sets_spectra(bundled_library, tmp_path):
+    """A build with the RPA set from a library of FSR spectra keeps the planned sites' FSR spectra
+    and left-out calculations as they are (nothing else of the earlier library); a site computed
+    with both sets is two rows, each id with its set's suffix; a build with the FSR set again keeps
+    the RPA row the same way."""
+    import dataclasses
+    import json
+
+    from xanes_agent.data.feff import REDUCED_RPA_PARAMETERS, REDUCED_V2_PARAMETERS
+    from xanes_agent.data.library import build_library, parameter_sets
+    from xanes_agent.data.readers import write_library
+    from xanes_agent.data.structures import generate
+
+    gens = list(generate(["Ti"], 4))
+    project = bundled_library.where(source=PROJECT_SOURCE)
+    fsr = project[np.isin(project.ids, [g.id for g in gens[:3]])]
+    assert len(fsr) == 3
+    # one RPA row of the first site (its FSR spectrum under the RPA set's id and name: the build
+    # judges rows by their records, not their physics) and an FSR failure of the fourth site
+    twin = fsr[[0]]
+    prov = json.loads(twin.provenance[0])
+    twin = dataclasses.replace(twin, ids=np.array([f"{fsr.ids[0]}@rpa"]),
+                               provenance=np.array([json.dumps({**prov, "feff_parameters": "reduced-v2-rpa"})]))
+    failure = {"id": gens[3].id, "element": "Ti", "reason": "FEFF failed: FeffPipelineError: stage 'pot' failed"}
+    prior = dataclasses.replace(type(fsr).concatenate([fsr, twin]),
+                                meta={"feff_parameters": {"name": "reduced-v2"}, "failures": [failure]})
+    write_library(prior, tmp_path / "prior.npz")
+    kw = dict(per_element=4, elements=["Ti"], workers=1, cache_dir=tmp_path / "cache", include_omnixas=False,
+              progress=False, cached_only=True)
+    rpa = build_library(tmp_path / "rpa.npz", resume_from=tmp_path / "prior.npz", params=REDUCED_RPA_PARAMETERS, **kw)
+    assert sorted(rpa.ids.tolist()) == sorted([*fsr.ids.tolist(), f"{fsr.ids[0]}@rpa"])
+    for i, sid in enumerate(rpa.ids.tolist()):
+        j = prior.index_of(sid)
+        np.testing.assert_array_equal(rpa.mu[i], prior.mu[j])
+        assert rpa.spectrum(i).provenance == prior.spectrum(j).provenance
+    assert rpa.meta["feff_parameters"]["name"] == "reduced-v2-rpa"
+    fsr_sets = {json.loads(p)["feff_parameters"] for p in fsr.provenance.tolist()}  # reduced-v1 or -v2
+    assert set(rpa.meta["kept_feff_parameters"]) == fsr_sets | {"reduced-v2"}  # the failure's, too
+    assert rpa.meta["failures"] == [{**failure, "feff_parameters": "reduced-v2"}]
+    assert parameter_sets(rpa).startswith("reduced-v2-rpa (new sites) 1 spectra; kept: reduced-v")
+    # and back: the FSR set's build keeps the RPA row and its own failure
+    again = build_library(tmp_path / "fsr.npz", resume_from=tmp_path / "rpa.npz", params=REDUCED_V2_PARAMETERS, **kw)
+    assert sorted(again.ids.tolist()) == sorted(rpa.ids.tolist())
+    assert set(again.meta["kept_feff_parameters"]) == {"reduced-v2-rpa"}
+    assert again.meta["failures"] == [{**failure, "feff_parameters": "reduced-v2"}]
+    # a build of other sites keeps nothing of these
+    other = build_library(tmp_path / "v.npz", resume_from=tmp_path / "rpa.npz", params=REDUCED_RPA_PARAMETERS,
+                          **{**kw, "elements": ["V"], "per_element": 1})
+    assert len(other) == 0 and other.meta["failures"] == []
+
+
 def test_a_build_from_a_library_does_not_rerun_its_failures_that_stand(bundled_library, tmp_path):
     """An earlier library's left-out calculation whose outcome stands (FEFF's own stage error under
     the current retry policy, as a cached outcome would) is recorded as left out again, not run:
     without the FEFF cache a build retried every one (two thirds of a session's first calculations)."""
     import dataclasses
 
-    from xanes_agent.data.feff import RETRY_POLICY
+    from xanes_agent.data.feff import REDUCED_V2_PARAMETERS, RETRY_POLICY
     from xanes_agent.data.library import build_library
     from xanes_agent.data.readers import write_library
     from xanes_agent.data.structures import generate
@@ -135,7 +203,7 @@ def test_a_build_from_a_library_does_not_rerun_its_failures_that_stand(bundled_l
     write_library(prior, tmp_path / "prior.npz")
     lib = build_library(tmp_path / "lib.npz", per_element=3, elements=["Ti"], workers=1,
                         cache_dir=tmp_path / "cache", include_omnixas=False, progress=False,
-                        resume_from=tmp_path / "prior.npz")
+                        resume_from=tmp_path / "prior.npz", params=REDUCED_V2_PARAMETERS)
     assert not (tmp_path / "cache" / "feff").exists() or not any((tmp_path / "cache" / "feff").iterdir())
     assert len(lib) == 2 and failed not in lib.ids
     assert [(f["id"], f["reason"], f["retry_policy"]) for f in lib.meta["failures"]] == [
@@ -190,9 +258,12 @@ def test_left_out_calculations_stay_recorded_when_the_library_is_rewritten_witho
     mn = bundled_library.where(source=PROJECT_SOURCE, element="Mn")
     failed = [f for f in bundled_library.meta["failures"] if f["id"] in ids]
     assert failed  # the committed library has a left-out Mn calculation among these (wurtzite-Mn-161)
+    from xanes_agent.data.feff import REDUCED_V2_PARAMETERS
+    from xanes_agent.data.library import site_id
+
     spectra, failures = compute_project_spectra(["Mn"], 237, tmp_path, progress=False, cached_only=True,
-                                                prior=bundled_library)
-    assert sorted(s.id for s in spectra) == sorted(set(mn.ids.tolist()) & ids)
+                                                prior=bundled_library, params=REDUCED_V2_PARAMETERS)
+    assert sorted(s.id for s in spectra) == sorted(i for i in mn.ids.tolist() if site_id(i) in ids)
     assert sorted(failures, key=lambda f: f["id"]) == sorted(failed, key=lambda f: f["id"])
 
 
@@ -578,9 +649,12 @@ def test_host_site_build_runs_feff_then_assembles_from_the_cache(small_hosts, tm
     """One real FEFF10 run of a planned host site; a cache-only pass gives the same spectrum and
     labels from the job record, without building the structure again; an outcome that does not
     stand is run again."""
+    from xanes_agent.data.feff import REDUCED_V2_PARAMETERS
     from xanes_agent.data.library import compute_project_spectra
 
-    kw = dict(progress=False, hosts_per_element=1, hosts_root=small_hosts)
+    # the FSR set: this site's RPA spectrum starts above its edge (FEFF's ground-state Fermi level
+    # lies above the screened core hole's onset there) and is rejected
+    kw = dict(progress=False, hosts_per_element=1, hosts_root=small_hosts, params=REDUCED_V2_PARAMETERS)
     spectra, failures = compute_project_spectra(["Fe"], 0, tmp_path / "feff", workers=1, **kw)
     assert len(spectra) + len(failures) == 1
     again, _ = compute_project_spectra(["Fe"], 0, tmp_path / "feff", cached_only=True, **kw)

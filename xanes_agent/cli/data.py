@@ -32,14 +32,13 @@ def cmd_build_library(a: argparse.Namespace) -> int:
 
 
 def cmd_library_info(a: argparse.Namespace) -> int:
-    from ..data.library import PROJECT_SOURCE, bundled_library_path, environments, table1
+    from ..data.library import PROJECT_SOURCE, bundled_library_path, environments, parameter_sets, table1
     from ..data.readers import read_library
 
     path = a.library or bundled_library_path()
     lib = read_library(path)
     print(f"library {path}  format v{lib.meta.get('format_version')}  created {lib.meta.get('created', '?')}")
-    print(f"FEFF parameters: {lib.meta.get('feff_parameters', {}).get('name', '?')}; "
-          f"left out: {len(lib.meta.get('failures', []))} calculations")
+    print(f"FEFF parameters: {parameter_sets(lib)}; left out: {len(lib.meta.get('failures', []))} calculations")
     print(table1(lib))
     if a.environments:
         print(f"\n{PROJECT_SOURCE}: coordination classes by formal oxidation state")
@@ -48,6 +47,7 @@ def cmd_library_info(a: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..data.feff import LIBRARY_PARAMETERS
     from ..foundation.edges import ELEMENTS
 
     b = sub.add_parser("build-library", help="compute the FEFF10 reference library (resumable)")
@@ -59,8 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--elements", nargs="+", type=element_arg, default=list(ELEMENTS))
     b.add_argument("--workers", type=positive_int, default=2)
     b.add_argument("--cache", default=".cache", help="resumable FEFF and label cache folder")
-    b.add_argument("--parameters", default="reduced-v2",
-                   help="FEFF parameter set name (reduced-v2: the library's; it keeps reduced-v1 spectra)")
+    b.add_argument("--parameters", default=LIBRARY_PARAMETERS.name,
+                   help=f"FEFF parameter set name ({LIBRARY_PARAMETERS.name}: the library's, with the RPA-screened "
+                        "core hole; the spectra an earlier library holds of other sets are kept as they are)")
     b.add_argument("--no-omnixas", action="store_true", help="leave the OmniXAS Cu set out")
     b.add_argument("--time-budget", type=float, default=None, help="stop submitting after this many seconds")
     b.add_argument("--cached-only", action="store_true",

@@ -12,6 +12,8 @@ Energies are absolute photon energies in eV, ``mu`` is the absorption in arbitra
                          negative, so a net-charge-like quantity is its negative; the absorber's
                          value includes the core hole's screening; only where the SCF converged)
 ``bader_charge``         Bader charge from a DFT density, e (only where the data really carry one)
+``feff_ground_charge_transfer``  the same Norman-sphere count from FEFF's ground-state SCF (no core
+                         hole: the RPA core-hole set's), e; another quantity than the one above
 
 Missing labels are NaN: an oxidation state is never stored under ``bader_charge``.
 """

@@ -46,6 +46,12 @@ class FeffParameters:
     # parameter sets whose spectra this one reproduces within the measured tolerance, so a library
     # build with this set keeps theirs rather than computing them again (see REDUCED_V2_PARAMETERS)
     spectra_as: tuple[str, ...] = ()
+    # appended to a library site's id for its spectrum computed with this set, so that one library
+    # holds a site's spectra of several sets (the FSR ones kept while the RPA ones grow)
+    id_suffix: str = ""
+    # the label FEFF's converged absorber charge transfer is recorded under: with the RPA core hole
+    # the SCF runs without the core hole, so its charge is the ground state's, another quantity
+    charge_label: str = "feff_charge_transfer"
 
     @property
     def spectra_of(self) -> tuple[str, ...]:
@@ -95,16 +101,22 @@ FAST_PARAMETERS = FeffParameters(
 
 #: ``reduced-v2`` with the core hole screened in linear response (``COREHOLE RPA``) instead of the
 #: final-state rule's full core hole: how the Materials Project / OmniXAS FEFF 9 spectra were
-#: computed ("screened core-hole" in their headers). Measured (``scripts/compare_feff_params.py --n
-#: 12 --sets reduced-v2 --probe-corehole RPA``, session 37): against the OmniXAS spectra of the same
-#: 12 Cu sites, median rms difference 0.083 -> 0.037 of the edge step on E0-5..E0+45 eV, max
-#: difference 0.30 -> 0.13, E0 offset -1.0 -> +0.3 eV, at 1.1x the time (19.8 against 17.8 s a site).
-REDUCED_RPA_PARAMETERS = replace(REDUCED_V2_PARAMETERS, name="reduced-v2-rpa", corehole="RPA", spectra_as=())
+#: computed ("screened core-hole" in their headers). Measured (session 37): against the OmniXAS
+#: spectra of the same 12 Cu sites (``scripts/compare_feff_params.py --n 12 --sets reduced-v2
+#: --probe-corehole RPA``) median rms difference 0.083 -> 0.037 of the edge step on E0-5..E0+45 eV,
+#: E0 offset -1.0 -> +0.3 eV, at 1.1x the time; on 58 native library Cu sites
+#: (``scripts/corehole_transfer.py``) 0.081 -> 0.034, the white line 1.66 -> 1.50 (FEFF 9: 1.52);
+#: Cu forests trained on 132 library sites computed both ways read the OmniXAS CN 0.54 -> 0.64
+#: (balanced accuracy; 1,091 FSR sites: 0.63). FEFF's SCF then runs without the core hole, so the
+#: absorber's charge transfer it reports is the ground state's (``feff_ground_charge_transfer``).
+REDUCED_RPA_PARAMETERS = replace(REDUCED_V2_PARAMETERS, name="reduced-v2-rpa", corehole="RPA", spectra_as=(),
+                                 id_suffix="@rpa", charge_label="feff_ground_charge_transfer")
 
 PARAMETER_SETS = {p.name: p for p in (MP_PARAMETERS, REDUCED_PARAMETERS, REDUCED_V2_PARAMETERS, REDUCED_RPA_PARAMETERS,
                                       FAST_PARAMETERS)}
-#: What ``build-library`` computes new sites with.
-LIBRARY_PARAMETERS = REDUCED_V2_PARAMETERS
+#: What ``build-library`` computes new sites with (session 37 on: the RPA core hole; the library
+#: keeps the spectra of the sets before, :func:`~xanes_agent.data.library.build_library`).
+LIBRARY_PARAMETERS = REDUCED_RPA_PARAMETERS
 
 #: SCF mixing for a second try when FEFF's potential stage stops on "Found bad counts" (the SCF
 #: occupation counting fails repeatedly and ``pot`` exits, or leaves no ``pot.bin`` for ``xsph``).

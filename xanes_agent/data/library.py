@@ -29,7 +29,15 @@ import numpy as np
 
 from ..foundation.edges import ELEMENTS
 from .collection import LABEL_NAMES, Spectrum, SpectrumCollection
-from .feff import LIBRARY_PARAMETERS, FeffParameters, check_spectrum, feff_input, outcome_stands, run_feff
+from .feff import (
+    LIBRARY_PARAMETERS,
+    PARAMETER_SETS,
+    FeffParameters,
+    check_spectrum,
+    feff_input,
+    outcome_stands,
+    run_feff,
+)
 from .readers import read_library, write_library
 
 log = logging.getLogger(__name__)
@@ -49,6 +57,56 @@ def bundled_library_path() -> Path:
 def load_bundled_library() -> SpectrumCollection:
     """Read the bundled reference library (FEFF10 project spectra + OmniXAS Cu)."""
     return read_library(bundled_library_path())
+
+
+def failure_set(failure: dict[str, Any], meta: dict[str, Any]) -> str | None:
+    """The FEFF parameter set a library's left-out calculation was run with: its own record, or,
+    for records written before a library held several sets (session 37), the library's set."""
+    return failure.get("feff_parameters") or (meta.get("feff_parameters") or {}).get("name")
+
+
+def spectrum_set(provenance: str | dict[str, Any]) -> str | None:
+    """The FEFF parameter set a project spectrum was computed with (its provenance record)."""
+    prov = json.loads(provenance) if isinstance(provenance, str) else provenance
+    return prov.get("feff_parameters") if isinstance(prov, dict) else None
+
+
+def site_id(spectrum_id: str) -> str:
+    """The library site a project spectrum id names: the id without its parameter set's suffix
+    (:attr:`~.feff.FeffParameters.id_suffix`, e.g. ``Cu-spinel-3@rpa`` -> ``Cu-spinel-3``)."""
+    for p in PARAMETER_SETS.values():
+        if p.id_suffix and spectrum_id.endswith(p.id_suffix):
+            return spectrum_id[: -len(p.id_suffix)]
+    return spectrum_id
+
+
+def kept_from_other_sets(prior: SpectrumCollection, params: FeffParameters, sites: set[str]
+                         ) -> tuple[SpectrumCollection, list[dict[str, Any]]]:
+    """The project spectra (and left-out calculations) of ``prior`` at the planned ``sites`` that
+    were computed with parameter sets other than ``params`` and those it reproduces: a build with a
+    new set keeps them as they are (session 37: the library's FSR spectra stay beside the RPA ones
+    that grow build by build, and the models train on both), never computing them again."""
+    project = prior.where(source=PROJECT_SOURCE) if len(prior) else prior
+    other = np.array([spectrum_set(p) not in params.spectra_of and site_id(i) in sites
+                      for i, p in zip(project.ids.tolist(), project.provenance.tolist())], dtype=bool)
+    failures = [f for f in prior.meta.get("failures", [])
+                if failure_set(f, prior.meta) not in params.spectra_of and f.get("id") in sites]
+    # each with the set it came from, now that the library's own set is another
+    return project[other], [{**f, "feff_parameters": failure_set(f, prior.meta)} for f in failures]
+
+
+def parameter_sets(lib: SpectrumCollection) -> str:
+    """The library's FEFF parameter sets for people: the build's, then the ones kept from earlier
+    builds, each with its project spectra, e.g. ``reduced-v2-rpa (new sites) 212 spectra; kept:
+    reduced-v2 5,871, reduced-v1 2,838``."""
+    project = lib.where(source=PROJECT_SOURCE)
+    counts = Counter(spectrum_set(p) for p in project.provenance.tolist())
+    own = PARAMETER_SETS.get((lib.meta.get("feff_parameters") or {}).get("name", ""))
+    mine = set(own.spectra_of) if own is not None else set()
+    name = own.name if own is not None else "?"
+    text = f"{name} (new sites) {sum(n for s, n in counts.items() if s in mine):,} spectra"
+    others = sorted(((s, n) for s, n in counts.items() if s not in mine), key=lambda x: -x[1])
+    return text + (f"; kept: {', '.join(f'{s} {n:,}' for s, n in others)}" if others else "")
 
 
 def split_for(material_id: str, fraction: float = TEST_FRACTION) -> str:
@@ -126,7 +184,7 @@ def _project_job(gen: Any, params: FeffParameters, cache_dir: str, cached_only: 
     res = cached_result(inp, cache_dir) if cached_only else run_feff(inp, cache_dir, meta={"id": job.id})
     if res is None:
         return {"id": job.id, "ok": False, "reason": "not computed yet", "seconds": 0.0, "pending": True}
-    labels = {**env, "oxidation_state": float(gen.oxidation_state), "feff_charge_transfer": res.charge_transfer}
+    labels = {**env, "oxidation_state": float(gen.oxidation_state), params.charge_label: res.charge_transfer}
     out: dict[str, Any] = {"id": job.id, "ok": res.ok, "reason": res.reason, "seconds": res.seconds,
                            "scf_mixing_fallback": res.scf_mixing_fallback, "labels": labels,
                            "provenance": provenance, "key": res.key, "retry_policy": res.retry_policy}
@@ -224,13 +282,12 @@ def compute_project_spectra(
     reused = reusable_spectra(prior, order, params) if prior is not None else {}
     # an earlier library's left-out calculations stay recorded when nothing is run (cached_only);
     # a build that runs FEFF tries again those whose outcome does not stand (below)
-    prior_failed = {f["id"]: f for f in prior.meta.get("failures", [])} if (
-        prior is not None and prior.meta.get("feff_parameters", {}).get("name") in params.spectra_of
-    ) else {}
+    prior_failed = {f["id"]: f for f in prior.meta.get("failures", [])
+                    if failure_set(f, prior.meta) in params.spectra_of} if prior is not None else {}
     for gid, sp in reused.items():
         reason = check_spectrum(sp.energy, sp.mu)  # judged by today's checks, like a cached result
         if reason:
-            failures.append({"id": gid, "reason": reason})
+            failures.append({"id": gid, "reason": reason, "feff_parameters": params.name})
         else:
             spectra.append(sp)
     # an earlier library's failures that stand (:func:`~.feff.outcome_stands`, as a cached outcome
@@ -278,7 +335,7 @@ def compute_project_spectra(
             continue
         if not r["ok"]:
             # with the policy FEFF ran under, so a later build from this library knows whether it stands
-            failures.append({"id": r["id"], "element": g.element, "reason": r["reason"],
+            failures.append({"id": r["id"], "element": g.element, "reason": r["reason"], "feff_parameters": params.name,
                              **({"skipped": True} if r.get("skipped") else {}),
                              **({"retry_policy": r["retry_policy"]} if "retry_policy" in r else {})})
             continue
@@ -287,7 +344,7 @@ def compute_project_spectra(
         if getattr(g, "charge_change", 0):
             method += f" of the host, {g.charge_change:+d} (aliovalent dopant)"
         spectra.append(Spectrum(
-            energy=r["energy"], mu=r["mu"], element=g.element, edge="K", labels=r["labels"], id=g.id,
+            energy=r["energy"], mu=r["mu"], element=g.element, edge="K", labels=r["labels"], id=g.id + params.id_suffix,
             provenance={"material_id": parent or g.id, **r["provenance"],
                         **({"parent": parent, "host_species": g.host_species,
                             "oxidation_state_method": method} if parent else {}),
@@ -295,6 +352,10 @@ def compute_project_spectra(
                         # None: the parameter set's own SCF mixing; else the bad-counts fallback's
                         "scf_mixing_fallback": r["scf_mixing_fallback"]},
         ))
+    if prior is not None:  # the planned sites' spectra of other parameter sets stay as they are
+        kept, kept_failures = kept_from_other_sets(prior, params, {g.id for g in order})
+        spectra += list(kept)
+        failures += kept_failures
     return spectra, failures
 
 
@@ -440,13 +501,14 @@ def reusable_spectra(prior: SpectrumCollection, gens: Iterable[Any], params: Fef
     the structure generated for that id today. Anything else (a changed generator, another
     parameter set) is computed again rather than trusted.
     """
-    want = {g.id: g for g in gens}
+    want = {g.id + params.id_suffix: g for g in gens}
     rows = prior.where(source=PROJECT_SOURCE) if len(prior) else prior
     out: dict[str, Spectrum] = {}
-    for i, gid in enumerate(rows.ids.tolist()):
-        g = want.get(gid)
+    for i, sid in enumerate(rows.ids.tolist()):
+        g = want.get(sid)
         if g is None:
             continue
+        gid = g.id
         sp = rows.spectrum(i)
         if sp.provenance.get("feff_parameters") in params.spectra_of and _same_structure(g, sp.provenance):
             out[gid] = sp
@@ -539,9 +601,13 @@ def build_library(
     project = SpectrumCollection.from_spectra(spectra, source=PROJECT_SOURCE)
     project.split = np.array([split_for(m) for m in project.material_id], dtype=str)
     lib = SpectrumCollection.concatenate([project] + ([omnixas] if omnixas is not None else []))
+    kept_sets = sorted(({spectrum_set(sp.provenance) for sp in spectra} | {f.get("feff_parameters") for f in failures})
+                       - set(params.spectra_of) - {None})
     lib.meta = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "feff_parameters": asdict(params),
+        # sets of earlier builds whose spectra the library keeps (their ids carry the set's suffix)
+        "kept_feff_parameters": {n: asdict(PARAMETER_SETS[n]) if n in PARAMETER_SETS else None for n in kept_sets},
         "per_element_target": per_element,
         "hosts_per_element_target": hosts_per_element,
         "failures": failures,
@@ -675,5 +741,6 @@ def parent_of(source: str, material_id: str, provenance: dict[str, Any]) -> str:
 
 
 __all__ = ["LABEL_NAMES", "annotate_structure_types", "build_library", "bundled_library_path", "environments",
+           "kept_from_other_sets", "parameter_sets", "site_id",
            "load_bundled_library", "parent_groups", "parent_of", "reusable_spectra", "split_for", "table1",
            "type_groups", "with_structure_types"]

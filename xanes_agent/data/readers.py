@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..foundation.properties import LATER_LABELS
 from .collection import LABEL_NAMES, Spectrum, SpectrumCollection
 from .errors import DataFormatError
 
@@ -436,7 +437,8 @@ def read_library(path: str | Path) -> SpectrumCollection:
                 mu[i] = mu_flat[a:b]
             return SpectrumCollection(
                 ids=z["ids"], element=z["element"], edge=z["edge"], energy=energy, mu=mu,
-                labels={k: z[f"label_{k}"].astype(np.float64) for k in LABEL_NAMES},
+                labels={k: (z[f"label_{k}"].astype(np.float64) if k not in LATER_LABELS or f"label_{k}" in z.files
+                            else np.full(n, np.nan)) for k in LABEL_NAMES},
                 source=z["source"], material_id=z["material_id"], split=z["split"],
                 provenance=z["provenance"], meta=meta,
             )

@@ -74,7 +74,11 @@ LABELS: dict[str, str] = {
     "oxidation_state": "",  # a formal number, not a charge
     "feff_charge_transfer": "e",
     "bader_charge": "e",
+    # FEFF's ground-state SCF (the RPA core-hole set's): a charge no model trains on yet
+    "feff_ground_charge_transfer": "e",
 }
+#: Labels a library written before they existed may lack (read as unknown, NaN).
+LATER_LABELS: tuple[str, ...] = ("feff_ground_charge_transfer",)
 LABEL_NAMES: tuple[str, ...] = tuple(LABELS)
 #: Labels a ``charge`` model may be trained on, in order of preference when none is asked for (the
 #: FEFF charge transfer only for a model without its own :data:`FEFF_CHARGE` property).
