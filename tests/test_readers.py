@@ -133,6 +133,15 @@ def test_library_round_trip_and_errors(cu_xmu, tmp_path):
     assert back.labels["coordination_number"][0] == 6.0
     assert np.isnan(back.labels["bader_charge"]).all()  # never filled with something else
     assert len(back.where(source="b", split="test")) == 1
+    # a library written before a label existed reads it as unknown; any other missing label is damage
+    with np.load(p) as z:
+        arrays = {k: z[k] for k in z.files}
+    old = tmp_path / "old.npz"
+    np.savez_compressed(old, **{k: v for k, v in arrays.items() if k != "label_feff_ground_charge_transfer"})
+    assert np.isnan(read_library(old).labels["feff_ground_charge_transfer"]).all()
+    np.savez_compressed(old, **{k: v for k, v in arrays.items() if k != "label_bader_charge"})
+    with pytest.raises(DataFormatError, match="label_bader_charge"):
+        read_library(old)
     p.write_bytes(b"garbage")
     with pytest.raises(DataFormatError, match="not a readable .npz"):
         read_library(p)

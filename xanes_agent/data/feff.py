@@ -104,9 +104,9 @@ FAST_PARAMETERS = FeffParameters(
 #: computed ("screened core-hole" in their headers). Measured (session 37): against the OmniXAS
 #: spectra of the same 12 Cu sites (``scripts/compare_feff_params.py --n 12 --sets reduced-v2
 #: --probe-corehole RPA``) median rms difference 0.083 -> 0.037 of the edge step on E0-5..E0+45 eV,
-#: E0 offset -1.0 -> +0.3 eV, at 1.1x the time; on 58 native library Cu sites
-#: (``scripts/corehole_transfer.py``) 0.081 -> 0.034, the white line 1.66 -> 1.50 (FEFF 9: 1.52);
-#: Cu forests trained on 132 library sites computed both ways read the OmniXAS CN 0.54 -> 0.64
+#: E0 offset -1.0 -> +0.3 eV, at 1.1x the time; on 108 native library Cu sites
+#: (``scripts/corehole_transfer.py``) 0.085 -> 0.036, the white line 1.69 -> 1.53 (FEFF 9: 1.54);
+#: Cu forests trained on 245 library sites computed both ways read the OmniXAS CN 0.58 -> 0.67
 #: (balanced accuracy; 1,091 FSR sites: 0.63). FEFF's SCF then runs without the core hole, so the
 #: absorber's charge transfer it reports is the ground state's (``feff_ground_charge_transfer``).
 REDUCED_RPA_PARAMETERS = replace(REDUCED_V2_PARAMETERS, name="reduced-v2-rpa", corehole="RPA", spectra_as=(),

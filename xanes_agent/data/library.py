@@ -495,7 +495,8 @@ def _same_structure(g: Any, provenance: dict[str, Any]) -> bool:
 def reusable_spectra(prior: SpectrumCollection, gens: Iterable[Any], params: FeffParameters) -> dict[str, Spectrum]:
     """The spectra of ``prior`` (an earlier library) that a build of ``gens`` may take as they are.
 
-    A row qualifies when it is a project FEFF10 spectrum of the same id, computed with the same
+    A row qualifies when it is a project FEFF10 spectrum of the same id (the site's, with the set's
+    :attr:`~.feff.FeffParameters.id_suffix`), computed with the same
     parameter set (by name) or one whose spectra it reproduces (``params.spectra_as``), whose
     recorded structure parameters (lattice, strain, distortion, Shannon radius, absorber site) match
     the structure generated for that id today. Anything else (a changed generator, another
