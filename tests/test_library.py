@@ -61,9 +61,12 @@ def test_provenance_and_failures_are_recorded(bundled_library):
     used = {json.loads(p).get("feff_parameters") for p in project.provenance}
     assert used <= set(built_with.spectra_of) | kept
     assert prov["feff_parameters"] in used
-    for sid, p in zip(project.ids.tolist(), project.provenance.tolist()):
-        suffix = PARAMETER_SETS[json.loads(p)["feff_parameters"]].id_suffix
-        assert sid.endswith(suffix) and site_id(sid) == sid[: len(sid) - len(suffix)]
+    for i, (sid, p) in enumerate(zip(project.ids.tolist(), project.provenance.tolist())):
+        own = PARAMETER_SETS[json.loads(p)["feff_parameters"]]
+        assert sid.endswith(own.id_suffix) and site_id(sid) == sid[: len(sid) - len(own.id_suffix)]
+        # FEFF's charge only under the label of what that set's SCF computes
+        for label in {"feff_charge_transfer", "feff_ground_charge_transfer"} - {own.charge_label}:
+            assert np.isnan(project.labels[label][i]), (sid, label)
     assert {"family", "seed", "structure_params", "absorber_index"} <= set(prov)
     from xanes_agent.data.library import failure_set
 
