@@ -27,15 +27,23 @@ from xanes_agent.data.feff import (  # noqa: E402
 )
 
 
-@pytest.fixture(scope="module")
-def tio2_run(tmp_path_factory):
+def srtio3():
+    """Cubic SrTiO3, Ti on site 1."""
     from pymatgen.core import Lattice, Structure
 
-    s = Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.905), ["Sr", "Ti", "O"],
-                                  [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0]])
-    params = dataclasses.replace(FAST_PARAMETERS, name="test-tiny", cluster_radius=4.5, fms_radius=3.0,
-                                 xanes_kmax=3.2)
-    inp = feff_input(s, 1, params, title="SrTiO3 test")
+    return Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.905), ["Sr", "Ti", "O"],
+                                     [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0]])
+
+
+def tiny(**changes):
+    """FEFF10 settings for a cluster small enough to run in seconds (no SCF)."""
+    return dataclasses.replace(FAST_PARAMETERS, **{"name": "test-tiny", "cluster_radius": 4.5, "fms_radius": 3.0,
+                                                   "xanes_kmax": 3.2, **changes})
+
+
+@pytest.fixture(scope="module")
+def tio2_run(tmp_path_factory):
+    inp = feff_input(srtio3(), 1, tiny(), title="SrTiO3 test")
     cache = tmp_path_factory.mktemp("feffcache")
     return inp, cache, run_feff(inp, cache)
 
@@ -193,13 +201,7 @@ def test_the_rpa_set_screens_the_core_hole(tio2_run, tmp_path):
     # the ground-state SCF's charge is another quantity than the FSR set's, and named so
     assert rpa["charge_label"] == "feff_ground_charge_transfer" and fsr["charge_label"] == "feff_charge_transfer"
     inp, _, fsr_run = tio2_run
-    tiny = dataclasses.replace(FAST_PARAMETERS, name="test-tiny-rpa", cluster_radius=4.5, fms_radius=3.0,
-                               xanes_kmax=3.2, corehole="RPA")
-    from pymatgen.core import Lattice, Structure
-
-    s = Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.905), ["Sr", "Ti", "O"],
-                                  [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0]])
-    rpa_inp = feff_input(s, 1, tiny, title="SrTiO3 test")
+    rpa_inp = feff_input(srtio3(), 1, tiny(name="test-tiny-rpa", corehole="RPA"), title="SrTiO3 test")
     assert "COREHOLE RPA" in rpa_inp and "COREHOLE FSR" in inp
     r = run_feff(rpa_inp, tmp_path)
     assert r.ok, r.reason
@@ -214,16 +216,11 @@ def test_bad_input_is_recorded_not_raised(tmp_path):
 
 
 def test_simulator_sample_from_cif_computed_on_demand(tmp_path):
-    from pymatgen.core import Lattice, Structure
-
     from xanes_agent.simulator import make_beamline, sample_from_structure
 
     cif = tmp_path / "SrTiO3.cif"
-    Structure.from_spacegroup("Pm-3m", Lattice.cubic(3.905), ["Sr", "Ti", "O"],
-                              [[0.5, 0.5, 0.5], [0, 0, 0], [0.5, 0, 0]]).to(filename=str(cif))
-    params = dataclasses.replace(FAST_PARAMETERS, name="test-tiny", cluster_radius=4.5, fms_radius=3.0,
-                                 xanes_kmax=3.2)
-    s = sample_from_structure(cif, "Ti", cache_dir=tmp_path / "cache", params=params)
+    srtio3().to(filename=str(cif))
+    s = sample_from_structure(cif, "Ti", cache_dir=tmp_path / "cache", params=tiny())
     assert s.labels["coordination_number"] == 6 and s.labels["mean_nn_distance"] == pytest.approx(1.9525, abs=1e-3)
     assert len(list((tmp_path / "cache").iterdir())) == 1  # cached for the next call
     bl = make_beamline(s, seed=0)
