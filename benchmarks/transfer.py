@@ -248,14 +248,20 @@ def plot_confusions(confusions: dict[str, np.ndarray], title: str, path: Path) -
     plt.close(fig)
 
 
+def with_edge_view(cfg: EvalConfig, feat, edge_view: float, grid: Grid = DEFAULT_GRID) -> EvalConfig:
+    """``cfg`` as a committee of two views, as many trees in all: the whole window, and the
+    features up to E0 + ``edge_view`` eV alone (the models' CN classifier, ``--edge-view``)."""
+    subsets = view_columns(feat, edge_views(edge_view, grid), grid)
+    return replace(cfg, feature_subsets=tuple(tuple(int(i) for i in c) for c in subsets),
+                   n_seeds=2 * cfg.n_seeds, n_estimators=max(1, cfg.n_estimators // 2))
+
+
 def run(lib, features: str, augment: str, elements, n_folds: int, cfg: EvalConfig, out: Path,
         grid: Grid = DEFAULT_GRID, blur: float = 0.0, stretch: float = 0.0, edge_view: float = 0.0,
         copies: int = 1) -> str:
     feat = make_featurizer(features, grid)
-    if edge_view:  # a committee of two views, as many trees in all: the whole window, and up to E0 + edge_view
-        subsets = view_columns(feat, edge_views(edge_view, grid), grid)
-        cfg = replace(cfg, feature_subsets=tuple(tuple(int(i) for i in c) for c in subsets),
-                      n_seeds=2 * cfg.n_seeds, n_estimators=max(1, cfg.n_estimators // 2))
+    if edge_view:
+        cfg = with_edge_view(cfg, feat, edge_view, grid)
     opts = dict(grid=grid, blur=blur, stretch=stretch, copies=copies)  # how spectra are prepared
     vote = (f"a 5-neighbour CN vote at {cfg.neighbour_vote:g}, each {cfg.voters} voting"
             f"{f' on spectra blurred {cfg.vote_blur:g} eV' if cfg.vote_blur else ''}, " if cfg.neighbour_vote else "")

@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import code_energy_scale  # noqa: E402  (this folder: native sites held by both codes, per band of E - E0)
 import transfer  # noqa: E402  (benchmarks/transfer.py: the models' configuration under transfer)
 
-from xanes_agent.data.feff import REDUCED_RPA_PARAMETERS  # noqa: E402
+from xanes_agent.data.feff import REDUCED_RPA_PARAMETERS, REDUCED_V2_PARAMETERS  # noqa: E402
 from xanes_agent.data.hosts import plan  # noqa: E402
-from xanes_agent.data.library import PROJECT_SOURCE, _results_local, load_bundled_library  # noqa: E402
+from xanes_agent.data.library import PROJECT_SOURCE, _results_local, load_bundled_library, spectrum_set  # noqa: E402
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE  # noqa: E402
 from xanes_agent.data.structures import generate  # noqa: E402
 from xanes_agent.models.evaluation import EvalConfig  # noqa: E402
-from xanes_agent.models.features import DEFAULT_GRID, edge_views, make_featurizer, spectra_to_grid, view_columns  # noqa: E402
+from xanes_agent.models.features import DEFAULT_GRID, make_featurizer, spectra_to_grid  # noqa: E402
 
 
 def models_config(feat) -> EvalConfig:
@@ -45,9 +45,7 @@ def models_config(feat) -> EvalConfig:
     --edge-view 8 --neighbour-vote 0.25 --regressor-trees extra`` runs it."""
     cfg = EvalConfig(n_estimators=100, neighbour_vote=0.25, voters="parent", regressor_trees="extra",
                      vote_grid=DEFAULT_GRID)
-    subsets = view_columns(feat, edge_views(8.0, DEFAULT_GRID), DEFAULT_GRID)
-    return replace(cfg, feature_subsets=tuple(tuple(int(i) for i in c) for c in subsets),
-                   n_seeds=2 * cfg.n_seeds, n_estimators=cfg.n_estimators // 2)
+    return transfer.with_edge_view(cfg, feat, 8.0)
 
 
 def rms_on_window(a, b) -> np.ndarray:
@@ -97,6 +95,8 @@ def main() -> None:
 
     lib = load_bundled_library()
     cu = lib.where(source=PROJECT_SOURCE, element="Cu")
+    # the library's FSR spectra (it holds RPA ones too since session 37; those are what is computed here)
+    cu = cu[np.array([spectrum_set(p) in REDUCED_V2_PARAMETERS.spectra_of for p in cu.provenance.tolist()], dtype=bool)]
     order = np.random.default_rng(0).permutation(len(cu))[: a.n]
     gens = {g.id: g for g in [*generate(["Cu"], 400), *plan(["Cu"], 4000)]}
     chosen = [cu.ids[i] for i in order if cu.ids[i] in gens]
