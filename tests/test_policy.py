@@ -306,3 +306,46 @@ def test_a_pass_on_e0_when_half_the_step_is_crossed_in_a_coarse_gap(name, monkey
     _, es = _opening(spectrum, edge=edge)
     order = np.argsort(es)
     assert abs(find_e0(es[order], spectrum(es[order])) - full) > 1.0
+
+
+# a tetrahedral Ti4+ K edge (FEFF10, library site mp-641710_40-Ti-sub; noise-free, read off the
+# simulator at 1 eV): the pre-edge peak reaches 0.76 of the step and falls back to 0.30 of it, just
+# above the level at which steepest_rise calls a peak pre-edge, so finely measured it is the steepest rise
+_TI_E = [4946, 4966, 4967, 4968, 4969, 4970, 4971, 4972, 4973, 4974, 4975, 4976, 4977, 4978, 4979, 4980,
+         4981, 4982, 4983, 4984, 4985, 4986, 4987, 4988, 4989, 4990, 4991, 4992, 4993, 4994, 4995, 5000,
+         5010, 5020, 5030, 5040]
+_TI_MU = [0.3, 0.3, 0.345, 0.386, 0.56, 1.058, 0.918, 0.783, 0.791, 0.706, 0.626, 0.6, 0.623, 0.696, 0.8,
+          0.917, 1.027, 1.101, 1.149, 1.2, 1.256, 1.299, 1.318, 1.318, 1.324, 1.349, 1.38, 1.406, 1.427,
+          1.45, 1.478, 1.598, 1.43, 1.17, 1.204, 1.213]
+
+
+def test_an_edge_lost_to_later_points_gets_a_fine_pass_instead_of_a_stop_without_answer():
+    """Proposals measured on a strong pre-edge peak can make it the steepest rise while it lies
+    between coarse points: the agent's edge (``locate_edge``) is lost. The plan measures the peak
+    finely, the edge is located again with the full scan's E0, and the scan goes on (one of 60
+    held-out Ti spectra stopped with 'edge not located' and no answer before this)."""
+    from xanes_agent.agent.predictor import locate_edge
+
+    def spectrum(e):
+        return np.interp(e, _TI_E, _TI_MU)
+
+    def located(es):
+        order = np.argsort(es)
+        return locate_edge(es[order], spectrum(es[order]))[0]
+
+    edge = 4966.0
+    pol = AdaptivePolicy(edge)
+    es = np.zeros(0)
+    while pol.in_opening:
+        (m,) = pol.next(es, spectrum(es))
+        es = np.concatenate([es, m.energies])
+    assert located(es) is not None  # the opening passes located it
+    pre_edge = {"start": 4969.5, "stop": 4972.5, "step": 1.5, "uid": "p1"}
+    (prop,) = pol.next(es, spectrum(es), _report(p=0.5, coverage=0.3), suggest=lambda n: [pre_edge])
+    es = np.concatenate([es, prop.energies])
+    assert located(es) is None  # the proposal's points on the peak moved the steepest rise off fine points
+    (again,) = pol.next(es, spectrum(es), _report(located=False, coverage=0.3), suggest=lambda n: [pre_edge])
+    assert again.kind == "edge" and not pol.stopped and 4966 < again.info["centre"] < 4974
+    es = np.concatenate([es, again.energies])
+    grid = np.arange(edge - 20.0, edge + 100.01, 0.5)
+    assert located(es) == pytest.approx(locate_edge(grid, spectrum(grid))[0], abs=0.5)

@@ -25,7 +25,9 @@ One small state machine, driven alike by the in-process plan
    each measured on one lattice of its step that starts at the survey's first energy (widened to
    the lattice points at or just outside the range:
    :func:`~xanes_agent.foundation.energies.lattice_energies`), without the energies already
-   measured, until a stop rule holds. The survey step is a multiple of the
+   measured, until a stop rule holds; where points measured so move the steepest point of the rise
+   off the fine points (a proposal on a strong pre-edge peak) and the agent no longer locates the
+   edge, a fine pass on it comes first (:meth:`AdaptivePolicy.edge_recheck`). The survey step is a multiple of the
    agent's 1.5 eV proposal step, so the survey points inside the window are lattice points and
    neighbouring proposals share their ends: the window's coarse cover costs about 1 / 1.5 eV less
    the survey's share, instead of 0.8 new points per eV for 2.5 eV ranges each measured on its own.
@@ -171,6 +173,7 @@ class AdaptivePolicy:
         self.edge_centre: float | None = None  # eV, the coarse edge of the survey
         self.stopped = ""
         self.edge_passes = 0
+        self.relocations = 0  # fine passes after the opening, where later points moved the edge off them
         self._n_at_proposal: int | None = None  # points measured when the last proposals were made
         self.lattice_origin = self.edge_energy + self.survey[0]  # eV: proposals' points lie on its lattice
 
@@ -303,6 +306,15 @@ class AdaptivePolicy:
         stop = self.observe(report or {}, len(energies), elapsed)
         if stop is not None:
             return stop
+        if self.opening and not (report or {}).get("edge_located") and self.relocations < MAX_EDGE_PASSES:
+            # the edge was located after the opening passes, and points measured since moved the
+            # steepest point of the rise off the fine points (a proposal on a strong pre-edge peak:
+            # tetrahedral Ti4+): measure it finely, as the opening would have, instead of stopping
+            # without an answer (1 of 60 held-out Ti spectra did, points-to-decision, session 38)
+            again = self.edge_recheck(energies, mu)
+            if again is not None and len(again.energies):
+                self.relocations += 1
+                return [again]
         if suggest is None:
             raise ValueError("the proposal phase needs the agent's suggest")
         return self.propose(report or {}, energies, suggest)
