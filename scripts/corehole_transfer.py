@@ -33,7 +33,7 @@ import transfer  # noqa: E402  (benchmarks/transfer.py: the models' configuratio
 
 from xanes_agent.data.feff import REDUCED_RPA_PARAMETERS, REDUCED_V2_PARAMETERS  # noqa: E402
 from xanes_agent.data.hosts import plan  # noqa: E402
-from xanes_agent.data.library import PROJECT_SOURCE, _results_local, load_bundled_library, spectrum_set  # noqa: E402
+from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library, results_local, spectrum_set  # noqa: E402
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS_SOURCE  # noqa: E402
 from xanes_agent.data.structures import generate  # noqa: E402
 from xanes_agent.models.evaluation import EvalConfig  # noqa: E402
@@ -102,7 +102,7 @@ def main() -> None:
     chosen = [cu.ids[i] for i in order if cu.ids[i] in gens]
     print(f"{len(chosen)} of the library's {len(cu)} Cu sites, computed with {REDUCED_RPA_PARAMETERS.name}", flush=True)
     got = {}
-    for r in _results_local({i: gens[i] for i in chosen}, REDUCED_RPA_PARAMETERS, Path(a.cache), a.workers,
+    for r in results_local({i: gens[i] for i in chosen}, REDUCED_RPA_PARAMETERS, Path(a.cache), a.workers,
                             a.time_budget, a.cached_only, progress=True):
         if r.get("ok"):
             got[r["id"]] = (r["energy"], r["mu"])

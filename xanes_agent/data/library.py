@@ -326,7 +326,7 @@ def compute_project_spectra(
     if client is not None:
         results = _results_on_cluster(client, gens, params, Path(cache_dir), time_budget, progress)
     else:
-        results = _results_local(gens, params, Path(cache_dir), workers, time_budget, cached_only, progress)
+        results = results_local(gens, params, Path(cache_dir), workers, time_budget, cached_only, progress)
     for r in results:
         g = gens[r["id"]]
         if r.get("pending"):
@@ -359,9 +359,11 @@ def compute_project_spectra(
     return spectra, failures
 
 
-def _results_local(gens: dict[str, Any], params: FeffParameters, cache_dir: Path, workers: int,
+def results_local(gens: dict[str, Any], params: FeffParameters, cache_dir: Path, workers: int,
                    time_budget: float | None, cached_only: bool, progress: bool) -> Iterator[dict[str, Any]]:
-    """Job results from a local process pool (or read inline from the cache), as they finish."""
+    """Job results of ``gens`` (id -> site generator) from a local process pool of ``workers`` (or
+    read inline from the FEFF cache with ``cached_only``), as they finish: dicts with ``id``, ``ok``
+    and the spectrum or the reason (the build's, and the core-hole study's, ``scripts/corehole_transfer.py``)."""
     from concurrent.futures import Future
 
     from tqdm import tqdm
@@ -511,7 +513,7 @@ def reusable_spectra(prior: SpectrumCollection, gens: Iterable[Any], params: Fef
             continue
         gid = g.id
         sp = rows.spectrum(i)
-        if sp.provenance.get("feff_parameters") in params.spectra_of and _same_structure(g, sp.provenance):
+        if spectrum_set(sp.provenance) in params.spectra_of and _same_structure(g, sp.provenance):
             out[gid] = sp
     return out
 
