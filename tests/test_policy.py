@@ -112,35 +112,6 @@ def test_stable_answer_stops_after_agreeing_updates_with_a_decided_cn():
     assert out.reason.startswith(f"settled, CN undecided: the last {undecided} updates agree (CN 6 at P=0.50")
 
 
-def test_an_undecided_answer_gets_the_pre_edge_measured_finely_before_it_stops():
-    """Proposals sample the pre-edge at 1.5 eV, which flattens a tetrahedral site's peak: before an
-    answer may settle with its CN undecided, the pre-edge (E0 - 15 .. E0 - 3 eV) is measured at the
-    edge pass's step, once; then the same agreeing answer stops, said undecided."""
-    pol, es, mus = _opened()
-    e0 = 8990.0
-    undecided = {**_report(p=0.5, d_std=0.05), "e0": e0}
-    far = {"start": 9200.0, "stop": 9210.0, "step": 1.0, "uid": "u", "score": 1.0}
-    out = None
-    for i in range(DEFAULT_STABILITY["undecided_updates"]):
-        out = pol.next(np.concatenate([es, 9100 + np.arange(5 * (i + 1))]), mus, undecided,
-                       suggest=lambda n, i=i: [{**far, "start": far["start"] + 20 * i, "stop": far["stop"] + 20 * i}])
-    assert isinstance(out, list) and [m.kind for m in out] == ["pre-edge"] and not pol.stopped
-    pre = out[0].energies
-    assert e0 - 15 <= pre.min() and pre.max() <= e0 - 3 and len(pre) >= 12
-    assert len(new_energies(pre, es)) == len(pre)  # nothing measured twice
-    assert np.allclose(np.diff(np.unique(np.concatenate([pre, es[(es > e0 - 15) & (es < e0 - 3)]]))), 0.5)
-    es = np.concatenate([es, 9100 + np.arange(10), pre])
-    out = pol.next(es, mus, undecided, suggest=lambda n: [far])
-    assert isinstance(out, Stop) and out.reason.startswith("settled, CN undecided")
-    # a decided answer stops without it
-    pol, es, mus = _opened()
-    for i in range(DEFAULT_STABILITY["updates"]):
-        out = pol.next(np.concatenate([es, 9100 + np.arange(5 * (i + 1))]), mus,
-                       {**_report(p=0.7, d_std=0.05), "e0": e0},
-                       suggest=lambda n, i=i: [{**far, "start": far["start"] + 20 * i, "stop": far["stop"] + 20 * i}])
-    assert isinstance(out, Stop) and out.reason.startswith("stable")
-
-
 def test_a_probable_answer_stops_before_the_window_is_covered_after_more_agreeing_updates():
     far = {"start": 9100.0, "stop": 9110.0, "step": 1.0, "uid": "u", "score": 1.0}
     early = DEFAULT_STABILITY["early_updates"]

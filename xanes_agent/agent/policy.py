@@ -35,8 +35,7 @@ One small state machine, driven alike by the in-process plan
 Stop rules, checked before every proposal (:meth:`AdaptivePolicy.observe`): confident
 (:func:`~.stopping.stop_reason`: in domain, calibrated CN probability and interval half-widths
 within the thresholds), stable (:func:`~.stopping.stable_reason`: window covered, the last
-decisions agree, the CN a decision; or, as many agreeing below that, settled with the CN undecided,
-once the pre-edge has been measured at the fine step (:meth:`AdaptivePolicy.pre_edge_pass`); or,
+decisions agree, the CN a decision; or, as many agreeing below that, settled with the CN undecided; or,
 from 80 % of the window, more of them agreeing at the confident probability),
 the point budget, the time budget, the last proposals measured nothing new, nothing left to propose.
 
@@ -72,14 +71,6 @@ DEFAULT_EDGE_HALFWIDTH = 4.0
 NORM_OFFSET = 50.0
 SAME_POINT = 0.2  # eV: a planned energy this close to a measured one is not measured again
 MAX_EDGE_PASSES = 3  # fine passes at most before the normalization pass
-# eV from E0: the model window's pre-edge (it starts at E0 - 15 eV; the edge pass covers from about
-# E0 - 4 eV), where the CN's fingerprint lies (a tetrahedral site's strong 1s -> 3d peak, weaker in
-# square pyramids, weakest in octahedra). Proposals sample it at 1.5 eV first, which flattens peaks
-# about 1 eV wide, so a partial scan reads the CN high. Before an answer settles undecided it is
-# measured at the edge pass's step: at such stops the CN differed from the full scan's for 5 of 23
-# held-out Fe, Ni and Cu spectra, every one upwards (4 -> 5, 4 -> 6, 5 -> 6) and right to wrong; with
-# the pre-edge measured finely 2 of the 3 Fe ones read their true CN 4 again (points-to-decision, session 38)
-PRE_EDGE = (-15.0, -3.0)
 FINE_SPACING = 1.5  # eV: E0 counts as measured finely when its neighbours are this close (the agent's rule)
 
 
@@ -183,8 +174,6 @@ class AdaptivePolicy:
         self.stopped = ""
         self.edge_passes = 0
         self.relocations = 0  # fine passes after the opening, where later points moved the edge off them
-        self.pre_edge_measured = False  # the fine pre-edge pass before an undecided stop (once)
-        self._pre_edge: Measure | None = None  # that pass, due at the next proposal step
         self._n_at_proposal: int | None = None  # points measured when the last proposals were made
         self.lattice_origin = self.edge_energy + self.survey[0]  # eV: proposals' points lie on its lattice
 
@@ -253,35 +242,11 @@ class AdaptivePolicy:
         return Measure("normalization", np.array([c]), {"e0": e0, "centre": c})
 
     # -- the loop --------------------------------------------------------------------------------
-    def pre_edge_pass(self, energies: np.ndarray, report: dict[str, Any]) -> Measure | None:
-        """The pre-edge (:data:`PRE_EDGE` from the report's E0) at ``edge_step`` eV, without the
-        energies measured; None where the report has no E0, nothing there is left to measure, or
-        the pass was made already."""
-        e0 = report.get("e0")
-        if self.pre_edge_measured or e0 is None or not np.isfinite(e0):
-            return None
-        self.pre_edge_measured = True
-        es = new_energies(lattice_energies(e0 + PRE_EDGE[0], e0 + PRE_EDGE[1], self.edge_step, self.lattice_origin),
-                          np.asarray(energies, float))
-        if not len(es):
-            return None
-        # the keys of an agent's proposal, so a queue server can run it as one (no agent uid: not the agent's)
-        info = {"start": float(es.min()), "stop": float(es.max()), "step": self.edge_step, "uid": None, "score": 1.0,
-                "why": "the CN settled undecided: the pre-edge at the fine step before stopping"}
-        return Measure("pre-edge", es, info)
-
-    def observe(self, report: dict[str, Any], n_points: int, elapsed: float = 0.0,
-                energies: np.ndarray | None = None) -> Stop | None:
-        """Record the agent's current answer and check every stop rule; a :class:`Stop` if one holds.
-        With the ``energies`` measured (eV), an answer that settles undecided first gets the
-        pre-edge measured finely (:meth:`pre_edge_pass`, due at the next :meth:`propose`)."""
+    def observe(self, report: dict[str, Any], n_points: int, elapsed: float = 0.0) -> Stop | None:
+        """Record the agent's current answer and check every stop rule; a :class:`Stop` if one holds."""
         self.decisions.append(decision_of(report))
         reason = stop_reason(report, self.thresholds) or stable_reason(
             self.decisions, report.get("coverage", 0.0), self.stability, cn_probability(report))
-        if reason.startswith("settled") and energies is not None:
-            self._pre_edge = self.pre_edge_pass(energies, report)
-            if self._pre_edge is not None:
-                return None
         if not reason and n_points >= self.max_points:
             reason = f"point budget reached ({n_points} >= {self.max_points})"
         if not reason and self.max_time is not None and elapsed > self.max_time:
@@ -298,10 +263,6 @@ class AdaptivePolicy:
             if self.opening:
                 return self._stop("edge not located after the survey and edge passes; no proposal")
             return [self.survey_pass()]  # the queue runs it as its own plan
-        if self._pre_edge is not None:
-            m, self._pre_edge = self._pre_edge, None
-            self._n_at_proposal = len(energies)
-            return [m]
         proposals = suggest(self.batch_size)
         if not proposals:
             return self._stop("nothing left to propose (model window covered)")
@@ -342,7 +303,7 @@ class AdaptivePolicy:
                 return [again]
             self.phase = "proposals"
             return [self.normalization_pass(energies, mu)]
-        stop = self.observe(report or {}, len(energies), elapsed, energies)
+        stop = self.observe(report or {}, len(energies), elapsed)
         if stop is not None:
             return stop
         if self.opening and not (report or {}).get("edge_located") and self.relocations < MAX_EDGE_PASSES:

@@ -188,15 +188,14 @@ class QueueSuggester(SafeRouter):
         if s.closed:
             return
         report = s.agent.report()
-        snap = s.agent.snapshot()
-        measured = snap.energy if snap is not None else []
-        stop = s.policy.observe(report, s.n_points, energies=measured)
+        stop = s.policy.observe(report, s.n_points)
         if stop is not None:
             return self._close(s, stop.reason, report)
         if self._waiting(key):
             self._decide("skipped", s, why="a suggestion for this session is still waiting in the queue")
             return
-        action = s.policy.propose(report, measured, s.agent.suggest)
+        snap = s.agent.snapshot()
+        action = s.policy.propose(report, snap.energy if snap is not None else [], s.agent.suggest)
         if isinstance(action, Stop):
             return self._close(s, action.reason, report)
         if action[0].kind == "survey":
