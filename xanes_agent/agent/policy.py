@@ -27,8 +27,8 @@ One small state machine, driven alike by the in-process plan
    :func:`~xanes_agent.foundation.energies.lattice_energies`), without the energies already
    measured, until a stop rule holds; where points measured so move the steepest point of the rise
    off the fine points (a proposal on a strong pre-edge peak) and the agent no longer locates the
-   edge, a fine pass on it comes first (:meth:`AdaptivePolicy.edge_recheck`). The survey step is a multiple of the
-   agent's 1.5 eV proposal step, so the survey points inside the window are lattice points and
+   edge, a fine pass on it comes first (:meth:`AdaptivePolicy.edge_recheck`). The survey step is a
+   multiple of the agent's 1.5 eV proposal step, so the survey points inside the window are lattice points and
    neighbouring proposals share their ends: the window's coarse cover costs about 1 / 1.5 eV less
    the survey's share, instead of 0.8 new points per eV for 2.5 eV ranges each measured on its own.
 

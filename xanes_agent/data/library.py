@@ -360,7 +360,7 @@ def compute_project_spectra(
 
 
 def results_local(gens: dict[str, Any], params: FeffParameters, cache_dir: Path, workers: int,
-                   time_budget: float | None, cached_only: bool, progress: bool) -> Iterator[dict[str, Any]]:
+                  time_budget: float | None, cached_only: bool, progress: bool) -> Iterator[dict[str, Any]]:
     """Job results of ``gens`` (id -> site generator) from a local process pool of ``workers`` (or
     read inline from the FEFF cache with ``cached_only``), as they finish: dicts with ``id``, ``ok``
     and the spectrum or the reason (the build's, and the core-hole study's, ``scripts/corehole_transfer.py``)."""
