@@ -193,7 +193,7 @@ def test_a_build_from_a_library_does_not_rerun_its_failures_that_stand(bundled_l
     without the FEFF cache a build retried every one (two thirds of a session's first calculations)."""
     import dataclasses
 
-    from xanes_agent.data.feff import REDUCED_V2_PARAMETERS, RETRY_POLICY
+    from xanes_agent.data.feff import REDUCED_RPA_PARAMETERS, REDUCED_V2_PARAMETERS, RETRY_POLICY
     from xanes_agent.data.library import build_library
     from xanes_agent.data.readers import write_library
     from xanes_agent.data.structures import generate
@@ -210,7 +210,7 @@ def test_a_build_from_a_library_does_not_rerun_its_failures_that_stand(bundled_l
                         cache_dir=tmp_path / "cache", include_omnixas=False, progress=False,
                         resume_from=tmp_path / "prior.npz", params=REDUCED_V2_PARAMETERS)
     assert not (tmp_path / "cache" / "feff").exists() or not any((tmp_path / "cache" / "feff").iterdir())
-    fsr = [sid for sid in lib.ids.tolist() if not sid.endswith("@rpa")]  # RPA rows of these sites: kept
+    fsr = [sid for sid in lib.ids.tolist() if not sid.endswith(REDUCED_RPA_PARAMETERS.id_suffix)]  # RPA rows: kept
     assert len(fsr) == 2 and failed not in lib.ids
     assert [(f["id"], f["reason"], f["retry_policy"]) for f in lib.meta["failures"]
             if f.get("feff_parameters") == REDUCED_V2_PARAMETERS.name] == [(failed, reason, RETRY_POLICY)]
