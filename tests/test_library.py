@@ -521,6 +521,45 @@ def test_jahn_teller_elongated_octahedra_run_first(small_hosts):
     assert elongation([2.0] * 5) is None and elongation([1.95] * 4 + [2.4, 2.4, 3.0]) == pytest.approx(2.4 / 1.95)
 
 
+def test_tetrahedral_sites_run_first_until_their_state_has_its_target(small_hosts):
+    """Four-coordinate sites are told apart as tetrahedra or square planes by the planning shell's
+    largest O-M-O angle (the computed structure keeps it: the shell moves along its bonds), and
+    with every class and state full a tetrahedral site of an (element, state) short of its target
+    runs first; nothing added or dropped."""
+    from collections import Counter
+
+    from xanes_agent.data.hosts import (
+        TETRAHEDRAL_MAX_ANGLE,
+        all_sites,
+        deficit_first,
+        first_shell,
+        largest_shell_angle,
+        order_sites,
+    )
+
+    co = order_sites(all_sites(("Co",), str(small_hosts)), "Co")
+    four = [g for g in co if g.cn_estimate == 4]
+    tet = [g for g in four if g.tetrahedral]
+    assert tet and len(tet) < len(four)  # both geometries among the 40 hosts
+    assert all(g.shell_angle < TETRAHEDRAL_MAX_ANGLE for g in tet)
+    assert max(g.shell_angle for g in four) > 150  # a square plane's trans pair
+    assert not any(g.tetrahedral for g in co if g.cn_estimate != 4)
+    g = next(g for g in tet if not g.native and abs(g.target_distance / g.host_distance - 1) > 0.03)
+    m = g.materialize()
+    shell = first_shell(m.structure, m.absorber_index)
+    assert largest_shell_angle(m.structure, m.absorber_index, shell) == pytest.approx(g.shell_angle, abs=0.01)
+    full = Counter({("Co", cn): 150 for cn in (4, 5, 6)})
+    states = Counter({("Co", h.cn_estimate, h.oxidation_state): 30 for h in co})
+    q = tet[0].oxidation_state
+    out = deficit_first(co, full, states=states, tetrahedra=Counter({("Co", q): 59}), tetrahedral_target=60)
+    assert sorted(h.id for h in out) == sorted(h.id for h in co)
+    assert out[0] is tet[0] and co.index(tet[0]) > 0  # moved ahead of the plan
+    assert [h.id for h in out[1:]] == [h.id for h in co if h is not tet[0]]
+    at_target = Counter({("Co", h.oxidation_state): 60 for h in tet})
+    assert deficit_first(co, full, states=states, tetrahedra=at_target, tetrahedral_target=60) == co
+    assert deficit_first(co, full, states=states) == co  # no tetrahedral counts given: as before
+
+
 def test_substituted_site_is_dilute_isovalent_and_rescaled(small_hosts):
     from xanes_agent.data.hosts import MIN_CELL_LENGTH, all_sites, first_shell
     from xanes_agent.data.readers import read_poscar

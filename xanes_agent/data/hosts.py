@@ -58,6 +58,15 @@ classes still short of :data:`CLASS_TARGET` spectra or of :data:`PARENT_TARGET` 
 octahedra short of :data:`ELONGATED_TARGET`, or of elements short of :data:`ELEMENT_TARGET` spectra
 first (:func:`deficit_first`); what the plan holds does not change.
 
+Tetrahedra get their own count because the coordination class cannot tell them from square planes:
+four-coordinate M2+ of Mn, Fe, Co, Ni and Cu is mostly the hosts' square-planar Cu2+ sites (Mn2+
+13 tetrahedral of 92, Co2+ 20 of 144, Ni2+ 28 of 196, Cu2+ 18 of 203 at session 38's end), and
+with the ``wurtzite`` family (M2+ tetrahedra) left out the models called it five-coordinate for
+15-34 of its 17-34 spectra (``benchmarks/transfer.py``, hosts in training). A four-coordinate site
+whose planning shell's largest O-M-O angle is below :data:`TETRAHEDRAL_MAX_ANGLE` (109.5 degrees
+in a regular tetrahedron, 180 across a square plane) runs first while its (element, oxidation
+state) has fewer than :data:`TETRAHEDRAL_TARGET` tetrahedral spectra.
+
 Elongated octahedra get their own count because the planning shell cannot see them: a Cu2+ site
 with four O at 1.95 Angstrom and two at 2.4 counts four neighbours (the long pair lies beyond
 1.2 x the shortest), so it sits in the full four-coordinate class, while CrystalNN, on the computed
@@ -123,6 +132,12 @@ JAHN_TELLER_IONS = frozenset({("Cu", 2), ("Mn", 3), ("Cr", 2)})
 ELONGATED_BAND = (1.15, 1.40)
 #: Spectra of a Jahn-Teller ion in an elongated octahedron per element the build fills first.
 ELONGATED_TARGET = 150
+#: Largest O-M-O angle (degrees) of a four-coordinate planning shell counted as a tetrahedron:
+#: 109.5 in a regular one; a square plane has two trans pairs at ~180, a see-saw one at ~150-170.
+TETRAHEDRAL_MAX_ANGLE = 135.0
+#: Tetrahedral spectra per (element, oxidation state) the build fills first: twice the state target,
+#: since a state's four-coordinate class is split between two geometries whose spectra differ most.
+TETRAHEDRAL_TARGET = 2 * STATE_TARGET
 #: Spectra per element the build fills first once its classes are filled (issue 13: >= 1,000 per
 #: element). The plan interleaves elements, so without it every element grew alike and the largest
 #: overshot while the smallest lagged (session 28's end: Mn 953, Ni 845): the smallest goes first.
@@ -159,6 +174,9 @@ class HostSite:
     # a five-coordinate site's trivalent candidate beside its first one (:func:`host_sites`); not in
     # ``params`` (the state and the estimated radius there already tell the structure)
     second_state: bool = False
+    # the planning shell's largest O-M-O angle (degrees, :func:`largest_shell_angle`); not in ``params``:
+    # it follows from the structure
+    shell_angle: float | None = None
 
     @property
     def native(self) -> bool:
@@ -174,6 +192,12 @@ class HostSite:
         :data:`ELONGATED_BAND`."""
         return ((self.element, self.oxidation_state) in JAHN_TELLER_IONS and self.elongation is not None
                 and ELONGATED_BAND[0] < self.elongation <= ELONGATED_BAND[1])
+
+    @property
+    def tetrahedral(self) -> bool:
+        """A four-coordinate site whose planning shell is a tetrahedron, not a square plane
+        (largest O-M-O angle below :data:`TETRAHEDRAL_MAX_ANGLE`)."""
+        return self.cn_estimate == 4 and self.shell_angle is not None and self.shell_angle < TETRAHEDRAL_MAX_ANGLE
 
     @property
     def id(self) -> str:
@@ -243,6 +267,15 @@ def first_shell(structure: Any, index: int, cutoff: float = 3.3) -> list[Any] | 
     if not 4 <= len(shell) <= 6 or any(n.specie.symbol != "O" for n in shell):
         return None
     return shell
+
+
+def largest_shell_angle(structure: Any, index: int, shell: list[Any]) -> float:
+    """The largest O-M-O angle (degrees) between the bonds from site ``index`` to its ``shell``
+    (:func:`first_shell`): ~109.5 for a tetrahedron, ~180 where two ligands face each other."""
+    v = np.array([n.coords - structure[index].coords for n in shell], dtype=float)
+    v /= np.linalg.norm(v, axis=1)[:, None]
+    cos = np.clip(v @ v.T, -1.0, 1.0)[np.triu_indices(len(shell), 1)]
+    return float(np.degrees(np.arccos(cos.min())))
 
 
 def elongation(distances: Iterable[float]) -> float | None:
@@ -391,10 +424,11 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
         cn = len(shell)
         d_host = float(np.mean([n.nn_distance for n in shell]))
         d_o = _o_distances(s, i)  # once per site, for every element's elongation
+        angle = largest_shell_angle(s, i, shell)  # rescaling moves the O along their bonds: the angles stay
         for el in elements:
             if el == host:
                 out.append(HostSite(parent, str(poscar), i, host, el, q, cn, d_host, d_host, len(eq),
-                                    elongation=_scaled_elongation(d_o, 1.0)))
+                                    elongation=_scaled_elongation(d_o, 1.0), shell_angle=angle))
                 continue
             fits = _fits(_tabulated, el, q, cn, d_host)
             estimated = not fits  # no tabulated radius fits: a five-coordinate M3+ from its estimated one
@@ -404,7 +438,7 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
                 # isovalent where it fits; else the charge whose bond length needs the smaller change
                 dq = 0 if 0 in fits else min(fits, key=lambda k: (abs(np.log(fits[k] / d_host)), k))
                 out.append(HostSite(parent, str(poscar), i, host, el, q + dq, cn, d_host, fits[dq], len(eq), dq,
-                                    estimated, _scaled_elongation(d_o, fits[dq] / d_host)))
+                                    estimated, _scaled_elongation(d_o, fits[dq] / d_host), shell_angle=angle))
             if not estimated:
                 # the trivalent absorber too (Co3+ on a Co2+-sized pyramid from its estimated radius,
                 # Mn3+ and Fe3+ from their tabulated ones): five-coordinate Co3+, Ni3+, Cu3+ otherwise
@@ -413,7 +447,8 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
                     if dq3 != dq:
                         out.append(HostSite(parent, str(poscar), i, host, el, q + dq3, cn, d_host, d3, len(eq), dq3,
                                             estimated_radius(el, q + dq3, cn) is not None,
-                                            _scaled_elongation(d_o, d3 / d_host), second_state=True))
+                                            _scaled_elongation(d_o, d3 / d_host), second_state=True,
+                                            shell_angle=angle))
     return out
 
 
@@ -459,7 +494,8 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
                   parent_target: int = PARENT_TARGET,
                   state_parents: Mapping[tuple[str, int, int | None], set[str]] | None = None,
                   state_parent_target: int = STATE_PARENT_TARGET,
-                  totals: Counter | None = None, total_target: int = ELEMENT_TARGET) -> list[Any]:
+                  totals: Counter | None = None, total_target: int = ELEMENT_TARGET,
+                  tetrahedra: Counter | None = None, tetrahedral_target: int = TETRAHEDRAL_TARGET) -> list[Any]:
     """``pending`` calculations in the order to run them: a host site whose (element, planned
     coordination) has fewer than ``target`` spectra so far (``have``, counted by CrystalNN, plus the
     ones queued ahead of it), or fewer than ``parent_target`` distinct parent structures
@@ -468,10 +504,12 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
     than ``state_target`` (``states``, counted the same way) or fewer than ``state_parent_target``
     distinct parents (``state_parents``) while the site's parent is new to it, which puts a Jahn-Teller ion in an
     elongated octahedron (:attr:`HostSite.jahn_teller_elongated`) while its element has fewer than
-    ``elongated_target`` such spectra (``elongated``, per element), or whose element has fewer than
-    ``total_target`` spectra (``totals``, per element, counted the same way), first, the emptiest first
-    (the share of its target a site's shortest count held when it was queued), the rest after in
-    the plan's order.
+    ``elongated_target`` such spectra (``elongated``, per element), which is a tetrahedron
+    (:attr:`HostSite.tetrahedral`) while its (element, oxidation state) has fewer than
+    ``tetrahedral_target`` four-coordinate spectra of tetrahedral sites (``tetrahedra``), or whose
+    element has fewer than ``total_target`` spectra (``totals``, per element, counted the same way),
+    first, the emptiest first (the share of its target a site's shortest count held when it was
+    queued), the rest after in the plan's order.
 
     ``known`` holds the outcomes already in the cache, by site id (``{"ok": bool, "labels":
     {...}}``, as the build's job records give them): those sites cost nothing, go ahead of all,
@@ -486,7 +524,7 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
     109-157 (session 14). Anything without a planned coordination (prototype families) keeps its
     place in the second group."""
     seen, seen_states, seen_long = Counter(have), Counter(states or {}), Counter(elongated or {})
-    seen_totals = Counter(totals or {})
+    seen_totals, seen_tet = Counter(totals or {}), Counter(tetrahedra or {})
     seen_parents = {k: set(v) for k, v in (parents or {}).items()}
     seen_state_parents = {k: set(v) for k, v in (state_parents or {}).items()}
     known = known or {}
@@ -500,6 +538,8 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
         seen[g.element, int(cn)] += 1
         seen_states[g.element, int(cn), int(q) if q is not None and q == q else None] += 1
         seen_long[g.element] += bool(getattr(g, "jahn_teller_elongated", False))
+        if int(cn) == 4 and getattr(g, "tetrahedral", False):
+            seen_tet[g.element, int(q) if q is not None and q == q else None] += 1
         seen_totals[g.element] += 1
         if getattr(g, "parent", None) is not None:  # a host site (a family's one parent is counted already)
             seen_parents.setdefault((g.element, int(cn)), set()).add(g.parent)
@@ -512,6 +552,7 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
         cn = getattr(g, "cn_estimate", None)
         state = (g.element, cn, getattr(g, "oxidation_state", None))
         long_ = elongated is not None and getattr(g, "jahn_teller_elongated", False)
+        tet = tetrahedra is not None and getattr(g, "tetrahedral", False)
         in_class = seen_parents.setdefault((g.element, cn), set())
         parent = getattr(g, "parent", None)
         new_parent = (parents is not None and parent is not None and parent not in in_class
@@ -525,11 +566,13 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
                 _share(seen_states[state], state_target) if states is not None else None,
                 len(in_state) / state_parent_target if new_state_parent else None,
                 _share(seen_long[g.element], elongated_target) if long_ else None,
+                _share(seen_tet[g.element, state[2]], tetrahedral_target) if tet else None,
                 _share(seen_totals[g.element], total_target) if totals is not None else None]
         if cn is not None and any(f is not None for f in fill):
             seen[g.element, cn] += 1
             seen_states[state] += 1
             seen_long[g.element] += long_
+            seen_tet[g.element, state[2]] += tet
             seen_totals[g.element] += 1
             if parent is not None:
                 in_class.add(parent)

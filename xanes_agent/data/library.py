@@ -299,29 +299,32 @@ def compute_project_spectra(
     if hosts_per_element:  # classes short of spectra run first; the plan itself is unchanged
         from .hosts import deficit_first
 
+        planned = {g.id: g for g in order}  # by site: an RPA spectrum's id carries its set's suffix
         # (element, CN, oxidation state) and parent structure of each spectrum with a CN label
         labelled, of_parent = [], []
+        tetrahedra: Counter = Counter()  # (element, oxidation state) of four-coordinate tetrahedral sites
         for sp in spectra:
             cn, q = sp.labels.get("coordination_number", np.nan), sp.labels.get("oxidation_state", np.nan)
             if np.isfinite(cn):
                 labelled.append((sp.element, int(cn), int(q) if np.isfinite(q) else None))
                 of_parent.append(parent_of(PROJECT_SOURCE, str(sp.provenance.get("material_id", sp.id)),
                                            sp.provenance))
+                if cn == 4 and getattr(planned.get(site_id(sp.id)), "tetrahedral", False):
+                    tetrahedra[labelled[-1][0], labelled[-1][2]] += 1
         parents: dict[tuple[str, int], set[str]] = {}
         state_parents: dict[tuple[str, int, int | None], set[str]] = {}
         for (el, cn, q), parent in zip(labelled, of_parent):
             parents.setdefault((el, cn), set()).add(parent)
             state_parents.setdefault((el, cn, q), set()).add(parent)
-        planned = {g.id: g for g in order}
         elongated = Counter(sp.element for sp in spectra
-                            if getattr(planned.get(sp.id), "jahn_teller_elongated", False))
+                            if getattr(planned.get(site_id(sp.id)), "jahn_teller_elongated", False))
         # outcomes already in the cache cost nothing and must not take a short class's places
         known = {} if cached_only else {
             r["id"]: r for r in (_project_job(g, params, str(cache_dir), cached_only=True)
                                  for g in pending if hasattr(g, "materialize")) if not r.get("pending")}
         pending = deficit_first(pending, Counter((el, cn) for el, cn, _ in labelled), states=Counter(labelled),
                                 elongated=elongated, known=known, parents=parents, state_parents=state_parents,
-                                totals=Counter(el for el, _, _ in labelled))
+                                totals=Counter(el for el, _, _ in labelled), tetrahedra=tetrahedra)
     gens = {g.id: g for g in pending}
     if client is not None:
         results = _results_on_cluster(client, gens, params, Path(cache_dir), time_budget, progress)
