@@ -560,6 +560,35 @@ def test_tetrahedral_sites_run_first_until_their_state_has_its_target(small_host
     assert deficit_first(co, full, states=states) == co  # no tetrahedral counts given: as before
 
 
+def test_the_build_counts_a_sites_spectra_of_every_set_by_the_sites_geometry(small_hosts):
+    """What the build's order counts in a library's spectra: labels from the spectra themselves,
+    geometry (tetrahedron, elongated octahedron) from the planned site, an RPA spectrum (id@rpa)
+    counted as its site's."""
+    from xanes_agent.data.collection import Spectrum
+    from xanes_agent.data.feff import REDUCED_RPA_PARAMETERS
+    from xanes_agent.data.hosts import all_sites, order_sites
+    from xanes_agent.data.library import library_counts
+
+    plan_ = order_sites(all_sites(("Cu",), str(small_hosts)), "Cu")
+    tet = next(g for g in plan_ if g.tetrahedral)
+    long_ = next(g for g in plan_ if g.jahn_teller_elongated)
+    e = np.linspace(8970, 9050, 50)
+
+    def spectrum(g, suffix, cn, q):
+        return Spectrum(energy=e, mu=np.ones_like(e), element="Cu", edge="K", id=g.id + suffix,
+                        labels={"coordination_number": cn, "oxidation_state": q},
+                        provenance={"material_id": g.parent, "parent": g.parent})
+
+    rpa = REDUCED_RPA_PARAMETERS.id_suffix
+    spectra = [spectrum(tet, "", 4.0, 2.0), spectrum(tet, rpa, 4.0, 2.0), spectrum(long_, rpa, 6.0, 2.0),
+               spectrum(tet, "", 5.0, 1.0)]  # CrystalNN may say 5 on the computed structure: not a tetrahedron
+    c = library_counts(spectra, plan_)
+    assert c["tetrahedra"] == {("Cu", 2): 2}
+    assert c["elongated"] == {"Cu": 1}
+    assert c["have"] == {("Cu", 4): 2, ("Cu", 6): 1, ("Cu", 5): 1} and c["totals"] == {"Cu": 4}
+    assert c["states"][("Cu", 5, 1)] == 1 and c["parents"][("Cu", 4)] == {tet.parent}
+
+
 def test_substituted_site_is_dilute_isovalent_and_rescaled(small_hosts):
     from xanes_agent.data.hosts import MIN_CELL_LENGTH, all_sites, first_shell
     from xanes_agent.data.readers import read_poscar

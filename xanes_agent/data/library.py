@@ -246,6 +246,41 @@ def _die_with_parent(parent: int, poll: float = 1.0) -> None:
     threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
+def library_counts(spectra: Iterable[Spectrum], order: Iterable[Any]) -> dict[str, Any]:
+    """What the build's order (:func:`~.hosts.deficit_first`) counts in the spectra a library
+    already holds, as its keyword arguments: per (element, CN) spectra (``have``) and parent
+    structures, per (element, CN, oxidation state) the same, per element all spectra and those of
+    Jahn-Teller-elongated octahedra, per (element, state) four-coordinate spectra of tetrahedral
+    sites; ``order`` is the plan, whose sites tell the geometry (looked up by site: an RPA
+    spectrum's id carries its set's suffix). CN and state are the spectra's own labels (CrystalNN,
+    bond valence), not the plan's."""
+    planned = {g.id: g for g in order}
+    have: Counter = Counter()
+    states: Counter = Counter()
+    totals: Counter = Counter()
+    elongated: Counter = Counter()
+    tetrahedra: Counter = Counter()
+    parents: dict[tuple[str, int], set[str]] = {}
+    state_parents: dict[tuple[str, int, int | None], set[str]] = {}
+    for sp in spectra:
+        site = planned.get(site_id(sp.id))
+        elongated[sp.element] += bool(getattr(site, "jahn_teller_elongated", False))
+        cn, q = sp.labels.get("coordination_number", np.nan), sp.labels.get("oxidation_state", np.nan)
+        if not np.isfinite(cn):
+            continue
+        key = (sp.element, int(cn), int(q) if np.isfinite(q) else None)
+        parent = parent_of(PROJECT_SOURCE, str(sp.provenance.get("material_id", sp.id)), sp.provenance)
+        have[key[:2]] += 1
+        states[key] += 1
+        totals[sp.element] += 1
+        parents.setdefault(key[:2], set()).add(parent)
+        state_parents.setdefault(key, set()).add(parent)
+        if key[1] == 4 and getattr(site, "tetrahedral", False):
+            tetrahedra[sp.element, key[2]] += 1
+    return {"have": have, "states": states, "totals": totals, "elongated": +elongated, "tetrahedra": tetrahedra,
+            "parents": parents, "state_parents": state_parents}
+
+
 def compute_project_spectra(
     elements: Iterable[str], per_element: int, cache_dir: str | Path, workers: int = 2,
     params: FeffParameters = LIBRARY_PARAMETERS, progress: bool = True, time_budget: float | None = None,
@@ -299,32 +334,11 @@ def compute_project_spectra(
     if hosts_per_element:  # classes short of spectra run first; the plan itself is unchanged
         from .hosts import deficit_first
 
-        planned = {g.id: g for g in order}  # by site: an RPA spectrum's id carries its set's suffix
-        # (element, CN, oxidation state) and parent structure of each spectrum with a CN label
-        labelled, of_parent = [], []
-        tetrahedra: Counter = Counter()  # (element, oxidation state) of four-coordinate tetrahedral sites
-        for sp in spectra:
-            cn, q = sp.labels.get("coordination_number", np.nan), sp.labels.get("oxidation_state", np.nan)
-            if np.isfinite(cn):
-                labelled.append((sp.element, int(cn), int(q) if np.isfinite(q) else None))
-                of_parent.append(parent_of(PROJECT_SOURCE, str(sp.provenance.get("material_id", sp.id)),
-                                           sp.provenance))
-                if cn == 4 and getattr(planned.get(site_id(sp.id)), "tetrahedral", False):
-                    tetrahedra[labelled[-1][0], labelled[-1][2]] += 1
-        parents: dict[tuple[str, int], set[str]] = {}
-        state_parents: dict[tuple[str, int, int | None], set[str]] = {}
-        for (el, cn, q), parent in zip(labelled, of_parent):
-            parents.setdefault((el, cn), set()).add(parent)
-            state_parents.setdefault((el, cn, q), set()).add(parent)
-        elongated = Counter(sp.element for sp in spectra
-                            if getattr(planned.get(site_id(sp.id)), "jahn_teller_elongated", False))
         # outcomes already in the cache cost nothing and must not take a short class's places
         known = {} if cached_only else {
             r["id"]: r for r in (_project_job(g, params, str(cache_dir), cached_only=True)
                                  for g in pending if hasattr(g, "materialize")) if not r.get("pending")}
-        pending = deficit_first(pending, Counter((el, cn) for el, cn, _ in labelled), states=Counter(labelled),
-                                elongated=elongated, known=known, parents=parents, state_parents=state_parents,
-                                totals=Counter(el for el, _, _ in labelled), tetrahedra=tetrahedra)
+        pending = deficit_first(pending, known=known, **library_counts(spectra, order))
     gens = {g.id: g for g in pending}
     if client is not None:
         results = _results_on_cluster(client, gens, params, Path(cache_dir), time_budget, progress)
@@ -747,6 +761,6 @@ def parent_of(source: str, material_id: str, provenance: dict[str, Any]) -> str:
 
 
 __all__ = ["LABEL_NAMES", "annotate_structure_types", "build_library", "bundled_library_path", "environments",
-           "kept_from_other_sets", "parameter_sets", "site_id",
+           "kept_from_other_sets", "library_counts", "parameter_sets", "site_id",
            "load_bundled_library", "parent_groups", "parent_of", "reusable_spectra", "split_for", "table1",
            "type_groups", "with_structure_types"]
