@@ -60,7 +60,7 @@ first (:func:`deficit_first`); what the plan holds does not change.
 
 Tetrahedra get their own count because the coordination class cannot tell them from square planes:
 four-coordinate M2+ of Mn, Fe, Co, Ni and Cu is mostly the hosts' square-planar Cu2+ sites (Mn2+
-13 tetrahedral of 92, Co2+ 20 of 144, Ni2+ 28 of 196, Cu2+ 18 of 203 at session 38's end), and
+13 tetrahedral of 92, Co2+ 20 of 144, Ni2+ 28 of 196, Cu2+ 29 of 203 at session 38's end), and
 with the ``wurtzite`` family (M2+ tetrahedra) left out the models called it five-coordinate for
 15-34 of its 17-34 spectra (``benchmarks/transfer.py``, hosts in training). A four-coordinate site
 whose planning shell's largest O-M-O angle is below :data:`TETRAHEDRAL_MAX_ANGLE` (109.5 degrees
