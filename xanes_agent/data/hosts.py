@@ -535,16 +535,16 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
         cn, q = labels.get("coordination_number"), labels.get("oxidation_state")
         if not outcome.get("ok") or cn is None or cn != cn:
             continue
-        seen[g.element, int(cn)] += 1
-        seen_states[g.element, int(cn), int(q) if q is not None and q == q else None] += 1
+        state = (g.element, int(cn), int(q) if q is not None and q == q else None)
+        seen[state[:2]] += 1
+        seen_states[state] += 1
         seen_long[g.element] += bool(getattr(g, "jahn_teller_elongated", False))
-        if int(cn) == 4 and getattr(g, "tetrahedral", False):
-            seen_tet[g.element, int(q) if q is not None and q == q else None] += 1
+        if state[1] == 4 and getattr(g, "tetrahedral", False):
+            seen_tet[g.element, state[2]] += 1
         seen_totals[g.element] += 1
         if getattr(g, "parent", None) is not None:  # a host site (a family's one parent is counted already)
-            seen_parents.setdefault((g.element, int(cn)), set()).add(g.parent)
-            seen_state_parents.setdefault((g.element, int(cn), int(q) if q is not None and q == q else None),
-                                          set()).add(g.parent)
+            seen_parents.setdefault(state[:2], set()).add(g.parent)
+            seen_state_parents.setdefault(state, set()).add(g.parent)
     first, rest = [], []
     for g in pending:
         if g.id in known:

@@ -264,7 +264,8 @@ def library_counts(spectra: Iterable[Spectrum], order: Iterable[Any]) -> dict[st
     state_parents: dict[tuple[str, int, int | None], set[str]] = {}
     for sp in spectra:
         site = planned.get(site_id(sp.id))
-        elongated[sp.element] += bool(getattr(site, "jahn_teller_elongated", False))
+        if getattr(site, "jahn_teller_elongated", False):
+            elongated[sp.element] += 1
         cn, q = sp.labels.get("coordination_number", np.nan), sp.labels.get("oxidation_state", np.nan)
         if not np.isfinite(cn):
             continue
@@ -277,7 +278,7 @@ def library_counts(spectra: Iterable[Spectrum], order: Iterable[Any]) -> dict[st
         state_parents.setdefault(key, set()).add(parent)
         if key[1] == 4 and getattr(site, "tetrahedral", False):
             tetrahedra[sp.element, key[2]] += 1
-    return {"have": have, "states": states, "totals": totals, "elongated": +elongated, "tetrahedra": tetrahedra,
+    return {"have": have, "states": states, "totals": totals, "elongated": elongated, "tetrahedra": tetrahedra,
             "parents": parents, "state_parents": state_parents}
 
 
