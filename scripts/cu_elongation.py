@@ -27,7 +27,7 @@ from functools import cache
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
-from xanes_agent.data.hosts import first_shell, site_elongation
+from xanes_agent.data.hosts import first_shell, largest_shell_angle, site_elongation
 from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library
 from xanes_agent.data.omnixas import SOURCE as OMNIXAS
 from xanes_agent.data.omnixas import default_root
@@ -56,9 +56,7 @@ def square_planar(material_id: str, index: int) -> bool | None:
     nbrs = sorted((n for n in s.get_neighbors(s[index], 3.2) if n.specie.symbol == "O"), key=lambda n: n.nn_distance)
     if len(nbrs) < 4:
         return None
-    v = np.array([n.coords - s[index].coords for n in nbrs[:4]])
-    v /= np.linalg.norm(v, axis=1, keepdims=True)
-    return bool(np.degrees(np.arccos(np.clip((v @ v.T)[np.triu_indices(4, 1)], -1, 1))).max() > 150)
+    return largest_shell_angle(s, index, nbrs[:4]) > 150
 
 
 def planar_share(name: str, flags) -> None:

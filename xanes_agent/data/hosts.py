@@ -271,7 +271,8 @@ def first_shell(structure: Any, index: int, cutoff: float = 3.3) -> list[Any] | 
 
 def largest_shell_angle(structure: Any, index: int, shell: list[Any]) -> float:
     """The largest O-M-O angle (degrees) between the bonds from site ``index`` to its ``shell``
-    (:func:`first_shell`): ~109.5 for a tetrahedron, ~180 where two ligands face each other."""
+    (neighbours as pymatgen gives them, e.g. :func:`first_shell`'s): ~109.5 for a tetrahedron, ~180
+    where two ligands face each other."""
     v = np.array([n.coords - structure[index].coords for n in shell], dtype=float)
     v /= np.linalg.norm(v, axis=1)[:, None]
     cos = np.clip(v @ v.T, -1.0, 1.0)[np.triu_indices(len(shell), 1)]
