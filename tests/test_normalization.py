@@ -92,6 +92,32 @@ def test_e0_is_half_the_step_on_the_main_rise_whichever_flank_is_steepest():
     assert abs(steep[0] - 8980.0) <= 1.0 and abs(steep[1] - 8990.0) <= 1.0
 
 
+def test_e0_of_a_partial_scan_is_the_full_scans_whichever_flank_its_points_make_steepest():
+    """A two-step edge (0.6 of the step at 8980 eV, the rest, sharper, at 8990 eV) with post-edge
+    oscillations, measured as the plan measures it (0.5 eV over the first flank, a 1.5 eV lattice
+    elsewhere) and as a full 0.5 eV scan. The coarse points make the first flank the steepest, the
+    full scan the second: the step measured 50 eV above each puts the half-step crossings 0.4 eV
+    apart, the step measured about E0 itself (find_e0) within 0.02 eV."""
+    from xanes_agent.foundation.normalization import _half_step_crossing, steepest_rise
+
+    def mu(e):
+        def rise(at, width):
+            return 1.0 / (1.0 + np.exp(-(e - at) / width))
+        wiggle = 0.15 * np.sin(2 * np.pi * (e - 8990.0) / 25.0) * rise(9000.0, 2.0)  # post-edge oscillation
+        return 0.6 * rise(8980.0, 0.94) + 0.4 * rise(8990.0, 0.5) + wiggle
+
+    full = np.arange(8960.0, 9080.0, 0.5)
+    part = np.unique(np.concatenate([np.arange(8960.0, 9080.0, 1.5), np.arange(8976.0, 8984.01, 0.5)]))
+    steep = {n: steepest_rise(e, mu(e)) for n, e in (("full", full), ("part", part))}
+    assert steep["full"] == pytest.approx(8990.0) and steep["part"] == pytest.approx(8980.0)
+    about_steepest = [_half_step_crossing(e, mu(e), steep[n], 0.5) for n, e in (("full", full), ("part", part))]
+    assert abs(about_steepest[0] - about_steepest[1]) > 0.3  # the rule before: E0 moved with the flank
+    assert find_e0(part, mu(part)) == pytest.approx(find_e0(full, mu(full)), abs=0.02)
+    # E0 is the half-step point of the normalization about E0 itself
+    e0 = find_e0(full, mu(full))
+    assert np.interp(e0, full, post_edge_normalize(full, mu(full), e0).mu) == pytest.approx(0.5, abs=0.01)
+
+
 def test_a_pre_edge_peak_above_half_the_step_is_not_the_edge():
     """A tetrahedral-like pre-edge peak reaching 0.9 of the step 12 eV below the edge is narrower
     than the 10 eV the main rise must stay above half the step."""
