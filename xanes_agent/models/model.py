@@ -55,9 +55,9 @@ BUNDLE_FORMAT = "xanes-agent-model"
 # an older reader must refuse a version 9, not score features the limits were not set on)
 # 10: E0 is the half-step crossing of the normalization about E0 itself, not about the steepest point
 # (foundation.normalization.find_e0); it moves a library spectrum's E0 by a median 0.07-0.12 eV per
-# element, more than 0.3 eV for 14-21 %, so a version 3-9 bundle is still read (its models saw the
-# same spectra placed within the 0.5 eV E0 jitter of the live preset), while a demo model of an
-# older version is trained again
+# element, more than 0.3 eV for 14-21 %: within the 0.5 eV E0 jitter the live preset trains with, so
+# a version 3-9 bundle is still read (with the new E0), while a demo model of an older version is
+# trained again
 BUNDLE_VERSION = 10
 READABLE_VERSIONS = (3, 4, 5, 6, 7, 8, 9, 10)
 
