@@ -560,6 +560,46 @@ def test_tetrahedral_sites_run_first_until_their_state_has_its_target(small_host
     assert deficit_first(co, full, states=states) == co  # no tetrahedral counts given: as before
 
 
+def test_perovskite_like_pyramids_run_first_until_their_state_has_its_target(small_hosts):
+    """A five-coordinate site with at least four large A-site cations within 3.8 Angstrom (a layered
+    or oxygen-deficient perovskite's square pyramid) is told apart from the hosts' other pyramids,
+    counted on the parent (the substituted absorber keeps its neighbours), and with every class and
+    state full it runs first while its (element, state) is short of its target; nothing added or
+    dropped."""
+    from collections import Counter
+
+    from xanes_agent.data.hosts import (
+        A_SITE_CATIONS,
+        A_SITE_MIN,
+        a_site_neighbours,
+        all_sites,
+        deficit_first,
+        order_sites,
+    )
+
+    mn = order_sites(all_sites(("Mn",), str(small_hosts)), "Mn")
+    five = [g for g in mn if g.cn_estimate == 5]
+    pyr = [g for g in five if g.a_site_pyramid]
+    assert pyr and len(pyr) < len(five)  # both kinds among the 40 hosts
+    assert not any(g.a_site_pyramid for g in mn if g.cn_estimate != 5)
+    g = pyr[0]
+    m = g.materialize()
+    around = {n.specie.symbol for n in m.structure.get_neighbors(m.structure[m.absorber_index], 3.8)}
+    assert a_site_neighbours(m.structure, m.absorber_index) == g.a_site_neighbours >= A_SITE_MIN
+    assert around & A_SITE_CATIONS and m.structure[m.absorber_index].specie.symbol == "Mn"
+    full = Counter({("Mn", cn): 150 for cn in (4, 5, 6)})
+    states = Counter({("Mn", h.cn_estimate, h.oxidation_state): 30 for h in mn})
+    at_target = Counter({("Mn", h.oxidation_state): 30 for h in pyr})
+    short = at_target + Counter()
+    short["Mn", g.oxidation_state] = 29
+    out = deficit_first(mn, full, states=states, a_site_pyramids=short, a_site_pyramid_target=30)
+    assert sorted(h.id for h in out) == sorted(h.id for h in mn)
+    assert out[0] is g and mn.index(g) > 0  # moved ahead of the plan
+    assert [h.id for h in out[1:]] == [h.id for h in mn if h is not g]
+    assert deficit_first(mn, full, states=states, a_site_pyramids=at_target, a_site_pyramid_target=30) == mn
+    assert deficit_first(mn, full, states=states) == mn  # no pyramid counts given: as before
+
+
 def test_the_build_counts_a_sites_spectra_of_every_set_by_the_sites_geometry(small_hosts):
     """What the build's order counts in a library's spectra: labels from the spectra themselves,
     geometry (tetrahedron, elongated octahedron) from the planned site, an RPA spectrum (id@rpa)
@@ -572,6 +612,7 @@ def test_the_build_counts_a_sites_spectra_of_every_set_by_the_sites_geometry(sma
     plan_ = order_sites(all_sites(("Cu",), str(small_hosts)), "Cu")
     tet = next(g for g in plan_ if g.tetrahedral)
     long_ = next(g for g in plan_ if g.jahn_teller_elongated)
+    pyr = next(g for g in plan_ if g.a_site_pyramid)
     e = np.linspace(8970, 9050, 50)
 
     def spectrum(g, suffix, cn, q):
@@ -581,11 +622,13 @@ def test_the_build_counts_a_sites_spectra_of_every_set_by_the_sites_geometry(sma
 
     rpa = REDUCED_RPA_PARAMETERS.id_suffix
     spectra = [spectrum(tet, "", 4.0, 2.0), spectrum(tet, rpa, 4.0, 2.0), spectrum(long_, rpa, 6.0, 2.0),
-               spectrum(tet, "", 5.0, 1.0)]  # CrystalNN may say 5 on the computed structure: not a tetrahedron
+               spectrum(tet, "", 5.0, 1.0),  # CrystalNN may say 5 on the computed structure: not a tetrahedron
+               spectrum(pyr, rpa, 5.0, 3.0), spectrum(pyr, "", 6.0, 3.0)]  # nor is a six an A-site pyramid
     c = library_counts(spectra, plan_)
+    assert c["a_site_pyramids"] == {("Cu", 3): 1}
     assert c["tetrahedra"] == {("Cu", 2): 2}
     assert c["elongated"] == {"Cu": 1}
-    assert c["have"] == {("Cu", 4): 2, ("Cu", 6): 1, ("Cu", 5): 1} and c["totals"] == {"Cu": 4}
+    assert c["have"] == {("Cu", 4): 2, ("Cu", 6): 2, ("Cu", 5): 2} and c["totals"] == {"Cu": 6}
     assert c["states"][("Cu", 5, 1)] == 1 and c["parents"][("Cu", 4)] == {tet.parent}
 
 

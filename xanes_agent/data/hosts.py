@@ -67,6 +67,16 @@ whose planning shell's largest O-M-O angle is below :data:`TETRAHEDRAL_MAX_ANGLE
 in a regular tetrahedron, 180 across a square plane) runs first while its (element, oxidation
 state) has fewer than :data:`TETRAHEDRAL_TARGET` tetrahedral spectra.
 
+Square pyramids with a perovskite-like second shell get their own count too: the
+``pyramidal_112`` family (M3+ pyramids in a layered perovskite, Ba and Y around them) has a sharp,
+tall white line, and the hosts' five-coordinate sites were mostly in frameworks of small cations
+(five-coordinate Mn 1.37 mean white-line height without a large cation within 3.8 Angstrom, 1.59
+with four or more, the family 1.75; Fe 1.29 / 1.56 / 1.84), so a left-out family was called
+six-coordinate (Mn 38 of 54, Fe 38 of 60, Ti 55 of 69; session 41). A five-coordinate site with at
+least :data:`A_SITE_MIN` of :data:`A_SITE_CATIONS` within :data:`A_SITE_RADIUS` of it
+(:attr:`HostSite.a_site_pyramid`) runs first while its (element, oxidation state) has fewer than
+:data:`A_SITE_PYRAMID_TARGET` such spectra.
+
 Elongated octahedra get their own count because the planning shell cannot see them: a Cu2+ site
 with four O at 1.95 Angstrom and two at 2.4 counts four neighbours (the long pair lies beyond
 1.2 x the shortest), so it sits in the full four-coordinate class, while CrystalNN, on the computed
@@ -138,6 +148,19 @@ TETRAHEDRAL_MAX_ANGLE = 135.0
 #: Tetrahedral spectra per (element, oxidation state) the build fills first: twice the state target,
 #: since a state's four-coordinate class is split between two geometries whose spectra differ most.
 TETRAHEDRAL_TARGET = 2 * STATE_TARGET
+#: Large cations of a perovskite's A site (and of the layered and oxygen-deficient perovskites
+#: derived from it): alkali and alkaline-earth ions from Na and Ca down, Y and the lanthanides, and
+#: the large post-transition ions (eight-coordinate Shannon radii ~0.98-1.74 Angstrom).
+A_SITE_CATIONS = frozenset("Na K Rb Cs Ca Sr Ba Y La Ce Pr Nd Sm Eu Gd Tb Dy Ho Er Tm Yb Lu "
+                           "Pb Bi Tl Hg Cd Ag".split())
+#: How far (Angstrom) from a site its A-site cations are counted: a perovskite's B-A distance is
+#: sqrt(3)/2 x the cell edge, 3.3-3.5 Angstrom.
+A_SITE_RADIUS = 3.8
+#: A-site cations within :data:`A_SITE_RADIUS` that make a five-coordinate site perovskite-like
+#: (eight in a cubic perovskite; four to eight in the layered ones).
+A_SITE_MIN = 4
+#: Perovskite-like square pyramids per (element, oxidation state) the build fills first.
+A_SITE_PYRAMID_TARGET = STATE_TARGET
 #: Spectra per element the build fills first once its classes are filled (issue 13: >= 1,000 per
 #: element). The plan interleaves elements, so without it every element grew alike and the largest
 #: overshot while the smallest lagged (session 28's end: Mn 953, Ni 845): the smallest goes first.
@@ -177,6 +200,9 @@ class HostSite:
     # the planning shell's largest O-M-O angle (degrees, :func:`largest_shell_angle`); not in ``params``:
     # it follows from the structure
     shell_angle: float | None = None
+    # :data:`A_SITE_CATIONS` within :data:`A_SITE_RADIUS` of the site in the parent; not in ``params``:
+    # it follows from the structure
+    a_site_neighbours: int | None = None
 
     @property
     def native(self) -> bool:
@@ -198,6 +224,12 @@ class HostSite:
         """A four-coordinate site whose planning shell is a tetrahedron, not a square plane
         (largest O-M-O angle below :data:`TETRAHEDRAL_MAX_ANGLE`)."""
         return self.cn_estimate == 4 and self.shell_angle is not None and self.shell_angle < TETRAHEDRAL_MAX_ANGLE
+
+    @property
+    def a_site_pyramid(self) -> bool:
+        """A five-coordinate site with a perovskite-like second shell (at least :data:`A_SITE_MIN` of
+        :data:`A_SITE_CATIONS` within :data:`A_SITE_RADIUS`)."""
+        return self.cn_estimate == 5 and self.a_site_neighbours is not None and self.a_site_neighbours >= A_SITE_MIN
 
     @property
     def id(self) -> str:
@@ -267,6 +299,11 @@ def first_shell(structure: Any, index: int, cutoff: float = 3.3) -> list[Any] | 
     if not 4 <= len(shell) <= 6 or any(n.specie.symbol != "O" for n in shell):
         return None
     return shell
+
+
+def a_site_neighbours(structure: Any, index: int) -> int:
+    """How many :data:`A_SITE_CATIONS` lie within :data:`A_SITE_RADIUS` of site ``index``."""
+    return sum(n.specie.symbol in A_SITE_CATIONS for n in structure.get_neighbors(structure[index], A_SITE_RADIUS))
 
 
 def largest_shell_angle(structure: Any, index: int, shell: list[Any]) -> float:
@@ -426,10 +463,12 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
         d_host = float(np.mean([n.nn_distance for n in shell]))
         d_o = _o_distances(s, i)  # once per site, for every element's elongation
         angle = largest_shell_angle(s, i, shell)  # rescaling moves the O along their bonds: the angles stay
+        a_site = a_site_neighbours(s, i)  # the absorber replaces the site's cation; its neighbours stay
         for el in elements:
             if el == host:
                 out.append(HostSite(parent, str(poscar), i, host, el, q, cn, d_host, d_host, len(eq),
-                                    elongation=_scaled_elongation(d_o, 1.0), shell_angle=angle))
+                                    elongation=_scaled_elongation(d_o, 1.0), shell_angle=angle,
+                                    a_site_neighbours=a_site))
                 continue
             fits = _fits(_tabulated, el, q, cn, d_host)
             estimated = not fits  # no tabulated radius fits: a five-coordinate M3+ from its estimated one
@@ -439,7 +478,8 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
                 # isovalent where it fits; else the charge whose bond length needs the smaller change
                 dq = 0 if 0 in fits else min(fits, key=lambda k: (abs(np.log(fits[k] / d_host)), k))
                 out.append(HostSite(parent, str(poscar), i, host, el, q + dq, cn, d_host, fits[dq], len(eq), dq,
-                                    estimated, _scaled_elongation(d_o, fits[dq] / d_host), shell_angle=angle))
+                                    estimated, _scaled_elongation(d_o, fits[dq] / d_host), shell_angle=angle,
+                                    a_site_neighbours=a_site))
             if not estimated:
                 # the trivalent absorber too (Co3+ on a Co2+-sized pyramid from its estimated radius,
                 # Mn3+ and Fe3+ from their tabulated ones): five-coordinate Co3+, Ni3+, Cu3+ otherwise
@@ -449,7 +489,7 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
                         out.append(HostSite(parent, str(poscar), i, host, el, q + dq3, cn, d_host, d3, len(eq), dq3,
                                             estimated_radius(el, q + dq3, cn) is not None,
                                             _scaled_elongation(d_o, d3 / d_host), second_state=True,
-                                            shell_angle=angle))
+                                            shell_angle=angle, a_site_neighbours=a_site))
     return out
 
 
@@ -496,7 +536,9 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
                   state_parents: Mapping[tuple[str, int, int | None], set[str]] | None = None,
                   state_parent_target: int = STATE_PARENT_TARGET,
                   totals: Counter | None = None, total_target: int = ELEMENT_TARGET,
-                  tetrahedra: Counter | None = None, tetrahedral_target: int = TETRAHEDRAL_TARGET) -> list[Any]:
+                  tetrahedra: Counter | None = None, tetrahedral_target: int = TETRAHEDRAL_TARGET,
+                  a_site_pyramids: Counter | None = None,
+                  a_site_pyramid_target: int = A_SITE_PYRAMID_TARGET) -> list[Any]:
     """``pending`` calculations in the order to run them: a host site whose (element, planned
     coordination) has fewer than ``target`` spectra so far (``have``, counted by CrystalNN, plus the
     ones queued ahead of it), or fewer than ``parent_target`` distinct parent structures
@@ -507,7 +549,10 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
     elongated octahedron (:attr:`HostSite.jahn_teller_elongated`) while its element has fewer than
     ``elongated_target`` such spectra (``elongated``, per element), which is a tetrahedron
     (:attr:`HostSite.tetrahedral`) while its (element, oxidation state) has fewer than
-    ``tetrahedral_target`` four-coordinate spectra of tetrahedral sites (``tetrahedra``), or whose
+    ``tetrahedral_target`` four-coordinate spectra of tetrahedral sites (``tetrahedra``), which is a
+    perovskite-like square pyramid (:attr:`HostSite.a_site_pyramid`) while its (element, oxidation
+    state) has fewer than ``a_site_pyramid_target`` five-coordinate spectra of such sites
+    (``a_site_pyramids``), or whose
     element has fewer than ``total_target`` spectra (``totals``, per element, counted the same way),
     first, the emptiest first (the share of its target a site's shortest count held when it was
     queued), the rest after in the plan's order.
@@ -526,6 +571,7 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
     place in the second group."""
     seen, seen_states, seen_long = Counter(have), Counter(states or {}), Counter(elongated or {})
     seen_totals, seen_tet = Counter(totals or {}), Counter(tetrahedra or {})
+    seen_pyr = Counter(a_site_pyramids or {})
     seen_parents = {k: set(v) for k, v in (parents or {}).items()}
     seen_state_parents = {k: set(v) for k, v in (state_parents or {}).items()}
     known = known or {}
@@ -542,6 +588,8 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
         seen_long[g.element] += bool(getattr(g, "jahn_teller_elongated", False))
         if state[1] == 4 and getattr(g, "tetrahedral", False):
             seen_tet[g.element, state[2]] += 1
+        if state[1] == 5 and getattr(g, "a_site_pyramid", False):
+            seen_pyr[g.element, state[2]] += 1
         seen_totals[g.element] += 1
         if getattr(g, "parent", None) is not None:  # a host site (a family's one parent is counted already)
             seen_parents.setdefault(state[:2], set()).add(g.parent)
@@ -554,6 +602,7 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
         state = (g.element, cn, getattr(g, "oxidation_state", None))
         long_ = elongated is not None and getattr(g, "jahn_teller_elongated", False)
         tet = tetrahedra is not None and getattr(g, "tetrahedral", False)
+        pyr = a_site_pyramids is not None and getattr(g, "a_site_pyramid", False)
         in_class = seen_parents.setdefault((g.element, cn), set())
         parent = getattr(g, "parent", None)
         new_parent = (parents is not None and parent is not None and parent not in in_class
@@ -568,12 +617,14 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
                 len(in_state) / state_parent_target if new_state_parent else None,
                 _share(seen_long[g.element], elongated_target) if long_ else None,
                 _share(seen_tet[g.element, state[2]], tetrahedral_target) if tet else None,
+                _share(seen_pyr[g.element, state[2]], a_site_pyramid_target) if pyr else None,
                 _share(seen_totals[g.element], total_target) if totals is not None else None]
         if cn is not None and any(f is not None for f in fill):
             seen[g.element, cn] += 1
             seen_states[state] += 1
             seen_long[g.element] += long_
             seen_tet[g.element, state[2]] += tet
+            seen_pyr[g.element, state[2]] += pyr
             seen_totals[g.element] += 1
             if parent is not None:
                 in_class.add(parent)
