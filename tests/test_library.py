@@ -491,6 +491,25 @@ def test_oxidation_states_short_of_spectra_run_first(small_hosts):
     assert deficit_first(pending, full) == pending  # no state counts given: classes alone decide
 
 
+def _assert_runs_first_until_target(plan, site, counts_kw, target_kw, target, short, at_target):
+    """With every class and state of ``plan`` (one element's sites) full, ``site`` runs first while
+    its count (``deficit_first``'s ``counts_kw``, ``short``) is below ``target``; at the target
+    (``at_target``) or with no such counts the plan keeps its order; nothing added or dropped."""
+    from collections import Counter
+
+    from xanes_agent.data.hosts import deficit_first
+
+    el = site.element
+    full = Counter({(el, cn): 150 for cn in (4, 5, 6)})
+    states = Counter({(el, h.cn_estimate, h.oxidation_state): 30 for h in plan})
+    out = deficit_first(plan, full, states=states, **{counts_kw: short, target_kw: target})
+    assert sorted(h.id for h in out) == sorted(h.id for h in plan)
+    assert out[0] is site and plan.index(site) > 0  # moved ahead of the plan
+    assert [h.id for h in out[1:]] == [h.id for h in plan if h is not site]
+    assert deficit_first(plan, full, states=states, **{counts_kw: at_target, target_kw: target}) == plan
+    assert deficit_first(plan, full, states=states) == plan  # no such counts given: as before
+
+
 def test_jahn_teller_elongated_octahedra_run_first(small_hosts):
     """Cu2+ in elongated octahedra (which the planning shell counts four- or five-coordinate) are
     found in real hosts, their elongation is that of the structure FEFF runs on (after the shell's
@@ -498,7 +517,7 @@ def test_jahn_teller_elongated_octahedra_run_first(small_hosts):
     target; nothing added or dropped."""
     from collections import Counter
 
-    from xanes_agent.data.hosts import ELONGATED_BAND, all_sites, deficit_first, elongation, order_sites
+    from xanes_agent.data.hosts import ELONGATED_BAND, all_sites, elongation, order_sites
 
     cu = order_sites(all_sites(("Cu",), str(small_hosts)), "Cu")
     long_ = [g for g in cu if g.jahn_teller_elongated]
@@ -510,14 +529,8 @@ def test_jahn_teller_elongated_octahedra_run_first(small_hosts):
         d = [n.nn_distance for n in m.structure.get_neighbors(m.structure[m.absorber_index], 3.2)
              if n.specie.symbol == "O"]
         assert elongation(d) == pytest.approx(g.elongation, abs=1e-6)
-    full = Counter({("Cu", cn): 150 for cn in (4, 5, 6)})
-    states = Counter({("Cu", g.cn_estimate, g.oxidation_state): 30 for g in cu})
-    out = deficit_first(cu, full, states=states, elongated=Counter({"Cu": 149}), elongated_target=150)
-    assert sorted(g.id for g in out) == sorted(g.id for g in cu)
-    assert out[0] is long_[0] and cu.index(long_[0]) > 0  # moved ahead of the plan
-    assert [g.id for g in out[1:]] == [g.id for g in cu if g is not long_[0]]
-    assert deficit_first(cu, full, states=states, elongated=Counter({"Cu": 150}), elongated_target=150) == cu
-    assert deficit_first(cu, full, states=states) == cu  # no elongated counts given: as before
+    _assert_runs_first_until_target(cu, long_[0], "elongated", "elongated_target", 150,
+                                    Counter({"Cu": 149}), Counter({"Cu": 150}))
     assert elongation([2.0] * 5) is None and elongation([1.95] * 4 + [2.4, 2.4, 3.0]) == pytest.approx(2.4 / 1.95)
 
 
@@ -531,7 +544,6 @@ def test_tetrahedral_sites_run_first_until_their_state_has_its_target(small_host
     from xanes_agent.data.hosts import (
         TETRAHEDRAL_MAX_ANGLE,
         all_sites,
-        deficit_first,
         first_shell,
         largest_shell_angle,
         order_sites,
@@ -548,16 +560,9 @@ def test_tetrahedral_sites_run_first_until_their_state_has_its_target(small_host
     m = g.materialize()
     shell = first_shell(m.structure, m.absorber_index)
     assert largest_shell_angle(m.structure, m.absorber_index, shell) == pytest.approx(g.shell_angle, abs=0.01)
-    full = Counter({("Co", cn): 150 for cn in (4, 5, 6)})
-    states = Counter({("Co", h.cn_estimate, h.oxidation_state): 30 for h in co})
-    q = tet[0].oxidation_state
-    out = deficit_first(co, full, states=states, tetrahedra=Counter({("Co", q): 59}), tetrahedral_target=60)
-    assert sorted(h.id for h in out) == sorted(h.id for h in co)
-    assert out[0] is tet[0] and co.index(tet[0]) > 0  # moved ahead of the plan
-    assert [h.id for h in out[1:]] == [h.id for h in co if h is not tet[0]]
-    at_target = Counter({("Co", h.oxidation_state): 60 for h in tet})
-    assert deficit_first(co, full, states=states, tetrahedra=at_target, tetrahedral_target=60) == co
-    assert deficit_first(co, full, states=states) == co  # no tetrahedral counts given: as before
+    _assert_runs_first_until_target(co, tet[0], "tetrahedra", "tetrahedral_target", 60,
+                                    Counter({("Co", tet[0].oxidation_state): 59}),
+                                    Counter({("Co", h.oxidation_state): 60 for h in tet}))
 
 
 def test_perovskite_like_pyramids_run_first_until_their_state_has_its_target(small_hosts):
@@ -573,7 +578,6 @@ def test_perovskite_like_pyramids_run_first_until_their_state_has_its_target(sma
         A_SITE_MIN,
         a_site_neighbours,
         all_sites,
-        deficit_first,
         order_sites,
     )
 
@@ -587,17 +591,10 @@ def test_perovskite_like_pyramids_run_first_until_their_state_has_its_target(sma
     around = {n.specie.symbol for n in m.structure.get_neighbors(m.structure[m.absorber_index], 3.8)}
     assert a_site_neighbours(m.structure, m.absorber_index) == g.a_site_neighbours >= A_SITE_MIN
     assert around & A_SITE_CATIONS and m.structure[m.absorber_index].specie.symbol == "Mn"
-    full = Counter({("Mn", cn): 150 for cn in (4, 5, 6)})
-    states = Counter({("Mn", h.cn_estimate, h.oxidation_state): 30 for h in mn})
     at_target = Counter({("Mn", h.oxidation_state): 30 for h in pyr})
     short = at_target + Counter()
     short["Mn", g.oxidation_state] = 29
-    out = deficit_first(mn, full, states=states, a_site_pyramids=short, a_site_pyramid_target=30)
-    assert sorted(h.id for h in out) == sorted(h.id for h in mn)
-    assert out[0] is g and mn.index(g) > 0  # moved ahead of the plan
-    assert [h.id for h in out[1:]] == [h.id for h in mn if h is not g]
-    assert deficit_first(mn, full, states=states, a_site_pyramids=at_target, a_site_pyramid_target=30) == mn
-    assert deficit_first(mn, full, states=states) == mn  # no pyramid counts given: as before
+    _assert_runs_first_until_target(mn, g, "a_site_pyramids", "a_site_pyramid_target", 30, short, at_target)
 
 
 def test_the_build_counts_a_sites_spectra_of_every_set_by_the_sites_geometry(small_hosts):
