@@ -565,12 +565,12 @@ def test_tetrahedral_sites_run_first_until_their_state_has_its_target(small_host
                                     Counter({("Co", h.oxidation_state): 60 for h in tet}))
 
 
-def test_perovskite_like_pyramids_run_first_until_their_state_has_its_target(small_hosts):
-    """A five-coordinate site with at least four large A-site cations within 3.8 Angstrom (a layered
-    or oxygen-deficient perovskite's square pyramid) is told apart from the hosts' other pyramids,
-    counted on the parent (the substituted absorber keeps its neighbours), and with every class and
-    state full it runs first while its (element, state) is short of its target; nothing added or
-    dropped."""
+def test_perovskite_like_pyramids_and_octahedra_run_first_until_their_state_has_its_target(small_hosts):
+    """A five- or six-coordinate site with at least four large A-site cations within 3.8 Angstrom (a
+    layered perovskite's square pyramid, a perovskite's B-site octahedron) is told apart from the
+    hosts' other pyramids and octahedra, counted on the parent (the substituted absorber keeps its
+    neighbours), and with every class and state full it runs first while its (element,
+    coordination, state) is short of its target; nothing added or dropped."""
     from collections import Counter
 
     from xanes_agent.data.hosts import (
@@ -582,19 +582,21 @@ def test_perovskite_like_pyramids_run_first_until_their_state_has_its_target(sma
     )
 
     mn = order_sites(all_sites(("Mn",), str(small_hosts)), "Mn")
-    five = [g for g in mn if g.cn_estimate == 5]
-    pyr = [g for g in five if g.a_site_pyramid]
-    assert pyr and len(pyr) < len(five)  # both kinds among the 40 hosts
-    assert not any(g.a_site_pyramid for g in mn if g.cn_estimate != 5)
-    g = pyr[0]
-    m = g.materialize()
-    around = {n.specie.symbol for n in m.structure.get_neighbors(m.structure[m.absorber_index], 3.8)}
-    assert a_site_neighbours(m.structure, m.absorber_index) == g.a_site_neighbours >= A_SITE_MIN
-    assert around & A_SITE_CATIONS and m.structure[m.absorber_index].specie.symbol == "Mn"
-    at_target = Counter({("Mn", h.oxidation_state): 30 for h in pyr})
-    short = at_target + Counter()
-    short["Mn", g.oxidation_state] = 29
-    _assert_runs_first_until_target(mn, g, "a_site_pyramids", "a_site_pyramid_target", 30, short, at_target)
+    assert not any(g.a_site_shell for g in mn if g.cn_estimate not in (5, 6))
+    for cn in (5, 6):
+        of_cn = [g for g in mn if g.cn_estimate == cn]
+        shells = [g for g in of_cn if g.a_site_shell]
+        assert shells and len(shells) < len(of_cn)  # both kinds among the 40 hosts
+        g = shells[0]
+        m = g.materialize()
+        around = {n.specie.symbol for n in m.structure.get_neighbors(m.structure[m.absorber_index], 3.8)}
+        assert a_site_neighbours(m.structure, m.absorber_index) == g.a_site_neighbours >= A_SITE_MIN
+        assert around & A_SITE_CATIONS and m.structure[m.absorber_index].specie.symbol == "Mn"
+        at_target = Counter({("Mn", h.cn_estimate, h.oxidation_state): 30 for h in mn if h.a_site_shell})
+        short = at_target + Counter()
+        short["Mn", cn, g.oxidation_state] = 29
+        first = next(h for h in mn if h.a_site_shell and (h.cn_estimate, h.oxidation_state) == (cn, g.oxidation_state))
+        _assert_runs_first_until_target(mn, first, "a_site_shells", "a_site_target", 30, short, at_target)
 
 
 def test_the_build_counts_a_sites_spectra_of_every_set_by_the_sites_geometry(small_hosts):
@@ -609,7 +611,7 @@ def test_the_build_counts_a_sites_spectra_of_every_set_by_the_sites_geometry(sma
     plan_ = order_sites(all_sites(("Cu",), str(small_hosts)), "Cu")
     tet = next(g for g in plan_ if g.tetrahedral)
     long_ = next(g for g in plan_ if g.jahn_teller_elongated)
-    pyr = next(g for g in plan_ if g.a_site_pyramid)
+    pyr = next(g for g in plan_ if g.a_site_shell and g.cn_estimate == 5)
     e = np.linspace(8970, 9050, 50)
 
     def spectrum(g, suffix, cn, q):
@@ -620,12 +622,13 @@ def test_the_build_counts_a_sites_spectra_of_every_set_by_the_sites_geometry(sma
     rpa = REDUCED_RPA_PARAMETERS.id_suffix
     spectra = [spectrum(tet, "", 4.0, 2.0), spectrum(tet, rpa, 4.0, 2.0), spectrum(long_, rpa, 6.0, 2.0),
                spectrum(tet, "", 5.0, 1.0),  # CrystalNN may say 5 on the computed structure: not a tetrahedron
-               spectrum(pyr, rpa, 5.0, 3.0), spectrum(pyr, "", 6.0, 3.0)]  # nor is a six an A-site pyramid
+               spectrum(pyr, rpa, 5.0, 3.0), spectrum(pyr, "", 6.0, 3.0),  # CrystalNN's CN, the site's shell
+               spectrum(tet, "", 6.0, 3.0)]  # a six without large cations around is not counted
     c = library_counts(spectra, plan_)
-    assert c["a_site_pyramids"] == {("Cu", 3): 1}
+    assert c["a_site_shells"] == {("Cu", 5, 3): 1, ("Cu", 6, 3): 1}
     assert c["tetrahedra"] == {("Cu", 2): 2}
     assert c["elongated"] == {"Cu": 1}
-    assert c["have"] == {("Cu", 4): 2, ("Cu", 6): 2, ("Cu", 5): 2} and c["totals"] == {"Cu": 6}
+    assert c["have"] == {("Cu", 4): 2, ("Cu", 6): 3, ("Cu", 5): 2} and c["totals"] == {"Cu": 7}
     assert c["states"][("Cu", 5, 1)] == 1 and c["parents"][("Cu", 4)] == {tet.parent}
 
 

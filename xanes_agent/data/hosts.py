@@ -74,8 +74,12 @@ tall white line, and the hosts' five-coordinate sites were mostly in frameworks 
 with four or more, the family 1.75; Fe 1.29 / 1.56 / 1.84), so a left-out family was called
 six-coordinate (Mn 38 of 54, Fe 38 of 60, Ti 55 of 69; session 41). A five-coordinate site with at
 least :data:`A_SITE_MIN` of :data:`A_SITE_CATIONS` within :data:`A_SITE_RADIUS` of it
-(:attr:`HostSite.a_site_pyramid`) runs first while its (element, oxidation state) has fewer than
-:data:`A_SITE_PYRAMID_TARGET` such spectra.
+runs first while its (element, oxidation state) has fewer than :data:`A_SITE_TARGET` such spectra.
+That count alone confounded the second shell with the class: with 41-95 perovskite-like pyramids per
+(element, state) against 1-23 octahedra of the same kind (a perovskite's B site), the models called
+the LaMO3 perovskites five-coordinate (Ti 15, V 20 of 24, left out with their type; session 42). So
+the count is kept per (element, coordination, state) for five- and six-coordinate sites alike
+(:attr:`HostSite.a_site_shell`): a perovskite-like second shell is no sign of either class.
 
 Elongated octahedra get their own count because the planning shell cannot see them: a Cu2+ site
 with four O at 1.95 Angstrom and two at 2.4 counts four neighbours (the long pair lies beyond
@@ -156,11 +160,12 @@ A_SITE_CATIONS = frozenset("Na K Rb Cs Ca Sr Ba Y La Ce Pr Nd Sm Eu Gd Tb Dy Ho 
 #: How far (Angstrom) from a site its A-site cations are counted: a perovskite's B-A distance is
 #: sqrt(3)/2 x the cell edge, 3.3-3.5 Angstrom.
 A_SITE_RADIUS = 3.8
-#: A-site cations within :data:`A_SITE_RADIUS` that make a five-coordinate site perovskite-like
-#: (eight in a cubic perovskite; four to eight in the layered ones).
+#: A-site cations within :data:`A_SITE_RADIUS` that make a five- or six-coordinate site
+#: perovskite-like (eight in a cubic perovskite; four to eight in the layered ones).
 A_SITE_MIN = 4
-#: Perovskite-like square pyramids per (element, oxidation state) the build fills first.
-A_SITE_PYRAMID_TARGET = STATE_TARGET
+#: Perovskite-like square pyramids and octahedra per (element, coordination, oxidation state) the
+#: build fills first.
+A_SITE_TARGET = STATE_TARGET
 #: Spectra per element the build fills first once its classes are filled (issue 13: >= 1,000 per
 #: element). The plan interleaves elements, so without it every element grew alike and the largest
 #: overshot while the smallest lagged (session 28's end: Mn 953, Ni 845): the smallest goes first.
@@ -226,10 +231,12 @@ class HostSite:
         return self.cn_estimate == 4 and self.shell_angle is not None and self.shell_angle < TETRAHEDRAL_MAX_ANGLE
 
     @property
-    def a_site_pyramid(self) -> bool:
-        """A five-coordinate site with a perovskite-like second shell (at least :data:`A_SITE_MIN` of
-        :data:`A_SITE_CATIONS` within :data:`A_SITE_RADIUS`)."""
-        return self.cn_estimate == 5 and self.a_site_neighbours is not None and self.a_site_neighbours >= A_SITE_MIN
+    def a_site_shell(self) -> bool:
+        """A five- or six-coordinate site with a perovskite-like second shell (at least
+        :data:`A_SITE_MIN` of :data:`A_SITE_CATIONS` within :data:`A_SITE_RADIUS`): a layered
+        perovskite's square pyramid, a perovskite's B-site octahedron."""
+        return (self.cn_estimate in (5, 6) and self.a_site_neighbours is not None
+                and self.a_site_neighbours >= A_SITE_MIN)
 
     @property
     def id(self) -> str:
@@ -537,8 +544,7 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
                   state_parent_target: int = STATE_PARENT_TARGET,
                   totals: Counter | None = None, total_target: int = ELEMENT_TARGET,
                   tetrahedra: Counter | None = None, tetrahedral_target: int = TETRAHEDRAL_TARGET,
-                  a_site_pyramids: Counter | None = None,
-                  a_site_pyramid_target: int = A_SITE_PYRAMID_TARGET) -> list[Any]:
+                  a_site_shells: Counter | None = None, a_site_target: int = A_SITE_TARGET) -> list[Any]:
     """``pending`` calculations in the order to run them: a host site whose (element, planned
     coordination) has fewer than ``target`` spectra so far (``have``, counted by CrystalNN, plus the
     ones queued ahead of it), or fewer than ``parent_target`` distinct parent structures
@@ -550,9 +556,9 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
     ``elongated_target`` such spectra (``elongated``, per element), which is a tetrahedron
     (:attr:`HostSite.tetrahedral`) while its (element, oxidation state) has fewer than
     ``tetrahedral_target`` four-coordinate spectra of tetrahedral sites (``tetrahedra``), which is a
-    perovskite-like square pyramid (:attr:`HostSite.a_site_pyramid`) while its (element, oxidation
-    state) has fewer than ``a_site_pyramid_target`` five-coordinate spectra of such sites
-    (``a_site_pyramids``), or whose
+    perovskite-like square pyramid or octahedron (:attr:`HostSite.a_site_shell`) while its (element,
+    coordination, oxidation state) has fewer than ``a_site_target`` spectra of such sites
+    (``a_site_shells``), or whose
     element has fewer than ``total_target`` spectra (``totals``, per element, counted the same way),
     first, the emptiest first (the share of its target a site's shortest count held when it was
     queued), the rest after in the plan's order.
@@ -571,7 +577,7 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
     place in the second group."""
     seen, seen_states, seen_long = Counter(have), Counter(states or {}), Counter(elongated or {})
     seen_totals, seen_tet = Counter(totals or {}), Counter(tetrahedra or {})
-    seen_pyr = Counter(a_site_pyramids or {})
+    seen_a = Counter(a_site_shells or {})
     seen_parents = {k: set(v) for k, v in (parents or {}).items()}
     seen_state_parents = {k: set(v) for k, v in (state_parents or {}).items()}
     known = known or {}
@@ -588,8 +594,8 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
         seen_long[g.element] += bool(getattr(g, "jahn_teller_elongated", False))
         if state[1] == 4 and getattr(g, "tetrahedral", False):
             seen_tet[g.element, state[2]] += 1
-        if state[1] == 5 and getattr(g, "a_site_pyramid", False):
-            seen_pyr[g.element, state[2]] += 1
+        if state[1] in (5, 6) and getattr(g, "a_site_shell", False):
+            seen_a[state] += 1
         seen_totals[g.element] += 1
         if getattr(g, "parent", None) is not None:  # a host site (a family's one parent is counted already)
             seen_parents.setdefault(state[:2], set()).add(g.parent)
@@ -602,7 +608,7 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
         state = (g.element, cn, getattr(g, "oxidation_state", None))
         long_ = elongated is not None and getattr(g, "jahn_teller_elongated", False)
         tet = tetrahedra is not None and getattr(g, "tetrahedral", False)
-        pyr = a_site_pyramids is not None and getattr(g, "a_site_pyramid", False)
+        a_site = a_site_shells is not None and getattr(g, "a_site_shell", False)
         in_class = seen_parents.setdefault((g.element, cn), set())
         parent = getattr(g, "parent", None)
         new_parent = (parents is not None and parent is not None and parent not in in_class
@@ -617,14 +623,14 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
                 len(in_state) / state_parent_target if new_state_parent else None,
                 _share(seen_long[g.element], elongated_target) if long_ else None,
                 _share(seen_tet[g.element, state[2]], tetrahedral_target) if tet else None,
-                _share(seen_pyr[g.element, state[2]], a_site_pyramid_target) if pyr else None,
+                _share(seen_a[state], a_site_target) if a_site else None,
                 _share(seen_totals[g.element], total_target) if totals is not None else None]
         if cn is not None and any(f is not None for f in fill):
             seen[g.element, cn] += 1
             seen_states[state] += 1
             seen_long[g.element] += long_
             seen_tet[g.element, state[2]] += tet
-            seen_pyr[g.element, state[2]] += pyr
+            seen_a[state] += a_site
             seen_totals[g.element] += 1
             if parent is not None:
                 in_class.add(parent)
