@@ -67,19 +67,19 @@ whose planning shell's largest O-M-O angle is below :data:`TETRAHEDRAL_MAX_ANGLE
 in a regular tetrahedron, 180 across a square plane) runs first while its (element, oxidation
 state) has fewer than :data:`TETRAHEDRAL_TARGET` tetrahedral spectra.
 
-Square pyramids with a perovskite-like second shell get their own count too: the
-``pyramidal_112`` family (M3+ pyramids in a layered perovskite, Ba and Y around them) has a sharp,
-tall white line, and the hosts' five-coordinate sites were mostly in frameworks of small cations
-(five-coordinate Mn 1.37 mean white-line height without a large cation within 3.8 Angstrom, 1.59
-with four or more, the family 1.75; Fe 1.29 / 1.56 / 1.84), so a left-out family was called
-six-coordinate (Mn 38 of 54, Fe 38 of 60, Ti 55 of 69; session 41). A five-coordinate site with at
-least :data:`A_SITE_MIN` of :data:`A_SITE_CATIONS` within :data:`A_SITE_RADIUS` of it
-runs first while its (element, oxidation state) has fewer than :data:`A_SITE_TARGET` such spectra.
-That count alone confounded the second shell with the class: with 41-95 perovskite-like pyramids per
-(element, state) against 1-23 octahedra of the same kind (a perovskite's B site), the models called
-the LaMO3 perovskites five-coordinate (Ti 15, V 20 of 24, left out with their type; session 42). So
-the count is kept per (element, coordination, state) for five- and six-coordinate sites alike
-(:attr:`HostSite.a_site_shell`): a perovskite-like second shell is no sign of either class.
+Square pyramids with a perovskite-like second shell get their own count too: the ``pyramidal_112``
+family (M3+ pyramids in a layered perovskite, Ba and Y around them) has a sharp, tall white line,
+and the hosts' five-coordinate sites were mostly in frameworks of small cations (five-coordinate Mn
+1.37 mean white-line height without a large cation within 3.8 Angstrom, 1.59 with four or more, the
+family 1.75; Fe 1.29 / 1.56 / 1.84), so a left-out family was called six-coordinate (Mn 38 of 54, Fe
+38 of 60, Ti 55 of 69; session 41). A five-coordinate site with at least :data:`A_SITE_MIN` of
+:data:`A_SITE_CATIONS` within :data:`A_SITE_RADIUS` of it ran first while its (element, oxidation
+state) had fewer than 30 such spectra. That count alone confounded the second shell with the class:
+with 41-95 perovskite-like pyramids per (element, state) against 1-23 octahedra of the same kind (a
+perovskite's B site), the models called the LaMO3 perovskites five-coordinate (Ti 15, V 20 of 24,
+left out with their type; session 42). So the count is kept per (element, coordination, state) for
+five- and six-coordinate sites alike (:attr:`HostSite.a_site_shell`): a perovskite-like second shell
+is no sign of either class.
 
 Elongated octahedra get their own count because the planning shell cannot see them: a Cu2+ site
 with four O at 1.95 Angstrom and two at 2.4 counts four neighbours (the long pair lies beyond
