@@ -163,6 +163,8 @@ A_SITE_RADIUS = 3.8
 #: A-site cations within :data:`A_SITE_RADIUS` that make a five- or six-coordinate site
 #: perovskite-like (eight in a cubic perovskite; four to eight in the layered ones).
 A_SITE_MIN = 4
+#: Coordination numbers whose sites the A-site count covers (square pyramids and octahedra).
+A_SITE_CNS = (5, 6)
 #: Perovskite-like square pyramids and octahedra per (element, coordination, oxidation state) the
 #: build fills first.
 A_SITE_TARGET = STATE_TARGET
@@ -235,7 +237,7 @@ class HostSite:
         """A five- or six-coordinate site with a perovskite-like second shell (at least
         :data:`A_SITE_MIN` of :data:`A_SITE_CATIONS` within :data:`A_SITE_RADIUS`): a layered
         perovskite's square pyramid, a perovskite's B-site octahedron."""
-        return (self.cn_estimate in (5, 6) and self.a_site_neighbours is not None
+        return (self.cn_estimate in A_SITE_CNS and self.a_site_neighbours is not None
                 and self.a_site_neighbours >= A_SITE_MIN)
 
     @property
@@ -594,7 +596,7 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
         seen_long[g.element] += bool(getattr(g, "jahn_teller_elongated", False))
         if state[1] == 4 and getattr(g, "tetrahedral", False):
             seen_tet[g.element, state[2]] += 1
-        if state[1] in (5, 6) and getattr(g, "a_site_shell", False):
+        if state[1] in A_SITE_CNS and getattr(g, "a_site_shell", False):
             seen_a[state] += 1
         seen_totals[g.element] += 1
         if getattr(g, "parent", None) is not None:  # a host site (a family's one parent is counted already)

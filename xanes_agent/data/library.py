@@ -252,9 +252,11 @@ def library_counts(spectra: Iterable[Spectrum], order: Iterable[Any]) -> dict[st
     structures, per (element, CN, oxidation state) the same, per element all spectra and those of
     Jahn-Teller-elongated octahedra, per (element, state) four-coordinate spectra of tetrahedral
     sites, per (element, CN, state) five- and six-coordinate spectra of sites with a perovskite-like
-    second shell; ``order`` is the plan,
-    whose sites tell the geometry (looked up by site: an RPA spectrum's id carries its set's suffix).
+    second shell; ``order`` is the plan, whose sites tell the geometry (looked up by site: an RPA
+    spectrum's id carries its set's suffix).
     CN and state are the spectra's own labels (CrystalNN, bond valence), not the plan's."""
+    from .hosts import A_SITE_CNS
+
     planned = {g.id: g for g in order}
     have: Counter = Counter()
     states: Counter = Counter()
@@ -280,7 +282,7 @@ def library_counts(spectra: Iterable[Spectrum], order: Iterable[Any]) -> dict[st
         state_parents.setdefault(key, set()).add(parent)
         if key[1] == 4 and getattr(site, "tetrahedral", False):
             tetrahedra[sp.element, key[2]] += 1
-        if key[1] in (5, 6) and getattr(site, "a_site_shell", False):
+        if key[1] in A_SITE_CNS and getattr(site, "a_site_shell", False):
             a_site_shells[key] += 1
     return {"have": have, "states": states, "totals": totals, "elongated": elongated, "tetrahedra": tetrahedra,
             "a_site_shells": a_site_shells, "parents": parents, "state_parents": state_parents}
