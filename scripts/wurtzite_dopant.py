@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from xanes_agent.data.feff import REDUCED_V2_PARAMETERS, feff_input, run_feff  # noqa: E402
-from xanes_agent.data.structures import FAMILY_BY_NAME, _prototype, build  # noqa: E402
+from xanes_agent.data.structures import FAMILY_BY_NAME, build  # noqa: E402
 from xanes_agent.foundation.normalization import find_e0, post_edge_normalize  # noqa: E402
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -26,9 +26,9 @@ ap.add_argument("--cache", default=".cache/feff")
 ap.add_argument("--out", default="out/wurtzite_dopant.png")
 a = ap.parse_args()
 
-pure = build(FAMILY_BY_NAME["wurtzite"], a.element, 0)  # seed 0: the ideal, Shannon-scaled prototype
-host, _ = _prototype("wurtzite", "Zn")  # ZnO itself
-host = host.copy()
+wurtzite = FAMILY_BY_NAME["wurtzite"]
+pure = build(wurtzite, a.element, 0)  # seed 0: the ideal, Shannon-scaled prototype
+host = build(wurtzite, "Zn", 0).structure  # ZnO itself (its own prototype, scale 1)
 host.make_supercell([3, 3, 2])  # 36 Zn: the absorber's cation neighbours are all Zn
 dopant = next(i for i, site in enumerate(host) if site.specie.symbol == "Zn")
 host.replace(dopant, a.element)
