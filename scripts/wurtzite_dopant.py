@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from xanes_agent.data.feff import REDUCED_V2_PARAMETERS, feff_input, run_feff  # noqa: E402
 from xanes_agent.data.structures import FAMILY_BY_NAME, build  # noqa: E402
-from xanes_agent.foundation.normalization import find_e0, post_edge_normalize  # noqa: E402
+from xanes_agent.foundation.normalization import post_edge_normalize  # noqa: E402
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--element", default="Co", help="an absorber Shannon lists as tetrahedral M2+")
@@ -40,9 +40,9 @@ for label, structure, index, colour in [(f"{a.element}O wurtzite (the family)", 
     r = run_feff(feff_input(structure, index, REDUCED_V2_PARAMETERS, title=label), a.cache)
     if not r.ok:
         raise SystemExit(f"{label}: FEFF failed ({r.reason})")
-    e0 = find_e0(r.energy, r.mu)
-    mu = post_edge_normalize(r.energy, r.mu, e0).mu
-    x = r.energy - e0
+    normalized = post_edge_normalize(r.energy, r.mu)  # finds E0 itself and returns it
+    mu = normalized.mu
+    x = r.energy - normalized.e0
     near = (x > 0) & (x < 15)
     peak = mu[near].argmax()
     print(f"{label}: white line {mu[near][peak]:.2f} at E0 + {x[near][peak]:.1f} eV")
