@@ -1,5 +1,7 @@
 """The committed reference library (issue 2): sources kept apart, labels, held-out split, provenance, Table 1."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -563,6 +565,38 @@ def test_tetrahedral_sites_run_first_until_their_state_has_its_target(small_host
     _assert_runs_first_until_target(co, tet[0], "tetrahedra", "tetrahedral_target", 60,
                                     Counter({("Co", tet[0].oxidation_state): 59}),
                                     Counter({("Co", h.oxidation_state): 60 for h in tet}))
+
+
+def test_tetrahedral_network_sites_run_first_until_their_state_has_its_target():
+    """A tetrahedral site sharing corners with six or more other tetrahedra (wurtzite-derived LiCuPO4
+    and Li2CuSiO4, every cation tetrahedral) is told apart, counted on the parent (the computed
+    structure keeps its neighbours), and with every class and state full it runs first while its
+    (element, state) is short of its target; a library's spectra count toward it by their own labels."""
+    from collections import Counter
+
+    from xanes_agent.data.collection import Spectrum
+    from xanes_agent.data.hosts import NETWORK_MIN, all_sites, order_sites, tetrahedral_neighbours
+    from xanes_agent.data.library import library_counts
+
+    root = Path(__file__).resolve().parent / "fixtures" / "network_hosts"
+    co = order_sites(all_sites(("Co",), str(root)), "Co")
+    network = [g for g in co if g.tetrahedral_network]
+    assert network == [g for g in co if g.tetrahedral]  # every cation of these hosts is tetrahedral
+    assert all(g.tetrahedral_neighbours >= NETWORK_MIN for g in network)
+    g = next(g for g in network if g.oxidation_state == 2 and g.host_species == "Cu")
+    m = g.materialize()
+    assert m.structure[m.absorber_index].specie.symbol == "Co"
+    assert tetrahedral_neighbours(m.structure, m.absorber_index) == g.tetrahedral_neighbours == 10
+    at_target = Counter({("Co", h.oxidation_state): 60 for h in network})
+    short = at_target + Counter()
+    short["Co", 2] = 59
+    _assert_runs_first_until_target(co, g, "networks", "network_target", 60, short, at_target)
+    e = np.linspace(7700, 7780, 50)
+    spectra = [Spectrum(energy=e, mu=np.ones_like(e), element="Co", id=g.id, labels=labels,
+                        provenance={"material_id": g.parent, "parent": g.parent})
+               for labels in ({"coordination_number": 4.0, "oxidation_state": 2.0},
+                              {"coordination_number": 5.0, "oxidation_state": 2.0})]  # CrystalNN's CN rules
+    assert library_counts(spectra, co)["networks"] == {("Co", 2): 1}
 
 
 def test_perovskite_like_pyramids_and_octahedra_run_first_until_their_state_has_its_target(small_hosts):

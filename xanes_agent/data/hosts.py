@@ -67,6 +67,17 @@ whose planning shell's largest O-M-O angle is below :data:`TETRAHEDRAL_MAX_ANGLE
 in a regular tetrahedron, 180 across a square plane) runs first while its (element, oxidation
 state) has fewer than :data:`TETRAHEDRAL_TARGET` tetrahedral spectra.
 
+Tetrahedra in a network of corner-sharing tetrahedra get a count of their own within that one: the
+hosts' M2+ tetrahedra were mostly isolated ones among octahedra, and with the family left out the
+models still called wurtzite five-coordinate (Mn 17 of 17, Co 15 of 19, Ni 18 of 20; session 42).
+A dopant in ZnO keeps the family's spectrum (session 43), and the hosts' M2+ tetrahedra with at least
+:data:`NETWORK_MIN` tetrahedral cations within :data:`NETWORK_RADIUS` (the wurtzite-derived LiCuPO4,
+Li2CuSiO4, Li3Cu(PO4)2: 46 candidates per element from 26 parents) have its low white line and late
+second peak where the others do not (:data:`NETWORK_MIN`). Such a site
+(:attr:`HostSite.tetrahedral_network`) runs first while its (element, state) has fewer than
+:data:`NETWORK_TARGET`; most lie beyond the first 2,500 sites of an element's plan (positions
+~100-6,500 of 5,000-6,600), hence builds of up to 7,000.
+
 Square pyramids with a perovskite-like second shell get their own count too: the ``pyramidal_112``
 family (M3+ pyramids in a layered perovskite, Ba and Y around them) has a sharp, tall white line,
 and the hosts' five-coordinate sites were mostly in frameworks of small cations (five-coordinate Mn
@@ -152,6 +163,18 @@ TETRAHEDRAL_MAX_ANGLE = 135.0
 #: Tetrahedral spectra per (element, oxidation state) the build fills first: twice the state target,
 #: since a state's four-coordinate class is split between two geometries whose spectra differ most.
 TETRAHEDRAL_TARGET = 2 * STATE_TARGET
+#: How far (Angstrom) from a tetrahedral site its corner-sharing tetrahedral cations are counted:
+#: the cation-cation distance across a shared O is 3.2-3.3 in ZnO, up to ~3.6 in silicates and
+#: germanates, while a spinel's A site has its four A neighbours beyond 3.5 and twelve octahedral B.
+NETWORK_RADIUS = 3.7
+#: Tetrahedral cations within :data:`NETWORK_RADIUS` that make a tetrahedral site part of a network
+#: of corner-sharing tetrahedra (twelve in wurtzite ZnO): the hosts' M2+ tetrahedra with six or more
+#: have wurtzite's low white line and late second peak (Co2+ 1.19 high with the second peak at E0 +
+#: 16.6 eV, wurtzite 1.25 at 17.9; those with fewer 1.36-1.51 at 12.6; session 44).
+NETWORK_MIN = 6
+#: Tetrahedral-network spectra per (element, oxidation state) the build fills first: as many as
+#: tetrahedra, of which they are a kind.
+NETWORK_TARGET = TETRAHEDRAL_TARGET
 #: Large cations of a perovskite's A site (and of the layered and oxygen-deficient perovskites
 #: derived from it): alkali and alkaline-earth ions from Na and Ca down, Y and the lanthanides, and
 #: the large post-transition ions (eight-coordinate Shannon radii ~0.98-1.74 Angstrom).
@@ -210,6 +233,9 @@ class HostSite:
     # :data:`A_SITE_CATIONS` within :data:`A_SITE_RADIUS` of the site in the parent; not in ``params``:
     # it follows from the structure
     a_site_neighbours: int | None = None
+    # a tetrahedral site's tetrahedral cations within :data:`NETWORK_RADIUS` in the parent
+    # (:func:`tetrahedral_neighbours`); None for other sites. Not in ``params``: it follows from the structure
+    tetrahedral_neighbours: int | None = None
 
     @property
     def native(self) -> bool:
@@ -231,6 +257,13 @@ class HostSite:
         """A four-coordinate site whose planning shell is a tetrahedron, not a square plane
         (largest O-M-O angle below :data:`TETRAHEDRAL_MAX_ANGLE`)."""
         return self.cn_estimate == 4 and self.shell_angle is not None and self.shell_angle < TETRAHEDRAL_MAX_ANGLE
+
+    @property
+    def tetrahedral_network(self) -> bool:
+        """A tetrahedral site (:attr:`tetrahedral`) sharing corners with at least :data:`NETWORK_MIN`
+        other tetrahedra, as in wurtzite ZnO, where a beamline sample's dopant sits."""
+        return (self.tetrahedral and self.tetrahedral_neighbours is not None
+                and self.tetrahedral_neighbours >= NETWORK_MIN)
 
     @property
     def a_site_shell(self) -> bool:
@@ -313,6 +346,21 @@ def first_shell(structure: Any, index: int, cutoff: float = 3.3) -> list[Any] | 
 def a_site_neighbours(structure: Any, index: int) -> int:
     """How many :data:`A_SITE_CATIONS` lie within :data:`A_SITE_RADIUS` of site ``index``."""
     return sum(n.specie.symbol in A_SITE_CATIONS for n in structure.get_neighbors(structure[index], A_SITE_RADIUS))
+
+
+def is_tetrahedron(structure: Any, index: int, shell: list[Any] | None) -> bool:
+    """Whether a planning shell (:func:`first_shell`) of site ``index`` is a tetrahedron: four O whose
+    largest O-M-O angle is below :data:`TETRAHEDRAL_MAX_ANGLE`."""
+    return (shell is not None and len(shell) == 4
+            and largest_shell_angle(structure, index, shell) < TETRAHEDRAL_MAX_ANGLE)
+
+
+def tetrahedral_neighbours(structure: Any, index: int) -> int:
+    """How many cations within :data:`NETWORK_RADIUS` of site ``index`` sit in tetrahedra
+    (:func:`is_tetrahedron`)."""
+    return sum(is_tetrahedron(structure, n.index, first_shell(structure, n.index))
+               for n in structure.get_neighbors(structure[index], NETWORK_RADIUS)
+               if n.specie.symbol != "O" and n.specie.X <= ANION_ELECTRONEGATIVITY)
 
 
 def largest_shell_angle(structure: Any, index: int, shell: list[Any]) -> float:
@@ -473,11 +521,12 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
         d_o = _o_distances(s, i)  # once per site, for every element's elongation
         angle = largest_shell_angle(s, i, shell)  # rescaling moves the O along their bonds: the angles stay
         a_site = a_site_neighbours(s, i)  # the absorber replaces the site's cation; its neighbours stay
+        network = tetrahedral_neighbours(s, i) if is_tetrahedron(s, i, shell) else None
         for el in elements:
             if el == host:
                 out.append(HostSite(parent, str(poscar), i, host, el, q, cn, d_host, d_host, len(eq),
                                     elongation=_scaled_elongation(d_o, 1.0), shell_angle=angle,
-                                    a_site_neighbours=a_site))
+                                    a_site_neighbours=a_site, tetrahedral_neighbours=network))
                 continue
             fits = _fits(_tabulated, el, q, cn, d_host)
             estimated = not fits  # no tabulated radius fits: a five-coordinate M3+ from its estimated one
@@ -488,7 +537,7 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
                 dq = 0 if 0 in fits else min(fits, key=lambda k: (abs(np.log(fits[k] / d_host)), k))
                 out.append(HostSite(parent, str(poscar), i, host, el, q + dq, cn, d_host, fits[dq], len(eq), dq,
                                     estimated, _scaled_elongation(d_o, fits[dq] / d_host), shell_angle=angle,
-                                    a_site_neighbours=a_site))
+                                    a_site_neighbours=a_site, tetrahedral_neighbours=network))
             if not estimated:
                 # the trivalent absorber too (Co3+ on a Co2+-sized pyramid from its estimated radius,
                 # Mn3+ and Fe3+ from their tabulated ones): five-coordinate Co3+, Ni3+, Cu3+ otherwise
@@ -498,7 +547,8 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
                         out.append(HostSite(parent, str(poscar), i, host, el, q + dq3, cn, d_host, d3, len(eq), dq3,
                                             estimated_radius(el, q + dq3, cn) is not None,
                                             _scaled_elongation(d_o, d3 / d_host), second_state=True,
-                                            shell_angle=angle, a_site_neighbours=a_site))
+                                            shell_angle=angle, a_site_neighbours=a_site,
+                                            tetrahedral_neighbours=network))
     return out
 
 
@@ -546,7 +596,8 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
                   state_parent_target: int = STATE_PARENT_TARGET,
                   totals: Counter | None = None, total_target: int = ELEMENT_TARGET,
                   tetrahedra: Counter | None = None, tetrahedral_target: int = TETRAHEDRAL_TARGET,
-                  a_site_shells: Counter | None = None, a_site_target: int = A_SITE_TARGET) -> list[Any]:
+                  a_site_shells: Counter | None = None, a_site_target: int = A_SITE_TARGET,
+                  networks: Counter | None = None, network_target: int = NETWORK_TARGET) -> list[Any]:
     """``pending`` calculations in the order to run them: a host site whose (element, planned
     coordination) has fewer than ``target`` spectra so far (``have``, counted by CrystalNN, plus the
     ones queued ahead of it), or fewer than ``parent_target`` distinct parent structures
@@ -557,7 +608,9 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
     elongated octahedron (:attr:`HostSite.jahn_teller_elongated`) while its element has fewer than
     ``elongated_target`` such spectra (``elongated``, per element), which is a tetrahedron
     (:attr:`HostSite.tetrahedral`) while its (element, oxidation state) has fewer than
-    ``tetrahedral_target`` four-coordinate spectra of tetrahedral sites (``tetrahedra``), which is a
+    ``tetrahedral_target`` four-coordinate spectra of tetrahedral sites (``tetrahedra``), or fewer
+    than ``network_target`` of sites in a network of corner-sharing tetrahedra
+    (:attr:`HostSite.tetrahedral_network`, ``networks``) while it is one, which is a
     perovskite-like square pyramid or octahedron (:attr:`HostSite.a_site_shell`) while its (element,
     coordination, oxidation state) has fewer than ``a_site_target`` spectra of such sites
     (``a_site_shells``), or whose
@@ -579,7 +632,7 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
     place in the second group."""
     seen, seen_states, seen_long = Counter(have), Counter(states or {}), Counter(elongated or {})
     seen_totals, seen_tet = Counter(totals or {}), Counter(tetrahedra or {})
-    seen_a = Counter(a_site_shells or {})
+    seen_a, seen_net = Counter(a_site_shells or {}), Counter(networks or {})
     seen_parents = {k: set(v) for k, v in (parents or {}).items()}
     seen_state_parents = {k: set(v) for k, v in (state_parents or {}).items()}
     known = known or {}
@@ -596,6 +649,8 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
         seen_long[g.element] += bool(getattr(g, "jahn_teller_elongated", False))
         if state[1] == 4 and getattr(g, "tetrahedral", False):
             seen_tet[g.element, state[2]] += 1
+        if state[1] == 4 and getattr(g, "tetrahedral_network", False):
+            seen_net[g.element, state[2]] += 1
         if state[1] in A_SITE_CNS and getattr(g, "a_site_shell", False):
             seen_a[state] += 1
         seen_totals[g.element] += 1
@@ -610,6 +665,7 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
         state = (g.element, cn, getattr(g, "oxidation_state", None))
         long_ = elongated is not None and getattr(g, "jahn_teller_elongated", False)
         tet = tetrahedra is not None and getattr(g, "tetrahedral", False)
+        net = networks is not None and getattr(g, "tetrahedral_network", False)
         a_site = a_site_shells is not None and getattr(g, "a_site_shell", False)
         in_class = seen_parents.setdefault((g.element, cn), set())
         parent = getattr(g, "parent", None)
@@ -625,6 +681,7 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
                 len(in_state) / state_parent_target if new_state_parent else None,
                 _share(seen_long[g.element], elongated_target) if long_ else None,
                 _share(seen_tet[g.element, state[2]], tetrahedral_target) if tet else None,
+                _share(seen_net[g.element, state[2]], network_target) if net else None,
                 _share(seen_a[state], a_site_target) if a_site else None,
                 _share(seen_totals[g.element], total_target) if totals is not None else None]
         if cn is not None and any(f is not None for f in fill):
@@ -632,6 +689,7 @@ def deficit_first(pending: list[Any], have: Counter, target: int = CLASS_TARGET,
             seen_states[state] += 1
             seen_long[g.element] += long_
             seen_tet[g.element, state[2]] += tet
+            seen_net[g.element, state[2]] += net
             seen_a[state] += a_site
             seen_totals[g.element] += 1
             if parent is not None:

@@ -251,9 +251,9 @@ def library_counts(spectra: Iterable[Spectrum], order: Iterable[Any]) -> dict[st
     already holds, as its keyword arguments: per (element, CN) spectra (``have``) and parent
     structures, per (element, CN, oxidation state) the same, per element all spectra and those of
     Jahn-Teller-elongated octahedra, per (element, state) four-coordinate spectra of tetrahedral
-    sites, per (element, CN, state) five- and six-coordinate spectra of sites with a perovskite-like
-    second shell; ``order`` is the plan, whose sites tell the geometry (looked up by site: an RPA
-    spectrum's id carries its set's suffix).
+    sites and of those in a network of corner-sharing tetrahedra, per (element, CN, state) five-
+    and six-coordinate spectra of sites with a perovskite-like second shell; ``order`` is the plan,
+    whose sites tell the geometry (looked up by site: an RPA spectrum's id carries its set's suffix).
     CN and state are the spectra's own labels (CrystalNN, bond valence), not the plan's."""
     from .hosts import A_SITE_CNS
 
@@ -264,6 +264,7 @@ def library_counts(spectra: Iterable[Spectrum], order: Iterable[Any]) -> dict[st
     elongated: Counter = Counter()
     tetrahedra: Counter = Counter()
     a_site_shells: Counter = Counter()
+    networks: Counter = Counter()
     parents: dict[tuple[str, int], set[str]] = {}
     state_parents: dict[tuple[str, int, int | None], set[str]] = {}
     for sp in spectra:
@@ -282,10 +283,13 @@ def library_counts(spectra: Iterable[Spectrum], order: Iterable[Any]) -> dict[st
         state_parents.setdefault(key, set()).add(parent)
         if key[1] == 4 and getattr(site, "tetrahedral", False):
             tetrahedra[sp.element, key[2]] += 1
+        if key[1] == 4 and getattr(site, "tetrahedral_network", False):
+            networks[sp.element, key[2]] += 1
         if key[1] in A_SITE_CNS and getattr(site, "a_site_shell", False):
             a_site_shells[key] += 1
     return {"have": have, "states": states, "totals": totals, "elongated": elongated, "tetrahedra": tetrahedra,
-            "a_site_shells": a_site_shells, "parents": parents, "state_parents": state_parents}
+            "a_site_shells": a_site_shells, "networks": networks, "parents": parents,
+            "state_parents": state_parents}
 
 
 def compute_project_spectra(
