@@ -73,7 +73,7 @@ models still called wurtzite five-coordinate (Mn 17 of 17, Co 15 of 19, Ni 18 of
 A dopant in ZnO keeps the family's spectrum (session 43), and the hosts' M2+ tetrahedra with at least
 :data:`NETWORK_MIN` tetrahedral cations within :data:`NETWORK_RADIUS` (the wurtzite-derived LiCuPO4,
 Li2CuSiO4, Li3Cu(PO4)2: 46 candidates per element from 26 parents) have its low white line and late
-second peak where the others do not (:data:`NETWORK_MIN`). Such a site
+second peak where the others do not (figures at :data:`NETWORK_MIN`). Such a site
 (:attr:`HostSite.tetrahedral_network`) runs first while its (element, state) has fewer than
 :data:`NETWORK_TARGET`; most lie beyond the first 2,500 sites of an element's plan (positions
 ~100-6,500 of 5,000-6,600), hence builds of up to 7,000.
