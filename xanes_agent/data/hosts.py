@@ -259,7 +259,7 @@ class HostSite:
     def tetrahedral(self) -> bool:
         """A four-coordinate site whose planning shell is a tetrahedron, not a square plane
         (largest O-M-O angle below :data:`TETRAHEDRAL_MAX_ANGLE`)."""
-        return self.cn_estimate == 4 and self.shell_angle is not None and self.shell_angle < TETRAHEDRAL_MAX_ANGLE
+        return tetrahedral_shell(self.cn_estimate, self.shell_angle)
 
     @property
     def tetrahedral_network(self) -> bool:
@@ -351,11 +351,16 @@ def a_site_neighbours(structure: Any, index: int) -> int:
     return sum(n.specie.symbol in A_SITE_CATIONS for n in structure.get_neighbors(structure[index], A_SITE_RADIUS))
 
 
+def tetrahedral_shell(n_ligands: int, largest_angle: float | None) -> bool:
+    """Whether a planning shell of ``n_ligands`` O whose largest O-M-O angle is ``largest_angle``
+    (degrees) is a tetrahedron: four O, the angle below :data:`TETRAHEDRAL_MAX_ANGLE`."""
+    return n_ligands == 4 and largest_angle is not None and largest_angle < TETRAHEDRAL_MAX_ANGLE
+
+
 def is_tetrahedron(structure: Any, index: int, shell: list[Any] | None) -> bool:
-    """Whether a planning shell (:func:`first_shell`) of site ``index`` is a tetrahedron: four O whose
-    largest O-M-O angle is below :data:`TETRAHEDRAL_MAX_ANGLE`."""
-    return (shell is not None and len(shell) == 4
-            and largest_shell_angle(structure, index, shell) < TETRAHEDRAL_MAX_ANGLE)
+    """Whether a planning shell (:func:`first_shell`) of site ``index`` is a tetrahedron
+    (:func:`tetrahedral_shell`); the angles are measured only for a shell of four."""
+    return shell is not None and len(shell) == 4 and tetrahedral_shell(4, largest_shell_angle(structure, index, shell))
 
 
 def tetrahedral_neighbours(structure: Any, index: int) -> int:
@@ -524,7 +529,7 @@ def host_sites(poscar: str | Path, parent: str, elements: Iterable[str]) -> list
         d_o = _o_distances(s, i)  # once per site, for every element's elongation
         angle = largest_shell_angle(s, i, shell)  # rescaling moves the O along their bonds: the angles stay
         a_site = a_site_neighbours(s, i)  # the absorber replaces the site's cation; its neighbours stay
-        network = tetrahedral_neighbours(s, i) if is_tetrahedron(s, i, shell) else None
+        network = tetrahedral_neighbours(s, i) if tetrahedral_shell(cn, angle) else None
         for el in elements:
             if el == host:
                 out.append(HostSite(parent, str(poscar), i, host, el, q, cn, d_host, d_host, len(eq),
