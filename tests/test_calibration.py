@@ -101,6 +101,30 @@ def test_confidence_map_is_monotone_and_normalized():
     assert abs(conf.mean() - np.mean(k == y)) < 0.03  # calibrated on average
 
 
+def test_in_family_distance_leaves_a_spectrum_s_whole_material_out():
+    # materials of two spectra each, near twins (a site's FSR and RPA spectra): a spectrum's nearest
+    # neighbour is its twin, which a held-out material's spectra never meet in training
+    rng = np.random.default_rng(5)
+    sites = rng.normal(size=(300, 12))
+    F = np.repeat(sites, 2, axis=0) + rng.normal(scale=0.05, size=(600, 12))
+    materials = np.repeat(np.array([f"mp-{i}" for i in range(300)]), 2)
+    self_out, material_out = DomainModel.fit(F), DomainModel.fit(F, groups=materials)
+    d_self, d_material = self_out.in_family_distance(), material_out.in_family_distance()
+    assert np.all(d_material > d_self)  # the twin is gone from every spectrum's neighbours
+    np.testing.assert_allclose(material_out.distance(F[:4]), self_out.distance(F[:4]))  # scoring is unchanged
+    new_sites = rng.normal(size=(200, 12))
+    new = np.repeat(new_sites, 2, axis=0) + rng.normal(scale=0.05, size=(400, 12))
+    def flagged(model, inside):
+        return np.mean(model.distance(new) > np.quantile(inside, 0.95))
+
+    assert flagged(self_out, d_self) > 0.25  # limits set on twins' distances flag a third of new materials
+    assert flagged(material_out, d_material) <= 0.10  # about the 5 % the quantile states
+    # a group larger than DOMAIN_K still leaves k neighbours, and a material of one spectrum is
+    # left out as itself
+    big = DomainModel.fit(F[:40], groups=np.array(["a"] * 8 + [f"m{i}" for i in range(32)]))
+    assert np.all(np.isfinite(big.in_family_distance()))
+
+
 def test_domain_model_flags_what_is_far_and_partial_spectra_are_not_closer():
     rng = np.random.default_rng(2)
     F = rng.normal(size=(400, 20))

@@ -54,8 +54,9 @@ on full spectra and on masked (partially measured) copies:
   (:data:`DOMAIN_FEATURIZATION`, whatever the models train on; bundle format 9) to
   its 5 nearest training spectra (up to 1,500 stored; features a partial spectrum lacks count as
   typical, and the distance is scaled by sqrt(features / features measured)), divided by the
-  median of that distance for a training spectrum to the *other* training spectra (its
-  in-family neighbours). A spectrum is flagged out of domain above the 95th percentile of that
+  median of that distance for a training spectrum to the training spectra of *other* materials
+  (its in-family neighbours, as a held-out material meets them: a site's FSR and RPA spectra are
+  one material). A spectrum is flagged out of domain above the 95th percentile of that
   in-family distance (``TrainConfig.domain_quantile``): a spectrum farther from the training
   spectra than 95 % of them are from each other, per band of window coverage (bundle format 8:
   the training spectra masked to the calibration windows give the partial bands' limits; one
@@ -320,6 +321,9 @@ class DomainModel:
     # only; not stored in a bundle)
     measured: np.ndarray | None = field(default=None, repr=False)
     reference_rows: np.ndarray | None = field(default=None, repr=False)
+    # the material (integer code) of each reference row: a spectrum's in-family neighbours are of
+    # other materials, as a held-out material's are (fit only)
+    reference_groups: np.ndarray | None = field(default=None, repr=False)
     # the first test per coverage band: the score above which a spectrum of that coverage is
     # flagged (None: ``threshold`` in every band, as bundles before format 8 were calibrated)
     far_limits: np.ndarray | None = None
@@ -332,14 +336,16 @@ class DomainModel:
     featurization: str | None = None
 
     @classmethod
-    def fit(cls, F: np.ndarray, rng: np.random.Generator | None = None, F_measured: np.ndarray | None = None
-            ) -> DomainModel:
+    def fit(cls, F: np.ndarray, rng: np.random.Generator | None = None, F_measured: np.ndarray | None = None,
+            groups: np.ndarray | None = None) -> DomainModel:
         """Reference and scale from training features ``F``.
 
         ``F_measured``: the same rows as a measurement would give them (noise, E0 jitter: the
         copies a live model trains on). Each feature's scale then includes its measurement
         variance, so features that noise alone moves (the fine polynomial orders) do not make every
         measured spectrum look foreign, and :meth:`in_family_distance` is taken from those copies.
+        ``groups``: the material of each row; :meth:`in_family_distance` then leaves a spectrum's
+        whole material out of its neighbours, not only itself.
         """
         F = np.asarray(F, float)
         center = np.nanmean(F, axis=0)
@@ -353,7 +359,8 @@ class DomainModel:
         if len(rows) > MAX_REFERENCE:
             rows = np.sort((rng or np.random.default_rng(0)).choice(rows, MAX_REFERENCE, replace=False))
         ref = np.nan_to_num((F[rows] - center) / scale).astype(np.float32)
-        return cls(center=center, scale=scale, reference=ref, reference_rows=rows,
+        codes = None if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1].ravel()[rows]
+        return cls(center=center, scale=scale, reference=ref, reference_rows=rows, reference_groups=codes,
                    measured=None if F_measured is None else np.asarray(F_measured, float)[rows])
 
     def distance(self, F: np.ndarray) -> np.ndarray:
@@ -361,26 +368,39 @@ class DomainModel:
         return self._knn(F)
 
     def in_family_distance(self, Q: np.ndarray | None = None) -> np.ndarray:
-        """Each reference spectrum's distance to the *other* reference spectra (leave-self-out):
-        from ``Q`` (features, rows aligned with the reference rows, e.g. masked copies of them),
-        else from its measured copy where :meth:`fit` was given those, else from itself."""
+        """Each reference spectrum's distance to the reference spectra of *other* materials (where
+        :meth:`fit` was given the materials; else to the others: leave-self-out): from ``Q``
+        (features, rows aligned with the reference rows, e.g. masked copies of them), else from
+        its measured copy where :meth:`fit` was given those, else from itself.
+
+        Why the material: a held-out material's siblings train, its own spectra do not. A site's
+        FSR and RPA spectra are one material, as are a host site substituted at two oxidation
+        states; leaving only the spectrum itself out found its twin, so the limits were set on
+        distances shorter than a new material's, and the flag took 0.12-0.13 of Cu's and Ni's
+        in-family held-out spectra (session 44) where 0.10 is allowed."""
         if Q is None:
             Q = self.measured if self.measured is not None else self.reference * self.scale + self.center
-        return self._knn(Q, own=np.arange(len(self.reference)))
+        own = np.arange(len(self.reference)) if self.reference_groups is None else self.reference_groups
+        return self._knn(Q, own=own)
 
     def _knn(self, F: np.ndarray, own: np.ndarray | None = None) -> np.ndarray:
-        """:meth:`distance`; ``own``: each row's own reference row, left out of its neighbours."""
+        """:meth:`distance`; ``own``: each row's own reference row (or, with
+        ``reference_groups``, its group), left out of its neighbours."""
         F = np.atleast_2d(np.asarray(F, float))
         measured = np.maximum(np.isfinite(F).sum(axis=1), 1)
         Z = np.nan_to_num((F - self.center) / self.scale).astype(np.float32)
         R = self.reference.astype(np.float64)
         out = np.empty(len(Z))
-        k = min(DOMAIN_K, len(R) - (own is not None))
+        by_group = own is not None and self.reference_groups is not None
+        left_out = 0 if own is None else (np.bincount(self.reference_groups).max() if by_group else 1)
+        k = min(DOMAIN_K, len(R) - left_out)
         r2 = (R ** 2).sum(axis=1)
         for a in range(0, len(Z), 512):  # bounded memory for large batches
             z = Z[a:a + 512].astype(np.float64)
             d2 = (z ** 2).sum(axis=1)[:, None] + r2[None, :] - 2.0 * z @ R.T
-            if own is not None:
+            if by_group:
+                d2[own[a:a + 512, None] == self.reference_groups[None, :]] = np.inf
+            elif own is not None:
                 d2[np.arange(len(d2)), own[a:a + 512]] = np.inf
             part = np.partition(np.maximum(d2, 0.0), k - 1, axis=1)[:, :k]
             out[a:a + 512] = np.sqrt(part).mean(axis=1)

@@ -134,7 +134,7 @@ class TrainConfig:
     regressor_trees: str = "extra"
     regressor_copies: int = 1
     # a spectrum is flagged out of domain beyond this quantile of the training spectra's
-    # leave-self-out distance (models.calibration), so about 1 - it of in-family spectra are flagged
+    # distance to other materials (models.calibration), so about 1 - it of in-family spectra are flagged
     domain_quantile: float = DOMAIN_QUANTILE
     # the nearest-neighbour vote's share of the CN probability (models.neighbours; 0: forests alone)
     neighbour_vote: float = VOTE_SHARE
@@ -376,7 +376,7 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
         coverage.append(cov)
         # the distance test as the held-out spectra would meet it: from a domain without them (the
         # final one holds them among its reference spectra, and would leave the spread more room)
-        fold_domain = fit_domain(X_grid, tr, cfg, dom_feat, rng, real)
+        fold_domain = fit_domain(X_grid, tr, cfg, dom_feat, rng, real, sub.material_id)
         far.append(fold_domain.score(dom_feat.transform(Xm)) > fold_domain.far_limit(cov))
     spread, coverage, far = np.concatenate(spread), np.concatenate(coverage), np.concatenate(far)
     cap = 2 * (1 - cfg.domain_quantile)  # the two tests' allowances together
@@ -569,7 +569,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                     across.add(prop, f, est.predict(F_other))
     dist = np.concatenate(dist_out)
     full = np.concatenate(full_out)
-    final_domain = fit_domain(X_grid, idx, cfg, dom_feat, rng, real)
+    final_domain = fit_domain(X_grid, idx, cfg, dom_feat, rng, real, sub.material_id)
     score = dist / final_domain.typical
     y = {p: np.concatenate(v) for p, v in y_out.items()}
     pred = {p: np.concatenate(v) for p, v in pred_out.items()}
@@ -583,7 +583,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                           "weighing 1), the larger of the two, |y - pred| / (0.5 + 0.5 domain score), "
                           "per coverage band",
               "cn": "isotonic map of the predicted class probability",
-              "domain": f"{cfg.domain_quantile:.0%} quantile of the training spectra's leave-self-out distance, "
+              "domain": f"{cfg.domain_quantile:.0%} quantile of the training spectra's distance to other materials' "
                         "per coverage band (whole and masked to the calibration windows)"
                         + (" (from measurement-like copies; feature scales include measurement noise)"
                            if _measures(cfg) and real is None else "")
@@ -626,13 +626,16 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
 
 
 def fit_domain(X_grid: np.ndarray, rows: np.ndarray, cfg: TrainConfig, featurizer: Any, rng: np.random.Generator,
-               real: ExperimentLike | None = None) -> DomainModel:
+               real: ExperimentLike | None = None, materials: np.ndarray | None = None) -> DomainModel:
     """The domain score's first test (:class:`~.calibration.DomainModel`) fitted on the training
     ``rows`` (grid spectra; ``featurizer``: :data:`~.calibration.DOMAIN_FEATURIZATION`'s), with
-    its typical in-family distance and its limits per coverage band (:func:`_far_limits`)."""
+    its typical in-family distance and its limits per coverage band (:func:`_far_limits`).
+    ``materials``: the material of every spectrum (indexed by ``rows``), so a training spectrum's
+    in-family distance is to other materials' spectra, as a held-out material's is."""
     met = _as_met(X_grid, rows, cfg, rng, real)
     domain = DomainModel.fit(featurizer.transform(X_grid[rows]), rng,
-                             None if met is None else featurizer.transform(met))
+                             None if met is None else featurizer.transform(met),
+                             None if materials is None else np.asarray(materials)[rows])
     domain.featurization = DOMAIN_FEATURIZATION
     in_family = domain.in_family_distance()
     domain.typical = float(np.median(in_family))
@@ -644,7 +647,7 @@ def fit_domain(X_grid: np.ndarray, rows: np.ndarray, cfg: TrainConfig, featurize
 def _far_limits(domain: DomainModel, in_family: np.ndarray, X_met: np.ndarray, featurizer: Any, cfg: TrainConfig
                 ) -> np.ndarray:
     """The domain flag's first test per coverage band: the ``cfg.domain_quantile`` of the
-    training spectra's leave-self-out score (:meth:`~.calibration.DomainModel.in_family_distance`),
+    training spectra's leave-material-out score (:meth:`~.calibration.DomainModel.in_family_distance`),
     whole (``in_family``, already computed) and masked to the calibration windows (``X_met``: the
     fitted rows as met, grid). A
     partial spectrum lies farther from whole training spectra (what it lacks counts as typical,
