@@ -114,6 +114,7 @@ def test_in_family_distance_leaves_a_spectrum_s_whole_material_out():
     np.testing.assert_allclose(material_out.distance(F[:4]), self_out.distance(F[:4]))  # scoring is unchanged
     new_sites = rng.normal(size=(200, 12))
     new = np.repeat(new_sites, 2, axis=0) + rng.normal(scale=0.05, size=(400, 12))
+
     def flagged(model, inside):
         return np.mean(model.distance(new) > np.quantile(inside, 0.95))
 

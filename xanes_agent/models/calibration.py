@@ -376,8 +376,8 @@ class DomainModel:
         Why the material: a held-out material's siblings train, its own spectra do not. A site's
         FSR and RPA spectra are one material, as are a host site substituted at two oxidation
         states; leaving only the spectrum itself out found its twin, so the limits were set on
-        distances shorter than a new material's, and the flag took 0.12-0.13 of Cu's and Ni's
-        in-family held-out spectra (session 44) where 0.10 is allowed."""
+        distances shorter than a new material's, and the flag took 0.12 of Cu's in-family
+        held-out spectra where 0.10 is allowed (0.09 now; session 45, docs/models.md)."""
         if Q is None:
             Q = self.measured if self.measured is not None else self.reference * self.scale + self.center
         own = np.arange(len(self.reference)) if self.reference_groups is None else self.reference_groups

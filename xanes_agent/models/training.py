@@ -583,7 +583,8 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                           "weighing 1), the larger of the two, |y - pred| / (0.5 + 0.5 domain score), "
                           "per coverage band",
               "cn": "isotonic map of the predicted class probability",
-              "domain": f"{cfg.domain_quantile:.0%} quantile of the training spectra's distance to other materials' "
+              "domain": f"{cfg.domain_quantile:.0%} quantile of the training spectra's distance to other "
+                        "materials' spectra, "
                         "per coverage band (whole and masked to the calibration windows)"
                         + (" (from measurement-like copies; feature scales include measurement noise)"
                            if _measures(cfg) and real is None else "")
