@@ -339,6 +339,8 @@ def main() -> None:
                     help="outer folds by parent structure, or by structure type (a family with its sibling "
                          "families and the hosts of its framework, xanes_agent.data.frameworks)")
     a = ap.parse_args()
+    if a.in_family_splits < 1:
+        ap.error(f"--in-family-splits must be at least 1 (the library's split), got {a.in_family_splits}")
     lib = read_library(a.library) if a.library else load_bundled_library()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -124,6 +124,8 @@ def test_in_family_distance_leaves_a_spectrum_s_whole_material_out():
     # left out as itself
     big = DomainModel.fit(F[:40], groups=np.array(["a"] * 8 + [f"m{i}" for i in range(32)]))
     assert np.all(np.isfinite(big.in_family_distance()))
+    with pytest.raises(ValueError, match="one material per row"):
+        DomainModel.fit(F, groups=materials[:10])
 
 
 def test_domain_model_flags_what_is_far_and_partial_spectra_are_not_closer():

@@ -348,6 +348,8 @@ class DomainModel:
         whole material out of its neighbours, not only itself.
         """
         F = np.asarray(F, float)
+        if groups is not None and len(groups) != len(F):
+            raise ValueError(f"groups: one material per row of F ({len(F)}), got {len(groups)}")
         center = np.nanmean(F, axis=0)
         spread = np.nanvar(F, axis=0)
         if F_measured is not None:
