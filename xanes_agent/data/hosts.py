@@ -78,8 +78,10 @@ second peak where the others do not (figures at :data:`NETWORK_MIN`). Such a sit
 :data:`NETWORK_TARGET`; most lie beyond the first 2,500 sites of an element's plan (at positions
 up to ~6,500 of 4,400-6,600), hence builds that take up to 7,000 sites per element. They did not
 cure the miss: with 112 such M2+ spectra computed the family is still called five-coordinate
-(Mn 17, Co 13, Ni 17; docs/models.md, session 44), since it shares the network's low white line
-but not wurtzite's early peak at E0 + 5 eV; they stay as environments the library lacked.
+(Mn 17, Co 13, Ni 17; docs/models.md, session 44): they share its low white line, but what sets
+the family apart is where its E0 falls (a long foot puts its half-step point 2.5-3 eV late relative
+to the same onset and first peak; session 45, scripts/wurtzite_e0.py). They stay as environments
+the library lacked.
 
 Square pyramids with a perovskite-like second shell get their own count too: the ``pyramidal_112``
 family (M3+ pyramids in a layered perovskite, Ba and Y around them) has a sharp, tall white line,
