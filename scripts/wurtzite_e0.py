@@ -26,7 +26,7 @@ from sklearn.ensemble import RandomForestClassifier
 from xanes_agent.data.frameworks import DEFAULT_CACHE
 from xanes_agent.data.library import PROJECT_SOURCE, load_bundled_library, type_groups, with_structure_types
 from xanes_agent.foundation.normalization import find_e0, normalize
-from xanes_agent.models.features import DEFAULT_GRID, extend_below_fermi, to_grid
+from xanes_agent.models.features import DEFAULT_GRID, extend_below_fermi, spectra_to_grid, to_grid
 
 
 def positions(energy: np.ndarray, mu: np.ndarray) -> tuple[float, float, float]:
@@ -41,8 +41,8 @@ def positions(energy: np.ndarray, mu: np.ndarray) -> tuple[float, float, float]:
     return e0 - ef, (first[0] if len(first) else np.nan) - ef, e[np.argmax(y > 0.1)] - ef
 
 
-def on_grid(energy: np.ndarray, mu: np.ndarray, earlier: float = 0.0) -> np.ndarray:
-    """The models' grid (post-edge normalized about the half-step E0), referenced ``earlier`` eV below it."""
+def on_grid(energy: np.ndarray, mu: np.ndarray, earlier: float) -> np.ndarray:
+    """One spectrum as :func:`spectra_to_grid` puts it, but referenced ``earlier`` eV below its E0."""
     e, m = extend_below_fermi(energy, mu)
     e0 = find_e0(e, m)
     return to_grid(e, normalize(e, m, "post_edge", e0=e0).mu, e0 - earlier, DEFAULT_GRID)
@@ -65,15 +65,15 @@ def main() -> None:
                               for i in np.flatnonzero(rows)], axis=0)
             print(f"{el} {name:13s} n={rows.sum():4d}  above the Fermi level (eV): E0 {p[0]:5.1f}, "
                   f"first peak {p[1]:5.1f} (E0 + {p[1] - p[0]:4.1f}), 10 % of the step {p[2]:4.1f}")
-        X = np.array([on_grid(np.asarray(s.energy[i], float), np.asarray(s.mu[i], float)) for i in range(len(s))])
+        X = spectra_to_grid(s.energy, s.mu)[0]  # the models' grid
         ok = np.isfinite(X).all(axis=1) & np.isin(cn, [4, 5, 6])
         types = type_groups(s)
         train = ok & ~np.isin(types, np.unique(types[family == "wurtzite"]))
         forest = RandomForestClassifier(300, class_weight="balanced", random_state=0).fit(X[train], cn[train])
         wz = np.flatnonzero(ok & (family == "wurtzite"))
         for d in (0, 1, 2, 3):
-            called = forest.predict(np.array([on_grid(np.asarray(s.energy[i], float), np.asarray(s.mu[i], float), d)
-                                              for i in wz]))
+            called = forest.predict(X[wz] if d == 0 else np.array(
+                [on_grid(np.asarray(s.energy[i], float), np.asarray(s.mu[i], float), d) for i in wz]))
             print(f"{el} wurtzite, E0 {d} eV earlier: called 4 / 5 / 6:",
                   " / ".join(str(int((called == c).sum())) for c in (4, 5, 6)))
 
