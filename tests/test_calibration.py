@@ -250,7 +250,7 @@ def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bund
         # errors of a ~100-spectrum split, counted per spectrum: its masked copies are not independent)
         assert np.mean(~p["in_domain"][band == b]) <= cap + 2 * np.sqrt(cap * (1 - cap) / n_spectra)
     assert "per coverage band" in calibrated_model.calibration.method["domain"]
-    assert "together flag at most 10%" in calibrated_model.calibration.method["domain"]
+    assert "the three flag 10% of them" in calibrated_model.calibration.method["domain"]
     # the CN maps' strata are the same per-band test: a partial spectrum beyond the whole-spectrum
     # threshold but within its band's limit gets the in-domain map, as in calibration
     cal = calibrated_model.calibration
@@ -260,17 +260,25 @@ def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bund
     np.testing.assert_allclose(cn["proba"][mid], apply_confidence_map(cn["raw_proba"][mid], *cal.confidence_knots))
     far = p["domain_far"]
     np.testing.assert_allclose(cn["proba"][far], apply_confidence_map(cn["raw_proba"][far], *cal.confidence_knots_far))
-    np.testing.assert_array_equal(p["in_domain"], ~p["domain_far"] & ~disagree)
+    # the flag reads the two tests together (bundle format 11): the ratios to their limits
+    r_far = p["domain_score"] / dom.far_limits[band]
+    r_spread = p["tree_std"] / dom.spread_limits[band]
+    expect = (np.maximum(r_far, r_spread) > dom.alone_limits[band]) \
+        | (np.sqrt(r_far * r_spread) > dom.joint_limits[band])
+    np.testing.assert_array_equal(p["in_domain"], ~expect)
+    assert np.all(dom.alone_limits >= 1) and np.all(dom.joint_limits < dom.alone_limits)
     # trees that disagree beyond the limit flag the spectrum; the CN probability is not moved by it
     # (its maps' strata were calibrated on the distance test alone)
     before = calibrated_model.predict_grid(X[:20])
     saved = dom.spread_limits
     try:
-        dom.spread_limits = np.full(3, -1.0)  # below any spread, even a spectrum all trees agree on exactly
+        dom.spread_limits = np.zeros(3)  # below any spread the trees show
         after = calibrated_model.predict_grid(X[:20])
     finally:
         dom.spread_limits = saved
-    assert np.all(after["charge"]["domain_trees_disagree"]) and not np.any(after["charge"]["in_domain"])
+    spread = before["mean_nn_distance"]["tree_std"] > 0  # a zero spread is beyond no limit
+    assert spread.sum() >= 15
+    assert np.all(after["charge"]["domain_trees_disagree"][spread]) and not np.any(after["charge"]["in_domain"][spread])
     np.testing.assert_allclose(after["coordination_number"]["proba"], before["coordination_number"]["proba"])
     # the bundle keeps the limits, and refuses limits that are not limits
     path = calibrated_model.save(tmp_path / "fe.npz")
@@ -278,7 +286,8 @@ def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bund
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     np.testing.assert_allclose(ElementModel.load(path).calibration.domain.far_limits, dom.far_limits)
-    for key in ("domain_spread_limits", "domain_far_limits"):
+    np.testing.assert_allclose(ElementModel.load(path).calibration.domain.joint_limits, dom.joint_limits)
+    for key in ("domain_spread_limits", "domain_far_limits", "domain_alone_limits", "domain_joint_limits"):
         for bad in ([-1.0, 0.1, 0.1], [0.1, 0.1], "wide"):
             m = json.loads(str(arrays["manifest"]))
             m["calibration"][key] = bad
@@ -286,6 +295,14 @@ def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bund
             np.savez_compressed(tmp_path / "bad.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
             with pytest.raises(BundleError, match=key):
                 ElementModel.load(tmp_path / "bad.npz")
+    # a version-10 bundle (no joint limits) flags where either test passes its own limit, as trained
+    m = json.loads(str(arrays["manifest"]))
+    del m["calibration"]["domain_alone_limits"], m["calibration"]["domain_joint_limits"]
+    m["format_version"] = 10
+    m["digest"] = _bundle_digest(m)
+    np.savez_compressed(tmp_path / "v10.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
+    p10 = ElementModel.load(tmp_path / "v10.npz").predict_grid(X)["mean_nn_distance"]
+    np.testing.assert_array_equal(p10["in_domain"], ~p10["domain_far"] & ~p10["domain_trees_disagree"])
     # a version-7 bundle (no band limits for the distance test) flags at its one threshold, as trained
     m = json.loads(str(arrays["manifest"]))
     del m["calibration"]["domain_far_limits"]
@@ -606,22 +623,40 @@ def test_a_model_trained_on_experiment_like_copies_is_calibrated_on_them(bundled
         assert 0.45 <= np.mean((yy >= lo) & (yy <= hi)) <= 0.9  # one fold, 20 trees: 0.50-0.74 measured
 
 
-def test_the_spread_limit_gives_way_where_the_two_tests_flag_different_spectra():
-    from xanes_agent.models.calibration import cap_spread_limits
+def test_the_two_tests_read_together_flag_the_allowance_and_see_what_each_alone_misses():
+    from xanes_agent.models.calibration import ALONE_QUANTILE, DomainModel, joint_flag_limits
 
     rng = np.random.default_rng(1)
-    coverage = np.repeat([0.3, 0.6, 1.0], 100)
-    spread = rng.random(300)
-    far = np.zeros(300, bool)
-    far[:8] = True  # band 0: 8 % flagged by the distance
-    far[100:103] = True  # band 1: 3 %
-    far[200:215] = True  # band 2: the distance alone flags 15 %
-    limits = np.array([np.quantile(spread[:100], 0.95), np.quantile(spread[100:200], 0.95), 0.5])
-    both = lambda lim, b: np.mean((far | (spread > lim[np.repeat([0, 1, 2], 100)]))[b * 100:(b + 1) * 100])  # noqa: E731
-    assert both(limits, 0) > 0.10  # the two 5 % tests flag different spectra: 8 + ~5 %
-    capped = cap_spread_limits(far, spread, coverage, limits, 0.10)
-    assert capped[0] > limits[0] and both(capped, 0) == 0.10  # raised just enough
-    assert both(limits, 1) <= 0.10 and capped[1] == limits[1]  # a band within the allowance keeps its limit
-    assert np.isinf(capped[2])  # the distance alone exceeds it: no spread test there
-    # never lowered; a band without a limit keeps none
-    assert np.all(cap_spread_limits(far, spread, coverage, np.array([2.0, np.inf, 2.0]), 0.10)[:2] == [2.0, np.inf])
+    coverage = np.repeat([0.3, 0.6, 1.0], 1000)
+    band = np.repeat([0, 1, 2], 1000)
+    # in-family ratios to each test's 95 % limit: independent, 5 % of each beyond 1
+    r_far, r_spread = rng.gamma(8, 1 / 8, 3000), rng.gamma(8, 1 / 8, 3000)
+    r_far /= np.quantile(r_far, 0.95)
+    r_spread /= np.quantile(r_spread, 0.95)
+    alone, joint = joint_flag_limits(r_far, r_spread, coverage, 0.10)
+    for b in range(3):
+        rows = band == b
+        assert alone[b] == pytest.approx(np.quantile(np.maximum(r_far, r_spread)[rows], ALONE_QUANTILE), rel=0.02)
+        assert 0 < joint[b] < alone[b]
+    dom = DomainModel(center=np.zeros(1), scale=np.ones(1), reference=np.zeros((1, 1), np.float32),
+                      far_limits=np.ones(3), spread_limits=np.ones(3), alone_limits=alone, joint_limits=joint)
+    flagged = dom.flags_from_ratios(r_far, r_spread, coverage)
+    for b in range(3):  # the three rules flag the allowance, not more
+        assert 0.095 <= flagged[band == b].mean() <= 0.10
+    # each test alone at its own limit flags its 5 %, together up to 10 %: the rule flags as many,
+    # but spectra near both limits at once rather than beyond one
+    near_both = np.array([0.9, 0.9]), np.array([0.9, 0.2])
+    assert list(dom.flags_from_ratios(*near_both, np.ones(2))) == [True, False]
+    # one far beyond its limit is flagged whatever the other says
+    assert dom.flags_from_ratios(np.array([3.0]), np.array([0.0]), np.ones(1))[0]
+    # the whole DomainModel.flags: ratios from the score and spread, and each test against its own limit
+    out, far, disagree = dom.flags(np.array([1.05, 0.95]), np.array([0.1, 0.95]), np.ones(2))
+    assert list(far) == [True, False] and list(disagree) == [False, False] and list(out) == [False, True]
+    # without joint limits (bundles before format 11): either test beyond its own limit, as before
+    dom.alone_limits = dom.joint_limits = None
+    out, far, disagree = dom.flags(np.array([1.05, 0.95]), np.array([0.1, 0.95]), np.ones(2))
+    assert list(out) == [True, False]
+    # a band with too few rows keeps the tests alone
+    alone, joint = joint_flag_limits(r_far[:10], r_spread[:10], np.full(10, 1.0), 0.10)
+    assert alone[2] == 1.0 and np.isinf(joint[2])
+

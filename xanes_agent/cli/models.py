@@ -165,6 +165,10 @@ def cmd_info(a: argparse.Namespace) -> int:
                      f"{x:.3f}" if np.isfinite(x) else "none" for x in cal.domain.spread_limits) + " A")
               + ("" if cal.domain.far_limits is None and cal.domain.spread_limits is None else
                  " (coverage 0-50 / 50-80 / 80-100 %)")
+              + ("" if cal.domain.joint_limits is None else
+                 ", read together: either beyond " + " / ".join(f"{x:.2f}" for x in cal.domain.alone_limits)
+                 + " x its limit, or the two at a geometric mean beyond "
+                 + " / ".join(f"{x:.2f}" if np.isfinite(x) else "none" for x in cal.domain.joint_limits))
               + f"; CN probability {cal.method.get('cn_probability', 'calibrated (isotonic map)')}")
         unseen = cal.method.get("cn_ece_unseen_folds")
         if unseen:

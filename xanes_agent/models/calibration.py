@@ -73,13 +73,16 @@ on full spectra and on masked (partially measured) copies:
   accumulates beside the means) beyond the same quantile of that spread on in-family held-out
   spectra (the training spectra, each scored by distance forests trained without its material:
   cross-fitted over 3 folds, as the model meets them, session 35), per band of window
-  coverage, since a partial spectrum's trees disagree more; where the two tests flag different
-  in-family spectra and together exceed both allowances in a band, the spread limit rises until
-  they do not (:func:`cap_spread_limits`). The distance alone does not see a
+  coverage, since a partial spectrum's trees disagree more. The distance alone does not see a
   spectrum that lies among training spectra of another label, and those are most of the large
   errors; where the trees split on what the training spectra do not settle, the spread does
-  (scripts/domain_scores.py: the best of the candidates measured, sessions 15-29). The CN
-  maps' strata are the distance test's (``domain_far``), on which they were calibrated.
+  (scripts/domain_scores.py: the best of the candidates measured, sessions 15-29). Since bundle
+  format 11 the two tests are read together (:meth:`DomainModel.flags`): either alone flags a
+  spectrum beyond the 99th percentile of its in-family ratio to its limit, and the geometric mean
+  of the two ratios takes the rest of the two tests' allowance (:func:`joint_flag_limits`); until
+  then each flagged beyond its own limit, the spread's raised where the two together flagged
+  more than the allowance. The CN maps' strata are the distance test's against its own limit
+  (``domain_far``), on which they were calibrated.
 
 These are the numbers the agent reports and the stop rules use. The arithmetic is the standard
 one (conformal prediction: Vovk et al. 2005, Lei et al. 2018; isotonic calibration: Zadrozny &
@@ -328,8 +331,14 @@ class DomainModel:
     # flagged (None: ``threshold`` in every band, as bundles before format 8 were calibrated)
     far_limits: np.ndarray | None = None
     # the second test: the distance forest's trees' spread (A) above which a spectrum is flagged,
-    # per coverage band (inf: no limit there; None: the distance alone decides)
+    # per coverage band (inf: no limit there; None: the distance alone decides); with
+    # ``joint_limits``, the spread in-family spectra stay under (the ratio's unit, as ``far_limits``)
     spread_limits: np.ndarray | None = None
+    # the two tests together (bundle format 11; None: each test alone at its limit, as before):
+    # per coverage band, the ratio to its limit either test alone must exceed, and the one the
+    # geometric mean of the two ratios must exceed (:meth:`flags`)
+    alone_limits: np.ndarray | None = None
+    joint_limits: np.ndarray | None = None
     spread_property: str = "mean_nn_distance"
     # the featurization of the features it is given (None: the model's own, as bundles before
     # format 9 were calibrated)
@@ -421,6 +430,37 @@ class DomainModel:
         """The trees' spread (A) above which a spectrum of each ``coverage`` fraction is flagged."""
         return _by_band(self.spread_limits, coverage, np.inf)
 
+    def flags(self, score: np.ndarray, spread: np.ndarray | None, coverage: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The flag: (out of domain, distance beyond its limit, trees' spread beyond its limit) per row.
+
+        Each test is measured as a ratio to its limit for the row's coverage, the score to
+        :meth:`far_limit` (``r_far``) and the distance trees' ``spread`` (A) to :meth:`spread_limit`
+        (``r_spread``). Without joint limits (bundles before format 11) a spectrum is out of domain
+        where either ratio exceeds 1. With them, where either ratio alone exceeds ``alone_limits``
+        or their geometric mean ``sqrt(r_far r_spread)`` exceeds ``joint_limits``: a spectrum near
+        both limits at once is as rare in family as one beyond either (:func:`joint_flag_limits`),
+        and what another code changes shows in both a little (Cu FEFF10 -> FEFF 9, session 46:
+        at the same in-family share the geometric mean caught 0.87 of the large distance errors,
+        either test alone 0.79). The second and third returned arrays stay each test against its
+        own limit: the CN maps' strata, and the reasons :func:`domain_words` gives."""
+        coverage = np.asarray(coverage, float)
+        r_far = np.asarray(score, float) / self.far_limit(coverage)
+        r_spread = np.zeros(len(r_far)) if spread is None else self.spread_ratio(spread, coverage)
+        return self.flags_from_ratios(r_far, r_spread, coverage), r_far > 1.0, r_spread > 1.0
+
+    def spread_ratio(self, spread: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+        """The distance trees' ``spread`` (A) over :meth:`spread_limit` (0 where there is none)."""
+        with np.errstate(divide="ignore", invalid="ignore"):  # a zero limit: any spread is beyond it
+            return np.nan_to_num(np.asarray(spread, float) / self.spread_limit(coverage), nan=0.0)
+
+    def flags_from_ratios(self, r_far: np.ndarray, r_spread: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+        """Out of domain, from each test's ratio to its limit (:meth:`flags`)."""
+        if self.joint_limits is None:
+            return (r_far > 1.0) | (r_spread > 1.0)
+        return (np.maximum(r_far, r_spread) > _by_band(self.alone_limits, coverage, 1.0)) \
+            | (np.sqrt(np.maximum(r_far, 0.0) * r_spread) > _by_band(self.joint_limits, coverage, np.inf))
+
     def to_arrays(self, prefix: str = "domain__") -> dict[str, np.ndarray]:
         return {f"{prefix}center": self.center, f"{prefix}scale": self.scale, f"{prefix}reference": self.reference}
 
@@ -440,6 +480,8 @@ def domain_words(rec: dict[str, Any]) -> str:
         return f"in domain ({score})"
     why = [w for w, on in (("unlike the training spectra", rec.get("domain_far", True)),
                            ("the distance trees disagree", rec.get("domain_trees_disagree", False))) if on]
+    # neither beyond its own limit: the two tests together (DomainModel.flags)
+    why = why or ["near the edge of the training spectra where the distance trees disagree"]
     return f"OUT OF DOMAIN ({score}: {'; '.join(why)})"
 
 
@@ -477,30 +519,39 @@ def per_band_limits(values: np.ndarray, coverage: np.ndarray, quantile: float, m
     return out
 
 
-def cap_spread_limits(far: np.ndarray, spread: np.ndarray, coverage: np.ndarray, limits: np.ndarray,
-                      cap: float) -> np.ndarray:
-    """Per coverage band, the spread ``limits`` raised (never lowered) until the in-family spectra
-    that either test flags are at most ``cap`` of the band: ``far`` (bool), the distance test's
-    flags of those spectra, ``spread`` their distance trees' spread (A). Each test at its own
-    quantile flags its share, but where they flag different spectra (partial Mn and Fe spectra,
-    session 32: 12 %) together they flag more than the two allowances; the distance test keeps its
-    limit (it is also the CN maps' strata and the intervals' scale) and the spread test gives way.
-    A band whose distance test alone flags more than ``cap`` gets no spread limit (inf)."""
+#: Either test alone flags a spectrum beyond this quantile of its in-family ratio to its limit
+#: (:func:`joint_flag_limits`); the rest of the allowance goes to the two together.
+ALONE_QUANTILE = 0.99
+
+
+def joint_flag_limits(r_far: np.ndarray, r_spread: np.ndarray, coverage: np.ndarray, cap: float,
+                      alone_quantile: float = ALONE_QUANTILE, min_rows: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Per coverage band, the limits of :meth:`DomainModel.flags` from in-family held-out spectra:
+    ``r_far`` and ``r_spread``, each test's ratio to its own limit. Either ratio alone beyond its
+    ``alone_quantile`` of the band (the largest of the two's); then the geometric mean of the two
+    is given the rest of the ``cap``: its limit is set so that at most ``cap`` of the band's rows
+    are flagged by the three. A band of fewer than ``min_rows`` rows keeps the tests alone (1, inf).
+
+    Why: at their 95 % quantiles each test alone flags its 5 % of in-family spectra, and few of them
+    are spectra another code or a new structure gets wrong; what those change shows a little in
+    both (Cu FEFF10 -> FEFF 9: the large distance errors the two tests missed lay at a median 0.83
+    of each limit, session 46)."""
     band = coverage_band(coverage)
-    far, spread = np.asarray(far, bool), np.asarray(spread, float)
-    out = np.array(limits, float)
-    for b in range(len(out)):
-        rows = band == b
-        if not rows.any() or not np.isfinite(out[b]):
+    r_far, r_spread = np.asarray(r_far, float), np.nan_to_num(np.asarray(r_spread, float), nan=0.0)
+    alone = np.ones(len(COVERAGE_EDGES) - 1)
+    joint = np.full(len(alone), np.inf)
+    for b in range(len(alone)):
+        rows = (band == b) & np.isfinite(r_far)
+        if rows.sum() < min_rows:
             continue
-        # spectra the spread may add; the 1e-9 because 2 x (1 - 0.95) is 0.0999...98 in floating point
-        room = int(np.floor(cap * rows.sum() + 1e-9)) - int(far[rows].sum())
-        rest = np.sort(spread[rows & ~far])[::-1]  # the others' spreads, largest first
-        if room < 0:
-            out[b] = np.inf
-        elif len(rest) > room and rest[room] > out[b]:
-            out[b] = rest[room]  # at most ``room`` of them lie above it
-    return out
+        alone[b] = conformal_quantile(np.maximum(r_far, r_spread)[rows], alone_quantile)
+        flagged = np.maximum(r_far, r_spread)[rows] > alone[b]
+        # spectra the joint test may add; the 1e-9 because 2 x (1 - 0.95) is 0.0999...98 in floating point
+        room = int(np.floor(cap * rows.sum() + 1e-9)) - int(flagged.sum())
+        rest = np.sort(np.sqrt(np.maximum(r_far, 0.0) * r_spread)[rows][~flagged])[::-1]  # largest first
+        if room >= 0 and len(rest):
+            joint[b] = rest[min(room, len(rest) - 1)]  # at most ``room`` of them lie above it
+    return alone, joint
 
 
 def difficulty(domain_score: np.ndarray) -> np.ndarray:
@@ -569,6 +620,9 @@ class Calibration:
                 **({"domain_spread_limits": _band_list(self.domain.spread_limits),
                     "domain_spread_property": self.domain.spread_property}
                    if self.domain is not None and self.domain.spread_limits is not None else {}),
+                **({"domain_alone_limits": _band_list(self.domain.alone_limits),
+                    "domain_joint_limits": _band_list(self.domain.joint_limits)}
+                   if self.domain is not None and self.domain.joint_limits is not None else {}),
                 "method": self.method}
 
     def halfwidths(self, prop: str, domain_score: np.ndarray, coverage: np.ndarray,

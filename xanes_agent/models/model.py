@@ -58,8 +58,12 @@ BUNDLE_FORMAT = "xanes-agent-model"
 # element, more than 0.3 eV for 14-21 %: within the 0.5 eV E0 jitter the live preset trains with, so
 # a version 3-9 bundle is still read (with the new E0), while a demo model of an older version is
 # trained again
-BUNDLE_VERSION = 10
-READABLE_VERSIONS = (3, 4, 5, 6, 7, 8, 9, 10)
+# 11: the domain flag reads its two tests together (``domain_alone_limits``, ``domain_joint_limits``:
+# DomainModel.flags), and ``domain_spread_limits`` is the spread's in-family quantile, no longer
+# raised to share the allowance; a version 3-10 bundle flags as it was calibrated, each test alone;
+# an older reader must refuse a version 11, not flag by the spread's unraised limit alone
+BUNDLE_VERSION = 11
+READABLE_VERSIONS = (3, 4, 5, 6, 7, 8, 9, 10, 11)
 
 
 def bundle_path(folder: str | Path, element: str, featurization: str, normalization: str) -> Path:
@@ -159,10 +163,11 @@ class ElementModel:
         ``interval90`` (rows, 2) are added, ``seed_std`` keeps the seed spread; with
         ``intervals="across-codes"`` they are the across-codes ones where the bundle has them
         (``across_codes`` says, per row, whether they were). Every property
-        gets ``domain_score`` and ``in_domain``: False where the spectrum is far from the training
-        spectra for its coverage (``domain_far``) or, where the bundle has spread limits, the distance forest's
-        trees disagree beyond them for its coverage (``domain_trees_disagree``; needs the
-        regressor's ``tree_std``, :func:`summarize`). A model without calibration keeps the seed
+        gets ``domain_score`` and ``in_domain``, False where :meth:`.DomainModel.flags` flags the
+        spectrum from its distance to the training spectra for its coverage and, where the bundle
+        has spread limits, the distance forest's trees' spread (the regressor's ``tree_std``,
+        :func:`summarize`); ``domain_far`` and ``domain_trees_disagree`` say which test is beyond
+        its own limit. A model without calibration keeps the seed
         spread and says so (``calibrated`` False).
         """
         X_grid = np.atleast_2d(X_grid)
@@ -180,14 +185,12 @@ class ElementModel:
                 p["calibrated"] = np.zeros(len(F), bool)
             return preds
         score = cal.domain.score(self.domain_features(X_grid, F))
-        far = score > cal.domain.far_limit(coverage)  # the flag's first test and the CN maps' strata
-        spread = preds.get(cal.domain.spread_property, {}).get("tree_std")
-        limit = cal.domain.spread_limit(coverage)
-        agree = np.ones(len(F), bool) if spread is None else ~(np.asarray(spread, float) > limit)
-        in_domain = ~far & agree
+        # far: the distance test against its own limit, also the CN maps' strata
+        flagged, far, disagree = cal.domain.flags(score, preds.get(cal.domain.spread_property, {}).get("tree_std"),
+                                                  coverage)
         for name, p in preds.items():
-            p.update(domain_score=score, in_domain=in_domain, calibrated=np.ones(len(F), bool),
-                     domain_far=far, domain_trees_disagree=~agree)
+            p.update(domain_score=score, in_domain=~flagged, calibrated=np.ones(len(F), bool),
+                     domain_far=far, domain_trees_disagree=disagree)
             if "proba" in p:  # the predicted class stays the (blended) argmax; its probability is calibrated
                 across = self.intervals == "across-codes" and cal.confidence_knots_across is not None
                 if across:  # another code or a measurement: the map calibrated on another code's spectra
@@ -361,6 +364,11 @@ class ElementModel:
                             props[domain.spread_property].kind != "regressor":
                         raise ValueError(f"domain spread property {domain.spread_property!r} is not a regressor "
                                          "of this bundle")
+                if meta.get("domain_joint_limits") is not None:
+                    if domain.spread_limits is None:
+                        raise ValueError("domain_joint_limits without domain_spread_limits")
+                    domain.alone_limits = check_band_limits(meta.get("domain_alone_limits"), "domain_alone_limits")
+                    domain.joint_limits = check_band_limits(meta["domain_joint_limits"], "domain_joint_limits")
                 if domain.reference.ndim != 2 or domain.reference.shape[1] != n_domain or \
                         domain.center.shape != (n_domain,) or domain.scale.shape != (n_domain,):
                     raise ValueError("domain model arrays do not match the features")

@@ -49,12 +49,13 @@ from sklearn.metrics import f1_score, mean_absolute_error, r2_score
 from ..data.collection import SpectrumCollection
 from ..foundation.properties import CHARGE, CHARGE_LABELS, CN, DISTANCE, FEFF_CHARGE
 from .calibration import (
+    ALONE_QUANTILE,
     DOMAIN_FEATURIZATION,
     DOMAIN_QUANTILE,
     Calibration,
     DomainModel,
-    cap_spread_limits,
     coverage_band,
+    joint_flag_limits,
     per_band_limits,
     valid_domain_quantile,
 )
@@ -348,9 +349,11 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
     0.09; the two tests' allowance is 0.10; /tmp study, docs/models.md). Where the trees disagree
     more, the answer rests on a split the training spectra do not settle: with this test the flag
     caught 0.46 of the large distance errors on new parent structures (mean over the elements), the
-    distance alone 0.32 (benchmarks/calibration.py, session 31). Where the two tests flag different
-    spectra and together exceed both allowances (2 x (1 - ``cfg.domain_quantile``)) on these rows in
-    a band, the spread limit is raised to that (:func:`~.calibration.cap_spread_limits`)."""
+    distance alone 0.32 (benchmarks/calibration.py, session 31). On the same rows, each with its
+    ratio to the distance test's limit (from its fold's domain), the two tests are then read
+    together (:func:`~.calibration.joint_flag_limits`): the three rules of
+    :meth:`~.calibration.DomainModel.flags` flag at most both allowances (2 x (1 -
+    ``cfg.domain_quantile``)) of them per band."""
     cal, pm = model.calibration, model.properties.get(DISTANCE)
     if cal is None or cal.domain is None or pm is None:
         return
@@ -362,7 +365,7 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
     fold_of = dict(zip(mats.tolist(), np.random.default_rng(cfg.split_seed).permutation(len(mats)) % SPREAD_FOLDS))
     fold = np.array([fold_of[m] for m in sub.material_id[rows].tolist()])
     dom_feat = make_featurizer(DOMAIN_FEATURIZATION, cfg.grid)
-    spread, coverage, far = [], [], []
+    spread, coverage, r_far = [], [], []
     for k in range(SPREAD_FOLDS):
         tr, held = rows[fold != k], rows[fold == k]
         est = _fit_property(*_training_rows(X_grid, tr, y, _copies_for(DISTANCE, real, extra)), DISTANCE, cfg,
@@ -377,20 +380,24 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
         # the distance test as the held-out spectra would meet it: from a domain without them (the
         # final one holds them among its reference spectra, and would leave the spread more room)
         fold_domain = fit_domain(X_grid, tr, cfg, dom_feat, rng, real, sub.material_id)
-        far.append(fold_domain.score(dom_feat.transform(Xm)) > fold_domain.far_limit(cov))
-    spread, coverage, far = np.concatenate(spread), np.concatenate(coverage), np.concatenate(far)
+        r_far.append(fold_domain.score(dom_feat.transform(Xm)) / fold_domain.far_limit(cov))
+    spread, coverage, r_far = np.concatenate(spread), np.concatenate(coverage), np.concatenate(r_far)
     cap = 2 * (1 - cfg.domain_quantile)  # the two tests' allowances together
-    cal.domain.spread_property = DISTANCE
-    cal.domain.spread_limits = cap_spread_limits(far, spread, coverage,
-                                                 per_band_limits(spread, coverage, cfg.domain_quantile), cap)
+    dom = cal.domain
+    dom.spread_property = DISTANCE
+    dom.spread_limits = per_band_limits(spread, coverage, cfg.domain_quantile)
+    r_spread = dom.spread_ratio(spread, coverage)
+    dom.alone_limits, dom.joint_limits = joint_flag_limits(r_far, r_spread, coverage, cap)
     # where the cap is exact: a new in-family spectrum's share moves about it by sampling error
-    flagged, band = far | (spread > cal.domain.spread_limit(coverage)), coverage_band(coverage)
+    flagged, band = dom.flags_from_ratios(r_far, r_spread, coverage), coverage_band(coverage)
     cal.method["domain_flagged_cross_fitted"] = [float(flagged[band == b].mean()) if (band == b).any() else None
-                                                 for b in range(len(cal.domain.spread_limits))]
-    cal.method["domain"] += (f"; or the distance forest's trees' spread beyond the {cfg.domain_quantile:.0%} "
+                                                 for b in range(len(dom.spread_limits))]
+    cal.method["domain"] += (f"; and the distance forest's trees' spread against the {cfg.domain_quantile:.0%} "
                              f"quantile of {len(rows)} in-family held-out spectra's (the training spectra, "
-                             f"cross-fitted over {SPREAD_FOLDS} folds by material), per coverage band, raised "
-                             f"where needed so that the two tests together flag at most {cap:.0%} of them")
+                             f"cross-fitted over {SPREAD_FOLDS} folds by material), per coverage band; flagged "
+                             f"where either test's ratio to its limit passes the {ALONE_QUANTILE:.0%} quantile of "
+                             f"those spectra's, or the geometric mean of the two passes the limit at which the "
+                             f"three flag {cap:.0%} of them")
 
 
 @dataclass
