@@ -28,6 +28,7 @@ from .calibration import (
     check_across_codes,
     check_band_limits,
     check_knots,
+    check_spread_floors,
 )
 from .features import FEATURIZATIONS, Grid, make_featurizer
 from .neighbours import NeighbourVote
@@ -62,6 +63,8 @@ BUNDLE_FORMAT = "xanes-agent-model"
 # DomainModel.flags), and ``domain_spread_limits`` is the spread's in-family quantile, no longer
 # raised to share the allowance; a version 3-10 bundle flags as it was calibrated, each test alone;
 # an older reader must refuse a version 11, not flag by the spread's unraised limit alone
+# (and the intervals scale with each property's trees' spread: ``interval_spread_floors``; a version
+# 3-10 bundle scales them with the domain score alone, as calibrated)
 BUNDLE_VERSION = 11
 READABLE_VERSIONS = (3, 4, 5, 6, 7, 8, 9, 10, 11)
 
@@ -204,7 +207,7 @@ class ElementModel:
                          across_codes=np.full(len(F), across))
             elif name in cal.quantiles:
                 across = self.intervals == "across-codes" and name in cal.across_codes
-                hw = cal.halfwidths(name, score, coverage, across_codes=across)
+                hw = cal.halfwidths(name, score, coverage, across_codes=across, spread=p.get("tree_std"))
                 pred = p["prediction"]
                 p.update(seed_std=p["std"], std=hw[:, 0], across_codes=np.full(len(F), across),
                          interval68=np.stack([pred - hw[:, 0], pred + hw[:, 0]], axis=1),
@@ -380,6 +383,8 @@ class ElementModel:
                                                      for k, v in meta["quantiles"].items()},
                                           across_codes=check_across_codes(meta.get("quantiles_across_codes", {}),
                                                                           meta["quantiles"]),
+                                          spread_floors=check_spread_floors(meta.get("interval_spread_floors", {}),
+                                                                            meta["quantiles"]),
                                           confidence_knots_across=None if across_knots is None
                                           else check_knots(across_knots),
                                           domain=domain, method=meta.get("method", {}))

@@ -52,6 +52,7 @@ from .calibration import (
     ALONE_QUANTILE,
     DOMAIN_FEATURIZATION,
     DOMAIN_QUANTILE,
+    SPREAD_FLOOR_SHARE,
     Calibration,
     DomainModel,
     coverage_band,
@@ -373,9 +374,8 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
         X = _as_met(X_grid, held, cfg, rng, real)
         Xm = np.vstack(with_low_windows(X_grid[held] if X is None else X))
         F = featurizer.transform(Xm)
-        per, sq = PackedForests.from_sklearn(est.estimators_, est.columns_).per_forest(F, second=True)
         cov = np.isfinite(Xm).mean(axis=1)
-        spread.append(tree_std(per, sq)[:, 0])
+        spread.append(_trees_spread(est, F))
         coverage.append(cov)
         # the distance test as the held-out spectra would meet it: from a domain without them (the
         # final one holds them among its reference spectra, and would leave the spread more room)
@@ -519,6 +519,7 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     rng = np.random.default_rng(cfg.split_seed + 7)
     y_out: dict[str, list] = {p: [] for p in labels}
     pred_out: dict[str, list] = {p: [] for p in labels if p != CN}
+    spread_out: dict[str, list] = {p: [] for p in labels if p != CN}  # the fold models' trees' spread
     proba_out, dist_out, cov_out, full_out, group_out, type_out, fold_out = [], [], [], [], [], [], []
     classes = np.array(CN_CLASSES, dtype=float)
     for f in tqdm(np.unique(folds), desc="calibration folds", disable=not progress):
@@ -568,18 +569,21 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
             else:
                 if ok.sum() < 5:
                     pred_out[prop].append(np.full(len(Xall), np.nan))
+                    spread_out[prop].append(np.full(len(Xall), np.nan))
                     continue
                 Xf, yf = _training_rows(X_grid, tr[ok], y_all, _copies_for(prop, real, extra))
                 est = _fit_property(Xf, yf, prop, cfg, featurizer, rng, cfg.calibration_seeds)
                 pred_out[prop].append(est.predict(Fall))
+                spread_out[prop].append(_trees_spread(est, Fall))
                 if F_other is not None:
-                    across.add(prop, f, est.predict(F_other))
+                    across.add(prop, f, est.predict(F_other), _trees_spread(est, F_other))
     dist = np.concatenate(dist_out)
     full = np.concatenate(full_out)
     final_domain = fit_domain(X_grid, idx, cfg, dom_feat, rng, real, sub.material_id)
     score = dist / final_domain.typical
     y = {p: np.concatenate(v) for p, v in y_out.items()}
     pred = {p: np.concatenate(v) for p, v in pred_out.items()}
+    spread = {p: np.concatenate(v) for p, v in spread_out.items()}
     proba = np.vstack(proba_out) if proba_out else None
     method = {"folds": int(len(np.unique(folds))),
               "groups": "structure type where the library knows it, else parent structure (data.library.type_groups)",
@@ -587,8 +591,8 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
               "masked_copies": "low 30/50/75 % of the window, 1-3 random gaps",
               "interval": "split-conformal for a new parent structure (each parent weighs 1; Dunn et al. 2022) "
                           "and for a new structure type (the held-out rows of the families' types, each type "
-                          "weighing 1), the larger of the two, |y - pred| / (0.5 + 0.5 domain score), "
-                          "per coverage band",
+                          "weighing 1), the larger of the two, |y - pred| / ((the trees' spread + a floor of "
+                          f"{SPREAD_FLOOR_SHARE:g} x its mean) x domain score), per coverage band",
               "cn": "isotonic map of the predicted class probability",
               "domain": f"{cfg.domain_quantile:.0%} quantile of the training spectra's distance to other "
                         "materials' spectra, "
@@ -608,29 +612,32 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
             method["cn_probability"] = (f"not calibrated: a CN class comes from fewer than {MIN_CLASS_PARENTS} parent "
                                         "structures, so leaving parents out cannot show how it fails")
             proba = None
-    knots_across = None
-    if across.n:
-        cal_across = across.quantiles(final_domain.typical)
-        method["across_codes"] = across.describe(cal_across)
-        if proba is not None:  # the same-code CN probability is calibrated: so is the one across codes
-            knots_across, cn_info = across.confidence_map(classes)
-            if cn_info:
-                method["across_codes"]["cn"] = cn_info
-    else:
-        cal_across = {}
     if cfg.interval_unit not in ("parent", "spectrum"):
         raise ValueError(f"interval_unit {cfg.interval_unit!r}: 'parent' or 'spectrum'")
     if cfg.interval_unit == "spectrum":
-        method["interval"] = ("split-conformal for a new spectrum, |y - pred| / (0.5 + 0.5 domain score), "
-                              "per coverage band")
+        method["interval"] = ("split-conformal for a new spectrum, |y - pred| / ((the trees' spread + a floor) x "
+                              "domain score), per coverage band")
     if cfg.cn_map not in ("single", "domain"):
         raise ValueError(f"cn_map {cfg.cn_map!r}: 'single' or 'domain'")
     cal = fit_calibration(y, pred, proba, classes, score, np.concatenate(cov_out), full, final_domain, method,
                           groups=np.concatenate(group_out) if cfg.interval_unit == "parent" else None,
-                          cn_map=cfg.cn_map, folds=np.concatenate(fold_out), types=np.concatenate(type_out))
-    cal.across_codes = cal_across
-    cal.confidence_knots_across = knots_across
+                          cn_map=cfg.cn_map, folds=np.concatenate(fold_out), types=np.concatenate(type_out),
+                          spread=spread)
+    if across.n:  # with the same-code intervals' spread floors
+        cal.across_codes = across.quantiles(final_domain.typical, cal.spread_floors)
+        cal.method["across_codes"] = across.describe(cal.across_codes)
+        if proba is not None:  # the same-code CN probability is calibrated: so is the one across codes
+            cal.confidence_knots_across, cn_info = across.confidence_map(classes)
+            if cn_info:
+                cal.method["across_codes"]["cn"] = cn_info
     return cal
+
+
+def _trees_spread(est: Any, F: np.ndarray) -> np.ndarray:
+    """The standard deviation over every tree of every seed of a fitted regressor's predictions of
+    features ``F`` (the spread the final model's fast path returns as ``tree_std``)."""
+    per, sq = PackedForests.from_sklearn(est.estimators_, est.columns_).per_forest(F, second=True)
+    return tree_std(per, sq)[:, 0]
 
 
 def fit_domain(X_grid: np.ndarray, rows: np.ndarray, cfg: TrainConfig, featurizer: Any, rng: np.random.Generator,
@@ -692,6 +699,7 @@ class _AcrossCodes:
     rows: list = field(default_factory=list)  # per fold scored: the rows of X (whole, then masked copies)
     coverage: list = field(default_factory=list)  # per fold scored: window coverage of each scored row
     preds: dict = field(default_factory=dict)  # property -> {fold: predictions}
+    spreads: dict = field(default_factory=dict)  # property -> {fold: the trees' spread of each prediction}
     proba: dict = field(default_factory=dict)  # fold -> CN class probabilities (rows, CN_CLASSES)
 
     @classmethod
@@ -727,8 +735,9 @@ class _AcrossCodes:
         self.coverage.append(np.isfinite(X).mean(axis=1))
         return X
 
-    def add(self, prop: str, fold: int, pred: np.ndarray) -> None:
+    def add(self, prop: str, fold: int, pred: np.ndarray, spread: np.ndarray) -> None:
         self.preds.setdefault(prop, {})[fold] = pred
+        self.spreads.setdefault(prop, {})[fold] = spread
 
     def add_proba(self, fold: int, proba: np.ndarray) -> None:
         self.proba[fold] = proba
@@ -751,7 +760,9 @@ class _AcrossCodes:
         idx = np.searchsorted(classes, y[ok]).astype(int)
         return across_codes_confidence_map(proba[ok], idx, self.parents[rows][ok], self.folds[rows][ok])
 
-    def quantiles(self, typical: float) -> dict[str, list[list[float]]]:
+    def quantiles(self, typical: float, floors: dict[str, float]) -> dict[str, list[list[float]]]:
+        """Per property, the across-codes conformal quantiles, on the scale of the same-code ones
+        (their spread ``floors``, :func:`~.calibration.difficulty`)."""
         from .calibration import fit_across_codes
 
         rows = np.concatenate(self.rows)
@@ -765,7 +776,9 @@ class _AcrossCodes:
             if not np.isfinite(y).any():  # the other code's spectra lack the label (FEFF 9: no FEFF10 charge)
                 continue
             pred = np.concatenate([by_fold[f] for f in folds])
-            out[prop] = fit_across_codes(y, pred, score, np.concatenate(self.coverage), self.parents[rows])
+            spread = np.concatenate([self.spreads[prop][f] for f in folds]) if prop in floors else None
+            out[prop] = fit_across_codes(y, pred, score, np.concatenate(self.coverage), self.parents[rows],
+                                         spread, floors.get(prop))
         return out
 
     def describe(self, quantiles: dict[str, list[list[float]]]) -> dict[str, Any]:
