@@ -90,6 +90,25 @@ def test_trees_that_disagree_put_a_run_out_of_domain_and_say_so(confident_sample
     assert agent.finished[-1]["domain_far"] is False and agent.finished[-1]["in_domain"] is False
 
 
+def test_two_tests_near_their_limits_together_put_a_run_out_of_domain_and_say_so(confident_sample,
+                                                                                   cu_agent_model):
+    dom = cu_agent_model.calibration.domain
+    assert dom.joint_limits is not None  # a bundle of format 11 reads the two tests together
+    saved = dom.spread_limits, dom.far_limits, dom.alone_limits, dom.joint_limits
+    try:  # neither test near its own limit, but any joint reading beyond the (zero) joint limit
+        dom.spread_limits, dom.far_limits = np.full(3, 1e6), np.full(3, 1e6)
+        dom.alone_limits, dom.joint_limits = np.full(3, np.inf), np.zeros(3)
+        agent, out, raw, bl, energies = run_scan(confident_sample, cu_agent_model)
+    finally:
+        dom.spread_limits, dom.far_limits, dom.alone_limits, dom.joint_limits = saved
+    last = [d for n, d in out if n == "event"][-1]["data"]
+    assert not last["in_domain"] and not last["domain_trees_disagree"]
+    flag = [w for w in agent.warnings if ": out of domain: " in w]
+    assert len(flag) == 1 and "near the edge of the Cu model's training spectra" in flag[0]
+    assert "distance trees disagree there" in flag[0]
+    assert agent.finished[-1]["domain_far"] is False and agent.finished[-1]["in_domain"] is False
+
+
 def test_uncertainty_shrinks_and_proposals_are_absolute(confident_sample, cu_agent_model):
     agent, out, raw, bl, energies = run_scan(confident_sample, cu_agent_model)
     events = [d["data"] for n, d in out if n == "event"]

@@ -391,14 +391,19 @@ class XANESAgent(SafeRouter):
     def _check_domain(self, data: dict[str, Any], s: LiveState, r: RunState) -> None:
         if not data["in_domain"] and not r.warned_domain and s.coverage_fraction >= 0.99:
             r.warned_domain = True
-            if next(iter(s.predictions.values())).get("domain_far", True):  # the model's own verdict
+            first = next(iter(s.predictions.values()))  # the model's own verdict
+            spread = f"spread {data.get('distance_tree_std', float('nan')):.3f} A"
+            if first.get("domain_far", True):
                 limit = self._far_limit(r, s.coverage_fraction)
                 why = (f"the spectrum is unlike the {r.element} model's training spectra (domain score "
-                       f"{data['domain_score']:.2f}, flagged above {limit:.2f}); its intervals are widened")
-            else:
-                why = (f"the {r.element} model's distance trees disagree on this spectrum (spread "
-                       f"{data.get('distance_tree_std', float('nan')):.3f} A, beyond what in-family spectra show), "
-                       "so the answer rests on splits the training spectra do not settle")
+                       f"{data['domain_score']:.2f}, limit {limit:.2f}); its intervals are widened")
+            elif first.get("domain_trees_disagree", False):
+                why = (f"the {r.element} model's distance trees disagree on this spectrum ({spread}, beyond what "
+                       "in-family spectra show), so the answer rests on splits the training spectra do not settle")
+            else:  # the two tests together (DomainModel.flags)
+                why = (f"the spectrum lies near the edge of the {r.element} model's training spectra (domain score "
+                       f"{data['domain_score']:.2f}) and its distance trees disagree there ({spread}): together "
+                       "more than in-family spectra show")
             self._warn(f"run {r.uid}: out of domain: {why}; treat the predictions with care")
 
     @staticmethod
