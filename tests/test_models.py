@@ -225,8 +225,10 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset, capsys):
     assert main(["info", str(bundle)]) == 0
     info = capsys.readouterr().out
     assert "uncertainty: calibrated out of family" in info
-    assert re.search(r"or where the distance trees' spread exceeds ([0-9.]+|none) / ([0-9.]+|none) / ([0-9.]+|none) A",
-                     info)
+    assert re.search(r"domain flag limits: score [0-9.]+ / [0-9.]+ / [0-9.]+, the distance trees' spread "
+                     r"([0-9.]+|none) / ([0-9.]+|none) / ([0-9.]+|none) A", info)
+    assert re.search(r"read together: out of domain where either passes [0-9.]+ / [0-9.]+ / [0-9.]+ x its limit, "
+                     r"or the geometric mean of the two ratios passes ([0-9.]+|none) / ([0-9.]+|none)", info)
     assert "CN forests: a committee of views, the seeds taking turns: E0-15..E0+45 eV, E0-15..E0+8 eV" in info
     assert re.search(r"CN answer: the forests x 0.75 \+ the vote x 0.25 of the 5 nearest of \d+ parent structures",
                      info)

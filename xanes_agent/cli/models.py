@@ -157,17 +157,20 @@ def cmd_info(a: argparse.Namespace) -> int:
     else:
         print(f"uncertainty: calibrated out of family ({cal.method.get('folds')} folds by "
               f"{cal.method.get('groups')}, {cal.method.get('n_held_out_spectra')} spectra): "
-              f"{cal.method.get('interval')}; domain flag above score "
+              f"{cal.method.get('interval')}; domain flag "
+              + ("above score " if cal.domain.joint_limits is None else "limits: score ")
               + (f"{cal.domain.threshold:.2f}" if cal.domain.far_limits is None else
                  " / ".join(f"{x:.2f}" for x in cal.domain.far_limits))
               + ("" if cal.domain.spread_limits is None else
-                 " or where the distance trees' spread exceeds " + " / ".join(
+                 (" or where the distance trees' spread exceeds " if cal.domain.joint_limits is None
+                  else ", the distance trees' spread ") + " / ".join(
                      f"{x:.3f}" if np.isfinite(x) else "none" for x in cal.domain.spread_limits) + " A")
               + ("" if cal.domain.far_limits is None and cal.domain.spread_limits is None else
                  " (coverage 0-50 / 50-80 / 80-100 %)")
               + ("" if cal.domain.joint_limits is None else
-                 ", read together: either beyond " + " / ".join(f"{x:.2f}" for x in cal.domain.alone_limits)
-                 + " x its limit, or the two at a geometric mean beyond "
+                 ", read together: out of domain where either passes "
+                 + " / ".join(f"{x:.2f}" for x in cal.domain.alone_limits)
+                 + " x its limit, or the geometric mean of the two ratios passes "
                  + " / ".join(f"{x:.2f}" if np.isfinite(x) else "none" for x in cal.domain.joint_limits))
               + f"; CN probability {cal.method.get('cn_probability', 'calibrated (isotonic map)')}")
         unseen = cal.method.get("cn_ece_unseen_folds")
