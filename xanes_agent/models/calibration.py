@@ -457,9 +457,10 @@ class DomainModel:
         where either ratio exceeds 1. With them, where either ratio alone exceeds ``alone_limits``
         or their geometric mean ``sqrt(r_far r_spread)`` exceeds ``joint_limits``: a spectrum near
         both limits at once is as rare in family as one beyond either (:func:`joint_flag_limits`),
-        and what another code changes shows in both a little (Cu FEFF10 -> FEFF 9, session 46:
-        at the same in-family share the geometric mean caught 0.87 of the large distance errors,
-        either test alone 0.79). The second and third returned arrays stay each test against its
+        and what another code changes shows in both a little (Cu FEFF10 -> OmniXAS FEFF 9, session
+        46, ``benchmarks/calibration.py``: 0.86 of the large distance errors flagged against 0.76
+        with each test alone, in-family whole spectra flagged 0.09 both ways). The second and third
+        returned arrays stay each test against its
         own limit: the CN maps' strata, and the reasons :func:`domain_words` gives."""
         coverage = np.asarray(coverage, float)
         r_far = np.asarray(score, float) / self.far_limit(coverage)
