@@ -299,7 +299,7 @@ def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bund
         # errors of a ~100-spectrum split, counted per spectrum: its masked copies are not independent)
         assert np.mean(~p["in_domain"][band == b]) <= cap + 2 * np.sqrt(cap * (1 - cap) / n_spectra)
     assert "per coverage band" in calibrated_model.calibration.method["domain"]
-    assert "the three flag 10% of them" in calibrated_model.calibration.method["domain"]
+    assert "the three flag 8% of them (10% allowed" in calibrated_model.calibration.method["domain"]
     # the CN maps' strata are the same per-band test: a partial spectrum beyond the whole-spectrum
     # threshold but within its band's limit gets the in-domain map, as in calibration
     cal = calibrated_model.calibration

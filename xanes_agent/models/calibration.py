@@ -81,7 +81,8 @@ on full spectra and on masked (partially measured) copies:
   (scripts/domain_scores.py: the best of the candidates measured, sessions 15-29). Since bundle
   format 11 the two tests are read together (:meth:`DomainModel.flags`): either alone flags a
   spectrum beyond the 99th percentile of its in-family ratio to its limit, and the geometric mean
-  of the two ratios takes the rest of the two tests' allowance (:func:`joint_flag_limits`); until
+  of the two ratios takes the rest of the two tests' allowance, less a margin for a new split's
+  draw (:func:`joint_flag_limits`, ``training.JOINT_SPLIT_MARGIN``); until
   then each flagged beyond its own limit, the spread's raised where the two together flagged
   more than the allowance. The CN maps' strata are the distance test's against its own limit
   (``domain_far``), on which they were calibrated.

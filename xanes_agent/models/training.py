@@ -331,6 +331,9 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
 
 #: Folds by material the domain flag's spread limits are cross-fitted over (:func:`fit_spread_limits`).
 SPREAD_FOLDS = 3
+#: The share of the two tests' allowance the joint limits leave unspent on the cross-fitted spectra
+#: (:func:`fit_spread_limits`).
+JOINT_SPLIT_MARGIN = 0.02
 
 
 def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray, sub: SpectrumCollection,
@@ -353,8 +356,8 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
     distance alone 0.32 (benchmarks/calibration.py, session 31). On the same rows, each with its
     ratio to the distance test's limit (from its fold's domain), the two tests are then read
     together (:func:`~.calibration.joint_flag_limits`): the three rules of
-    :meth:`~.calibration.DomainModel.flags` flag at most both allowances (2 x (1 -
-    ``cfg.domain_quantile``)) of them per band."""
+    :meth:`~.calibration.DomainModel.flags` flag both allowances (2 x (1 -
+    ``cfg.domain_quantile``)) of them per band, less :data:`JOINT_SPLIT_MARGIN`."""
     cal, pm = model.calibration, model.properties.get(DISTANCE)
     if cal is None or cal.domain is None or pm is None:
         return
@@ -387,8 +390,12 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
     dom.spread_property = DISTANCE
     dom.spread_limits = per_band_limits(spread, coverage, cfg.domain_quantile)
     r_spread = dom.spread_ratio(spread, coverage)
-    dom.alone_limits, dom.joint_limits = joint_flag_limits(r_far, r_spread, coverage, cap)
-    # where the cap is exact: a new in-family spectrum's share moves about it by sampling error
+    # read together, the tests respond to a new split that lies a little farther out as a whole (the
+    # Fe test fixture's partial band: 0.17 flagged with the limits set to flag 10 % here, 0.13 at
+    # 8 %), so the limits leave a margin of the allowance for that (session 46)
+    target = cap - JOINT_SPLIT_MARGIN
+    dom.alone_limits, dom.joint_limits = joint_flag_limits(r_far, r_spread, coverage, target)
+    # where the target is exact: a new in-family spectrum's share moves about it by sampling error
     flagged, band = dom.flags_from_ratios(r_far, r_spread, coverage), coverage_band(coverage)
     cal.method["domain_flagged_cross_fitted"] = [float(flagged[band == b].mean()) if (band == b).any() else None
                                                  for b in range(len(dom.spread_limits))]
@@ -397,7 +404,8 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
                              f"cross-fitted over {SPREAD_FOLDS} folds by material), per coverage band; flagged "
                              f"where either test's ratio to its limit passes the {ALONE_QUANTILE:.0%} quantile of "
                              f"those spectra's, or the geometric mean of the two passes the limit at which the "
-                             f"three flag {cap:.0%} of them")
+                             f"three flag {target:.0%} of them ({cap:.0%} allowed, less a margin for a new "
+                             f"split's draw)")
 
 
 @dataclass
