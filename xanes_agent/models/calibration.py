@@ -587,7 +587,7 @@ def difficulty(domain_score: np.ndarray, spread: np.ndarray | None = None, floor
 
     Why the spread (session 46): the domain score says how far a spectrum lies from the training
     spectra, not whether their labels agree there; the trees' spread does. With structure types
-    held out (Cu, Ti), the 68 % intervals were 8-64 % narrower at the same or closer coverage
+    held out (Cu, Ti), the 68 % intervals were 8-66 % narrower at the same or closer coverage
     (Cu charge label 0.75 -> 0.70 of parents, Ti distance 0.85 -> 0.79; docs/models.md)."""
     score = np.asarray(domain_score, float)
     if spread is None or floor is None:
