@@ -459,10 +459,10 @@ class DomainModel:
         or their geometric mean ``sqrt(r_far r_spread)`` exceeds ``joint_limits``: a spectrum near
         both limits at once is as rare in family as one beyond either (:func:`joint_flag_limits`),
         and what another code changes shows in both a little (Cu FEFF10 -> OmniXAS FEFF 9, session
-        46, ``benchmarks/calibration.py``: 0.86 of the large distance errors flagged against 0.76
-        with each test alone, in-family whole spectra flagged 0.09 both ways). The second and third
-        returned arrays stay each test against its
-        own limit: the CN maps' strata, and the reasons :func:`domain_words` gives."""
+        46: 0.82 of the large distance errors flagged with the limits set to flag 8 % in family,
+        0.86 at 10 %, against 0.76 with each test alone; in-family whole spectra 0.08, 0.09, 0.09;
+        docs/models.md). The second and third returned arrays stay each test against its own
+        limit: the CN maps' strata, and the reasons :func:`domain_words` gives."""
         coverage = np.asarray(coverage, float)
         r_far = np.asarray(score, float) / self.far_limit(coverage)
         r_spread = np.zeros(len(r_far)) if spread is None else self.spread_ratio(spread, coverage)
