@@ -477,8 +477,9 @@ class DomainModel:
         """Out of domain, from each test's ratio to its limit (:meth:`flags`)."""
         if self.joint_limits is None:
             return (r_far > 1.0) | (r_spread > 1.0)
-        return (np.maximum(r_far, r_spread) > _by_band(self.alone_limits, coverage, 1.0)) \
-            | (np.sqrt(np.maximum(r_far, 0.0) * r_spread) > _by_band(self.joint_limits, coverage, np.inf))
+        either, both = _alone_and_joint(r_far, r_spread)
+        return (either > _by_band(self.alone_limits, coverage, 1.0)) \
+            | (both > _by_band(self.joint_limits, coverage, np.inf))
 
     def to_arrays(self, prefix: str = "domain__") -> dict[str, np.ndarray]:
         return {f"{prefix}center": self.center, f"{prefix}scale": self.scale, f"{prefix}reference": self.reference}
@@ -538,6 +539,12 @@ def per_band_limits(values: np.ndarray, coverage: np.ndarray, quantile: float, m
     return out
 
 
+def _alone_and_joint(r_far: np.ndarray, r_spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two statistics of the flag (:meth:`DomainModel.flags`) from each test's ratio to its
+    limit: the larger ratio (either test alone) and their geometric mean (the two together)."""
+    return np.maximum(r_far, r_spread), np.sqrt(np.maximum(r_far, 0.0) * r_spread)
+
+
 #: Either test alone flags a spectrum beyond this quantile of its in-family ratio to its limit
 #: (:func:`joint_flag_limits`); the rest of the allowance goes to the two together.
 ALONE_QUANTILE = 0.99
@@ -556,18 +563,19 @@ def joint_flag_limits(r_far: np.ndarray, r_spread: np.ndarray, coverage: np.ndar
     both (Cu FEFF10 -> FEFF 9: the large distance errors the two tests missed lay at a median 0.83
     of each limit, session 46)."""
     band = coverage_band(coverage)
-    r_far, r_spread = np.asarray(r_far, float), np.nan_to_num(np.asarray(r_spread, float), nan=0.0)
+    r_far = np.asarray(r_far, float)
+    either, both = _alone_and_joint(r_far, np.nan_to_num(np.asarray(r_spread, float), nan=0.0))
     alone = np.ones(len(COVERAGE_EDGES) - 1)
     joint = np.full(len(alone), np.inf)
     for b in range(len(alone)):
         rows = (band == b) & np.isfinite(r_far)
         if rows.sum() < min_rows:
             continue
-        alone[b] = conformal_quantile(np.maximum(r_far, r_spread)[rows], alone_quantile)
-        flagged = np.maximum(r_far, r_spread)[rows] > alone[b]
+        alone[b] = conformal_quantile(either[rows], alone_quantile)
+        flagged = either[rows] > alone[b]
         # spectra the joint test may add; the 1e-9 because 2 x (1 - 0.95) is 0.0999...98 in floating point
         room = int(np.floor(cap * rows.sum() + 1e-9)) - int(flagged.sum())
-        rest = np.sort(np.sqrt(np.maximum(r_far, 0.0) * r_spread)[rows][~flagged])[::-1]  # largest first
+        rest = np.sort(both[rows][~flagged])[::-1]  # largest first
         if room >= 0 and len(rest):
             joint[b] = rest[min(room, len(rest) - 1)]  # at most ``room`` of them lie above it
     return alone, joint
