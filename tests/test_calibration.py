@@ -1,6 +1,7 @@
 """Calibrated uncertainty: conformal intervals, the CN confidence map, the applicability domain,
 and what the bundle, the agent's documents and the stop rules do with them."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,12 +11,14 @@ from xanes_agent.agent.stopping import DEFAULT_STABILITY, DEFAULT_THRESHOLDS, st
 from xanes_agent.models.calibration import (
     COVERAGE_EDGES,
     MIN_NEW_TYPES,
+    MIN_STRATUM,
     DomainModel,
     apply_confidence_map,
     band_quantiles,
     conformal_quantile,
     coverage_band,
     expected_calibration_error,
+    fit_calibration,
     fit_confidence_map,
     group_conformal_quantile,
 )
@@ -59,10 +62,14 @@ def test_group_conformal_quantile_covers_new_groups_where_the_pooled_one_does_no
 def test_intervals_hold_for_a_new_structure_type_as_well_as_for_a_new_parent():
     """Many easy hosts of known types and a few held-out structure types that err more (a family
     the library has nothing like): the quantile for a new parent alone under-covers a new type; the
-    interval takes the larger of the two, and a new type's spectra are covered at the level."""
+    interval out of the domain takes the larger of the two, and a new type's spectra are covered at
+    the level; in the domain, where a spectrum is one of a new parent of the types the library has,
+    the larger would over-cover, and the new parent's quantile alone holds."""
     rng = np.random.default_rng(2)
     covered = {0.68: [], 0.9: []}
     alone = {0.68: [], 0.9: []}
+    hosts_parent = {0.68: [], 0.9: []}
+    hosts_both = {0.68: [], 0.9: []}
     for _ in range(100):
         hosts = np.abs(rng.normal(size=400))  # 400 single-site hosts
         types = rng.lognormal(1.0, 0.5, 8)  # 8 held-out types, 30 spectra each, 2-3x harder
@@ -75,15 +82,60 @@ def test_intervals_hold_for_a_new_structure_type_as_well_as_for_a_new_parent():
         both = band_quantiles(scores, band, groups, kinds)[2]
         parent = band_quantiles(scores, band, groups)[2]
         new = np.abs(rng.normal(size=300)) * rng.lognormal(1.0, 0.5, 300)  # spectra of new types
+        new_hosts = np.abs(rng.normal(size=300))  # new parents like the hosts
         for i, L in enumerate((0.68, 0.9)):
             assert both[i] >= parent[i]
             covered[L].append(np.mean(new <= both[i]))
             alone[L].append(np.mean(new <= parent[i]))
+            hosts_parent[L].append(np.mean(new_hosts <= parent[i]))
+            hosts_both[L].append(np.mean(new_hosts <= both[i]))
     for L in covered:
         assert np.mean(alone[L]) < L - 0.2  # hosts alone say nothing about a new type
         assert np.mean(covered[L]) >= L - 0.05
+        assert abs(np.mean(hosts_parent[L]) - L) <= 0.03  # a new parent of a known kind: as stated
+        assert np.mean(hosts_both[L]) > L + 0.05  # the new type's quantile over-covers it
     few = np.r_[[f"mp-{i}" for i in range(400)], [f"type:{i % (MIN_NEW_TYPES - 1)}" for i in t_rows]]
     assert band_quantiles(scores, band, groups, few) == band_quantiles(scores, band, groups)  # too few types
+
+
+def test_each_side_of_the_domain_flag_gets_intervals_that_hold_on_that_side():
+    """Spectra in the domain err little, flagged ones three times more (hosts and a few new
+    types among them): one pooled quantile (the larger of a new parent's and a new type's)
+    over-covers the first;
+    fitted on each side of the flag (Mondrian), each side is covered at the level. A side with
+    too few rows to fit on takes every row."""
+    rng = np.random.default_rng(5)
+    n_in, n_out = 900, 300
+    err = np.r_[np.abs(rng.normal(size=n_in)), 3 * np.abs(rng.normal(size=n_out))]
+    flagged = np.r_[np.zeros(n_in, bool), np.ones(n_out, bool)]
+    groups = np.array([f"mp-{i}" for i in range(n_in + n_out)])
+    types = groups.copy()
+    types[n_in:n_in + 120] = [f"type:{i % 6}" for i in range(120)]  # new types among the flagged rows
+    y = {"mean_nn_distance": 2.0 + err}
+    pred = {"mean_nn_distance": np.full(len(err), 2.0)}
+    ones = np.ones(len(err))
+    domain = DomainModel.fit(rng.normal(size=(50, 4)), rng)
+
+    def fit(flags):
+        return fit_calibration(y, pred, None, None, ones, ones, ones.astype(bool), domain, {}, groups=groups,
+                               types=types, flagged=flags)
+
+    cal, pooled = fit(flagged), fit(None)
+    new_in, new_out = np.abs(rng.normal(size=4000)), 3 * np.abs(rng.normal(size=4000))
+    for i, L in enumerate((0.68, 0.9)):
+        q_in, q_out = cal.quantiles_in_domain["mean_nn_distance"][2][i], cal.quantiles["mean_nn_distance"][2][i]
+        q_pooled = pooled.quantiles["mean_nn_distance"][2][i]
+        assert abs(np.mean(new_in <= q_in) - L) <= 0.04 and abs(np.mean(new_out <= q_out) - L) <= 0.04
+        assert np.mean(new_in <= q_pooled) > L + 0.08  # the pooled one, new types and all, over-covers
+    # the halfwidths follow each row's side of the flag
+    hw = cal.halfwidths("mean_nn_distance", np.ones(2), np.ones(2), in_domain=np.array([True, False]))
+    np.testing.assert_allclose(hw, [cal.quantiles_in_domain["mean_nn_distance"][2],
+                                    cal.quantiles["mean_nn_distance"][2]])
+    # too few flagged rows to fit on: that side takes every row
+    few = np.zeros(len(err), bool)
+    few[n_in:n_in + MIN_STRATUM - 1] = True
+    thin = fit(few)
+    assert thin.quantiles["mean_nn_distance"] == pooled.quantiles["mean_nn_distance"]
 
 
 def test_confidence_map_is_monotone_and_normalized():
@@ -210,10 +262,21 @@ def test_intervals_scale_with_the_trees_spread_and_the_domain_score(calibrated_m
     p = calibrated_model.predict_grid(X)
     for name in cal.quantiles:
         d = p[name]
-        q = np.asarray(cal.quantiles[name])[band]
+        # in the domain a new parent's quantiles, out of it a new parent's or a new type's, fitted on
+        # each side of the flag
+        inside, outside = np.asarray(cal.quantiles_in_domain[name]), np.asarray(cal.quantiles[name])
+        q = np.where(d["in_domain"][:, None], inside[band], outside[band])
         sigma = (d["tree_std"] + cal.spread_floors[name]) * d["domain_score"]
         np.testing.assert_allclose(d["std"], q[:, 0] * sigma)
         np.testing.assert_allclose(d["interval90"][:, 1] - d["prediction"], q[:, 1] * sigma)
+        # each row its own table (the fixture's two may coincide: halve the in-domain one to see)
+        halved = dataclasses.replace(cal, quantiles_in_domain={name: (inside / 2).tolist()})
+        flags = np.arange(len(X)) % 2 == 0
+        hw = halved.halfwidths(name, d["domain_score"], np.isfinite(X).mean(axis=1), spread=d["tree_std"],
+                               in_domain=flags)
+        np.testing.assert_allclose(hw, np.where(flags[:, None], inside[band] / 2, outside[band]) * sigma[:, None])
+        hw = halved.halfwidths(name, d["domain_score"], np.isfinite(X).mean(axis=1), spread=d["tree_std"])
+        np.testing.assert_allclose(hw, outside[band] * sigma[:, None])  # no verdict: as if flagged
         # where the trees agree more, the interval is narrower at the same domain score and band
         wide = difficulty(d["domain_score"], d["tree_std"] * 2, cal.spread_floors[name])
         spread = d["tree_std"] > 0  # all trees agree exactly on some charge labels: the floor alone
@@ -234,7 +297,24 @@ def test_intervals_scale_with_the_trees_spread_and_the_domain_score(calibrated_m
         np.savez_compressed(tmp_path / "bad.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
         with pytest.raises(BundleError, match="interval_spread_floors"):
             ElementModel.load(tmp_path / "bad.npz")
+    for key in ("quantiles_in_domain", "quantiles"):
+        for bad in ({"charge": [[0.1, 0.2]] * 2}, {"charge": [[0.1, float("nan")]] * 3},
+                    {"charge": [[-0.1, 0.2]] * 3}, {"colour": [[0.1, 0.2]] * 3}, [[0.1, 0.2]]):
+            m = json.loads(str(arrays["manifest"]))
+            m["calibration"][key] = bad
+            m["digest"] = _bundle_digest(m)
+            np.savez_compressed(tmp_path / "bad.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
+            with pytest.raises(BundleError, match=key):
+                ElementModel.load(tmp_path / "bad.npz")
+    # a version-11 bundle (no in-domain quantiles) gives every spectrum the larger ones, as calibrated
     m = json.loads(str(arrays["manifest"]))
+    del m["calibration"]["quantiles_in_domain"]
+    m["format_version"] = 11
+    m["digest"] = _bundle_digest(m)
+    np.savez_compressed(tmp_path / "v11.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
+    d = ElementModel.load(tmp_path / "v11.npz").predict_grid(X)["charge"]
+    np.testing.assert_allclose(d["std"], np.asarray(cal.quantiles["charge"])[band][:, 0]
+                               * (d["tree_std"] + cal.spread_floors["charge"]) * d["domain_score"])
     del m["calibration"]["interval_spread_floors"]
     m["format_version"] = 10
     m["digest"] = _bundle_digest(m)

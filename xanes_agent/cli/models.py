@@ -178,7 +178,10 @@ def cmd_info(a: argparse.Namespace) -> int:
             print(f"    CN probability on parents the map was not fitted on: ECE {unseen['map']:.3f} mapped, "
                   f"{unseen['forests']:.3f} the forests' own")
         for name, q in cal.quantiles.items():
+            inside = cal.quantiles_in_domain.get(name)
             print(f"    {name}: 68/90 % interval scale per coverage band (0-50, 50-80, 80-100 %): "
+                  + ("in the domain " + "; ".join(f"{a:.3g}/{b:.3g}" for a, b in inside) + "; out of domain "
+                     if inside is not None else "")
                   + "; ".join(f"{a:.3g}/{b:.3g}" for a, b in q)
                   + ("; across codes: " + "; ".join(f"{a:.3g}/{b:.3g}" for a, b in cal.across_codes[name])
                      if name in cal.across_codes else ""))

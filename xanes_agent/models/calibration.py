@@ -255,17 +255,18 @@ def band_quantiles(scores: np.ndarray, band: np.ndarray, groups: np.ndarray | No
     return table
 
 
-def check_across_codes(table: Any, props: Any) -> dict[str, list[list[float]]]:
-    """Across-codes quantiles read from a file: per known property, one non-negative finite number
-    per coverage band and level. Raises ValueError otherwise."""
+def check_quantiles(table: Any, props: Any, name: str = "quantiles_across_codes") -> dict[str, list[list[float]]]:
+    """A table of quantiles read from a file (``name``: its key in the bundle, for the error): per
+    known property, one non-negative finite number per coverage band and level. Raises ValueError
+    otherwise."""
     if not isinstance(table, dict):
-        raise ValueError("quantiles_across_codes must be a mapping of property to quantiles")
+        raise ValueError(f"{name} must be a mapping of property to quantiles")
     bands = len(COVERAGE_EDGES) - 1
     out = {}
     for k, v in table.items():
         q = np.asarray(v, float)
         if k not in props or q.shape != (bands, len(LEVELS)) or not (np.all(np.isfinite(q)) and np.all(q >= 0)):
-            raise ValueError(f"quantiles_across_codes[{k!r}]: {bands} x {len(LEVELS)} non-negative numbers "
+            raise ValueError(f"{name}[{k!r}]: {bands} x {len(LEVELS)} non-negative numbers "
                              "for a known property")
         out[str(k)] = q.tolist()
     return out
@@ -646,6 +647,10 @@ class Calibration:
     # the map for spectra flagged out of domain, where forests are right less often (None: the one map)
     confidence_knots_far: tuple[list[float], list[float]] | None = None
     quantiles: dict[str, list[list[float]]] = field(default_factory=dict)  # prop -> [band][level]
+    # prop -> [band][level]: for spectra in the domain, the quantiles for a new parent structure
+    # alone (``quantiles`` then holds for a flagged spectrum: the larger of those for a new parent
+    # and for a new type); empty: ``quantiles`` for every spectrum, as bundles before format 12
+    quantiles_in_domain: dict[str, list[list[float]]] = field(default_factory=dict)
     domain: DomainModel | None = None
     method: dict[str, Any] = field(default_factory=dict)
     # prop -> the floor of its trees' spread in the interval scale (:func:`difficulty`; empty: the
@@ -661,6 +666,7 @@ class Calibration:
                 **({"confidence_knots_out_of_domain": [list(k) for k in self.confidence_knots_far]}
                    if self.confidence_knots_far is not None else {}),
                 "quantiles": self.quantiles, "levels": list(LEVELS),
+                **({"quantiles_in_domain": self.quantiles_in_domain} if self.quantiles_in_domain else {}),
                 **({"quantiles_across_codes": self.across_codes} if self.across_codes else {}),
                 **({"interval_spread_floors": self.spread_floors} if self.spread_floors else {}),
                 **({"confidence_knots_across_codes": [list(k) for k in self.confidence_knots_across]}
@@ -681,16 +687,23 @@ class Calibration:
                 "method": self.method}
 
     def halfwidths(self, prop: str, domain_score: np.ndarray, coverage: np.ndarray,
-                   across_codes: bool = False, spread: np.ndarray | None = None) -> np.ndarray:
+                   across_codes: bool = False, spread: np.ndarray | None = None,
+                   in_domain: np.ndarray | None = None) -> np.ndarray:
         """(rows, levels) interval half-widths in the property's unit; ``across_codes`` for a
         spectrum from another code or a measurement, where that calibration exists; ``spread``: the
-        property's trees' spread, where the bundle's scale has it (:func:`difficulty`)."""
-        table = self.across_codes if across_codes and prop in self.across_codes else self.quantiles
-        q = np.asarray(table[prop], float)  # (bands, levels)
+        property's trees' spread, where the bundle's scale has it (:func:`difficulty`);
+        ``in_domain``: the domain flag's verdict per row (:meth:`DomainModel.flags`), where the
+        bundle has quantiles for spectra in the domain (None: every row as if flagged)."""
+        band = coverage_band(coverage)
+        across = across_codes and prop in self.across_codes
+        q = np.asarray((self.across_codes if across else self.quantiles)[prop], float)[band]  # (rows, levels)
+        if not across and in_domain is not None and prop in self.quantiles_in_domain:
+            inside = np.asarray(in_domain, bool)
+            q[inside] = np.asarray(self.quantiles_in_domain[prop], float)[band[inside]]
         floor = self.spread_floors.get(prop)
         if floor is not None and spread is None:
             raise ValueError(f"{prop}: this calibration's intervals scale with the trees' spread; none given")
-        return q[coverage_band(coverage)] * difficulty(domain_score, spread, floor)[:, None]
+        return q * difficulty(domain_score, spread, floor)[:, None]
 
 
 def fit_calibration(y: dict[str, np.ndarray], pred: dict[str, np.ndarray], cn_proba: np.ndarray | None,
@@ -698,7 +711,7 @@ def fit_calibration(y: dict[str, np.ndarray], pred: dict[str, np.ndarray], cn_pr
                     full: np.ndarray, domain: DomainModel, method: dict[str, Any],
                     groups: np.ndarray | None = None, cn_map: str = "single",
                     folds: np.ndarray | None = None, types: np.ndarray | None = None,
-                    spread: dict[str, np.ndarray] | None = None) -> Calibration:
+                    spread: dict[str, np.ndarray] | None = None, flagged: np.ndarray | None = None) -> Calibration:
     """Calibrate from out-of-group predictions.
 
     ``y``/``pred``: per regression property, labels and predictions of held-out rows (full spectra
@@ -714,6 +727,10 @@ def fit_calibration(y: dict[str, np.ndarray], pred: dict[str, np.ndarray], cn_pr
     structure type as well (:func:`band_quantiles`).
     ``spread``: per regression property, the fold models' trees' spread of each row; given, the
     intervals scale with it (:func:`difficulty`, its floor from the whole spectra's spreads).
+    ``flagged``: each row out of domain by the final domain model's flag (with ``groups`` and
+    ``types``): the quantiles are then fitted on each side of the flag (Mondrian), for a new parent
+    on the rows in the domain (``quantiles_in_domain``) and for a new parent or a new type on the
+    flagged rows (``quantiles``); a side of fewer than :data:`MIN_STRATUM` rows takes every row.
     ``folds``: the calibration fold of each row; given, the CN map is kept only where it lowers the
     ECE on folds it was not fitted on (:func:`map_ece_across_folds`, recorded in the method), else
     the forests' own probability is reported.
@@ -728,8 +745,15 @@ def fit_calibration(y: dict[str, np.ndarray], pred: dict[str, np.ndarray], cn_pr
             cal.spread_floors[prop] = spread_floor(np.asarray(spread[prop])[full])
             sigma = difficulty(domain_score, spread[prop], cal.spread_floors[prop])
         ok = np.isfinite(yy) & np.isfinite(pred[prop])
-        cal.quantiles[prop] = band_quantiles(np.where(ok, np.abs(yy - pred[prop]) / sigma, np.nan), band, groups,
-                                             types)
+        scores = np.where(ok, np.abs(yy - pred[prop]) / sigma, np.nan)
+        if flagged is None or types is None or groups is None:
+            cal.quantiles[prop] = band_quantiles(scores, band, groups, types)
+            continue
+        out = np.asarray(flagged, bool)
+        side = {k: np.where(sel, scores, np.nan) if (ok & sel).sum() >= MIN_STRATUM else scores
+                for k, sel in (("in", ~out), ("out", out))}
+        cal.quantiles_in_domain[prop] = band_quantiles(side["in"], band, groups)
+        cal.quantiles[prop] = band_quantiles(side["out"], band, groups, types)
     if cn_proba is not None and "coordination_number" in y:
         yc = y["coordination_number"]
         ok = np.isin(yc, cn_classes) & np.all(np.isfinite(cn_proba), axis=1)

@@ -25,9 +25,9 @@ from .calibration import (
     Calibration,
     DomainModel,
     apply_confidence_map,
-    check_across_codes,
     check_band_limits,
     check_knots,
+    check_quantiles,
     check_spread_floors,
 )
 from .features import FEATURIZATIONS, Grid, make_featurizer
@@ -65,8 +65,12 @@ BUNDLE_FORMAT = "xanes-agent-model"
 # an older reader must refuse a version 11, not flag by the spread's unraised limit alone
 # (and the intervals scale with each property's trees' spread: ``interval_spread_floors``; a version
 # 3-10 bundle scales them with the domain score alone, as calibrated)
-BUNDLE_VERSION = 11
-READABLE_VERSIONS = (3, 4, 5, 6, 7, 8, 9, 10, 11)
+# 12: a spectrum in the domain gets the interval for a new parent structure (``quantiles_in_domain``),
+# a flagged one the larger of that and the one for a new structure type (``quantiles``); a version
+# 3-11 bundle gives every spectrum ``quantiles``, as calibrated (an older reader would do the same
+# with a version 12: wider intervals than calibrated in the domain, never narrower)
+BUNDLE_VERSION = 12
+READABLE_VERSIONS = (3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
 
 
 def bundle_path(folder: str | Path, element: str, featurization: str, normalization: str) -> Path:
@@ -207,7 +211,8 @@ class ElementModel:
                          across_codes=np.full(len(F), across))
             elif name in cal.quantiles:
                 across = self.intervals == "across-codes" and name in cal.across_codes
-                hw = cal.halfwidths(name, score, coverage, across_codes=across, spread=p.get("tree_std"))
+                hw = cal.halfwidths(name, score, coverage, across_codes=across, spread=p.get("tree_std"),
+                                    in_domain=~flagged)
                 pred = p["prediction"]
                 p.update(seed_std=p["std"], std=hw[:, 0], across_codes=np.full(len(F), across),
                          interval68=np.stack([pred - hw[:, 0], pred + hw[:, 0]], axis=1),
@@ -379,10 +384,12 @@ class ElementModel:
                 across_knots = meta.get("confidence_knots_across_codes")
                 calibration = Calibration(confidence_knots=check_knots(meta["confidence_knots"]),
                                           confidence_knots_far=None if far is None else check_knots(far),
-                                          quantiles={k: [[float(x) for x in band] for band in v]
-                                                     for k, v in meta["quantiles"].items()},
-                                          across_codes=check_across_codes(meta.get("quantiles_across_codes", {}),
-                                                                          meta["quantiles"]),
+                                          quantiles=check_quantiles(meta["quantiles"], props, "quantiles"),
+                                          across_codes=check_quantiles(meta.get("quantiles_across_codes", {}),
+                                                                       meta["quantiles"]),
+                                          quantiles_in_domain=check_quantiles(meta.get("quantiles_in_domain", {}),
+                                                                              meta["quantiles"],
+                                                                              "quantiles_in_domain"),
                                           spread_floors=check_spread_floors(meta.get("interval_spread_floors", {}),
                                                                             meta["quantiles"]),
                                           confidence_knots_across=None if across_knots is None

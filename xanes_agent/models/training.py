@@ -322,9 +322,8 @@ def train_element(coll: SpectrumCollection, element: str, config: TrainConfig | 
                                               {p: sub.labels[targets[p]] for p in props}, cfg, featurizer,
                                               progress=progress, real=real, extra=extra,
                                               label_names={p: targets[p] for p in props},
-                                              other=None if other is None else other.where(element=element))
-        fit_spread_limits(model, X_grid, np.flatnonzero(good & (splits == "train")), sub, cfg, featurizer, rng, real,
-                          extra)
+                                              other=None if other is None else other.where(element=element),
+                                              flag_rng=rng)
     model.coverage_curve = coverage_curve(model, X_grid[good & (splits == "test")], sub, good & (splits == "test"))
     return model
 
@@ -336,10 +335,13 @@ SPREAD_FOLDS = 3
 JOINT_SPLIT_MARGIN = 0.02
 
 
-def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray, sub: SpectrumCollection,
-                      cfg: TrainConfig, featurizer: Any, rng: np.random.Generator,
-                      real: ExperimentLike | None = None, extra: ExperimentLike | None = None) -> None:
-    """The domain flag's second test (:class:`~.calibration.DomainModel`): per coverage band, the
+def fit_spread_limits(dom: DomainModel, method: dict[str, Any], X_grid: np.ndarray, rows: np.ndarray,
+                      y: np.ndarray, sub: SpectrumCollection, cfg: TrainConfig, featurizer: Any,
+                      rng: np.random.Generator, real: ExperimentLike | None = None,
+                      extra: ExperimentLike | None = None) -> None:
+    """The domain flag's second test (:class:`~.calibration.DomainModel` ``dom``, the final
+    model's, its distance test fitted; ``y``: the distance labels; what was done goes into the
+    calibration's ``method``): per coverage band, the
     ``cfg.domain_quantile`` of the distance forest's trees' spread (A) on in-family held-out
     spectra, as the model will meet them (measurement-like or experiment-like copies,
     :func:`_as_met`), whole and masked to the calibration windows. The training ``rows`` are split
@@ -358,10 +360,6 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
     together (:func:`~.calibration.joint_flag_limits`): the three rules of
     :meth:`~.calibration.DomainModel.flags` flag both allowances (2 x (1 -
     ``cfg.domain_quantile``)) of them per band, less :data:`JOINT_SPLIT_MARGIN`."""
-    cal, pm = model.calibration, model.properties.get(DISTANCE)
-    if cal is None or cal.domain is None or pm is None:
-        return
-    y = sub.labels[pm.label]
     rows = rows[np.isfinite(y[rows])]
     mats = np.unique(sub.material_id[rows])
     if len(mats) < SPREAD_FOLDS:
@@ -386,7 +384,6 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
         r_far.append(fold_domain.score(dom_feat.transform(Xm)) / fold_domain.far_limit(cov))
     spread, coverage, r_far = np.concatenate(spread), np.concatenate(coverage), np.concatenate(r_far)
     cap = 2 * (1 - cfg.domain_quantile)  # the two tests' allowances together
-    dom = cal.domain
     dom.spread_property = DISTANCE
     dom.spread_limits = per_band_limits(spread, coverage, cfg.domain_quantile)
     r_spread = dom.spread_ratio(spread, coverage)
@@ -397,9 +394,9 @@ def fit_spread_limits(model: ElementModel, X_grid: np.ndarray, rows: np.ndarray,
     dom.alone_limits, dom.joint_limits = joint_flag_limits(r_far, r_spread, coverage, target)
     # where the target is exact: a new in-family spectrum's share moves about it by sampling error
     flagged, band = dom.flags_from_ratios(r_far, r_spread, coverage), coverage_band(coverage)
-    cal.method["domain_flagged_cross_fitted"] = [float(flagged[band == b].mean()) if (band == b).any() else None
-                                                 for b in range(len(dom.spread_limits))]
-    cal.method["domain"] += (f"; and the distance forest's trees' spread against the {cfg.domain_quantile:.0%} "
+    method["domain_flagged_cross_fitted"] = [float(flagged[band == b].mean()) if (band == b).any() else None
+                                             for b in range(len(dom.spread_limits))]
+    method["domain"] += (f"; and the distance forest's trees' spread against the {cfg.domain_quantile:.0%} "
                              f"quantile of {len(rows)} in-family held-out spectra's (the training spectra, "
                              f"cross-fitted over {SPREAD_FOLDS} folds by material), per coverage band; flagged "
                              f"where either test's ratio to its limit passes the {ALONE_QUANTILE:.0%} quantile of "
@@ -494,7 +491,8 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                       labels: dict[str, np.ndarray], cfg: TrainConfig, featurizer: Any,
                       progress: bool = False, other: SpectrumCollection | None = None,
                       real: ExperimentLike | None = None, label_names: dict[str, str] | None = None,
-                      extra: ExperimentLike | None = None) -> Calibration:
+                      extra: ExperimentLike | None = None, flag_rng: np.random.Generator | None = None
+                      ) -> Calibration:
     """Out-of-group calibration of one element's models (see :mod:`.calibration`).
 
     The training rows are split into ``cfg.calibration_folds`` folds by parent structure; for each
@@ -508,6 +506,9 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
     the fold models train on those of their rows, and the held-out rows' copies are scored too.
     ``extra``: the copies the regressors train on beside their rows (``real`` where given).
     ``label_names``: the label of each property in ``labels`` (needed with ``other``).
+    The domain flag's limits are set (:func:`fit_spread_limits`, with ``flag_rng``: the training's
+    generator, so the flag does not move with how many draws the calibration folds took) before
+    the intervals, which are fitted on each side of the flag.
     """
     from tqdm import tqdm
 
@@ -597,10 +598,11 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
               "groups": "structure type where the library knows it, else parent structure (data.library.type_groups)",
               "seeds_per_fold_model": cfg.calibration_seeds, "n_held_out_spectra": int(len(idx)),
               "masked_copies": "low 30/50/75 % of the window, 1-3 random gaps",
-              "interval": "split-conformal for a new parent structure (each parent weighs 1; Dunn et al. 2022) "
-                          "and for a new structure type (the held-out rows of the families' types, each type "
-                          "weighing 1), the larger of the two, |y - pred| / ((the trees' spread + a floor of "
-                          f"{SPREAD_FLOOR_SHARE:g} x its mean) x domain score), per coverage band",
+              "interval": "split-conformal, |y - pred| / ((the trees' spread + a floor of "
+                          f"{SPREAD_FLOOR_SHARE:g} x its mean) x domain score), per coverage band: in the domain "
+                          "for a new parent structure (each parent weighs 1; Dunn et al. 2022), out of it the "
+                          "larger of that and the one for a new structure type (the held-out rows of the "
+                          "families' types, each type weighing 1)",
               "cn": "isotonic map of the predicted class probability",
               "domain": f"{cfg.domain_quantile:.0%} quantile of the training spectra's distance to other "
                         "materials' spectra, "
@@ -627,10 +629,17 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
                               "domain score), per coverage band")
     if cfg.cn_map not in ("single", "domain"):
         raise ValueError(f"cn_map {cfg.cn_map!r}: 'single' or 'domain'")
-    cal = fit_calibration(y, pred, proba, classes, score, np.concatenate(cov_out), full, final_domain, method,
+    coverage = np.concatenate(cov_out)
+    # the flag's second test before the intervals: each side of the flag gets its own quantiles
+    if DISTANCE in labels:
+        fit_spread_limits(final_domain, method, X_grid, idx, labels[DISTANCE], sub, cfg, featurizer,
+                          rng if flag_rng is None else flag_rng, real, extra)
+    flagged = final_domain.flags(score, spread.get(final_domain.spread_property), coverage)[0]
+    method["calibration_rows_flagged"] = float(np.mean(flagged))
+    cal = fit_calibration(y, pred, proba, classes, score, coverage, full, final_domain, method,
                           groups=np.concatenate(group_out) if cfg.interval_unit == "parent" else None,
                           cn_map=cfg.cn_map, folds=np.concatenate(fold_out), types=np.concatenate(type_out),
-                          spread=spread)
+                          spread=spread, flagged=flagged)
     if across.n:  # with the same-code intervals' spread floors
         cal.across_codes = across.quantiles(final_domain.typical, cal.spread_floors)
         cal.method["across_codes"] = across.describe(cal.across_codes)
