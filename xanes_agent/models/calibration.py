@@ -12,11 +12,16 @@ on full spectra and on masked (partially measured) copies:
   domain score (1 for a typical spectrum, larger far from the training spectra), ``s(x)`` the
   spread of the property's trees' predictions and ``s0`` a quarter of its mean (:func:`difficulty`;
   until bundle format 11 ``sigma(x) = 0.5 + 0.5 x`` the domain score alone), and the interval
-  at level L is ``prediction +- q_L sigma(x)``, ``q_L`` the conformal quantile of the scores for a
-  *new parent structure* (each held-out parent weighs 1: :func:`group_conformal_quantile`) or, where
-  larger, for a *new structure type* (the prototype families' types, :func:`band_quantiles`), per
+  at level L is ``prediction +- q_L sigma(x)``, ``q_L`` the conformal quantile of the scores, per
   band of coverage of the model window (0-50 %, 50-80 %, 80-100 %), so a partial spectrum gets
-  the wider interval partial spectra earned. ``std`` in the agent's output is the half-width of
+  the wider interval partial spectra earned, and per side of the domain flag (Mondrian; bundle
+  format 12): for a spectrum in the domain, that for a *new parent structure* (each held-out
+  parent weighs 1: :func:`group_conformal_quantile`) from the calibration spectra in the domain;
+  for a flagged one, that for a new parent or, where larger, for a *new structure type* (the
+  prototype families' types, :func:`band_quantiles`), from the flagged calibration spectra. Until
+  format 12 every spectrum got the larger of the two, from all of them: new parents were then
+  covered 0.74-0.81 at the nominal 68 % for Ti and V and the flagged spectra under (docs/models.md,
+  session 47). ``std`` in the agent's output is the half-width of
   the 68 % interval. (Weighing spectra instead, a prototype family of 40 strained copies counted
   40 times, and new structures were covered 57-70 % at the nominal 68 %.)
 * **intervals across codes** (where spectra of the element from another code are given): the
@@ -228,7 +233,8 @@ def band_quantiles(scores: np.ndarray, band: np.ndarray, groups: np.ndarray | No
     structure type the training lacked; the quantile is then the larger of the one for a new
     parent and the one for a new type (each type weighing 1; from :data:`MIN_NEW_TYPES` types on).
     A spectrum cannot tell which of the two it is (the domain score does not: session 25), so
-    the interval must hold for both, and for structures of a known type it is wider than needed.
+    the interval must hold for both, and for structures of a known type it is wider than needed;
+    :func:`fit_calibration` therefore takes it only for the spectra the domain flag flags.
     The new-type quantile is the plain one of the types' pooled scores: with the 9-13 types an
     element's families make, the finite-sample rule takes the largest error of all for 90 %, and
     held-out families were then covered 99-100 % of the time (session 26), 87-92 % without it.
