@@ -70,15 +70,9 @@ class Collector:
     def add(self, model, X: np.ndarray, labels: dict[str, np.ndarray], full: np.ndarray,
             groups: np.ndarray) -> None:
         preds = model.predict_grid(X)
-        cal = model.calibration
         for name, p in preds.items():
             pm = model.properties[name]
             y = labels[pm.label]
-            if cal is not None and "interval90" in p and not p["across_codes"].any():
-                # the baseline in the same run: every spectrum given the flagged spectra's quantiles
-                # (the rule of bundle formats 3-11), the same models and scale
-                p["halfwidths_as_flagged"] = cal.halfwidths(name, p["domain_score"], np.isfinite(X).mean(axis=1),
-                                                            spread=p.get("tree_std"))
             if "proba" in p:  # a fold whose training lacked a class: columns on all CN classes
                 for key in ("proba", "raw_proba"):
                     p[key] = on_cn_classes(p[key], p["classes"])
@@ -142,14 +136,6 @@ def summary(c: Collector, in_family_mae: float | None) -> dict:
                 if sel.any():
                     out[f"{name}_cov{int(level * 100)}_{tag}"] = float(
                         np.average(inside[ok][sel], weights=group_weights(p["group"][ok][sel])))
-            if "halfwidths_as_flagged" in p:
-                before = err <= p["halfwidths_as_flagged"][:, 0 if level == 0.68 else 1]
-                out[f"{name}_cov{int(level * 100)}_per_parent_as_flagged"] = float(np.average(before[ok], weights=w))
-                if fam.any():
-                    out[f"{name}_cov{int(level * 100)}_families_as_flagged"] = float(
-                        np.average(before[ok][fam], weights=w[fam]))
-        if "halfwidths_as_flagged" in p:
-            out[f"{name}_halfwidth68_full_as_flagged"] = float(np.median(p["halfwidths_as_flagged"][ok & p["full"], 0]))
         out[f"{name}_mae_full"] = float(np.mean(err[ok & p["full"]]))
         out[f"{name}_halfwidth68_full"] = float(np.median(p["std"][ok & p["full"]]))
         if name == "mean_nn_distance":
@@ -436,13 +422,7 @@ def _print(name: str, s: dict, seconds: float) -> None:
           f"{g('mean_nn_distance_cov68_in_domain')} / {g('mean_nn_distance_cov90_in_domain')}, "
           f"{g('mean_nn_distance_cov68_flagged')} / {g('mean_nn_distance_cov90_flagged')}; charge cov68/90 "
           f"{g('charge_cov68_in_domain')} / {g('charge_cov90_in_domain')}, "
-          f"{g('charge_cov68_flagged')} / {g('charge_cov90_flagged')}; every spectrum as if flagged (formats 3-11): "
-          f"d cov68/90 per parent {g('mean_nn_distance_cov68_per_parent_as_flagged')} / "
-          f"{g('mean_nn_distance_cov90_per_parent_as_flagged')}, families "
-          f"{g('mean_nn_distance_cov68_families_as_flagged')} / {g('mean_nn_distance_cov90_families_as_flagged')}; "
-          f"charge per parent "
-          f"{g('charge_cov68_per_parent_as_flagged')} / {g('charge_cov90_per_parent_as_flagged')}, families "
-          f"{g('charge_cov68_families_as_flagged')} / {g('charge_cov90_families_as_flagged')} |", flush=True)
+          f"{g('charge_cov68_flagged')} / {g('charge_cov90_flagged')} |", flush=True)
 
 
 if __name__ == "__main__":
