@@ -247,10 +247,23 @@ def test_bundle_keeps_the_calibration_and_predictions_carry_it(calibrated_model,
         ElementModel.load(edited(resign=True))
 
 
+def _assert_refused(arrays: dict, tmp_path, key: str, bad) -> None:
+    """A bundle whose calibration record has ``bad`` for ``key`` (re-signed, so only the value is
+    wrong) is refused, the error naming the key."""
+    from xanes_agent.models.model import BundleError, ElementModel, _bundle_digest
+
+    m = json.loads(str(arrays["manifest"]))
+    m["calibration"][key] = bad
+    m["digest"] = _bundle_digest(m)
+    np.savez_compressed(tmp_path / "bad.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
+    with pytest.raises(BundleError, match=key):
+        ElementModel.load(tmp_path / "bad.npz")
+
+
 def test_intervals_scale_with_the_trees_spread_and_the_domain_score(calibrated_model, bundled_library, tmp_path):
     from xanes_agent.models.calibration import SPREAD_FLOOR_SHARE, coverage_band, difficulty
     from xanes_agent.models.features import spectra_to_grid
-    from xanes_agent.models.model import BundleError, ElementModel, _bundle_digest
+    from xanes_agent.models.model import ElementModel, _bundle_digest
 
     cal = calibrated_model.calibration
     assert set(cal.spread_floors) == set(cal.quantiles) and all(f > 0 for f in cal.spread_floors.values())
@@ -291,37 +304,23 @@ def test_intervals_scale_with_the_trees_spread_and_the_domain_score(calibrated_m
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     for bad in ({"charge": -1.0}, {"charge": float("nan")}, {"colour": 1.0}, [0.1], {"charge": "wide"}):
-        m = json.loads(str(arrays["manifest"]))
-        m["calibration"]["interval_spread_floors"] = bad
-        m["digest"] = _bundle_digest(m)
-        np.savez_compressed(tmp_path / "bad.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
-        with pytest.raises(BundleError, match="interval_spread_floors"):
-            ElementModel.load(tmp_path / "bad.npz")
+        _assert_refused(arrays, tmp_path, "interval_spread_floors", bad)
     for key in ("quantiles_in_domain", "quantiles"):
         for bad in ({"charge": [[0.1, 0.2]] * 2}, {"charge": [[0.1, float("nan")]] * 3},
                     {"charge": [[-0.1, 0.2]] * 3}, {"colour": [[0.1, 0.2]] * 3}, [[0.1, 0.2]]):
-            m = json.loads(str(arrays["manifest"]))
-            m["calibration"][key] = bad
-            m["digest"] = _bundle_digest(m)
-            np.savez_compressed(tmp_path / "bad.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
-            with pytest.raises(BundleError, match=key):
-                ElementModel.load(tmp_path / "bad.npz")
+            _assert_refused(arrays, tmp_path, key, bad)
     # a version-11 bundle (no in-domain quantiles) gives every spectrum the larger ones, as calibrated
     m = json.loads(str(arrays["manifest"]))
-    del m["calibration"]["quantiles_in_domain"]
-    m["format_version"] = 11
-    m["digest"] = _bundle_digest(m)
-    np.savez_compressed(tmp_path / "v11.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
-    d = ElementModel.load(tmp_path / "v11.npz").predict_grid(X)["charge"]
-    np.testing.assert_allclose(d["std"], np.asarray(cal.quantiles["charge"])[band][:, 0]
-                               * (d["tree_std"] + cal.spread_floors["charge"]) * d["domain_score"])
-    del m["calibration"]["interval_spread_floors"]
-    m["format_version"] = 10
-    m["digest"] = _bundle_digest(m)
-    np.savez_compressed(tmp_path / "v10.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
-    d = ElementModel.load(tmp_path / "v10.npz").predict_grid(X)["charge"]
-    np.testing.assert_allclose(d["std"], np.asarray(cal.quantiles["charge"])[band][:, 0]
-                               * (0.5 + 0.5 * d["domain_score"]))
+    d = p["charge"]
+    scales = {11: (d["tree_std"] + cal.spread_floors["charge"]) * d["domain_score"],  # no quantiles_in_domain
+              10: 0.5 + 0.5 * d["domain_score"]}  # nor spread floors: the domain score alone
+    for version, dropped in ((11, "quantiles_in_domain"), (10, "interval_spread_floors")):  # each drops one more
+        del m["calibration"][dropped]
+        m["format_version"] = version
+        m["digest"] = _bundle_digest(m)
+        np.savez_compressed(tmp_path / "old.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
+        old = ElementModel.load(tmp_path / "old.npz").predict_grid(X)["charge"]
+        np.testing.assert_allclose(old["std"], np.asarray(cal.quantiles["charge"])[band][:, 0] * scales[version])
 
 
 def test_the_domain_threshold_flags_the_configured_share_of_in_family_spectra(calibrated_model, bundled_library):
@@ -343,7 +342,7 @@ def test_the_domain_threshold_flags_the_configured_share_of_in_family_spectra(ca
 
 def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bundled_library, tmp_path):
     from xanes_agent.models.features import spectra_to_grid
-    from xanes_agent.models.model import BundleError, ElementModel, _bundle_digest
+    from xanes_agent.models.model import ElementModel, _bundle_digest
     from xanes_agent.models.training import TrainConfig, assign_splits, with_low_windows
 
     dom = calibrated_model.calibration.domain
@@ -418,12 +417,7 @@ def test_the_trees_spread_is_the_domain_flags_second_test(calibrated_model, bund
     np.testing.assert_allclose(ElementModel.load(path).calibration.domain.joint_limits, dom.joint_limits)
     for key in ("domain_spread_limits", "domain_far_limits", "domain_alone_limits", "domain_joint_limits"):
         for bad in ([-1.0, 0.1, 0.1], [0.1, 0.1], "wide"):
-            m = json.loads(str(arrays["manifest"]))
-            m["calibration"][key] = bad
-            m["digest"] = _bundle_digest(m)
-            np.savez_compressed(tmp_path / "bad.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
-            with pytest.raises(BundleError, match=key):
-                ElementModel.load(tmp_path / "bad.npz")
+            _assert_refused(arrays, tmp_path, key, bad)
     # a version-10 bundle (no joint limits) flags where either test passes its own limit, as trained
     m = json.loads(str(arrays["manifest"]))
     del m["calibration"]["domain_alone_limits"], m["calibration"]["domain_joint_limits"]
