@@ -654,8 +654,9 @@ class Calibration:
     confidence_knots_far: tuple[list[float], list[float]] | None = None
     quantiles: dict[str, list[list[float]]] = field(default_factory=dict)  # prop -> [band][level]
     # prop -> [band][level]: for spectra in the domain, the quantiles for a new parent structure
-    # alone (``quantiles`` then holds for a flagged spectrum: the larger of those for a new parent
-    # and for a new type); empty: ``quantiles`` for every spectrum, as bundles before format 12
+    # from the calibration spectra in the domain (``quantiles`` then holds for a flagged spectrum:
+    # the larger of those for a new parent and for a new type, from the flagged calibration
+    # spectra); empty: ``quantiles`` for every spectrum, as bundles before format 12
     quantiles_in_domain: dict[str, list[list[float]]] = field(default_factory=dict)
     domain: DomainModel | None = None
     method: dict[str, Any] = field(default_factory=dict)

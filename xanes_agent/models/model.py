@@ -65,8 +65,9 @@ BUNDLE_FORMAT = "xanes-agent-model"
 # an older reader must refuse a version 11, not flag by the spread's unraised limit alone
 # (and the intervals scale with each property's trees' spread: ``interval_spread_floors``; a version
 # 3-10 bundle scales them with the domain score alone, as calibrated)
-# 12: a spectrum in the domain gets the interval for a new parent structure (``quantiles_in_domain``),
-# a flagged one the larger of that and the one for a new structure type (``quantiles``); a version
+# 12: the intervals are fitted on each side of the domain flag: a spectrum in the domain gets the
+# interval for a new parent structure (``quantiles_in_domain``), a flagged one the larger of that and
+# the one for a new structure type, both from the flagged calibration spectra (``quantiles``); a version
 # 3-11 bundle gives every spectrum ``quantiles``, as calibrated (an older reader would do the same
 # with a version 12: wider intervals than calibrated in the domain, never narrower)
 BUNDLE_VERSION = 12

@@ -397,12 +397,12 @@ def fit_spread_limits(dom: DomainModel, method: dict[str, Any], X_grid: np.ndarr
     method["domain_flagged_cross_fitted"] = [float(flagged[band == b].mean()) if (band == b).any() else None
                                              for b in range(len(dom.spread_limits))]
     method["domain"] += (f"; and the distance forest's trees' spread against the {cfg.domain_quantile:.0%} "
-                             f"quantile of {len(rows)} in-family held-out spectra's (the training spectra, "
-                             f"cross-fitted over {SPREAD_FOLDS} folds by material), per coverage band; flagged "
-                             f"where either test's ratio to its limit passes the {ALONE_QUANTILE:.0%} quantile of "
-                             f"those spectra's, or the geometric mean of the two passes the limit at which the "
-                             f"three flag {target:.0%} of them ({cap:.0%} allowed, less a margin for a new "
-                             f"split's draw)")
+                         f"quantile of {len(rows)} in-family held-out spectra's (the training spectra, "
+                         f"cross-fitted over {SPREAD_FOLDS} folds by material), per coverage band; flagged "
+                         f"where either test's ratio to its limit passes the {ALONE_QUANTILE:.0%} quantile of "
+                         f"those spectra's, or the geometric mean of the two passes the limit at which the "
+                         f"three flag {target:.0%} of them ({cap:.0%} allowed, less a margin for a new "
+                         f"split's draw)")
 
 
 @dataclass
