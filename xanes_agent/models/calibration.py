@@ -261,7 +261,7 @@ def band_quantiles(scores: np.ndarray, band: np.ndarray, groups: np.ndarray | No
     return table
 
 
-def check_quantiles(table: Any, props: Any, name: str = "quantiles_across_codes") -> dict[str, list[list[float]]]:
+def check_quantiles(table: Any, props: Any, name: str) -> dict[str, list[list[float]]]:
     """A table of quantiles read from a file (``name``: its key in the bundle, for the error): per
     known property, one non-negative finite number per coverage band and level. Raises ValueError
     otherwise."""

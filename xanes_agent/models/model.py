@@ -387,7 +387,7 @@ class ElementModel:
                                           confidence_knots_far=None if far is None else check_knots(far),
                                           quantiles=check_quantiles(meta["quantiles"], props, "quantiles"),
                                           across_codes=check_quantiles(meta.get("quantiles_across_codes", {}),
-                                                                       meta["quantiles"]),
+                                                                       meta["quantiles"], "quantiles_across_codes"),
                                           quantiles_in_domain=check_quantiles(meta.get("quantiles_in_domain", {}),
                                                                               meta["quantiles"],
                                                                               "quantiles_in_domain"),
