@@ -12,6 +12,7 @@ from xanes_agent.models.calibration import (
     COVERAGE_EDGES,
     MIN_NEW_TYPES,
     MIN_STRATUM,
+    SCALE_BINS,
     DomainModel,
     apply_confidence_map,
     band_quantiles,
@@ -21,6 +22,8 @@ from xanes_agent.models.calibration import (
     fit_calibration,
     fit_confidence_map,
     group_conformal_quantile,
+    scale_bin_index,
+    scale_bin_quantiles,
 )
 
 
@@ -136,6 +139,64 @@ def test_each_side_of_the_domain_flag_gets_intervals_that_hold_on_that_side():
     few[n_in:n_in + MIN_STRATUM - 1] = True
     thin = fit(few)
     assert thin.quantiles["mean_nn_distance"] == pooled.quantiles["mean_nn_distance"]
+
+
+def test_in_the_domain_each_bin_of_the_scale_gets_intervals_that_hold_in_it():
+    """Errors that grow faster than the interval scale sigma (as the held-out spectra's do): one
+    table over-covers the spectra of small sigma and under-covers those of large sigma; a table
+    per quartile of sigma (Mondrian on the difficulty) covers each at the level. Bins too thin to
+    fit on, or whose 68 % quantile is 0 (an integer label predicted exactly), are merged."""
+    rng = np.random.default_rng(11)
+    n = 2400
+
+    def draw(size):
+        sigma = rng.uniform(0.5, 2.0, size)
+        return sigma, sigma ** 2 * np.abs(rng.normal(size=size))  # |error|, growing as sigma squared
+
+    sigma, err = draw(n)
+    scores = err / sigma
+    groups = np.array([f"mp-{i // 2}" for i in range(n)])  # two spectra a parent
+    band = np.full(n, 2)
+    table = scale_bin_quantiles(scores, sigma, band, groups)
+    entry = table[2]
+    assert len(entry["edges"]) == SCALE_BINS - 1
+    np.testing.assert_allclose(entry["edges"], np.quantile(sigma, [0.25, 0.5, 0.75]))
+    one = [group_conformal_quantile(scores, groups, L) for L in (0.68, 0.9)]
+    new_sigma, new_err = draw(20000)
+    k = scale_bin_index(entry["edges"], new_sigma)
+    q = np.asarray(entry["quantiles"])[k]
+    for i, L in enumerate((0.68, 0.9)):
+        for b in range(SCALE_BINS):
+            inside = new_err[k == b] <= q[k == b, i] * new_sigma[k == b]
+            assert abs(np.mean(inside) - L) <= 0.04
+        pooled = new_err <= one[i] * new_sigma
+        assert np.mean(pooled[k == 0]) > L + 0.05 and np.mean(pooled[k == SCALE_BINS - 1]) < L - 0.05
+    # an integer label the trees predict exactly where sigma is small: no interval of no width
+    exact = scores.copy()
+    exact[sigma < np.quantile(sigma, 0.3)] = 0.0
+    entry = scale_bin_quantiles(exact, sigma, band, groups)[2]
+    assert len(entry["edges"]) < SCALE_BINS - 1 and all(q68 > 0 for q68, _ in entry["quantiles"])
+    # too few rows for two bins of MIN_STRATUM: one table, the new-parent one
+    few = slice(0, MIN_STRATUM + 5)
+    entry = scale_bin_quantiles(scores[few], sigma[few], band[few], groups[few])[2]
+    assert entry["edges"] == [] and entry["quantiles"] == [
+        [group_conformal_quantile(scores[few], groups[few], L) for L in (0.68, 0.9)]]
+    # fit_calibration keeps them for the in-domain side, and the halfwidths take each row's bin
+    domain = DomainModel.fit(rng.normal(size=(50, 4)), rng)
+    ones = np.ones(n)
+    spread = {"mean_nn_distance": sigma - 0.25 * sigma.mean()}  # so that sigma(x) is the drawn sigma
+    cal = fit_calibration({"mean_nn_distance": 2.0 + err}, {"mean_nn_distance": np.full(n, 2.0)}, None, None,
+                          ones, ones, ones.astype(bool), domain, {}, groups=groups, types=groups.copy(),
+                          spread=spread, flagged=np.zeros(n, bool))
+    np.testing.assert_allclose(cal.spread_floors["mean_nn_distance"], 0.25 * np.mean(spread["mean_nn_distance"]))
+    s_fit = spread["mean_nn_distance"] + cal.spread_floors["mean_nn_distance"]
+    entry = cal.scale_bins["mean_nn_distance"][2]
+    np.testing.assert_allclose(entry["edges"], np.quantile(s_fit, [0.25, 0.5, 0.75]))
+    probe = np.array([0.6, 1.9])
+    hw = cal.halfwidths("mean_nn_distance", np.ones(2), np.ones(2),
+                        spread=probe - cal.spread_floors["mean_nn_distance"], in_domain=np.ones(2, bool))
+    np.testing.assert_allclose(hw, np.asarray(entry["quantiles"])[[0, -1]] * probe[:, None])
+    assert hw[1, 0] / probe[1] > hw[0, 0] / probe[0]  # the largest scale's quantile is the larger
 
 
 def test_confidence_map_is_monotone_and_normalized():
@@ -275,15 +336,18 @@ def test_intervals_scale_with_the_trees_spread_and_the_domain_score(calibrated_m
     p = calibrated_model.predict_grid(X)
     for name in cal.quantiles:
         d = p[name]
-        # in the domain a new parent's quantiles, out of it a new parent's or a new type's, fitted on
-        # each side of the flag
+        # in the domain a new parent's quantiles per bin of the scale, out of it a new parent's or a
+        # new type's, fitted on each side of the flag
         inside, outside = np.asarray(cal.quantiles_in_domain[name]), np.asarray(cal.quantiles[name])
-        q = np.where(d["in_domain"][:, None], inside[band], outside[band])
         sigma = (d["tree_std"] + cal.spread_floors[name]) * d["domain_score"]
+        binned = np.array([np.asarray(cal.scale_bins[name][b]["quantiles"])[
+            scale_bin_index(cal.scale_bins[name][b]["edges"], [s])[0]] for b, s in zip(band, sigma)])
+        q = np.where(d["in_domain"][:, None], binned, outside[band])
         np.testing.assert_allclose(d["std"], q[:, 0] * sigma)
         np.testing.assert_allclose(d["interval90"][:, 1] - d["prediction"], q[:, 1] * sigma)
-        # each row its own table (the fixture's two may coincide: halve the in-domain one to see)
-        halved = dataclasses.replace(cal, quantiles_in_domain={name: (inside / 2).tolist()})
+        # each row its own table (the fixture's two may coincide: halve the in-domain one to see;
+        # without the bins, the one in-domain table)
+        halved = dataclasses.replace(cal, quantiles_in_domain={name: (inside / 2).tolist()}, scale_bins={})
         flags = np.arange(len(X)) % 2 == 0
         hw = halved.halfwidths(name, d["domain_score"], np.isfinite(X).mean(axis=1), spread=d["tree_std"],
                                in_domain=flags)
@@ -309,18 +373,32 @@ def test_intervals_scale_with_the_trees_spread_and_the_domain_score(calibrated_m
         for bad in ({"charge": [[0.1, 0.2]] * 2}, {"charge": [[0.1, float("nan")]] * 3},
                     {"charge": [[-0.1, 0.2]] * 3}, {"colour": [[0.1, 0.2]] * 3}, [[0.1, 0.2]]):
             _assert_refused(arrays, tmp_path, key, bad)
-    # a version-11 bundle (no in-domain quantiles) gives every spectrum the larger ones, as calibrated
+    good = {"edges": [0.01, 0.02], "quantiles": [[0.5, 1.0]] * 3}
+    for bad in ({"charge": [good] * 2}, {"colour": [good] * 3}, [good] * 3,
+                {"charge": [{**good, "edges": [0.02, 0.01]}] * 3}, {"charge": [{**good, "edges": [0.0, 0.01]}] * 3},
+                {"charge": [{**good, "quantiles": [[0.5, 1.0]] * 2}] * 3},
+                {"charge": [{**good, "quantiles": [[float("nan"), 1.0]] * 3}] * 3},
+                {"charge": [{**good, "quantiles": [[-0.5, 1.0]] * 3}] * 3}, {"charge": [{**good, "more": 1}] * 3},
+                {"charge": [{"edges": list(np.linspace(0.01, 1, 17)), "quantiles": [[0.5, 1.0]] * 18}] * 3}):
+        _assert_refused(arrays, tmp_path, "quantiles_in_domain_by_scale", bad)
+    # older bundles answer as calibrated: a version 12 (no bins) gives the spectra in the domain one
+    # table; a version 11 (no in-domain quantiles) every spectrum the larger ones; a version 10 (nor
+    # spread floors) scales with the domain score alone
     m = json.loads(str(arrays["manifest"]))
     d = p["charge"]
-    scales = {11: (d["tree_std"] + cal.spread_floors["charge"]) * d["domain_score"],  # no quantiles_in_domain
-              10: 0.5 + 0.5 * d["domain_score"]}  # nor spread floors: the domain score alone
-    for version, dropped in ((11, "quantiles_in_domain"), (10, "interval_spread_floors")):  # each drops one more
+    scale = (d["tree_std"] + cal.spread_floors["charge"]) * d["domain_score"]
+    one_table = np.where(d["in_domain"], np.asarray(cal.quantiles_in_domain["charge"])[band][:, 0],
+                         np.asarray(cal.quantiles["charge"])[band][:, 0])
+    expected = {12: one_table * scale, 11: np.asarray(cal.quantiles["charge"])[band][:, 0] * scale,
+                10: np.asarray(cal.quantiles["charge"])[band][:, 0] * (0.5 + 0.5 * d["domain_score"])}
+    for version, dropped in ((12, "quantiles_in_domain_by_scale"), (11, "quantiles_in_domain"),
+                             (10, "interval_spread_floors")):  # each drops one more
         del m["calibration"][dropped]
         m["format_version"] = version
         m["digest"] = _bundle_digest(m)
         np.savez_compressed(tmp_path / "old.npz", **{**arrays, "manifest": np.array(json.dumps(m))})
         old = ElementModel.load(tmp_path / "old.npz").predict_grid(X)["charge"]
-        np.testing.assert_allclose(old["std"], np.asarray(cal.quantiles["charge"])[band][:, 0] * scales[version])
+        np.testing.assert_allclose(old["std"], expected[version])
 
 
 def test_the_domain_threshold_flags_the_configured_share_of_in_family_spectra(calibrated_model, bundled_library):

@@ -230,6 +230,9 @@ def test_cli_train_info_evaluate_report(tmp_path, cu_subset, capsys):
     assert re.search(r"read together: out of domain where either passes [0-9.]+ / [0-9.]+ / [0-9.]+ x its limit, "
                      r"or the geometric mean of the two ratios passes ([0-9.]+|none) / ([0-9.]+|none)", info)
     assert "CN forests: a committee of views, the seeds taking turns: E0-15..E0+45 eV, E0-15..E0+8 eV" in info
+    # in the domain, the intervals per bin of the scale: edges and each bin's 68/90 % quantiles, per band
+    assert re.search(r"in the domain per bin of the scale \(edges; 68/90 % per bin\), per coverage band: "
+                     r"[0-9.e/ -]*\([0-9.e/, -]+\); [0-9.e/ -]*\([0-9.e/, -]+\); [0-9.e/ -]*\([0-9.e/, -]+\)\n", info)
     assert re.search(r"CN answer: the forests x 0.75 \+ the vote x 0.25 of the 5 nearest of \d+ parent structures",
                      info)
     # the CN map's record on parents it was not fitted on, unless the CN probability is not mapped

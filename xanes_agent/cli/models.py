@@ -179,12 +179,18 @@ def cmd_info(a: argparse.Namespace) -> int:
                   f"{unseen['forests']:.3f} the forests' own")
         for name, q in cal.quantiles.items():
             inside = cal.quantiles_in_domain.get(name)
+            bins = cal.scale_bins.get(name)
             print(f"    {name}: 68/90 % interval scale per coverage band (0-50, 50-80, 80-100 %): "
                   + ("in the domain " + "; ".join(f"{a:.3g}/{b:.3g}" for a, b in inside) + "; out of domain "
                      if inside is not None else "")
                   + "; ".join(f"{a:.3g}/{b:.3g}" for a, b in q)
                   + ("; across codes: " + "; ".join(f"{a:.3g}/{b:.3g}" for a, b in cal.across_codes[name])
                      if name in cal.across_codes else ""))
+            if bins is not None:
+                print("      in the domain per bin of the scale (edges; 68/90 % per bin), per coverage band: "
+                      + "; ".join(" / ".join(f"{e:.3g}" for e in entry["edges"]) + " ("
+                                  + ", ".join(f"{a:.3g}/{b:.3g}" for a, b in entry["quantiles"]) + ")"
+                                  for entry in bins))
         ac = cal.method.get("across_codes")
         print(f"  across codes: calibrated on {ac['n_spectra']} {ac['source']} spectra of {ac['n_parents']} held-out "
               "parent structures (used with --intervals across-codes)" if ac else

@@ -28,6 +28,7 @@ from .calibration import (
     check_band_limits,
     check_knots,
     check_quantiles,
+    check_scale_bins,
     check_spread_floors,
 )
 from .features import FEATURIZATIONS, Grid, make_featurizer
@@ -70,8 +71,12 @@ BUNDLE_FORMAT = "xanes-agent-model"
 # the one for a new structure type, both from the flagged calibration spectra (``quantiles``); a version
 # 3-11 bundle gives every spectrum ``quantiles``, as calibrated (an older reader would do the same
 # with a version 12: wider intervals than calibrated in the domain, never narrower)
-BUNDLE_VERSION = 12
-READABLE_VERSIONS = (3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
+# 13: in the domain, the quantiles per bin of the interval scale (``quantiles_in_domain_by_scale``:
+# calibration.scale_bin_quantiles); a version 3-12 bundle gives every in-domain spectrum one table, as
+# calibrated; an older reader must refuse a version 13, not give the spectra of the largest scale the
+# narrower intervals of one table
+BUNDLE_VERSION = 13
+READABLE_VERSIONS = (3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13)
 
 
 def bundle_path(folder: str | Path, element: str, featurization: str, normalization: str) -> Path:
@@ -391,6 +396,9 @@ class ElementModel:
                                           quantiles_in_domain=check_quantiles(meta.get("quantiles_in_domain", {}),
                                                                               meta["quantiles"],
                                                                               "quantiles_in_domain"),
+                                          scale_bins=check_scale_bins(meta.get("quantiles_in_domain_by_scale", {}),
+                                                                      meta.get("quantiles_in_domain", {}),
+                                                                      "quantiles_in_domain_by_scale"),
                                           spread_floors=check_spread_floors(meta.get("interval_spread_floors", {}),
                                                                             meta["quantiles"]),
                                           confidence_knots_across=None if across_knots is None

@@ -600,7 +600,8 @@ def calibrate_element(sub: SpectrumCollection, X_grid: np.ndarray, rows: np.ndar
               "masked_copies": "low 30/50/75 % of the window, 1-3 random gaps",
               "interval": "split-conformal, |y - pred| / ((the trees' spread + a floor of "
                           f"{SPREAD_FLOOR_SHARE:g} x its mean) x domain score), per coverage band: in the domain "
-                          "for a new parent structure (each parent weighs 1; Dunn et al. 2022), out of it the "
+                          "for a new parent structure (each parent weighs 1; Dunn et al. 2022), per quartile of "
+                          "that scale (Mondrian on the difficulty, Bostrom & Johansson 2020), out of it the "
                           "larger of that and the one for a new structure type (the held-out rows of the "
                           "families' types, each type weighing 1)",
               "cn": "isotonic map of the predicted class probability",
