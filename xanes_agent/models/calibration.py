@@ -23,8 +23,8 @@ on full spectra and on masked (partially measured) copies:
   covered 0.74-0.81 at the nominal 68 % for Ti and V and the flagged spectra under (docs/models.md,
   session 47). In the domain the quantiles are fitted per quartile of sigma(x) as well (bundle
   format 13, :func:`scale_bin_quantiles`): the errors grow faster than the scale, and one table
-  left the left-out prototype families, most of them in the top quartile, covered 0.41-0.55 at
-  68 % (Ti, folds by type; session 48). ``std`` in the agent's output is the half-width of
+  left the left-out prototype families, which lie where the scale is largest, covered 0.41-0.55
+  at 68 % (Ti, folds by type; session 48). ``std`` in the agent's output is the half-width of
   the 68 % interval. (Weighing spectra instead, a prototype family of 40 strained copies counted
   40 times, and new structures were covered 57-70 % at the nominal 68 %.)
 * **intervals across codes** (where spectra of the element from another code are given): the
@@ -277,9 +277,10 @@ def scale_bin_quantiles(scores: np.ndarray, sigma: np.ndarray, band: np.ndarray,
 
     Why (session 48): the errors of held-out spectra grow faster than the scale; pooled, the
     quantile over-covers the spectra the trees agree on and under-covers those they split on,
-    which are where the left-out prototype families lie (Ti, folds by type: the quartile of largest
-    scale held 39 % of the families' rows and 10 % of the hosts'; families covered 0.41 at the
-    nominal 68 % (charge label) with one table, 0.69 with the bins, every parent 0.70 either way).
+    which are where the left-out prototype families lie (Ti, folds by parent: 44 % of the spectra in
+    the domain's top third of the scale were the families', 1 % of its lowest third; with folds by
+    type the families were covered 0.41 at the nominal 68 % (charge label) with one table, 0.69
+    with the bins, every parent 0.70 either way).
     A bin of fewer than :data:`MIN_STRATUM` rows, or whose 68 % quantile is 0 (an integer label the
     trees all predicted exactly: an interval of no width), is merged with its neighbour; a band of
     fewer than 20 rows takes all rows, as :func:`band_quantiles`."""
@@ -804,8 +805,7 @@ def fit_calibration(y: dict[str, np.ndarray], pred: dict[str, np.ndarray], cn_pr
                     full: np.ndarray, domain: DomainModel, method: dict[str, Any],
                     groups: np.ndarray | None = None, cn_map: str = "single",
                     folds: np.ndarray | None = None, types: np.ndarray | None = None,
-                    spread: dict[str, np.ndarray] | None = None, flagged: np.ndarray | None = None,
-                    scale_bins: bool = True) -> Calibration:
+                    spread: dict[str, np.ndarray] | None = None, flagged: np.ndarray | None = None) -> Calibration:
     """Calibrate from out-of-group predictions.
 
     ``y``/``pred``: per regression property, labels and predictions of held-out rows (full spectra
@@ -825,8 +825,8 @@ def fit_calibration(y: dict[str, np.ndarray], pred: dict[str, np.ndarray], cn_pr
     ``types``): the quantiles are then fitted on each side of the flag (Mondrian), for a new parent
     on the rows in the domain (``quantiles_in_domain``) and for a new parent or a new type on the
     flagged rows (``quantiles``); a side of fewer than :data:`MIN_STRATUM` rows takes every row.
-    With ``scale_bins`` the in-domain side's quantiles are also fitted per bin of the interval scale
-    (``scale_bins``: :func:`scale_bin_quantiles`), which the intervals in the domain then use.
+    The in-domain side's quantiles are then also fitted per bin of the interval scale
+    (``scale_bins``: :func:`scale_bin_quantiles`), which the intervals in the domain use.
     ``folds``: the calibration fold of each row; given, the CN map is kept only where it lowers the
     ECE on folds it was not fitted on (:func:`map_ece_across_folds`, recorded in the method), else
     the forests' own probability is reported.
@@ -849,8 +849,7 @@ def fit_calibration(y: dict[str, np.ndarray], pred: dict[str, np.ndarray], cn_pr
         side = {k: np.where(sel, scores, np.nan) if (ok & sel).sum() >= MIN_STRATUM else scores
                 for k, sel in (("in", ~out), ("out", out))}
         cal.quantiles_in_domain[prop] = band_quantiles(side["in"], band, groups)
-        if scale_bins:
-            cal.scale_bins[prop] = scale_bin_quantiles(side["in"], sigma, band, groups)
+        cal.scale_bins[prop] = scale_bin_quantiles(side["in"], sigma, band, groups)
         cal.quantiles[prop] = band_quantiles(side["out"], band, groups, types)
     if cn_proba is not None and "coordination_number" in y:
         yc = y["coordination_number"]
