@@ -294,7 +294,7 @@ def scale_bin_quantiles(scores: np.ndarray, sigma: np.ndarray, band: np.ndarray,
         s, sg, g = scores[sel], np.asarray(sigma, float)[sel], groups[sel]
         edges = list(np.unique(np.quantile(sg, np.linspace(0, 1, n_bins + 1)[1:-1]))) if len(s) else []
         while True:
-            idx = np.searchsorted(np.asarray(edges, float), sg, side="right")
+            idx = scale_bin_index(edges, sg)
             qs = [[group_conformal_quantile(s[idx == k], g[idx == k], L) for L in LEVELS]
                   for k in range(len(edges) + 1)]
             bad = [k for k in range(len(edges) + 1) if (idx == k).sum() < MIN_STRATUM or not qs[k][0] > 0]
