@@ -54,7 +54,14 @@ from xanes_agent.models.calibration import (
     confidence_ece,
     expected_calibration_error,
 )
-from xanes_agent.models.evaluation import CN_CLASSES, group_folds, group_weights, joint_group_folds, on_cn_classes
+from xanes_agent.models.evaluation import (
+    CN_CLASSES,
+    group_folds,
+    group_mean_se,
+    group_weights,
+    joint_group_folds,
+    on_cn_classes,
+)
 from xanes_agent.models.features import spectra_to_grid
 from xanes_agent.models.training import TrainConfig, assign_splits, live_config, train_element, with_low_windows
 
@@ -127,9 +134,12 @@ def summary(c: Collector, in_family_mae: float | None) -> dict:
             inside = (p["y"] >= lo) & (p["y"] <= hi)
             out[f"{name}_cov{int(level * 100)}"] = float(np.mean(inside[ok]))
             out[f"{name}_cov{int(level * 100)}_full"] = float(np.mean(inside[ok & p["full"]]))
-            out[f"{name}_cov{int(level * 100)}_per_parent"] = float(np.average(inside[ok], weights=w))
+            # with their standard errors over parents (families): how far a miss is from noise
+            key = f"{name}_cov{int(level * 100)}"
+            out[f"{key}_per_parent"], out[f"{key}_per_parent_se"] = group_mean_se(inside[ok], p["group"][ok])
             if fam.any():
-                out[f"{name}_cov{int(level * 100)}_families"] = float(np.average(inside[ok][fam], weights=w[fam]))
+                out[f"{key}_families"], out[f"{key}_families_se"] = group_mean_se(inside[ok][fam], p["group"][ok][fam])
+                out[f"{key}_families_n"] = int(len(np.unique(p["group"][ok][fam])))
             # spectra in the domain and flagged ones (each parent weighing 1 within): their intervals
             # come from different quantiles (bundle format 12), each must hold where it is used
             for tag, sel in (("in_domain", p["in_domain"][ok]), ("flagged", ~p["in_domain"][ok])):
@@ -423,6 +433,11 @@ def _print(name: str, s: dict, seconds: float) -> None:
           f"{g('mean_nn_distance_cov68_flagged')} / {g('mean_nn_distance_cov90_flagged')}; charge cov68/90 "
           f"{g('charge_cov68_in_domain')} / {g('charge_cov90_in_domain')}, "
           f"{g('charge_cov68_flagged')} / {g('charge_cov90_flagged')} |", flush=True)
+    d, c = "mean_nn_distance_cov68", "charge_cov68"
+    print(f"|   {name}, 68 % coverage +- its standard error over groups: per parent d {g(d + '_per_parent')} +- "
+          f"{g(d + '_per_parent_se')}, charge {g(c + '_per_parent')} +- {g(c + '_per_parent_se')}; families "
+          f"alone (n={s.get(d + '_families_n', 0)}) d {g(d + '_families')} +- {g(d + '_families_se')}, charge "
+          f"{g(c + '_families')} +- {g(c + '_families_se')} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import pytest
 from xanes_agent.models.evaluation import (
     EvalConfig,
     group_folds,
+    group_mean_se,
     group_weights,
     out_of_group_predictions,
     summarize,
@@ -127,3 +128,22 @@ def test_excluded_rows_stay_out_of_their_fold_only():
     elsewhere = out_of_group_predictions(F, y, folds, cfg, excluded={1: like})
     np.testing.assert_allclose(kept_out["mean_nn_distance"][60:64], 1.9, atol=0.02)  # fold 0 never saw them
     np.testing.assert_allclose(elsewhere["mean_nn_distance"][60:64], 2.3, atol=0.02)
+
+
+def test_group_mean_se_weighs_each_group_once_and_errs_by_the_number_of_groups():
+    """The per-parent mean equals the parent-weighted average; its standard error is the spread of
+    the groups' own means over sqrt(groups): many rows of one parent do not shrink it."""
+    rng = np.random.default_rng(3)
+    groups = np.repeat([f"p{i}" for i in range(10)], rng.integers(1, 30, 10))
+    hit = rng.random(len(groups)) < 0.7
+    mean, se = group_mean_se(hit, groups)
+    np.testing.assert_allclose(mean, np.average(hit, weights=group_weights(groups)))
+    means = np.array([hit[groups == g].mean() for g in np.unique(groups)])
+    np.testing.assert_allclose(se, means.std(ddof=1) / np.sqrt(10))
+    # every row copied 50 times: the same groups, the same error (rows are not independent draws)
+    assert group_mean_se(np.repeat(hit, 50), np.repeat(groups, 50)) == pytest.approx((mean, se))
+    # ten times the groups, each as spread: about a third of the error
+    many = np.concatenate([np.char.add(groups, f"-{k}") for k in range(10)])
+    _, se_many = group_mean_se(np.tile(hit, 10), many)
+    assert se_many < se / 2
+    assert np.isnan(group_mean_se(np.ones(4), np.array(["a"] * 4))[1])

@@ -98,6 +98,21 @@ def group_weights(groups: np.ndarray) -> np.ndarray:
     return 1.0 / counts[inverse]
 
 
+def group_mean_se(values: np.ndarray, groups: np.ndarray) -> tuple[float, float]:
+    """The mean of ``values`` with every group weighing 1 (as :func:`group_weights`) and its
+    standard error over groups: the standard deviation of the groups' own means over the square
+    root of their number (NaN for one group).
+
+    Why: a held-out parent's rows (whole and masked copies of its sites) rise and fall together,
+    so the sampling error of a per-parent coverage is set by the number of parents, not of rows; a
+    coverage of 0.62 over 15 left-out families (standard error ~0.06) is not shown to miss 0.68."""
+    values = np.asarray(values, float)
+    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    means = np.bincount(inverse, weights=values) / np.bincount(inverse)
+    se = float(np.std(means, ddof=1) / np.sqrt(len(means))) if len(means) > 1 else float("nan")
+    return float(means.mean()), se
+
+
 def fit_predict(F_train: np.ndarray, y_train: dict[str, np.ndarray], F_test: np.ndarray,
                 cfg: EvalConfig = EvalConfig(), groups_train: np.ndarray | None = None,
                 spectra: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
