@@ -126,8 +126,7 @@ def summary(c: Collector, in_family_mae: float | None) -> dict:
             continue
         err = np.abs(p["y"] - p["prediction"])
         # for a new structure: each held-out parent weighs 1 (a family of 40 strained copies
-        # counts once, like a host structure with one site)
-        w = group_weights(p["group"][ok])
+        # counts once, like a host structure with one site: group_mean_se)
         fam = np.char.startswith(p["group"][ok], "family:")  # the prototype families alone
         for level, key in ((0.68, "interval68"), (0.9, "interval90")):
             lo, hi = p[key][:, 0], p[key][:, 1]
@@ -135,11 +134,12 @@ def summary(c: Collector, in_family_mae: float | None) -> dict:
             out[f"{name}_cov{int(level * 100)}"] = float(np.mean(inside[ok]))
             out[f"{name}_cov{int(level * 100)}_full"] = float(np.mean(inside[ok & p["full"]]))
             # with their standard errors over parents (families): how far a miss is from noise
-            key = f"{name}_cov{int(level * 100)}"
-            out[f"{key}_per_parent"], out[f"{key}_per_parent_se"] = group_mean_se(inside[ok], p["group"][ok])
+            stem = f"{name}_cov{int(level * 100)}"
+            out[f"{stem}_per_parent"], out[f"{stem}_per_parent_se"] = group_mean_se(inside[ok], p["group"][ok])
             if fam.any():
-                out[f"{key}_families"], out[f"{key}_families_se"] = group_mean_se(inside[ok][fam], p["group"][ok][fam])
-                out[f"{key}_families_n"] = int(len(np.unique(p["group"][ok][fam])))
+                out[f"{stem}_families"], out[f"{stem}_families_se"] = group_mean_se(inside[ok][fam],
+                                                                                    p["group"][ok][fam])
+                out[f"{stem}_families_n"] = int(len(np.unique(p["group"][ok][fam])))
             # spectra in the domain and flagged ones (each parent weighing 1 within): their intervals
             # come from different quantiles (bundle format 12), each must hold where it is used
             for tag, sel in (("in_domain", p["in_domain"][ok]), ("flagged", ~p["in_domain"][ok])):
