@@ -131,10 +131,10 @@ def summary(c: Collector, in_family_mae: float | None) -> dict:
         for level, key in ((0.68, "interval68"), (0.9, "interval90")):
             lo, hi = p[key][:, 0], p[key][:, 1]
             inside = (p["y"] >= lo) & (p["y"] <= hi)
-            out[f"{name}_cov{int(level * 100)}"] = float(np.mean(inside[ok]))
-            out[f"{name}_cov{int(level * 100)}_full"] = float(np.mean(inside[ok & p["full"]]))
-            # with their standard errors over parents (families): how far a miss is from noise
             stem = f"{name}_cov{int(level * 100)}"
+            out[stem] = float(np.mean(inside[ok]))
+            out[f"{stem}_full"] = float(np.mean(inside[ok & p["full"]]))
+            # with their standard errors over parents (families): how far a miss is from noise
             out[f"{stem}_per_parent"], out[f"{stem}_per_parent_se"] = group_mean_se(inside[ok], p["group"][ok])
             if fam.any():
                 out[f"{stem}_families"], out[f"{stem}_families_se"] = group_mean_se(inside[ok][fam],
@@ -144,7 +144,7 @@ def summary(c: Collector, in_family_mae: float | None) -> dict:
             # come from different quantiles (bundle format 12), each must hold where it is used
             for tag, sel in (("in_domain", p["in_domain"][ok]), ("flagged", ~p["in_domain"][ok])):
                 if sel.any():
-                    out[f"{name}_cov{int(level * 100)}_{tag}"] = float(
+                    out[f"{stem}_{tag}"] = float(
                         np.average(inside[ok][sel], weights=group_weights(p["group"][ok][sel])))
         out[f"{name}_mae_full"] = float(np.mean(err[ok & p["full"]]))
         out[f"{name}_halfwidth68_full"] = float(np.median(p["std"][ok & p["full"]]))
